@@ -1,0 +1,106 @@
+package samtemplate
+
+import (
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+func repoTemplate(t *testing.T) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "template.yaml")
+}
+
+func TestParseRepoTemplate(t *testing.T) {
+	t.Parallel()
+	tpl, err := ReadFile(repoTemplate(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("GlobalsApplied", func(t *testing.T) {
+		for _, id := range tpl.FunctionIDs() {
+			f := tpl.Functions[id]
+			if f.Runtime != "provided.al2023" || len(f.Architectures) != 1 || f.Architectures[0] != "arm64" {
+				t.Errorf("%s: runtime %q arch %v, want provided.al2023 arm64 from Globals", id, f.Runtime, f.Architectures)
+			}
+			if _, ok := f.Environment.Variables["GRANTS_TABLE"]; !ok {
+				t.Errorf("%s: GRANTS_TABLE from Globals missing", id)
+			}
+		}
+		if got := tpl.Functions["SendFunction"].Timeout.Literal; got != "60" {
+			t.Errorf("SendFunction timeout %q: the function's own value must win over Globals", got)
+		}
+		if _, ok := tpl.Functions["SendFunction"].Environment.Variables["SEND_QUEUE_URL"]; !ok {
+			t.Error("SendFunction lost its own variables when Globals merged")
+		}
+	})
+	t.Run("StreamFilterAndScaling", func(t *testing.T) {
+		ev := tpl.Functions["ExpireFunction"].Events["Removals"].DynamoDB
+		if ev == nil || ev.FilterCriteria == nil || len(ev.FilterCriteria.Filters) != 1 ||
+			!strings.Contains(ev.FilterCriteria.Filters[0].Pattern, "REMOVE") {
+			t.Fatalf("expire stream filter not read: %+v", ev)
+		}
+		sqs := tpl.Functions["SendFunction"].Events["Batches"].SQS
+		if sqs == nil || sqs.ScalingConfig == nil || sqs.ScalingConfig.MaximumConcurrency.Ref != "SendMaxConcurrency" {
+			t.Fatalf("send scaling config not read: %+v", sqs)
+		}
+		if !sqs.ReportsBatchItemFailures() {
+			t.Error("send must report batch item failures")
+		}
+	})
+	t.Run("Redrive", func(t *testing.T) {
+		q := tpl.Queues["SendQueue"]
+		if q.RedrivePolicy == nil || q.RedrivePolicy.DeadLetterTargetArn.GetAtt != [2]string{"SendDeadLetterQueue", "Arn"} {
+			t.Fatalf("redrive policy not read: %+v", q.RedrivePolicy)
+		}
+	})
+}
+
+func TestParseRefuses(t *testing.T) {
+	t.Parallel()
+	const head = "Parameters:\n  P:\n    Type: String\n    Default: x\nResources:\n"
+	tests := []struct {
+		name, body, want string
+	}{
+		{"ErrDanglingRef", "  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      RedrivePolicy:\n        deadLetterTargetArn: !GetAtt Missing.Arn\n        maxReceiveCount: 3\n", "no resource Missing"},
+		{"ErrBadAttribute", "  D:\n    Type: AWS::SQS::Queue\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      RedrivePolicy:\n        deadLetterTargetArn: !GetAtt D.StreamArn\n        maxReceiveCount: 3\n", "has no attribute StreamArn"},
+		{"ErrDanglingSub", "  T:\n    Type: AWS::SNS::Topic\n    Properties:\n      DisplayName: !Sub \"${Nope}-x\"\n", "Ref Nope"},
+		{"ErrUnknownProperty", "  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      FifoQueue: true\n", "FifoQueue"},
+		{"ErrUnsupportedIntrinsic", "  T:\n    Type: AWS::SNS::Topic\n    Properties:\n      DisplayName: !If [c, a, b]\n", "!If"},
+		{"ErrLongFormIntrinsic", "  T:\n    Type: AWS::SNS::Topic\n    Properties:\n      DisplayName:\n        Fn::Join: [\"-\", [a, b]]\n", "Fn::Join"},
+		{"ErrIntrinsicInTable", "  T:\n    Type: AWS::DynamoDB::Table\n    Properties:\n      TableName: !Ref P\n", "not supported here"},
+		{"ErrUnknownType", "  B:\n    Type: AWS::S3::Bucket\n", "AWS::S3::Bucket"},
+		{"ErrUnknownEvent", "  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      Events:\n        E:\n          Type: S3\n          Properties:\n            Bucket: b\n", "event type S3"},
+		{"ErrSQSEventField", "  Q:\n    Type: AWS::SQS::Queue\n  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      Events:\n        E:\n          Type: SQS\n          Properties:\n            Queue: !GetAtt Q.Arn\n            ScalingConfig:\n              MaxConcurrency: 3\n", "MaxConcurrency"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse([]byte(head + tc.body))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Parse error = %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+type fakeResolver map[string]string
+
+func (f fakeResolver) Ref(n string) (string, error) { return f[n], nil }
+func (f fakeResolver) GetAtt(r, a string) (string, error) {
+	return f[r+"."+a], nil
+}
+
+func TestResolveSub(t *testing.T) {
+	t.Parallel()
+	v := Value{Sub: "${T.Arn}/index/* in ${AWS::Region} ${!Literal}", kind: subValue}
+	got, err := v.Resolve(fakeResolver{"T.Arn": "arn:t", "AWS::Region": "us-east-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "arn:t/index/* in us-east-1 ${Literal}"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
