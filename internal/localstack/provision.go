@@ -105,13 +105,25 @@ func (r *Resources) createTable(ctx context.Context, db *dynamodb.Client, t *sam
 			StreamViewType: ddbtypes.StreamViewType(s.StreamViewType),
 		}
 	}
+	var desc *ddbtypes.TableDescription
 	out, err := db.CreateTable(ctx, in)
-	if err != nil {
+	var inUse *ddbtypes.ResourceInUseException
+	switch {
+	case errors.As(err, &inUse):
+		// Kept from an earlier run (make run keeps its data): reuse it as it is.
+		d, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(name)})
+		if err != nil {
+			return fmt.Errorf("localstack: describe table %s: %w", name, err)
+		}
+		desc = d.Table
+	case err != nil:
 		return fmt.Errorf("localstack: create table %s: %w", name, err)
+	default:
+		desc = out.TableDescription
 	}
 	r.Tables[t.LogicalID] = name
-	if out.TableDescription.LatestStreamArn != nil {
-		r.StreamARNs[t.LogicalID] = *out.TableDescription.LatestStreamArn
+	if desc.LatestStreamArn != nil {
+		r.StreamARNs[t.LogicalID] = *desc.LatestStreamArn
 	}
 	if ttl := t.TimeToLiveSpecification; ttl != nil {
 		_, err := db.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{

@@ -23,6 +23,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 )
 
+// Environment variables through which a parent process (make test, via
+// cmd/localstack exec) hands its running stack to every test binary.
+const (
+	EnvDynamoDB = "MINIPUSH_DYNAMODB_ENDPOINT"
+	EnvSQS      = "MINIPUSH_SQS_ENDPOINT"
+)
+
+// LocalSecretArn is the value the local stack gives the WeChatSecretArn parameter; the
+// local runner serves the secret's content itself.
+const LocalSecretArn = "local:WeChatSecret"
+
 // Region is the region every local client uses; the stand-ins ignore it but the SDK
 // needs one.
 const Region = "us-east-1"
@@ -250,4 +261,13 @@ func (e Endpoints) NewClients() Clients {
 		Streams:  dynamodbstreams.NewFromConfig(cfg, func(o *dynamodbstreams.Options) { o.BaseEndpoint = aws.String(e.DynamoDB) }),
 		SQS:      sqs.NewFromConfig(cfg, func(o *sqs.Options) { o.BaseEndpoint = aws.String(e.SQS) }),
 	}
+}
+
+// PIDs returns the process ids of the stack's children.
+func (s *Stack) PIDs() []int {
+	out := make([]int, 0, len(s.procs))
+	for _, p := range s.procs {
+		out = append(out, p.cmd.Process.Pid)
+	}
+	return out
 }

@@ -19,16 +19,6 @@ import (
 	"minipush/internal/samtemplate"
 )
 
-// Environment variables through which a parent process (make test, via
-// cmd/localstack exec) hands its running stack to every test binary.
-const (
-	EnvDynamoDB = "MINIPUSH_DYNAMODB_ENDPOINT"
-	EnvSQS      = "MINIPUSH_SQS_ENDPOINT"
-)
-
-// LocalSecretArn is the value the local stack gives the WeChatSecretArn parameter.
-const LocalSecretArn = "local:WeChatSecret"
-
 var (
 	once      sync.Once
 	endpoints localstack.Endpoints
@@ -60,7 +50,7 @@ func Main(m *testing.M) {
 func Endpoints(tb testing.TB) localstack.Endpoints {
 	tb.Helper()
 	once.Do(func() {
-		d, s := os.Getenv(EnvDynamoDB), os.Getenv(EnvSQS)
+		d, s := os.Getenv(localstack.EnvDynamoDB), os.Getenv(localstack.EnvSQS)
 		if d != "" && s != "" {
 			endpoints = localstack.Endpoints{DynamoDB: d, SQS: s}
 			return
@@ -105,7 +95,7 @@ func New(tb testing.TB) *Env {
 	clients := ep.NewClients()
 	prefix := "t" + randomHex(6) + "-"
 	ctx := context.Background()
-	res, err := localstack.Provision(ctx, clients, t, prefix, map[string]string{"WeChatSecretArn": LocalSecretArn})
+	res, err := localstack.Provision(ctx, clients, t, prefix, map[string]string{"WeChatSecretArn": localstack.LocalSecretArn})
 	if res != nil {
 		tb.Cleanup(func() {
 			if err := res.Teardown(context.Background(), clients); err != nil {

@@ -1,0 +1,18 @@
+// Package admin is the operator API: campaigns, audiences, user attributes, progress.
+package admin
+
+import (
+	"context"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"minipush/internal/httpapi"
+)
+
+// Handler serves the admin routes.
+type Handler struct{}
+
+// Handle answers one HTTP API request (payload format 2.0).
+func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+	return httpapi.NotImplemented(req.RouteKey), nil
+}

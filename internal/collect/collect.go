@@ -1,0 +1,19 @@
+// Package collect is the mini-program's side of the API: sessions, grant uploads and
+// WeChat's message push.
+package collect
+
+import (
+	"context"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"minipush/internal/httpapi"
+)
+
+// Handler serves the collect routes.
+type Handler struct{}
+
+// Handle answers one HTTP API request (payload format 2.0).
+func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+	return httpapi.NotImplemented(req.RouteKey), nil
+}

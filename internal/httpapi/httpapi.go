@@ -1,0 +1,126 @@
+// Package httpapi is the HTTP edge shared by the collect and admin functions: it maps
+// domain errors to statuses once, writes JSON answers, and reads JSON bodies with limits.
+package httpapi
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"minipush"
+)
+
+// statuses maps each error code to its HTTP status.
+var statuses = map[string]int{
+	minipush.EMALFORMED:    http.StatusBadRequest,
+	minipush.EUNAUTHORIZED: http.StatusUnauthorized,
+	minipush.ENOTFOUND:     http.StatusNotFound,
+	minipush.ECONFLICT:     http.StatusConflict,
+	minipush.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	minipush.EINVALID:      http.StatusUnprocessableEntity,
+	minipush.ERATELIMIT:    http.StatusTooManyRequests,
+	minipush.EINTERNAL:     http.StatusInternalServerError,
+	minipush.ENOTIMPL:      http.StatusNotImplemented,
+	minipush.EUPSTREAM:     http.StatusBadGateway,
+	minipush.EUNAVAILABLE:  http.StatusServiceUnavailable,
+}
+
+// Status returns the HTTP status for err.
+func Status(err error) int {
+	if s, ok := statuses[minipush.ErrorCode(err)]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// ErrorBody is the JSON shape of every error answer.
+type ErrorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Error answers err as {code, message}. Only an *minipush.Error's message reaches the
+// caller; anything else becomes "internal error", so causes and secrets never leak.
+func Error(err error) events.APIGatewayV2HTTPResponse {
+	return JSON(Status(err), ErrorBody{Code: minipush.ErrorCode(err), Message: minipush.ErrorMessage(err)})
+}
+
+// JSON answers v with the given status.
+func JSON(status int, v any) events.APIGatewayV2HTTPResponse {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"code":"internal","message":"internal error"}`)
+	}
+	return events.APIGatewayV2HTTPResponse{
+		StatusCode: status,
+		Headers:    map[string]string{"Content-Type": "application/json", "Cache-Control": "no-store"},
+		Body:       string(b),
+	}
+}
+
+// Body returns the raw request body, decoding API Gateway's base64 form.
+func Body(req events.APIGatewayV2HTTPRequest, limit int) ([]byte, error) {
+	b := []byte(req.Body)
+	if req.IsBase64Encoded {
+		d, err := base64.StdEncoding.DecodeString(req.Body)
+		if err != nil {
+			return nil, minipush.Errorf(minipush.EMALFORMED, "body is not valid base64")
+		}
+		b = d
+	}
+	if len(b) > limit {
+		return nil, minipush.Errorf(minipush.ETOOLARGE, "body is %d bytes, over the %d byte limit", len(b), limit)
+	}
+	return b, nil
+}
+
+// DecodeJSON reads a JSON body of at most limit bytes into v, refusing unknown fields
+// and trailing data so a typo in a field name is an error, not a silently ignored value.
+func DecodeJSON(req events.APIGatewayV2HTTPRequest, limit int, v any) error {
+	b, err := Body(req, limit)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return minipush.Errorf(minipush.EMALFORMED, "empty body, expected JSON")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return minipush.Errorf(minipush.EMALFORMED, "invalid JSON: %s", jsonProblem(err))
+	}
+	if dec.More() {
+		return minipush.Errorf(minipush.EMALFORMED, "invalid JSON: trailing data after the object")
+	}
+	return nil
+}
+
+func jsonProblem(err error) string {
+	// The decoder's messages name fields and types without echoing values, which keeps
+	// them safe to return.
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// Header returns a request header by case-insensitive name (API Gateway lower-cases
+// them, the local runner and tests may not).
+func Header(req events.APIGatewayV2HTTPRequest, name string) string {
+	if v, ok := req.Headers[strings.ToLower(name)]; ok {
+		return v
+	}
+	for k, v := range req.Headers {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return ""
+}
+
+// NotImplemented is the answer of a route whose issue has not landed yet.
+func NotImplemented(what string) events.APIGatewayV2HTTPResponse {
+	return Error(minipush.Errorf(minipush.ENOTIMPL, "%s is not implemented yet", what))
+}
