@@ -617,7 +617,9 @@ func (t *Template) FunctionIDs() []string {
 	return ids
 }
 
-func isCustomTag(tag string) bool { return strings.HasPrefix(tag, "!") && !strings.HasPrefix(tag, "!!") }
+func isCustomTag(tag string) bool {
+	return strings.HasPrefix(tag, "!") && !strings.HasPrefix(tag, "!!")
+}
 
 func isIntrinsicMap(n *yaml.Node) bool {
 	return n.Kind == yaml.MappingNode && len(n.Content) == 2 &&
