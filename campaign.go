@@ -1,0 +1,156 @@
+package minipush
+
+import (
+	"strconv"
+	"time"
+)
+
+// MessageKind says which WeChat API a campaign sends through.
+type MessageKind string
+
+// Message kinds.
+const (
+	MessageSubscribe MessageKind = "subscribe" // cgi-bin/message/subscribe/send, spends subscribe grants of its template
+	MessageTemplate  MessageKind = "template"  // cgi-bin/message/wxopen/template/send, spends form or prepay grants
+)
+
+// Channel is the grant channel a message of this kind spends (see GrantChannel).
+func (m Message) Channel() string {
+	if m.Kind == MessageSubscribe {
+		return GrantChannel(GrantSubscribe, m.TemplateID)
+	}
+	return GrantChannel(GrantForm, "")
+}
+
+// Message is what a campaign sends to every recipient.
+type Message struct {
+	Kind             MessageKind          `json:"kind"`
+	TemplateID       string               `json:"templateId"`
+	Page             string               `json:"page,omitempty"`
+	Data             map[string]DataValue `json:"data"`
+	EmphasisKeyword  string               `json:"emphasisKeyword,omitempty"`  // template messages only
+	MiniprogramState string               `json:"miniprogramState,omitempty"` // subscribe only: developer|trial|formal
+	Lang             string               `json:"lang,omitempty"`             // subscribe only
+}
+
+// DataValue is one data field of a message. Color is for template messages only.
+type DataValue struct {
+	Value string `json:"value"`
+	Color string `json:"color,omitempty"`
+}
+
+// AudienceKind says how a campaign's recipients are chosen.
+type AudienceKind string
+
+// Audience kinds.
+const (
+	AudienceList      AudienceKind = "list"      // explicit openids uploaded in pages
+	AudienceSegment   AudienceKind = "segment"   // users whose attributes match a filter
+	AudienceReachable AudienceKind = "reachable" // every user holding a valid grant for the message
+)
+
+// Audience selects recipients.
+type Audience struct {
+	Kind    AudienceKind `json:"kind"`
+	Segment *Segment     `json:"segment,omitempty"`
+}
+
+// Segment filters users by attributes; empty fields match everyone, Tags match users
+// holding all of them.
+type Segment struct {
+	Regions    []string `json:"regions,omitempty"`
+	Industries []string `json:"industries,omitempty"`
+	Tags       []string `json:"tags,omitempty"`
+}
+
+// Schedule says when a campaign runs: once At a time, or on a Cron in a TimeZone.
+type Schedule struct {
+	At       time.Time `json:"at,omitzero"`
+	Cron     string    `json:"cron,omitempty"`
+	TimeZone string    `json:"timeZone,omitempty"`
+}
+
+// Policy limits what a campaign may do to a user.
+type Policy struct {
+	SkipOptedOut bool `json:"skipOptedOut"` // on by default: opted-out users are skipped
+	OnePerDay    bool `json:"onePerDay"`    // at most one push per user per day across campaigns
+	RetryBudget  int  `json:"retryBudget"`  // transient retries per recipient before giving up
+}
+
+// CampaignStatus is where a campaign is in its life.
+type CampaignStatus string
+
+// Campaign statuses.
+const (
+	StatusDraft     CampaignStatus = "draft"
+	StatusScheduled CampaignStatus = "scheduled"
+	StatusPlanning  CampaignStatus = "planning"
+	StatusSending   CampaignStatus = "sending"
+	StatusDone      CampaignStatus = "done"
+	StatusCancelled CampaignStatus = "cancelled"
+	StatusPaused    CampaignStatus = "paused"
+)
+
+// Campaign is a message, an audience, a schedule and a policy, sent in runs.
+type Campaign struct {
+	ID        string         `json:"id"`
+	AppID     string         `json:"appId"`
+	Name      string         `json:"name"`
+	Message   Message        `json:"message"`
+	Audience  Audience       `json:"audience"`
+	Schedule  Schedule       `json:"schedule"`
+	Policy    Policy         `json:"policy"`
+	Status    CampaignStatus `json:"status"`
+	CreatedAt time.Time      `json:"createdAt"`
+	UpdatedAt time.Time      `json:"updatedAt"`
+	NextRunAt time.Time      `json:"nextRunAt,omitzero"` // when the planner should start the next run
+	RunSeq    int            `json:"runSeq"`             // runs started so far; the next run's id is derived from it
+}
+
+// Outcome is the final state of one recipient in one run.
+type Outcome string
+
+// Outcomes. Every planned recipient ends in exactly one of them.
+const (
+	OutcomeSent    Outcome = "sent"
+	OutcomeFailed  Outcome = "failed"   // with errcode and reason
+	OutcomeNoGrant Outcome = "no_grant" // the user held no spendable grant for the message
+	OutcomeSkipped Outcome = "skipped"  // by policy: opted out, already pushed today
+	OutcomeUnknown Outcome = "unknown"  // the request left but its answer was lost; never resent
+)
+
+// Counters summarise a run. Failed is broken down by reason.
+type Counters struct {
+	Planned int            `json:"planned"`
+	Sent    int            `json:"sent"`
+	Failed  map[string]int `json:"failed,omitempty"`
+	NoGrant int            `json:"noGrant"`
+	Skipped int            `json:"skipped"`
+	Unknown int            `json:"unknown"`
+}
+
+// Final returns how many recipients reached a final state.
+func (c Counters) Final() int {
+	n := c.Sent + c.NoGrant + c.Skipped + c.Unknown
+	for _, v := range c.Failed {
+		n += v
+	}
+	return n
+}
+
+// RunKey identifies one run of a campaign; deliveries are keyed by it and the openid.
+func RunKey(campaignID string, run int) string {
+	return campaignID + "#" + strconv.Itoa(run)
+}
+
+// Batch is the body of one SQS send message: many recipients of one run. Its ID is
+// deterministic (run and sequence) so a planner that resumes after a crash re-sends the
+// same batch ids, and send treats a recipient already recorded as finished.
+type Batch struct {
+	ID         string   `json:"id"`
+	CampaignID string   `json:"campaignId"`
+	Run        int      `json:"run"`
+	AppID      string   `json:"appId"`
+	OpenIDs    []string `json:"openIds"`
+	Attempt    int      `json:"attempt,omitempty"` // transient re-queues so far
+}
