@@ -1,0 +1,108 @@
+package schedule
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// PastTolerance is how far in the past a one-off At may lie and still be valid.
+// A "send now" campaign is created with At set to the client's now, which is
+// already slightly past when the request arrives; a minute absorbs that and
+// modest clock skew without letting a stale schedule through.
+const PastTolerance = time.Minute
+
+// DefaultTimeZone is the zone used when Schedule.TimeZone is empty.
+const DefaultTimeZone = "UTC"
+
+// Schedule says when a campaign runs: once at At, or on every occurrence of
+// Cron read in TimeZone. Exactly one of At and Cron is set.
+type Schedule struct {
+	At       time.Time // one-off run; the zero value means unset
+	Cron     string    // recurring run, a 5-field expression (see Parse)
+	TimeZone string    // IANA zone name such as "Asia/Shanghai"; empty means UTC
+}
+
+// Location loads s.TimeZone, defaulting to UTC. "Local" is refused: it names
+// whatever zone the machine running the code has (UTC on Lambda), so a
+// campaign's hour would depend on where it is evaluated.
+func (s Schedule) Location() (*time.Location, error) {
+	name := s.TimeZone
+	if name == "" {
+		name = DefaultTimeZone
+	}
+	if name == "Local" {
+		return nil, errors.New(`schedule: time zone "Local" depends on the machine; name a zone such as "Asia/Shanghai"`)
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, fmt.Errorf("schedule: time zone %q: %w", name, err)
+	}
+	return loc, nil
+}
+
+// Validate reports whether s can be stored for a new campaign at now: exactly
+// one of At and Cron is set, the time zone loads, At is no more than
+// PastTolerance before now, and Cron parses and fires at least once after now.
+func (s Schedule) Validate(now time.Time) error {
+	c, loc, err := s.parse()
+	if err != nil {
+		return err
+	}
+	if c == nil {
+		if s.At.Before(now.Add(-PastTolerance)) {
+			return fmt.Errorf("schedule: at %s is in the past (now %s)", s.At.Format(time.RFC3339), now.Format(time.RFC3339))
+		}
+		return nil
+	}
+	_, err = c.Next(now, loc)
+	return err
+}
+
+// Next returns the first run strictly after after. For a one-off schedule that
+// is At while after is before At; once At has been reached, ok is false: there
+// are no more runs. A cron schedule always has a next run unless its expression
+// never fires, which is an error wrapping ErrNeverFires.
+//
+// Next does not apply Validate's past-At check, so a campaign whose run is
+// overdue (the planner was down) still reports it.
+func (s Schedule) Next(after time.Time) (next time.Time, ok bool, err error) {
+	c, loc, err := s.parse()
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	if c == nil {
+		if after.Before(s.At) {
+			return s.At, true, nil
+		}
+		return time.Time{}, false, nil
+	}
+	next, err = c.Next(after, loc)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	return next, true, nil
+}
+
+// parse checks the shape of s and returns its parsed cron (nil for a one-off
+// schedule) and location.
+func (s Schedule) parse() (*Cron, *time.Location, error) {
+	switch {
+	case s.At.IsZero() && s.Cron == "":
+		return nil, nil, errors.New("schedule: neither at nor cron is set")
+	case !s.At.IsZero() && s.Cron != "":
+		return nil, nil, errors.New("schedule: both at and cron are set; want exactly one")
+	}
+	loc, err := s.Location()
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.Cron == "" {
+		return nil, loc, nil
+	}
+	c, err := Parse(s.Cron)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, loc, nil
+}
