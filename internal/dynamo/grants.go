@@ -1,0 +1,370 @@
+package dynamo
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"minipush"
+)
+
+// ExpiryIndex is the grants table's local index on (user, channel#expiry#id).
+const ExpiryIndex = "ByExpiry"
+
+// MaxGrantsPerWrite is the most grants AddGrants takes at once: a DynamoDB transaction
+// holds 100 actions and one is the user's inventory update.
+const MaxGrantsPerWrite = 99
+
+// grantItem is a grant as stored. Times are epoch seconds; expiresAt is the TTL attribute.
+type grantItem struct {
+	PK          string `dynamodbav:"pk"`
+	SK          string `dynamodbav:"sk"`
+	EK          string `dynamodbav:"ek"`
+	AppID       string `dynamodbav:"appId"`
+	OpenID      string `dynamodbav:"openId"`
+	Kind        string `dynamodbav:"kind"`
+	ID          string `dynamodbav:"id"`
+	Value       string `dynamodbav:"value,omitempty"`
+	TemplateID  string `dynamodbav:"tpl,omitempty"`
+	Uses        int    `dynamodbav:"uses"`
+	CollectedAt int64  `dynamodbav:"collectedAt"`
+	ExpiresAt   int64  `dynamodbav:"expiresAt"`
+	LeaseUntil  int64  `dynamodbav:"leaseUntil"`
+	LeaseOwner  string `dynamodbav:"leaseOwner,omitempty"`
+}
+
+func grantSK(id string) string { return "g#" + id }
+
+func toGrantItem(g minipush.Grant) grantItem {
+	return grantItem{
+		PK: minipush.UserKey(g.AppID, g.OpenID), SK: grantSK(g.ID), EK: g.ExpiryKey(),
+		AppID: g.AppID, OpenID: g.OpenID, Kind: string(g.Kind), ID: g.ID, Value: g.Value,
+		TemplateID: g.TemplateID, Uses: g.Uses, CollectedAt: epoch(g.CollectedAt),
+		ExpiresAt: epoch(g.ExpiresAt), LeaseUntil: epoch(g.LeaseUntil), LeaseOwner: g.LeaseOwner,
+	}
+}
+
+func (it grantItem) grant() minipush.Grant {
+	return minipush.Grant{
+		AppID: it.AppID, OpenID: it.OpenID, Kind: minipush.GrantKind(it.Kind), ID: it.ID, Value: it.Value,
+		TemplateID: it.TemplateID, Uses: it.Uses, CollectedAt: fromEpoch(it.CollectedAt),
+		ExpiresAt: fromEpoch(it.ExpiresAt), LeaseUntil: fromEpoch(it.LeaseUntil), LeaseOwner: it.LeaseOwner,
+	}
+}
+
+// UnmarshalGrant decodes a stored grant (a stream image, for example).
+func UnmarshalGrant(av map[string]types.AttributeValue) (minipush.Grant, error) {
+	var it grantItem
+	if err := attributevalue.UnmarshalMap(av, &it); err != nil {
+		return minipush.Grant{}, fmt.Errorf("dynamo: decode grant: %w", err)
+	}
+	return it.grant(), nil
+}
+
+// AddStatus is what happened to one grant given to AddGrants.
+type AddStatus string
+
+// Add statuses.
+const (
+	AddAccepted  AddStatus = "accepted"
+	AddDuplicate AddStatus = "duplicate"       // already stored (a client retry): stored once
+	AddOverLimit AddStatus = "over_user_limit" // the user holds the maximum of live grants
+)
+
+// AddGrants stores a user's new grants and updates the user's inventory, in one
+// transaction per attempt. A grant whose ID is already stored is a duplicate. When the
+// user would hold more than limit live grants, the grants beyond it are refused
+// (AddOverLimit) rather than evicting stored ones: the stored ones expire first and are
+// the ones most worth spending. The transaction is conditioned on the user's inventory
+// version, so concurrent uploads cannot together pass the limit; a lost race re-reads.
+// Results are in the order of grants. All grants must belong to one user.
+func (d *DB) AddGrants(ctx context.Context, appID, openID string, grants []minipush.Grant, limit int) ([]AddStatus, error) {
+	if len(grants) > MaxGrantsPerWrite {
+		return nil, minipush.Errorf(minipush.ETOOLARGE, "at most %d grants per write", MaxGrantsPerWrite)
+	}
+	for _, g := range grants {
+		if g.AppID != appID || g.OpenID != openID {
+			return nil, fmt.Errorf("dynamo: add grants: grant of another user")
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		now := d.Now()
+		inv, err := d.readInventory(ctx, appID, openID, now)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]AddStatus, len(grants))
+		live := inv.live
+		latest := inv.latest
+		seen := make(map[string]bool, len(grants))
+		var actions []types.TransactWriteItem
+		for i, g := range grants {
+			switch {
+			case inv.ids[g.ID] || seen[g.ID]:
+				out[i] = AddDuplicate
+				continue
+			case live >= limit:
+				out[i] = AddOverLimit
+				continue
+			}
+			seen[g.ID] = true
+			out[i] = AddAccepted
+			live++
+			if g.ExpiresAt.After(latest) {
+				latest = g.ExpiresAt
+			}
+			av, err := attributevalue.MarshalMap(toGrantItem(g))
+			if err != nil {
+				return nil, fmt.Errorf("dynamo: encode grant: %w", err)
+			}
+			actions = append(actions, types.TransactWriteItem{Put: &types.Put{
+				TableName: aws.String(d.Tables.Grants), Item: av,
+				ConditionExpression: aws.String("attribute_not_exists(pk)"),
+			}})
+		}
+		if len(actions) == 0 {
+			return out, nil
+		}
+		upd, err := d.inventoryUpdate(appID, openID, inv.version, live, latest, now)
+		if err != nil {
+			return nil, err
+		}
+		actions = append(actions, types.TransactWriteItem{Update: upd})
+		_, err = d.Client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: actions})
+		if err == nil {
+			return out, nil
+		}
+		if !transactionLost(err) || attempt >= optimisticRetries {
+			return nil, fmt.Errorf("dynamo: add grants for %s: %w", appID, err)
+		}
+	}
+}
+
+// inventory is a consistent read of a user's grants at one instant.
+type inventory struct {
+	version int64
+	live    int
+	latest  time.Time
+	ids     map[string]bool // every stored grant, live or not yet deleted by TTL
+	grants  []minipush.Grant
+}
+
+// readInventory reads the user's inventory version and all their grants. Expired grants
+// that TTL has not deleted yet are stored but not live: reads never trust TTL.
+func (d *DB) readInventory(ctx context.Context, appID, openID string, now time.Time) (inventory, error) {
+	key := minipush.UserKey(appID, openID)
+	inv := inventory{ids: map[string]bool{}}
+	u, err := d.Client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(d.Tables.Users), Key: pkKey(key), ConsistentRead: aws.Bool(true),
+		ProjectionExpression: aws.String("grantsVersion"),
+	})
+	if err != nil {
+		return inv, fmt.Errorf("dynamo: read user %s: %w", appID, err)
+	}
+	if v, ok := u.Item["grantsVersion"].(*types.AttributeValueMemberN); ok {
+		inv.version, _ = strconv.ParseInt(v.Value, 10, 64)
+	}
+	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
+		TableName:                 aws.String(d.Tables.Grants),
+		KeyConditionExpression:    aws.String("pk = :pk"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": &types.AttributeValueMemberS{Value: key}},
+		ConsistentRead:            aws.Bool(true),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return inv, fmt.Errorf("dynamo: read grants of %s: %w", appID, err)
+		}
+		var items []grantItem
+		if err := attributevalue.UnmarshalListOfMaps(page.Items, &items); err != nil {
+			return inv, fmt.Errorf("dynamo: decode grants: %w", err)
+		}
+		for _, it := range items {
+			g := it.grant()
+			inv.ids[g.ID] = true
+			if now.Before(g.ExpiresAt) && g.Uses > 0 {
+				inv.live++
+				inv.grants = append(inv.grants, g)
+				if g.ExpiresAt.After(inv.latest) {
+					inv.latest = g.ExpiresAt
+				}
+			}
+		}
+	}
+	return inv, nil
+}
+
+// inventoryUpdate sets a user's inventory if its version is still the one read.
+func (d *DB) inventoryUpdate(appID, openID string, version int64, live int, latest, now time.Time) (*types.Update, error) {
+	cond := expression.AttributeNotExists(expression.Name("grantsVersion"))
+	if version > 0 {
+		cond = expression.Name("grantsVersion").Equal(expression.Value(version))
+	}
+	upd := expression.Set(expression.Name("grantsVersion"), expression.Value(version+1)).
+		Set(expression.Name("liveGrants"), expression.Value(live)).
+		Set(expression.Name("latestExpiry"), expression.Value(epoch(latest))).
+		Set(expression.Name("inventoryAt"), expression.Value(now.Unix())).
+		Set(expression.Name("appId"), expression.Value(appID)).
+		Set(expression.Name("openId"), expression.Value(openID))
+	expr, err := expression.NewBuilder().WithCondition(cond).WithUpdate(upd).Build()
+	if err != nil {
+		return nil, fmt.Errorf("dynamo: inventory expression: %w", err)
+	}
+	return &types.Update{
+		TableName: aws.String(d.Tables.Users), Key: pkKey(minipush.UserKey(appID, openID)),
+		ConditionExpression: expr.Condition(), UpdateExpression: expr.Update(),
+		ExpressionAttributeNames: expr.Names(), ExpressionAttributeValues: expr.Values(),
+	}, nil
+}
+
+// RecomputeInventory recounts a user's live grants and latest expiry from the grants
+// table and stores them on the user. It is idempotent: replaying it changes nothing.
+func (d *DB) RecomputeInventory(ctx context.Context, appID, openID string) (minipush.User, error) {
+	for attempt := 0; ; attempt++ {
+		now := d.Now()
+		inv, err := d.readInventory(ctx, appID, openID, now)
+		if err != nil {
+			return minipush.User{}, err
+		}
+		upd, err := d.inventoryUpdate(appID, openID, inv.version, inv.live, inv.latest, now)
+		if err != nil {
+			return minipush.User{}, err
+		}
+		_, err = d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName: upd.TableName, Key: upd.Key, ConditionExpression: upd.ConditionExpression,
+			UpdateExpression: upd.UpdateExpression, ExpressionAttributeNames: upd.ExpressionAttributeNames,
+			ExpressionAttributeValues: upd.ExpressionAttributeValues,
+		})
+		if err == nil {
+			return minipush.User{AppID: appID, OpenID: openID, LiveGrants: inv.live, LatestExpiry: inv.latest}, nil
+		}
+		if err = conflict(err, "dynamo: recompute inventory of %s", appID); minipush.ErrorCode(err) != minipush.ECONFLICT || attempt >= optimisticRetries {
+			return minipush.User{}, err
+		}
+	}
+}
+
+// LiveGrants returns a user's grants that are spendable at the DB's now (unexpired, with
+// uses left), leased or not, in no particular order.
+func (d *DB) LiveGrants(ctx context.Context, appID, openID string) ([]minipush.Grant, error) {
+	inv, err := d.readInventory(ctx, appID, openID, d.Now())
+	return inv.grants, err
+}
+
+// EarliestGrant returns the user's earliest-expiring grant that can pay for a message on
+// channel at now: unexpired, with uses left and not leased. It is one Query on the
+// expiry index (expired grants sort before the key condition's lower bound, so they are
+// never read), reading further pages only while every grant read is leased.
+// It returns an ENOTFOUND error when the user has no such grant.
+func (d *DB) EarliestGrant(ctx context.Context, appID, openID, channel string) (minipush.Grant, error) {
+	now := d.Now()
+	in := &dynamodb.QueryInput{
+		TableName:              aws.String(d.Tables.Grants),
+		IndexName:              aws.String(ExpiryIndex),
+		KeyConditionExpression: aws.String("pk = :pk AND ek BETWEEN :from AND :to"),
+		// Expiring at or before now is expired: start just past now.
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk":   &types.AttributeValueMemberS{Value: minipush.UserKey(appID, openID)},
+			":from": &types.AttributeValueMemberS{Value: minipush.ExpiryKeyAt(channel, now.Add(time.Second))},
+			":to":   &types.AttributeValueMemberS{Value: channel + "#~"},
+			":now":  &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Unix(), 10)},
+		},
+		FilterExpression: aws.String("uses > :zero AND leaseUntil <= :now"),
+		ConsistentRead:   aws.Bool(true),
+		Limit:            aws.Int32(8),
+	}
+	in.ExpressionAttributeValues[":zero"] = &types.AttributeValueMemberN{Value: "0"}
+	p := dynamodb.NewQueryPaginator(d.Client, in)
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return minipush.Grant{}, fmt.Errorf("dynamo: earliest grant of %s: %w", appID, err)
+		}
+		if len(page.Items) > 0 {
+			var it grantItem
+			if err := attributevalue.UnmarshalMap(page.Items[0], &it); err != nil {
+				return minipush.Grant{}, fmt.Errorf("dynamo: decode grant: %w", err)
+			}
+			return it.grant(), nil
+		}
+	}
+	return minipush.Grant{}, minipush.Errorf(minipush.ENOTFOUND, "no spendable grant")
+}
+
+// DeleteGrantsOfTemplate removes every stored subscribe grant of a user for one template
+// (the user turned the template off), returning how many it removed.
+func (d *DB) DeleteGrantsOfTemplate(ctx context.Context, appID, openID, templateID string) (int, error) {
+	channel := minipush.GrantChannel(minipush.GrantSubscribe, templateID)
+	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
+		TableName:              aws.String(d.Tables.Grants),
+		IndexName:              aws.String(ExpiryIndex),
+		KeyConditionExpression: aws.String("pk = :pk AND begins_with(ek, :ch)"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk": &types.AttributeValueMemberS{Value: minipush.UserKey(appID, openID)},
+			":ch": &types.AttributeValueMemberS{Value: channel + "#"},
+		},
+		ProjectionExpression: aws.String("pk, sk"),
+	})
+	var keys []map[string]types.AttributeValue
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("dynamo: grants of template %s: %w", templateID, err)
+		}
+		keys = append(keys, page.Items...)
+	}
+	if err := d.batchDelete(ctx, d.Tables.Grants, keys); err != nil {
+		return 0, err
+	}
+	return len(keys), nil
+}
+
+// batchDelete deletes keys 25 at a time, retrying unprocessed items with backoff.
+func (d *DB) batchDelete(ctx context.Context, table string, keys []map[string]types.AttributeValue) error {
+	for start := 0; start < len(keys); start += 25 {
+		end := min(start+25, len(keys))
+		reqs := make([]types.WriteRequest, 0, end-start)
+		for _, k := range keys[start:end] {
+			reqs = append(reqs, types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: k}})
+		}
+		if err := d.batchWrite(ctx, table, reqs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// batchWrite runs one BatchWriteItem of at most 25 requests to completion.
+func (d *DB) batchWrite(ctx context.Context, table string, reqs []types.WriteRequest) error {
+	pending := map[string][]types.WriteRequest{table: reqs}
+	for attempt := 0; len(pending[table]) > 0; attempt++ {
+		out, err := d.Client.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: pending})
+		if err != nil {
+			return fmt.Errorf("dynamo: batch write %s: %w", table, err)
+		}
+		pending = out.UnprocessedItems
+		if len(pending[table]) == 0 {
+			return nil
+		}
+		if attempt >= optimisticRetries {
+			return fmt.Errorf("dynamo: batch write %s: %d items still unprocessed", table, len(pending[table]))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(25<<attempt) * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func pkKey(pk string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: pk}}
+}

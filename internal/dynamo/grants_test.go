@@ -1,0 +1,239 @@
+package dynamo_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"minipush"
+	"minipush/internal/config"
+	"minipush/internal/dynamo"
+	"minipush/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// countingAPI counts Query calls so a test can prove an access pattern is one Query.
+type countingAPI struct {
+	dynamo.API
+	queries atomic.Int64
+}
+
+func (c *countingAPI) Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	c.queries.Add(1)
+	return c.API.Query(ctx, in, optFns...)
+}
+
+// clock is a test clock that tests move by hand.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// MustDB returns a DB on a fresh namespace with a controllable clock.
+func MustDB(t *testing.T) (*dynamo.DB, *countingAPI, *clock) {
+	t.Helper()
+	env := testenv.New(t)
+	api := &countingAPI{API: env.DynamoDB}
+	clk := &clock{t: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}
+	db := dynamo.New(api, config.Tables{
+		Grants: env.Table("GrantsTable"), Users: env.Table("UsersTable"), Campaigns: env.Table("CampaignsTable"),
+		Audience: env.Table("AudienceTable"), Deliveries: env.Table("DeliveriesTable"), State: env.Table("StateTable"),
+	})
+	db.Now = clk.Now
+	return db, api, clk
+}
+
+func formGrant(app, openid, value string, collected time.Time) minipush.Grant {
+	return minipush.Grant{
+		AppID: app, OpenID: openid, Kind: minipush.GrantForm, ID: minipush.GrantID(minipush.GrantForm, value),
+		Value: value, Uses: 1, CollectedAt: collected, ExpiresAt: collected.Add(minipush.FormGrantValidity),
+	}
+}
+
+func subscribeGrant(app, openid, tpl, key string, collected time.Time) minipush.Grant {
+	return minipush.Grant{
+		AppID: app, OpenID: openid, Kind: minipush.GrantSubscribe, ID: minipush.GrantID(minipush.GrantSubscribe, tpl, key),
+		TemplateID: tpl, Uses: 1, CollectedAt: collected, ExpiresAt: collected.Add(minipush.DefaultSubscribeRetention),
+	}
+}
+
+func TestAddGrants(t *testing.T) {
+	t.Parallel()
+	db, _, clk := MustDB(t)
+	ctx := t.Context()
+	now := clk.Now()
+	batch := []minipush.Grant{
+		formGrant("wx1", "u1", "f1", now),
+		formGrant("wx1", "u1", "f2", now),
+		formGrant("wx1", "u1", "f1", now), // repeated inside the batch
+	}
+	got, err := db.AddGrants(ctx, "wx1", "u1", batch, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []dynamo.AddStatus{dynamo.AddAccepted, dynamo.AddAccepted, dynamo.AddDuplicate}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("first upload = %v, want %v", got, want)
+	}
+
+	t.Run("RetryStoresOnce", func(t *testing.T) {
+		got, err := db.AddGrants(ctx, "wx1", "u1", batch[:2], 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[0] != dynamo.AddDuplicate || got[1] != dynamo.AddDuplicate {
+			t.Fatalf("re-upload = %v, want duplicates", got)
+		}
+		live, err := db.LiveGrants(ctx, "wx1", "u1")
+		if err != nil || len(live) != 2 {
+			t.Fatalf("live grants = %d (%v), want 2", len(live), err)
+		}
+	})
+
+	t.Run("ErrOverLimit", func(t *testing.T) {
+		got, err := db.AddGrants(ctx, "wx1", "u1", []minipush.Grant{formGrant("wx1", "u1", "f3", now), formGrant("wx1", "u1", "f4", now)}, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[0] != dynamo.AddAccepted || got[1] != dynamo.AddOverLimit {
+			t.Fatalf("upload at the limit = %v, want [accepted over_user_limit]", got)
+		}
+		u, err := db.GetUser(ctx, "wx1", "u1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.LiveGrants != 3 || !u.LatestExpiry.Equal(now.Add(minipush.FormGrantValidity)) {
+			t.Fatalf("inventory = %d live, latest %v", u.LiveGrants, u.LatestExpiry)
+		}
+	})
+
+	t.Run("ExpiryFreesRoom", func(t *testing.T) {
+		clk.Add(minipush.FormGrantValidity + time.Second)
+		got, err := db.AddGrants(ctx, "wx1", "u1", []minipush.Grant{formGrant("wx1", "u1", "f5", clk.Now())}, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[0] != dynamo.AddAccepted {
+			t.Fatalf("upload after expiry = %v, want accepted (expired grants are not live even before TTL deletes them)", got)
+		}
+		u, _ := db.GetUser(ctx, "wx1", "u1")
+		if u.LiveGrants != 1 {
+			t.Fatalf("live grants = %d, want 1", u.LiveGrants)
+		}
+	})
+}
+
+// TestAddGrantsConcurrentLimit races uploads of one user: together they must not pass
+// the limit, and every accepted grant must be stored.
+func TestAddGrantsConcurrentLimit(t *testing.T) {
+	t.Parallel()
+	db, _, clk := MustDB(t)
+	ctx := t.Context()
+	const limit, workers, each = 10, 8, 3
+	var accepted atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var gs []minipush.Grant
+			for i := range each {
+				gs = append(gs, formGrant("wx1", "racer", fmt.Sprintf("w%d-%d", w, i), clk.Now()))
+			}
+			got, err := db.AddGrants(ctx, "wx1", "racer", gs, limit)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for _, s := range got {
+				if s == dynamo.AddAccepted {
+					accepted.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	live, err := db.LiveGrants(ctx, "wx1", "racer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(live) != limit || accepted.Load() != limit {
+		t.Fatalf("stored %d, answered accepted %d; want both %d", len(live), accepted.Load(), limit)
+	}
+}
+
+// TestEarliestGrantOneQuery shows the access pattern send uses: the earliest-expiring
+// spendable grant for a channel is one Query, skipping expired, leased, used-up and
+// other-channel grants.
+func TestEarliestGrantOneQuery(t *testing.T) {
+	t.Parallel()
+	db, api, clk := MustDB(t)
+	ctx := t.Context()
+	now := clk.Now()
+	early := formGrant("wx1", "u1", "early", now.Add(-2*24*time.Hour))
+	late := formGrant("wx1", "u1", "late", now)
+	expired := formGrant("wx1", "u1", "expired", now.Add(-8*24*time.Hour))
+	sub := subscribeGrant("wx1", "u1", "TPL", "k1", now.Add(-300*24*time.Hour))
+	if _, err := db.AddGrants(ctx, "wx1", "u1", []minipush.Grant{late, early, expired, sub}, 200); err != nil {
+		t.Fatal(err)
+	}
+
+	api.queries.Store(0)
+	g, err := db.EarliestGrant(ctx, "wx1", "u1", minipush.GrantChannel(minipush.GrantForm, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.ID != early.ID {
+		t.Fatalf("earliest template grant = %s, want the one collected earliest", g.Value)
+	}
+	if n := api.queries.Load(); n != 1 {
+		t.Fatalf("%d queries, want 1", n)
+	}
+
+	g, err = db.EarliestGrant(ctx, "wx1", "u1", minipush.GrantChannel(minipush.GrantSubscribe, "TPL"))
+	if err != nil || g.ID != sub.ID {
+		t.Fatalf("subscribe grant = %+v, %v; want the TPL grant", g, err)
+	}
+	if _, err := db.EarliestGrant(ctx, "wx1", "u1", minipush.GrantChannel(minipush.GrantSubscribe, "OTHER")); minipush.ErrorCode(err) != minipush.ENOTFOUND {
+		t.Fatalf("other template: err %v, want ENOTFOUND", err)
+	}
+
+	t.Run("ExpiredNeverReturned", func(t *testing.T) {
+		clk.Add(6 * 24 * time.Hour) // early (collected 2 days ago) now expired; late still valid
+		g, err := db.EarliestGrant(ctx, "wx1", "u1", "t")
+		if err != nil || g.ID != late.ID {
+			t.Fatalf("after 6 days: %+v, %v; want the late grant", g.Value, err)
+		}
+	})
+}
+
+func TestDeleteGrantsOfTemplate(t *testing.T) {
+	t.Parallel()
+	db, _, clk := MustDB(t)
+	ctx := t.Context()
+	now := clk.Now()
+	gs := []minipush.Grant{
+		subscribeGrant("wx1", "u1", "A", "1", now), subscribeGrant("wx1", "u1", "A", "2", now),
+		subscribeGrant("wx1", "u1", "B", "1", now), formGrant("wx1", "u1", "f", now),
+	}
+	if _, err := db.AddGrants(ctx, "wx1", "u1", gs, 200); err != nil {
+		t.Fatal(err)
+	}
+	n, err := db.DeleteGrantsOfTemplate(ctx, "wx1", "u1", "A")
+	if err != nil || n != 2 {
+		t.Fatalf("deleted %d, %v; want 2", n, err)
+	}
+	u, err := db.RecomputeInventory(ctx, "wx1", "u1")
+	if err != nil || u.LiveGrants != 2 {
+		t.Fatalf("inventory after delete = %d, %v; want 2", u.LiveGrants, err)
+	}
+}
