@@ -1,0 +1,189 @@
+package wechat
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// API paths, shared with Classify (40001 means different things on token calls).
+const (
+	pathCode2Session      = "/sns/jscode2session"
+	pathToken             = "/cgi-bin/token"
+	pathStableToken       = "/cgi-bin/stable_token"
+	pathSubscribeSend     = "/cgi-bin/message/subscribe/send"
+	pathTemplateSend      = "/cgi-bin/message/wxopen/template/send"
+	grantClientCredential = "client_credential"
+)
+
+// Session is the result of a login. SessionKey must stay on the server: never send
+// it to the client or log it.
+type Session struct {
+	OpenID     string `json:"openid"`
+	UnionID    string `json:"unionid,omitempty"` // only when the app is bound to an Open Platform account
+	SessionKey string `json:"session_key"`
+}
+
+// LogValue keeps SessionKey out of logs when a Session is logged whole.
+func (s Session) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("openid", s.OpenID), slog.String("unionid", s.UnionID))
+}
+
+// Code2Session exchanges a wx.login js_code for the user's openid and session key.
+// A code is valid for 5 minutes and once; 40029, 40163 and 40226 classify as
+// FailRecipient (the client must log in again), -1 and 45011 as Retry.
+//
+// https://developers.weixin.qq.com/miniprogram/dev/OpenApiDoc/user-login/code2Session.html
+func (c *Client) Code2Session(ctx context.Context, appID, secret, jsCode string) (Session, error) {
+	var s Session
+	err := c.do(ctx, call{
+		method: http.MethodGet,
+		path:   pathCode2Session,
+		query: url.Values{
+			"appid":      {appID},
+			"secret":     {secret},
+			"js_code":    {jsCode},
+			"grant_type": {"authorization_code"},
+		},
+		secrets: []string{secret, jsCode},
+	}, &s)
+	if err != nil {
+		return Session{}, err
+	}
+	if s.OpenID == "" || s.SessionKey == "" {
+		return Session{}, c.malformed(ctx, call{path: pathCode2Session}, http.StatusOK, errors.New("no openid or session_key"))
+	}
+	return s, nil
+}
+
+// Token is an access token and when it stops working. Refresh it well before
+// ExpiresAt (WeChat issues a new stable token in the last 5 minutes).
+type Token struct {
+	AccessToken string
+	ExpiresAt   time.Time
+}
+
+// LogValue keeps the token itself out of logs.
+func (t Token) LogValue() slog.Value {
+	return slog.GroupValue(slog.Time("expires_at", t.ExpiresAt))
+}
+
+type tokenBody struct {
+	AccessToken string `json:"access_token"`
+	ExpiresIn   int64  `json:"expires_in"`
+}
+
+func (c *Client) token(ctx context.Context, cl call) (Token, error) {
+	var tb tokenBody
+	if err := c.do(ctx, cl, &tb); err != nil {
+		return Token{}, err
+	}
+	if tb.AccessToken == "" || tb.ExpiresIn <= 0 {
+		return Token{}, c.malformed(ctx, cl, http.StatusOK, errors.New("no access_token or expires_in"))
+	}
+	return Token{AccessToken: tb.AccessToken, ExpiresAt: c.Now().Add(time.Duration(tb.ExpiresIn) * time.Second)}, nil
+}
+
+// StableToken gets the app's stable access token. In normal mode (force false)
+// repeated calls return the same token while it is valid, so several instances do not
+// invalidate each other; force invalidates the current token and is limited to 20 a
+// day, so use it only for a leaked token. 40001 and 40125 here mean a wrong secret
+// and classify as Abort.
+//
+// https://developers.weixin.qq.com/miniprogram/dev/OpenApiDoc/mp-access-token/getStableAccessToken.html
+func (c *Client) StableToken(ctx context.Context, appID, secret string, force bool) (Token, error) {
+	return c.token(ctx, call{
+		method: http.MethodPost,
+		path:   pathStableToken,
+		body: struct {
+			GrantType    string `json:"grant_type"`
+			AppID        string `json:"appid"`
+			Secret       string `json:"secret"`
+			ForceRefresh bool   `json:"force_refresh"`
+		}{grantClientCredential, appID, secret, force},
+		secrets: []string{secret},
+	})
+}
+
+// Token gets an access token from the legacy endpoint. Every call issues a new token
+// and the previous one dies about 5 minutes later, so only one process per app may
+// call it; prefer StableToken.
+//
+// https://developers.weixin.qq.com/miniprogram/dev/OpenApiDoc/mp-access-token/getAccessToken.html
+func (c *Client) Token(ctx context.Context, appID, secret string) (Token, error) {
+	return c.token(ctx, call{
+		method: http.MethodGet,
+		path:   pathToken,
+		query: url.Values{
+			"grant_type": {grantClientCredential},
+			"appid":      {appID},
+			"secret":     {secret},
+		},
+		secrets: []string{secret},
+	})
+}
+
+// Value is one field of a subscribe message's data.
+type Value struct {
+	Value string `json:"value"`
+}
+
+// SubscribeMessage is the body of a subscribe send. Data keys are the template's
+// field keys (type prefix plus number, e.g. "thing1"); each value must fit its type's
+// limit or WeChat answers 47003.
+type SubscribeMessage struct {
+	ToUser           string           `json:"touser"`
+	TemplateID       string           `json:"template_id"`
+	Page             string           `json:"page,omitempty"`
+	Data             map[string]Value `json:"data"`
+	MiniprogramState string           `json:"miniprogram_state,omitempty"` // developer, trial or formal (default)
+	Lang             string           `json:"lang,omitempty"`              // zh_CN (default), en_US, zh_HK, zh_TW
+}
+
+// SendSubscribe sends a subscribe message, spending one of the user's one-time grants
+// for the template on success. 43101 (no grant left) and 47003 classify as
+// FailRecipient, 40037 as Abort, token errors as Refresh.
+//
+// https://developers.weixin.qq.com/miniprogram/dev/OpenApiDoc/mp-message-management/subscribe-message/sendMessage.html
+func (c *Client) SendSubscribe(ctx context.Context, token string, m SubscribeMessage) error {
+	return c.send(ctx, pathSubscribeSend, token, m)
+}
+
+// TemplateValue is one keyword of a legacy template message.
+type TemplateValue struct {
+	Value string `json:"value"`
+	Color string `json:"color,omitempty"`
+}
+
+// TemplateMessage is the body of a legacy template send; FormID is a formId or a
+// payment's prepay_id produced by ToUser within the last 7 days.
+type TemplateMessage struct {
+	ToUser          string                   `json:"touser"`
+	TemplateID      string                   `json:"template_id"`
+	Page            string                   `json:"page,omitempty"`
+	FormID          string                   `json:"form_id"`
+	Data            map[string]TemplateValue `json:"data,omitempty"`
+	EmphasisKeyword string                   `json:"emphasis_keyword,omitempty"`
+}
+
+// SendTemplate sends a legacy template message, spending one use of the formId.
+// 41028/41029 classify as NextGrant; after WeChat retired the API (2020) it answers
+// 45103, which is Abort.
+//
+// https://developers.weixin.qq.com/miniprogram/dev/api-backend/open-api/template-message/templateMessage.send.html
+func (c *Client) SendTemplate(ctx context.Context, token string, m TemplateMessage) error {
+	return c.send(ctx, pathTemplateSend, token, m)
+}
+
+func (c *Client) send(ctx context.Context, path, token string, body any) error {
+	return c.do(ctx, call{
+		method:  http.MethodPost,
+		path:    path,
+		query:   url.Values{"access_token": {token}},
+		body:    body,
+		secrets: []string{token},
+	}, nil)
+}
