@@ -100,9 +100,9 @@ var rules = map[int]rule{
 	43101: {FailRecipient, "user_refused"},
 	40003: {FailRecipient, "invalid_openid"},
 	47003: {FailRecipient, "data_invalid"},
-	41030: {FailRecipient, "page_invalid"},
-	43107: {FailRecipient, "template_banned"},
-	43108: {FailRecipient, "concurrent_send"},
+	41030: {Abort, "page_invalid"}, // every recipient gets the same page: pause, fix the campaign (WECHAT.md §7)
+	43107: {Abort, "template_banned"},
+	43108: {Retry, "concurrent_send"}, // one send per user at a time; later succeeds
 	45168: {FailRecipient, "sensitive_words"},
 	40038: {FailRecipient, "long_term_cap"},
 	43004: {FailRecipient, "not_following"},
