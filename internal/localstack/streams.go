@@ -1,0 +1,416 @@
+package localstack
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
+)
+
+// StreamsAPI is the part of the DynamoDB Streams client a StreamReader uses.
+type StreamsAPI interface {
+	DescribeStream(ctx context.Context, in *dynamodbstreams.DescribeStreamInput, optFns ...func(*dynamodbstreams.Options)) (*dynamodbstreams.DescribeStreamOutput, error)
+	GetShardIterator(ctx context.Context, in *dynamodbstreams.GetShardIteratorInput, optFns ...func(*dynamodbstreams.Options)) (*dynamodbstreams.GetShardIteratorOutput, error)
+	GetRecords(ctx context.Context, in *dynamodbstreams.GetRecordsInput, optFns ...func(*dynamodbstreams.Options)) (*dynamodbstreams.GetRecordsOutput, error)
+}
+
+// StreamReader reads a DynamoDB stream of the local stack the way Lambda's event source
+// mapping does for a function: every shard (parents before children), from the trim
+// horizon, each record once, converted to the aws-lambda-go event a stream-triggered
+// function receives and filtered by the mapping's FilterCriteria patterns. It remembers
+// its position in each shard, so successive Next calls return only new records.
+// A StreamReader is safe for concurrent use; calls are serialised.
+type StreamReader struct {
+	client  StreamsAPI
+	arn     string
+	filters []recordFilter
+
+	// Now, when set, restamps every record's ApproximateCreationDateTime with the local
+	// clock at the moment the record is read. DynamoDB Local stamps records with the wall
+	// clock; a local stack driven by a test clock sets Now so records carry the time the
+	// rest of that world sees (read promptly, the time of the change).
+	Now func() time.Time
+
+	mu     sync.Mutex
+	shards map[string]*shardCursor
+}
+
+type shardCursor struct {
+	parent   string
+	iterator *string
+	lastSeq  string
+	done     bool // closed and read to its end
+}
+
+// NewStreamReader returns a reader of the stream with the given ARN. patterns are
+// FilterCriteria patterns (JSON); a record passes when it matches any of them, and with
+// none every record passes. Only equality patterns are understood (see
+// parseFilterPattern); anything else is an error rather than a filter silently dropped.
+func NewStreamReader(client StreamsAPI, streamARN string, patterns []string) (*StreamReader, error) {
+	r := &StreamReader{client: client, arn: streamARN, shards: map[string]*shardCursor{}}
+	for _, p := range patterns {
+		f, err := parseFilterPattern(p)
+		if err != nil {
+			return nil, err
+		}
+		r.filters = append(r.filters, f)
+	}
+	return r, nil
+}
+
+// Next returns the records written since the previous call (all of them on the first),
+// in order within each shard, filtered; an empty result means nothing new yet.
+func (r *StreamReader) Next(ctx context.Context) ([]events.DynamoDBEventRecord, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.discoverShards(ctx); err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(r.shards))
+	for id := range r.shards {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	out := []events.DynamoDBEventRecord{}
+	// Reading a parent to its end can unblock its children: loop until no shard moves.
+	for progressed := true; progressed; {
+		progressed = false
+		for _, id := range ids {
+			c := r.shards[id]
+			if c.done {
+				continue
+			}
+			if p, ok := r.shards[c.parent]; ok && !p.done {
+				continue
+			}
+			recs, err := r.readShard(ctx, id, c)
+			if err != nil {
+				return out, err
+			}
+			out = append(out, recs...)
+			if c.done {
+				progressed = true
+			}
+		}
+	}
+	return out, nil
+}
+
+// discoverShards adds the shards the reader has not seen yet.
+func (r *StreamReader) discoverShards(ctx context.Context) error {
+	var start *string
+	for {
+		out, err := r.client.DescribeStream(ctx, &dynamodbstreams.DescribeStreamInput{
+			StreamArn: aws.String(r.arn), ExclusiveStartShardId: start,
+		})
+		if err != nil {
+			return fmt.Errorf("localstack: describe stream %s: %w", r.arn, err)
+		}
+		d := out.StreamDescription
+		for _, s := range d.Shards {
+			id := aws.ToString(s.ShardId)
+			if _, ok := r.shards[id]; !ok {
+				r.shards[id] = &shardCursor{parent: aws.ToString(s.ParentShardId)}
+			}
+		}
+		if d.LastEvaluatedShardId == nil {
+			return nil
+		}
+		start = d.LastEvaluatedShardId
+	}
+}
+
+// readShard reads a shard from its cursor until a page comes back empty.
+func (r *StreamReader) readShard(ctx context.Context, id string, c *shardCursor) ([]events.DynamoDBEventRecord, error) {
+	var out []events.DynamoDBEventRecord
+	for {
+		if c.iterator == nil {
+			in := &dynamodbstreams.GetShardIteratorInput{
+				StreamArn: aws.String(r.arn), ShardId: aws.String(id),
+				ShardIteratorType: streamtypes.ShardIteratorTypeTrimHorizon,
+			}
+			if c.lastSeq != "" {
+				in.ShardIteratorType = streamtypes.ShardIteratorTypeAfterSequenceNumber
+				in.SequenceNumber = aws.String(c.lastSeq)
+			}
+			it, err := r.client.GetShardIterator(ctx, in)
+			if err != nil {
+				return out, fmt.Errorf("localstack: shard iterator %s: %w", id, err)
+			}
+			if it.ShardIterator == nil {
+				c.done = true
+				return out, nil
+			}
+			c.iterator = it.ShardIterator
+		}
+		page, err := r.client.GetRecords(ctx, &dynamodbstreams.GetRecordsInput{ShardIterator: c.iterator})
+		var expired *streamtypes.ExpiredIteratorException
+		if errors.As(err, &expired) {
+			c.iterator = nil // iterators live 15 minutes: resume after the last record read
+			continue
+		}
+		if err != nil {
+			return out, fmt.Errorf("localstack: get records of %s: %w", id, err)
+		}
+		for _, rec := range page.Records {
+			ev, err := r.convert(rec)
+			if err != nil {
+				return out, err
+			}
+			c.lastSeq = ev.Change.SequenceNumber
+			if r.match(ev) {
+				out = append(out, ev)
+			}
+		}
+		c.iterator = page.NextShardIterator
+		if c.iterator == nil {
+			c.done = true
+			return out, nil
+		}
+		if len(page.Records) == 0 {
+			return out, nil
+		}
+	}
+}
+
+func (r *StreamReader) match(ev events.DynamoDBEventRecord) bool {
+	if len(r.filters) == 0 {
+		return true
+	}
+	for _, f := range r.filters {
+		if f.match(ev) {
+			return true
+		}
+	}
+	return false
+}
+
+// convert turns an SDK stream record into the record Lambda hands a function.
+func (r *StreamReader) convert(rec streamtypes.Record) (events.DynamoDBEventRecord, error) {
+	ev := events.DynamoDBEventRecord{
+		AWSRegion:      aws.ToString(rec.AwsRegion),
+		EventID:        aws.ToString(rec.EventID),
+		EventName:      string(rec.EventName),
+		EventSource:    aws.ToString(rec.EventSource),
+		EventVersion:   aws.ToString(rec.EventVersion),
+		EventSourceArn: r.arn,
+	}
+	if ev.AWSRegion == "" {
+		ev.AWSRegion = Region
+	}
+	if ev.EventSource == "" {
+		ev.EventSource = "aws:dynamodb"
+	}
+	if id := rec.UserIdentity; id != nil {
+		ev.UserIdentity = &events.DynamoDBUserIdentity{Type: aws.ToString(id.Type), PrincipalID: aws.ToString(id.PrincipalId)}
+	}
+	sr := rec.Dynamodb
+	if sr == nil {
+		return ev, fmt.Errorf("localstack: stream record %s has no dynamodb part", ev.EventID)
+	}
+	ev.Change.SequenceNumber = aws.ToString(sr.SequenceNumber)
+	ev.Change.SizeBytes = aws.ToInt64(sr.SizeBytes)
+	ev.Change.StreamViewType = string(sr.StreamViewType)
+	if sr.ApproximateCreationDateTime != nil {
+		ev.Change.ApproximateCreationDateTime = events.SecondsEpochTime{Time: *sr.ApproximateCreationDateTime}
+	}
+	if r.Now != nil {
+		ev.Change.ApproximateCreationDateTime = events.SecondsEpochTime{Time: r.Now()}
+	}
+	var err error
+	if ev.Change.Keys, err = eventImage(sr.Keys); err != nil {
+		return ev, fmt.Errorf("localstack: stream record %s keys: %w", ev.EventID, err)
+	}
+	if ev.Change.NewImage, err = eventImage(sr.NewImage); err != nil {
+		return ev, fmt.Errorf("localstack: stream record %s new image: %w", ev.EventID, err)
+	}
+	if ev.Change.OldImage, err = eventImage(sr.OldImage); err != nil {
+		return ev, fmt.Errorf("localstack: stream record %s old image: %w", ev.EventID, err)
+	}
+	return ev, nil
+}
+
+func eventImage(m map[string]streamtypes.AttributeValue) (map[string]events.DynamoDBAttributeValue, error) {
+	if m == nil {
+		return nil, nil
+	}
+	out := make(map[string]events.DynamoDBAttributeValue, len(m))
+	for k, v := range m {
+		ev, err := EventAttribute(v)
+		if err != nil {
+			return nil, fmt.Errorf("attribute %s: %w", k, err)
+		}
+		out[k] = ev
+	}
+	return out, nil
+}
+
+// EventAttribute converts a DynamoDB Streams attribute value to the aws-lambda-go form.
+func EventAttribute(v streamtypes.AttributeValue) (events.DynamoDBAttributeValue, error) {
+	switch v := v.(type) {
+	case *streamtypes.AttributeValueMemberS:
+		return events.NewStringAttribute(v.Value), nil
+	case *streamtypes.AttributeValueMemberN:
+		return events.NewNumberAttribute(v.Value), nil
+	case *streamtypes.AttributeValueMemberB:
+		return events.NewBinaryAttribute(v.Value), nil
+	case *streamtypes.AttributeValueMemberBOOL:
+		return events.NewBooleanAttribute(v.Value), nil
+	case *streamtypes.AttributeValueMemberNULL:
+		return events.NewNullAttribute(), nil
+	case *streamtypes.AttributeValueMemberSS:
+		return events.NewStringSetAttribute(v.Value), nil
+	case *streamtypes.AttributeValueMemberNS:
+		return events.NewNumberSetAttribute(v.Value), nil
+	case *streamtypes.AttributeValueMemberBS:
+		return events.NewBinarySetAttribute(v.Value), nil
+	case *streamtypes.AttributeValueMemberL:
+		l := make([]events.DynamoDBAttributeValue, 0, len(v.Value))
+		for _, e := range v.Value {
+			ev, err := EventAttribute(e)
+			if err != nil {
+				return events.DynamoDBAttributeValue{}, err
+			}
+			l = append(l, ev)
+		}
+		return events.NewListAttribute(l), nil
+	case *streamtypes.AttributeValueMemberM:
+		m, err := eventImage(v.Value)
+		if err != nil {
+			return events.DynamoDBAttributeValue{}, err
+		}
+		return events.NewMapAttribute(m), nil
+	}
+	return events.DynamoDBAttributeValue{}, fmt.Errorf("unsupported attribute value %T", v)
+}
+
+// recordFilter is one parsed FilterCriteria pattern: a JSON object whose keys name fields
+// of the event record as a function receives it and whose leaves are lists of values.
+type recordFilter map[string]any
+
+// parseFilterPattern understands the equality subset of Lambda's filter syntax — nested
+// objects down to lists of strings or numbers, e.g. {"eventName":["REMOVE"]} or
+// {"dynamodb":{"Keys":{"pk":{"S":["a"]}}}} — and refuses everything else (prefix,
+// numeric ranges, exists, anything-but, null), so no filter is silently ignored locally.
+// https://docs.aws.amazon.com/lambda/latest/dg/invocation-eventfiltering.html
+func parseFilterPattern(p string) (recordFilter, error) {
+	dec := json.NewDecoder(strings.NewReader(p))
+	dec.UseNumber()
+	var f map[string]any
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("localstack: filter pattern %s: not a JSON object: %w", p, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("localstack: filter pattern %s: trailing data", p)
+	}
+	if err := checkPattern(f); err != nil {
+		return nil, fmt.Errorf("localstack: filter pattern %s: %w", p, err)
+	}
+	return f, nil
+}
+
+func checkPattern(obj map[string]any) error {
+	if len(obj) == 0 {
+		return errors.New("empty object")
+	}
+	for k, v := range obj {
+		switch v := v.(type) {
+		case map[string]any:
+			if err := checkPattern(v); err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+		case []any:
+			if len(v) == 0 {
+				return fmt.Errorf("%s: empty list", k)
+			}
+			for _, e := range v {
+				switch e.(type) {
+				case string, json.Number:
+				default:
+					return fmt.Errorf("%s: only lists of strings or numbers (equality) are emulated, not %v", k, e)
+				}
+			}
+		default:
+			return fmt.Errorf("%s: want an object or a list, not %v", k, v)
+		}
+	}
+	return nil
+}
+
+// match reports whether ev, as the JSON Lambda would deliver, matches the pattern.
+func (f recordFilter) match(ev events.DynamoDBEventRecord) bool {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var doc map[string]any
+	if err := dec.Decode(&doc); err != nil {
+		return false
+	}
+	return matchObject(f, doc)
+}
+
+func matchObject(pattern, doc map[string]any) bool {
+	for k, pv := range pattern {
+		dv, ok := doc[k]
+		if !ok {
+			return false
+		}
+		switch pv := pv.(type) {
+		case map[string]any:
+			sub, ok := dv.(map[string]any)
+			if !ok || !matchObject(pv, sub) {
+				return false
+			}
+		case []any:
+			if !matchLeaf(pv, dv) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// matchLeaf reports whether an event value (or, for a list, any of its elements) equals
+// one of the pattern's values.
+func matchLeaf(want []any, got any) bool {
+	if l, ok := got.([]any); ok {
+		for _, g := range l {
+			if matchLeaf(want, g) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, w := range want {
+		switch w := w.(type) {
+		case string:
+			if g, ok := got.(string); ok && g == w {
+				return true
+			}
+		case json.Number:
+			g, ok := got.(json.Number)
+			if !ok {
+				continue
+			}
+			wf, err1 := w.Float64()
+			gf, err2 := g.Float64()
+			if err1 == nil && err2 == nil && wf == gf {
+				return true
+			}
+		}
+	}
+	return false
+}
