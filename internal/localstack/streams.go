@@ -17,8 +17,8 @@ import (
 	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 )
 
-// StreamsAPI is the part of the DynamoDB Streams client a StreamReader uses.
-type StreamsAPI interface {
+// StreamsClient is the part of the DynamoDB Streams client a StreamReader uses.
+type StreamsClient interface {
 	DescribeStream(ctx context.Context, in *dynamodbstreams.DescribeStreamInput, optFns ...func(*dynamodbstreams.Options)) (*dynamodbstreams.DescribeStreamOutput, error)
 	GetShardIterator(ctx context.Context, in *dynamodbstreams.GetShardIteratorInput, optFns ...func(*dynamodbstreams.Options)) (*dynamodbstreams.GetShardIteratorOutput, error)
 	GetRecords(ctx context.Context, in *dynamodbstreams.GetRecordsInput, optFns ...func(*dynamodbstreams.Options)) (*dynamodbstreams.GetRecordsOutput, error)
@@ -31,7 +31,7 @@ type StreamsAPI interface {
 // its position in each shard, so successive Next calls return only new records.
 // A StreamReader is safe for concurrent use; calls are serialised.
 type StreamReader struct {
-	client  StreamsAPI
+	client  StreamsClient
 	arn     string
 	filters []recordFilter
 
@@ -56,7 +56,7 @@ type shardCursor struct {
 // FilterCriteria patterns (JSON); a record passes when it matches any of them, and with
 // none every record passes. Only equality patterns are understood (see
 // parseFilterPattern); anything else is an error rather than a filter silently dropped.
-func NewStreamReader(client StreamsAPI, streamARN string, patterns []string) (*StreamReader, error) {
+func NewStreamReader(client StreamsClient, streamARN string, patterns []string) (*StreamReader, error) {
 	r := &StreamReader{client: client, arn: streamARN, shards: map[string]*shardCursor{}}
 	for _, p := range patterns {
 		f, err := parseFilterPattern(p)
