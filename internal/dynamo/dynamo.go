@@ -91,3 +91,19 @@ func fromEpoch(s int64) time.Time {
 	}
 	return time.Unix(s, 0).UTC()
 }
+
+// RetentionExpiry is the TTL value (the expiresAt attribute, epoch seconds) of an item that
+// should be kept for retention from now. Every table has the TTL attribute expiresAt, and
+// items that must not accumulate set it when written:
+//
+//   - a delivery record, when it is created: RetentionExpiry(now, cfg.Retention);
+//   - a campaign run, when it reaches a final state (done or cancelled):
+//     RetentionExpiry(finishedAt, cfg.Retention) — a running run carries none;
+//   - audience pages of a finished one-off campaign, likewise from its finish.
+//
+// cfg.Retention is RETENTION_DAYS (default 30). Reads never trust TTL to have deleted
+// anything: DynamoDB deletes expired items up to days late (locally, only the reaper of
+// package localstack deletes them).
+func RetentionExpiry(now time.Time, retention time.Duration) int64 {
+	return now.Add(retention).Unix()
+}
