@@ -1,21 +1,535 @@
-// Package send delivers planned recipients to WeChat, spending one grant each.
+// Package send delivers planned recipients to WeChat, spending one grant each, with
+// at most one message per recipient per campaign run however SQS duplicates, retries
+// or loses work (DESIGN.md, send flow and Exactly-once effect).
+//
+// Per SQS message (one minipush.Batch of one run):
+//
+//  0. Load the campaign (once per invocation). Cancelled: every pending recipient ends
+//     skipped/"cancelled". Paused: the batch is re-queued unchanged with HoldDelay (a
+//     hold, not an attempt).
+//  1. Read the delivery items of all recipients with BatchGetItem and drop the final
+//     ones, so a redelivered message does no work twice and wastes no writes.
+//  2. Per remaining recipient, with bounded parallelism: opt-out (one BatchGetItem of
+//     the users), the earliest spendable grant of the message's channel (one Query),
+//     the per-day slot when the policy asks (a conditional update of the user item),
+//     and a lease on the grant (a conditional update; on a lost race, look again).
+//  3. Claim the delivery just before the call (PutItem attribute_not_exists). An
+//     existing final item wins; a live claim of another sender keeps the recipient
+//     pending; an expired claim is a crashed sender whose message may have gone out, so
+//     it becomes unknown and is never resent.
+//  4. Call WeChat with the shared token (token.Cache); a stale token is invalidated
+//     once and the call retried once.
+//  5. Act on the classified answer (wechat.Classify): spend the grant and record sent;
+//     drop a rejected grant and try the next; fail the recipient; pause the campaign
+//     and hold the rest; release and retry later; or record unknown.
+//  6. Re-queue only still-pending recipients as a new message (Attempt+1, capped
+//     exponential DelaySeconds); beyond the policy's retry budget they end failed/
+//     "retries_exhausted".
+//  7. Add the message's finalized recipients to the run counters in one UpdateItem;
+//     when the run looks complete, dynamo.DB.Reconcile recounts it from the delivery
+//     items and marks it done.
+//
+// Writes per sent message: lease the grant, claim the delivery, spend the grant,
+// record the final outcome = 4, plus one counter update per SQS message (about 0.01
+// per recipient at 100 recipients a message). Each is needed: the lease keeps another
+// run (or campaign) from spending the same grant while this call is in flight; the
+// claim is what makes a second message to the recipient impossible (it must precede
+// the call, and no other write can stand in for it because grants and deliveries live
+// in different partitions); the spend makes the consumed grant unusable; the final
+// write tells redeliveries and the summary what happened. Folding the spend and the
+// final write into one transaction would cost the same (transactions bill double).
+// Recipients that end without a call cost one write (the final item).
 package send
 
 import (
+	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+
+	"minipush"
+	"minipush/internal/dynamo"
+	"minipush/internal/wechat"
 )
 
-// Handler consumes send batches.
-type Handler struct{}
+// Store is the storage send needs (implemented by *dynamo.DB). Methods return
+// ECONFLICT when a conditional write lost and ENOTFOUND for a missing item, as
+// documented on dynamo.DB.
+type Store interface {
+	SendCampaign(ctx context.Context, id string) (minipush.Campaign, error)
+	PauseCampaign(ctx context.Context, id, reason string) error
+	AddRunCounters(ctx context.Context, campaignID string, run int, c minipush.Counters) (dynamo.RunProgress, error)
+	Reconcile(ctx context.Context, campaignID string, run int) (minipush.Counters, bool, error)
 
-// Handle processes one SQS batch. Until delivery lands it reports every message as
-// failed so nothing is lost: the messages return to the queue.
+	Deliveries(ctx context.Context, runKey string, openIDs []string) (map[string]dynamo.Delivery, error)
+	CreateDelivery(ctx context.Context, d dynamo.Delivery) (dynamo.Delivery, error)
+	FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, outcome minipush.Outcome, reason string, errcode int) error
+	SetDeliveryGrant(ctx context.Context, runKey, openID, owner, grantID string) error
+	DeleteClaim(ctx context.Context, runKey, openID, owner string) error
+
+	OptedOut(ctx context.Context, appID string, openIDs []string) (map[string]bool, error)
+	TakeDailySlot(ctx context.Context, appID, openID, day, runKey string) error
+
+	EarliestGrant(ctx context.Context, appID, openID, channel string) (minipush.Grant, error)
+	LeaseGrant(ctx context.Context, g minipush.Grant, owner string, until time.Time) (minipush.Grant, error)
+	ReleaseGrant(ctx context.Context, g minipush.Grant, owner string) error
+	SpendGrant(ctx context.Context, g minipush.Grant, owner string) error
+	DropGrant(ctx context.Context, appID, openID, grantID string) error
+	GetGrant(ctx context.Context, appID, openID, grantID string) (minipush.Grant, error)
+	DeleteGrantsOfTemplate(ctx context.Context, appID, openID, templateID string) (int, error)
+}
+
+// Queue sends a batch back to the send queue after delay (at most 15 minutes).
+type Queue interface {
+	Enqueue(ctx context.Context, b minipush.Batch, delay time.Duration) error
+}
+
+// Sender is the WeChat API (implemented by *wechat.Client).
+type Sender interface {
+	SendSubscribe(ctx context.Context, token string, m wechat.SubscribeMessage) error
+	SendTemplate(ctx context.Context, token string, m wechat.TemplateMessage) error
+}
+
+// Tokens hands out access tokens (implemented by *token.Cache): Invalidate reports a
+// token WeChat rejected as stale and returns its replacement, single-flight.
+type Tokens interface {
+	Get(ctx context.Context, appID string) (string, error)
+	Invalidate(ctx context.Context, appID, stale string) (string, error)
+}
+
+// Defaults.
+const (
+	DefaultParallelism = 16
+	DefaultLease       = 2 * time.Minute // longer than a Lambda invocation (60 s) can send
+	DefaultRetryBase   = 5 * time.Second
+	DefaultHoldDelay   = 5 * time.Minute
+	DefaultRetryBudget = 5
+	// MaxDelay is SQS's DelaySeconds limit.
+	MaxDelay = 15 * time.Minute
+	// grantLookups bounds the grant search of one recipient: lost lease races plus
+	// grants WeChat rejected.
+	grantLookups = 5
+)
+
+// Handler consumes send batches. Set the dependencies; the rest have defaults.
+type Handler struct {
+	Store   Store
+	Queue   Queue
+	WeChat  Sender
+	Tokens  Tokens
+	Limiter *RateLimiter // nil: no per-instance rate limit
+
+	Now      func() time.Time // must agree with the store's clock (leases compare both)
+	NewOwner func() string    // a unique id per invocation; claims and leases carry it
+	Log      *slog.Logger
+
+	Parallelism int           // recipients in flight per invocation; default DefaultParallelism
+	Retention   time.Duration // delivery items' TTL; default 30 days
+	Lease       time.Duration // claim and grant lease; default DefaultLease
+	RetryBase   time.Duration // first re-queue delay, doubled per attempt; 0 uses the default, <0 none
+	HoldDelay   time.Duration // re-queue delay while the campaign is paused; default DefaultHoldDelay
+	// DeadlineMargin: recipients are not started once the invocation has less than this
+	// left; they are re-queued unchanged. Default 10 s.
+	DeadlineMargin time.Duration
+}
+
+func (h *Handler) now() time.Time {
+	if h.Now != nil {
+		return h.Now()
+	}
+	return time.Now()
+}
+
+func (h *Handler) log() *slog.Logger {
+	if h.Log != nil {
+		return h.Log
+	}
+	return defaultLog
+}
+
+var defaultLog = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+
+func orDur(v, def time.Duration) time.Duration {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func (h *Handler) lease() time.Duration { return orDur(h.Lease, DefaultLease) }
+
+var ownerSeq atomic.Uint64
+
+func (h *Handler) newOwner() string {
+	if h.NewOwner != nil {
+		return h.NewOwner()
+	}
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b) + "-" + strconv.FormatUint(ownerSeq.Add(1), 10)
+}
+
+// Handle processes one SQS batch. Every message is processed concurrently, all sharing
+// one pool of Parallelism recipients in flight. It answers batchItemFailures with
+// exactly the messages SQS must redeliver (their processing failed, or re-queueing
+// their pending recipients failed); after maxReceiveCount they reach the DLQ. It never
+// returns an error: a failure concerns single messages, not the batch.
 func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+	reqID := ""
+	if lc, ok := lambdacontext.FromContext(ctx); ok {
+		reqID = lc.AwsRequestID
+	}
+	inv := &invocation{
+		h: h, owner: h.newOwner(), reqID: reqID,
+		sem:       make(chan struct{}, h.parallelism()),
+		campaigns: map[string]*campaignState{},
+	}
+	errs := make([]error, len(ev.Records))
+	batches := make([]minipush.Batch, len(ev.Records))
+	var wg sync.WaitGroup
+	for i, rec := range ev.Records {
+		wg.Go(func() { batches[i], errs[i] = inv.message(ctx, rec) })
+	}
+	wg.Wait()
 	var resp events.SQSEventResponse
-	for _, m := range ev.Records {
-		resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: m.MessageId})
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		b := batches[i]
+		h.log().LogAttrs(ctx, slog.LevelError, "send: message failed; SQS will redeliver it",
+			slog.String("campaign", b.CampaignID), slog.Int("run", b.Run), slog.String("request_id", reqID),
+			slog.String("message_id", ev.Records[i].MessageId), slog.String("batch", b.ID),
+			slog.String("error", err.Error()))
+		resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: ev.Records[i].MessageId})
 	}
 	return resp, nil
+}
+
+func (h *Handler) parallelism() int {
+	if h.Parallelism <= 0 {
+		return DefaultParallelism
+	}
+	return h.Parallelism
+}
+
+// invocation is the state of one Handle call.
+type invocation struct {
+	h     *Handler
+	owner string
+	reqID string
+	sem   chan struct{}
+
+	mu        sync.Mutex
+	campaigns map[string]*campaignState
+}
+
+// campaignState is a campaign as loaded once per invocation, and whether this
+// invocation paused it.
+type campaignState struct {
+	once   sync.Once
+	c      minipush.Campaign
+	loc    *time.Location
+	err    error
+	paused atomic.Bool
+}
+
+func (inv *invocation) campaign(ctx context.Context, id string) (*campaignState, error) {
+	inv.mu.Lock()
+	st, ok := inv.campaigns[id]
+	if !ok {
+		st = &campaignState{}
+		inv.campaigns[id] = st
+	}
+	inv.mu.Unlock()
+	st.once.Do(func() {
+		st.c, st.err = inv.h.Store.SendCampaign(ctx, id)
+		st.loc = time.UTC
+		if tz := st.c.Schedule.TimeZone; tz != "" {
+			if loc, err := time.LoadLocation(tz); err == nil {
+				st.loc = loc
+			}
+		}
+		if st.c.Status == minipush.StatusPaused {
+			st.paused.Store(true)
+		}
+	})
+	return st, st.err
+}
+
+// fate is what became of one recipient in this invocation.
+type fate int
+
+const (
+	fateFinal fate = iota // this invocation wrote its final outcome (counted here)
+	fateDone              // already final, or finalized by another sender (not counted here)
+	fateRetry             // transient failure, nothing sent: re-queue as a new attempt
+	fateBusy              // another live sender holds the claim: look again after its lease
+	fateHold              // not attempted (campaign paused, deadline near): re-queue unchanged
+)
+
+type result struct {
+	openID  string
+	fate    fate
+	outcome minipush.Outcome
+	reason  string
+}
+
+func final(openID string, o minipush.Outcome, reason string) result {
+	return result{openID: openID, fate: fateFinal, outcome: o, reason: reason}
+}
+
+// message processes one SQS message and returns its batch (for logs) and an error
+// when SQS must redeliver it.
+func (inv *invocation) message(ctx context.Context, rec events.SQSMessage) (minipush.Batch, error) {
+	h := inv.h
+	var b minipush.Batch
+	if err := json.Unmarshal([]byte(rec.Body), &b); err != nil {
+		return b, fmt.Errorf("send: decode message: %w", err)
+	}
+	if b.CampaignID == "" || b.Run <= 0 {
+		return b, fmt.Errorf("send: batch %q lacks campaign or run", b.ID)
+	}
+	st, err := inv.campaign(ctx, b.CampaignID)
+	if err != nil {
+		return b, fmt.Errorf("send: batch %s: %w", b.ID, err)
+	}
+	c := st.c
+	if st.paused.Load() {
+		if err := h.Queue.Enqueue(ctx, b, orDur(h.HoldDelay, DefaultHoldDelay)); err != nil {
+			return b, fmt.Errorf("send: hold batch %s of paused campaign: %w", b.ID, err)
+		}
+		h.log().LogAttrs(ctx, slog.LevelInfo, "send: campaign paused; batch held",
+			slog.String("campaign", b.CampaignID), slog.Int("run", b.Run), slog.String("request_id", inv.reqID),
+			slog.String("batch", b.ID))
+		return b, nil
+	}
+
+	runKey := minipush.RunKey(b.CampaignID, b.Run)
+	openIDs := dedupe(b.OpenIDs)
+	stored, err := h.Store.Deliveries(ctx, runKey, openIDs)
+	if err != nil {
+		return b, fmt.Errorf("send: batch %s: %w", b.ID, err)
+	}
+	var pending []string
+	for _, id := range openIDs {
+		if d, ok := stored[id]; !ok || !d.Final() {
+			pending = append(pending, id)
+		}
+	}
+	if len(pending) == 0 {
+		return b, nil
+	}
+
+	var optedOut map[string]bool
+	if c.Policy.SkipOptedOut && c.Status != minipush.StatusCancelled {
+		if optedOut, err = h.Store.OptedOut(ctx, c.AppID, pending); err != nil {
+			return b, fmt.Errorf("send: batch %s: %w", b.ID, err)
+		}
+	}
+
+	results := make([]result, len(pending))
+	errs := make([]error, len(pending))
+	var wg sync.WaitGroup
+	for i, openID := range pending {
+		if !inv.acquire(ctx) {
+			results[i] = result{openID: openID, fate: fateHold}
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-inv.sem }()
+			r := recipient{inv: inv, st: st, b: b, runKey: runKey, openID: openID}
+			switch {
+			case c.Status == minipush.StatusCancelled:
+				results[i], errs[i] = r.finalizeUnclaimed(ctx, minipush.OutcomeSkipped, "cancelled", 0)
+			case st.paused.Load() || inv.nearDeadline(ctx):
+				results[i] = result{openID: openID, fate: fateHold}
+			case optedOut[openID]:
+				results[i], errs[i] = r.finalizeUnclaimed(ctx, minipush.OutcomeSkipped, "opted_out", 0)
+			default:
+				results[i], errs[i] = r.deliver(ctx)
+			}
+		})
+	}
+	wg.Wait()
+	return b, inv.settle(ctx, b, st, results, errors.Join(errs...))
+}
+
+// acquire takes a slot of the invocation's pool, or reports false when ctx ended.
+func (inv *invocation) acquire(ctx context.Context) bool {
+	select {
+	case inv.sem <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (inv *invocation) nearDeadline(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) < orDur(inv.h.DeadlineMargin, 10*time.Second)
+}
+
+// settle turns one message's results into counters and a re-queue. Counters go first:
+// if the re-queue then fails, SQS redelivers the message and step 1 skips the
+// recipients already counted, so nothing is counted twice.
+func (inv *invocation) settle(ctx context.Context, b minipush.Batch, st *campaignState, results []result, procErr error) error {
+	h := inv.h
+	var counted minipush.Counters
+	var retry, busy, hold []string
+	for _, r := range results {
+		switch r.fate {
+		case fateRetry:
+			retry = append(retry, r.openID)
+		case fateBusy:
+			busy = append(busy, r.openID)
+		case fateHold:
+			hold = append(hold, r.openID)
+		}
+	}
+	attempt := b.Attempt
+	if len(retry)+len(busy) > 0 {
+		attempt++
+	}
+	budget := cmp.Or(st.c.Policy.RetryBudget, DefaultRetryBudget)
+	if len(retry) > 0 && attempt > budget {
+		// Out of retries: these end failed. A recipient whose claim someone else holds
+		// meanwhile stays theirs (finalizeUnclaimed resolves it).
+		var still []string
+		for _, id := range retry {
+			r := recipient{inv: inv, st: st, b: b, runKey: minipush.RunKey(b.CampaignID, b.Run), openID: id}
+			res, err := r.finalizeUnclaimed(ctx, minipush.OutcomeFailed, "retries_exhausted", 0)
+			if err != nil {
+				procErr = errors.Join(procErr, err)
+				continue
+			}
+			results = append(results, res)
+			if res.fate == fateBusy {
+				still = append(still, id)
+			}
+		}
+		retry = nil
+		busy = append(busy, still...)
+	}
+	for _, r := range results {
+		if r.fate != fateFinal {
+			continue
+		}
+		switch r.outcome {
+		case minipush.OutcomeSent:
+			counted.Sent++
+		case minipush.OutcomeNoGrant:
+			counted.NoGrant++
+		case minipush.OutcomeSkipped:
+			counted.Skipped++
+		case minipush.OutcomeUnknown:
+			counted.Unknown++
+		case minipush.OutcomeFailed:
+			if counted.Failed == nil {
+				counted.Failed = map[string]int{}
+			}
+			counted.Failed[r.reason]++
+		}
+	}
+	log := h.log().With(slog.String("campaign", b.CampaignID), slog.Int("run", b.Run), slog.String("request_id", inv.reqID), slog.String("batch", b.ID))
+	if n := counted.Final(); n > 0 {
+		prog, err := h.Store.AddRunCounters(ctx, b.CampaignID, b.Run, counted)
+		switch {
+		case err != nil:
+			// The recipients are final and will not be counted again; Reconcile (run
+			// by the planner for idle runs) recounts exactly from the delivery items.
+			log.LogAttrs(ctx, slog.LevelWarn, "send: counter update lost; reconcile will recount", slog.String("error", err.Error()))
+		case prog.Complete():
+			sum, done, err := h.Store.Reconcile(ctx, b.CampaignID, b.Run)
+			if err != nil {
+				log.LogAttrs(ctx, slog.LevelWarn, "send: reconcile failed; the planner retries it", slog.String("error", err.Error()))
+			} else if done {
+				log.LogAttrs(ctx, slog.LevelInfo, "send: run done", slog.Int("planned", sum.Planned), slog.Int("sent", sum.Sent),
+					slog.Int("no_grant", sum.NoGrant), slog.Int("skipped", sum.Skipped), slog.Int("unknown", sum.Unknown),
+					slog.Any("failed", sum.Failed))
+			}
+		}
+	}
+	if procErr != nil {
+		// Leave the message to SQS: finished recipients are skipped on redelivery, the
+		// rest are redone there rather than re-queued here.
+		return fmt.Errorf("send: batch %s: %w", b.ID, procErr)
+	}
+	pending := slices.Concat(retry, busy, hold)
+	if len(pending) > 0 {
+		var delay time.Duration
+		if len(retry) > 0 {
+			delay = backoff(h.RetryBase, attempt)
+		}
+		if len(busy) > 0 {
+			delay = max(delay, h.lease()+time.Second)
+		}
+		if st.paused.Load() {
+			delay = max(delay, orDur(h.HoldDelay, DefaultHoldDelay))
+		}
+		next := minipush.Batch{
+			ID: requeueID(b.ID, attempt), CampaignID: b.CampaignID, Run: b.Run, AppID: b.AppID,
+			OpenIDs: pending, Attempt: attempt,
+		}
+		if err := h.Queue.Enqueue(ctx, next, min(delay, MaxDelay)); err != nil {
+			return fmt.Errorf("send: re-queue %d recipients of batch %s: %w", len(pending), b.ID, err)
+		}
+	}
+	log.LogAttrs(ctx, slog.LevelInfo, "send: batch processed",
+		slog.Int("recipients", len(results)), slog.Int("sent", counted.Sent), slog.Int("no_grant", counted.NoGrant),
+		slog.Int("skipped", counted.Skipped), slog.Int("unknown", counted.Unknown), slog.Any("failed", counted.Failed),
+		slog.Int("retry", len(retry)), slog.Int("busy", len(busy)), slog.Int("held", len(hold)), slog.Int("attempt", b.Attempt))
+	return nil
+}
+
+// backoff is the capped exponential re-queue delay of attempt (1, 2, ...).
+func backoff(base time.Duration, attempt int) time.Duration {
+	base = orDur(base, DefaultRetryBase)
+	if base < 0 || attempt <= 0 {
+		return 0
+	}
+	d := base
+	for i := 1; i < attempt && d < MaxDelay; i++ {
+		d *= 2
+	}
+	return min(d, MaxDelay)
+}
+
+// requeueID derives the re-queued batch's id from its root batch: "<id>-r<attempt>".
+func requeueID(id string, attempt int) string {
+	if i := strings.LastIndex(id, "-r"); i > 0 {
+		if _, err := strconv.Atoi(id[i+2:]); err == nil {
+			id = id[:i]
+		}
+	}
+	return id + "-r" + strconv.Itoa(attempt)
+}
+
+func dedupe(ids []string) []string {
+	seen := make(map[string]bool, len(ids))
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if id != "" && !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
 }

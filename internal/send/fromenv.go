@@ -1,0 +1,82 @@
+package send
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"minipush/internal/awsenv"
+	"minipush/internal/config"
+	"minipush/internal/dynamo"
+	"minipush/internal/token"
+	"minipush/internal/wechat"
+)
+
+// ParallelismEnv optionally sets Handler.Parallelism (recipients in flight per
+// instance); unset means DefaultParallelism.
+const ParallelismEnv = "SEND_PARALLELISM"
+
+// FromEnv builds the production Handler from a function's environment, read only
+// through getenv: Lambda passes os.Getenv, the local runner each function's resolved
+// environment. AWS clients, the WeChat client and the token cache are built once here
+// and reused by warm invocations.
+func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) {
+	cfg, err := config.FromEnv(getenv)
+	if err != nil {
+		return nil, fmt.Errorf("send: %w", err)
+	}
+	if err := cfg.Require("GRANTS_TABLE", "USERS_TABLE", "CAMPAIGNS_TABLE", "DELIVERIES_TABLE", "STATE_TABLE",
+		"SEND_QUEUE_URL", "WECHAT_SECRET_ARN"); err != nil {
+		return nil, fmt.Errorf("send: %w", err)
+	}
+	parallelism := DefaultParallelism
+	if v := getenv(ParallelismEnv); v != "" {
+		if parallelism, err = strconv.Atoi(v); err != nil || parallelism <= 0 {
+			return nil, fmt.Errorf("send: %s %q: want a positive integer", ParallelismEnv, v)
+		}
+	}
+	clients, err := awsenv.Load(ctx, getenv)
+	if err != nil {
+		return nil, fmt.Errorf("send: %w", err)
+	}
+	local, err := config.ParseLocalSecrets(getenv(config.LocalSecretsEnv))
+	if err != nil {
+		return nil, fmt.Errorf("send: %w", err)
+	}
+	raw, err := config.Secrets{Client: clients.SecretsManager, Local: local}.Get(ctx, cfg.WeChatSecretARN)
+	if err != nil {
+		return nil, fmt.Errorf("send: %w", err)
+	}
+	apps, err := config.ParseApps(raw)
+	if err != nil {
+		return nil, fmt.Errorf("send: %w", err)
+	}
+	wc := wechat.New(wechat.Options{BaseURL: cfg.WeChatBaseURL})
+	db := dynamo.New(clients.DynamoDB, cfg.Tables)
+	legacy := cfg.TokenEndpoint == "legacy"
+	fetch := func(ctx context.Context, appID string) (string, time.Time, error) {
+		app, ok := apps.Find(appID)
+		if !ok {
+			return "", time.Time{}, fmt.Errorf("no credentials for app %s in the wechat secret", appID)
+		}
+		var tok wechat.Token
+		if legacy {
+			tok, err = wc.Token(ctx, app.AppID, app.AppSecret)
+		} else {
+			// Normal mode only: force_refresh is 20 a day and invalidates other instances.
+			tok, err = wc.StableToken(ctx, app.AppID, app.AppSecret, false)
+		}
+		return tok.AccessToken, tok.ExpiresAt, err
+	}
+	return &Handler{
+		Store:       db,
+		Queue:       SQSQueue{Client: clients.SQS, URL: cfg.SendQueueURL},
+		WeChat:      wc,
+		Tokens:      token.New(db, fetch),
+		Limiter:     NewRateLimiter(cfg.SendRatePerSecond),
+		Now:         db.Now,
+		Parallelism: parallelism,
+		Retention:   cfg.Retention,
+	}, nil
+}

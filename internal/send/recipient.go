@@ -1,0 +1,335 @@
+package send
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"minipush"
+	"minipush/internal/dynamo"
+	"minipush/internal/wechat"
+)
+
+// recipient is one recipient of one batch being delivered.
+type recipient struct {
+	inv    *invocation
+	st     *campaignState
+	b      minipush.Batch
+	runKey string
+	openID string
+}
+
+func (r recipient) store() Store { return r.inv.h.Store }
+
+// deliver runs steps 2–5 for the recipient. An error is an infrastructure failure
+// (storage, queue); the caller fails the message so SQS redelivers it. Before
+// returning one, deliver undoes what it can (claim, lease) so the redelivery does not
+// have to wait for them to expire.
+func (r recipient) deliver(ctx context.Context) (result, error) {
+	h, c := r.inv.h, r.st.c
+	var claimed, dayTaken bool
+	lookups := 0
+	for {
+		g, err := r.store().EarliestGrant(ctx, c.AppID, r.openID, c.Message.Channel())
+		switch {
+		case minipush.ErrorCode(err) == minipush.ENOTFOUND:
+			if claimed {
+				return r.finishOwn(ctx, minipush.OutcomeNoGrant, "", 0)
+			}
+			return r.finalizeUnclaimed(ctx, minipush.OutcomeNoGrant, "", 0)
+		case err != nil:
+			return r.abandon(ctx, claimed, nil, err)
+		}
+		if c.Policy.OnePerDay && !dayTaken {
+			// After the grant lookup, so a user without a grant keeps their day.
+			day := h.now().In(r.st.loc).Format("2006-01-02")
+			err := r.store().TakeDailySlot(ctx, c.AppID, r.openID, day, r.runKey)
+			switch {
+			case minipush.ErrorCode(err) == minipush.ECONFLICT:
+				return r.finalizeUnclaimed(ctx, minipush.OutcomeSkipped, "daily_cap", 0)
+			case err != nil:
+				return r.abandon(ctx, claimed, nil, err)
+			}
+			dayTaken = true
+		}
+		until := h.now().Add(h.lease())
+		leased, err := r.store().LeaseGrant(ctx, g, r.inv.owner, until)
+		switch {
+		case minipush.ErrorCode(err) == minipush.ECONFLICT:
+			// Another sender (another run or campaign) took it: look again, boundedly.
+			if lookups++; lookups >= grantLookups {
+				return r.retryLater(ctx, claimed, nil)
+			}
+			continue
+		case err != nil:
+			return r.abandon(ctx, claimed, nil, err)
+		}
+		if !claimed {
+			if err := h.Limiter.Wait(ctx); err != nil {
+				r.release(ctx, leased)
+				return result{openID: r.openID, fate: fateHold}, nil
+			}
+			existing, err := r.store().CreateDelivery(ctx, dynamo.Delivery{
+				RunKey: r.runKey, OpenID: r.openID, State: dynamo.DeliverySending, Owner: r.inv.owner,
+				LeaseUntil: until, GrantID: leased.ID, ExpiresAt: h.now().Add(r.retention()),
+			})
+			switch {
+			case minipush.ErrorCode(err) == minipush.ECONFLICT:
+				r.release(ctx, leased)
+				return r.resolve(ctx, existing)
+			case err != nil:
+				return r.abandon(ctx, false, &leased, err)
+			}
+			claimed = true
+		} else {
+			err := r.store().SetDeliveryGrant(ctx, r.runKey, r.openID, r.inv.owner, leased.ID)
+			switch {
+			case minipush.ErrorCode(err) == minipush.ECONFLICT:
+				// Our claim outlived its lease and was taken over: it is final elsewhere.
+				r.release(ctx, leased)
+				return result{openID: r.openID, fate: fateDone}, nil
+			case err != nil:
+				return r.abandon(ctx, true, &leased, err)
+			}
+		}
+
+		action, reason, errcode := r.call(ctx, leased)
+		switch action {
+		case wechat.OK:
+			if err := r.store().SpendGrant(ctx, leased, r.inv.owner); err != nil {
+				// The message went out; the outcome must still be recorded. A grant
+				// that stays behind is answered 41028/41029 next time and dropped.
+				h.log().LogAttrs(ctx, slog.LevelWarn, "send: spend grant failed after a sent message", attrs(r, err)...)
+			}
+			return r.finishOwn(ctx, minipush.OutcomeSent, "", 0)
+		case wechat.NextGrant:
+			if err := r.store().DropGrant(ctx, c.AppID, r.openID, leased.ID); err != nil {
+				return r.abandon(ctx, true, &leased, err)
+			}
+			if lookups++; lookups >= grantLookups {
+				return r.finishOwn(ctx, minipush.OutcomeFailed, reason, errcode)
+			}
+		case wechat.FailRecipient:
+			if errcode == 43101 && c.Message.Kind == minipush.MessageSubscribe {
+				// WeChat holds no grant of this template for the user: ours are stale.
+				if _, err := r.store().DeleteGrantsOfTemplate(ctx, c.AppID, r.openID, c.Message.TemplateID); err != nil {
+					return r.abandon(ctx, true, &leased, err)
+				}
+			} else {
+				r.release(ctx, leased)
+			}
+			return r.finishOwn(ctx, minipush.OutcomeFailed, reason, errcode)
+		case wechat.Abort:
+			r.release(ctx, leased)
+			if err := r.store().DeleteClaim(ctx, r.runKey, r.openID, r.inv.owner); err != nil && minipush.ErrorCode(err) != minipush.ECONFLICT {
+				return result{}, fmt.Errorf("send: abort: %w", err)
+			}
+			if err := r.pause(ctx, reason, errcode); err != nil {
+				return result{}, err
+			}
+			return result{openID: r.openID, fate: fateHold}, nil
+		case wechat.Unknown:
+			// WeChat may have delivered it: never resend, and count the grant as used.
+			if err := r.store().SpendGrant(ctx, leased, r.inv.owner); err != nil {
+				h.log().LogAttrs(ctx, slog.LevelWarn, "send: spend grant of an unknown send failed", attrs(r, err)...)
+			}
+			return r.finishOwn(ctx, minipush.OutcomeUnknown, reason, errcode)
+		default: // Retry, or a token that stayed stale after one refresh
+			return r.retryLater(ctx, true, &leased)
+		}
+	}
+}
+
+func (r recipient) retention() time.Duration {
+	return orDur(r.inv.h.Retention, 30*24*time.Hour)
+}
+
+// attrs are the log attributes of the recipient's campaign and run (never the openid:
+// it is personal data), with err when not nil.
+func attrs(r recipient, err error) []slog.Attr {
+	a := []slog.Attr{
+		slog.String("campaign", r.b.CampaignID), slog.Int("run", r.b.Run), slog.String("request_id", r.inv.reqID),
+	}
+	if err != nil {
+		a = append(a, slog.String("error", err.Error()))
+	}
+	return a
+}
+
+// pause stops the campaign for every sender: this invocation at once (no new
+// recipient starts), other instances when they next load it.
+func (r recipient) pause(ctx context.Context, reason string, errcode int) error {
+	if r.st.paused.Swap(true) {
+		return nil
+	}
+	err := r.store().PauseCampaign(ctx, r.st.c.ID, fmt.Sprintf("%s (errcode %d)", reason, errcode))
+	if err != nil && minipush.ErrorCode(err) != minipush.ECONFLICT {
+		return fmt.Errorf("send: pause campaign: %w", err)
+	}
+	r.inv.h.log().LogAttrs(ctx, slog.LevelWarn, "send: campaign paused: WeChat would fail every recipient",
+		append(attrs(r, nil), slog.String("reason", reason), slog.Int("errcode", errcode))...)
+	return nil
+}
+
+// call sends the message paying with g, refreshing a stale token once, and returns
+// the classified answer with its reason and errcode.
+func (r recipient) call(ctx context.Context, g minipush.Grant) (wechat.Action, string, int) {
+	h, c := r.inv.h, r.st.c
+	tok, err := h.Tokens.Get(ctx, c.AppID)
+	if err != nil {
+		return tokenFailure(err)
+	}
+	err = r.send(ctx, tok, g)
+	if wechat.Classify(err) == wechat.Refresh {
+		fresh, terr := h.Tokens.Invalidate(ctx, c.AppID, tok)
+		if terr != nil {
+			return tokenFailure(terr)
+		}
+		err = r.send(ctx, fresh, g)
+		if wechat.Classify(err) == wechat.Refresh {
+			return wechat.Retry, wechat.Reason(err), errcodeOf(err)
+		}
+	}
+	return wechat.Classify(err), wechat.Reason(err), errcodeOf(err)
+}
+
+// tokenFailure classifies a failure to get a token: nothing was sent, so it is a retry,
+// unless WeChat says the app's credentials are wrong (then every send would fail).
+func tokenFailure(err error) (wechat.Action, string, int) {
+	var we *wechat.Error
+	if errors.As(err, &we) && wechat.Classify(err) == wechat.Abort {
+		return wechat.Abort, wechat.Reason(err), we.Code
+	}
+	return wechat.Retry, "token_unavailable", 0
+}
+
+func errcodeOf(err error) int {
+	var we *wechat.Error
+	if errors.As(err, &we) {
+		return we.Code
+	}
+	return 0
+}
+
+func (r recipient) send(ctx context.Context, tok string, g minipush.Grant) error {
+	m := r.st.c.Message
+	if m.Kind == minipush.MessageSubscribe {
+		data := make(map[string]wechat.Value, len(m.Data))
+		for k, v := range m.Data {
+			data[k] = wechat.Value{Value: v.Value}
+		}
+		return r.inv.h.WeChat.SendSubscribe(ctx, tok, wechat.SubscribeMessage{
+			ToUser: r.openID, TemplateID: m.TemplateID, Page: m.Page, Data: data,
+			MiniprogramState: m.MiniprogramState, Lang: m.Lang,
+		})
+	}
+	data := make(map[string]wechat.TemplateValue, len(m.Data))
+	for k, v := range m.Data {
+		data[k] = wechat.TemplateValue{Value: v.Value, Color: v.Color}
+	}
+	return r.inv.h.WeChat.SendTemplate(ctx, tok, wechat.TemplateMessage{
+		ToUser: r.openID, TemplateID: m.TemplateID, Page: m.Page, FormID: g.Value, Data: data,
+		EmphasisKeyword: m.EmphasisKeyword,
+	})
+}
+
+// finishOwn makes this invocation's claim final. If the claim was taken over (its
+// lease ran out, so another sender recorded it as unknown) that record stands.
+func (r recipient) finishOwn(ctx context.Context, o minipush.Outcome, reason string, errcode int) (result, error) {
+	err := r.store().FinishDelivery(ctx, r.runKey, r.openID, r.inv.owner, time.Time{}, o, reason, errcode)
+	switch {
+	case minipush.ErrorCode(err) == minipush.ECONFLICT:
+		return result{openID: r.openID, fate: fateDone}, nil
+	case err != nil:
+		return result{}, fmt.Errorf("send: record %s: %w", o, err)
+	}
+	return final(r.openID, o, reason), nil
+}
+
+// finalizeUnclaimed records an outcome reached without calling WeChat (no grant,
+// skipped, retries exhausted) unless the recipient already has a delivery item.
+func (r recipient) finalizeUnclaimed(ctx context.Context, o minipush.Outcome, reason string, errcode int) (result, error) {
+	h := r.inv.h
+	existing, err := r.store().CreateDelivery(ctx, dynamo.Delivery{
+		RunKey: r.runKey, OpenID: r.openID, State: dynamo.DeliveryFinal, Outcome: o, Reason: reason, ErrCode: errcode,
+		ExpiresAt: h.now().Add(r.retention()),
+	})
+	switch {
+	case minipush.ErrorCode(err) == minipush.ECONFLICT:
+		return r.resolve(ctx, existing)
+	case err != nil:
+		return result{}, fmt.Errorf("send: record %s: %w", o, err)
+	}
+	return final(r.openID, o, reason), nil
+}
+
+// resolve decides about a recipient whose delivery item someone else wrote: final
+// stands; a live claim is another sender's to finish (look again after its lease); an
+// expired claim is a sender that crashed after claiming, so its message may have gone
+// out: it becomes unknown, its grant counts as used, and it is never resent.
+func (r recipient) resolve(ctx context.Context, d dynamo.Delivery) (result, error) {
+	h := r.inv.h
+	switch {
+	case d.Final() || d.Owner == r.inv.owner:
+		return result{openID: r.openID, fate: fateDone}, nil
+	case h.now().Before(d.LeaseUntil):
+		return result{openID: r.openID, fate: fateBusy}, nil
+	}
+	err := r.store().FinishDelivery(ctx, r.runKey, r.openID, d.Owner, d.LeaseUntil, minipush.OutcomeUnknown, "sender_lost", 0)
+	switch {
+	case minipush.ErrorCode(err) == minipush.ECONFLICT:
+		return result{openID: r.openID, fate: fateDone}, nil
+	case err != nil:
+		return result{}, fmt.Errorf("send: take over lost claim: %w", err)
+	}
+	if d.GrantID != "" {
+		g, err := r.store().GetGrant(ctx, r.st.c.AppID, r.openID, d.GrantID)
+		if err == nil && g.LeaseOwner == d.Owner {
+			err = r.store().SpendGrant(ctx, g, d.Owner)
+		}
+		if err != nil && minipush.ErrorCode(err) != minipush.ENOTFOUND && minipush.ErrorCode(err) != minipush.ECONFLICT {
+			h.log().LogAttrs(ctx, slog.LevelWarn, "send: spend grant of a lost claim failed", attrs(r, err)...)
+		}
+	}
+	return final(r.openID, minipush.OutcomeUnknown, "sender_lost"), nil
+}
+
+// retryLater undoes the claim and lease (WeChat proved nothing was sent) and leaves the
+// recipient pending for a new attempt.
+func (r recipient) retryLater(ctx context.Context, claimed bool, leased *minipush.Grant) (result, error) {
+	if leased != nil {
+		r.release(ctx, *leased)
+	}
+	if claimed {
+		if err := r.store().DeleteClaim(ctx, r.runKey, r.openID, r.inv.owner); err != nil {
+			if minipush.ErrorCode(err) == minipush.ECONFLICT {
+				return result{openID: r.openID, fate: fateDone}, nil
+			}
+			return result{}, fmt.Errorf("send: delete claim: %w", err)
+		}
+	}
+	return result{openID: r.openID, fate: fateRetry}, nil
+}
+
+// abandon undoes what it can after an infrastructure error, before WeChat was called,
+// and returns the error.
+func (r recipient) abandon(ctx context.Context, claimed bool, leased *minipush.Grant, cause error) (result, error) {
+	ctx = context.WithoutCancel(ctx)
+	if leased != nil {
+		r.release(ctx, *leased)
+	}
+	if claimed {
+		_ = r.store().DeleteClaim(ctx, r.runKey, r.openID, r.inv.owner)
+	}
+	return result{}, fmt.Errorf("send: recipient: %w", cause)
+}
+
+// release ends this invocation's lease on g; a failure only delays the grant's next
+// use until the lease runs out, so it is logged, not returned.
+func (r recipient) release(ctx context.Context, g minipush.Grant) {
+	if err := r.store().ReleaseGrant(context.WithoutCancel(ctx), g, r.inv.owner); err != nil {
+		r.inv.h.log().LogAttrs(ctx, slog.LevelWarn, "send: release grant failed; its lease will run out", attrs(r, err)...)
+	}
+}
