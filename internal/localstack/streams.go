@@ -133,6 +133,7 @@ func (r *StreamReader) discoverShards(ctx context.Context) error {
 // readShard reads a shard from its cursor until a page comes back empty.
 func (r *StreamReader) readShard(ctx context.Context, id string, c *shardCursor) ([]events.DynamoDBEventRecord, error) {
 	var out []events.DynamoDBEventRecord
+	reacquired := false
 	for {
 		if c.iterator == nil {
 			in := &dynamodbstreams.GetShardIteratorInput{
@@ -154,9 +155,13 @@ func (r *StreamReader) readShard(ctx context.Context, id string, c *shardCursor)
 			c.iterator = it.ShardIterator
 		}
 		page, err := r.client.GetRecords(ctx, &dynamodbstreams.GetRecordsInput{ShardIterator: c.iterator})
-		var expired *streamtypes.ExpiredIteratorException
-		if errors.As(err, &expired) {
-			c.iterator = nil // iterators live 15 minutes: resume after the last record read
+		if staleIterator(err) && !reacquired {
+			// Iterators live 15 minutes, and DynamoDB Local refuses one taken while the shard
+			// was empty once records arrive (TrimmedDataAccessException): resume after the
+			// last record read, or from the trim horizon. Once per call, so a shard that
+			// keeps refusing surfaces as an error instead of a loop.
+			c.iterator = nil
+			reacquired = true
 			continue
 		}
 		if err != nil {
@@ -181,6 +186,12 @@ func (r *StreamReader) readShard(ctx context.Context, id string, c *shardCursor)
 			return out, nil
 		}
 	}
+}
+
+func staleIterator(err error) bool {
+	var expired *streamtypes.ExpiredIteratorException
+	var trimmed *streamtypes.TrimmedDataAccessException
+	return errors.As(err, &expired) || errors.As(err, &trimmed)
 }
 
 func (r *StreamReader) match(ev events.DynamoDBEventRecord) bool {
