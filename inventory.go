@@ -14,6 +14,9 @@ type GrantInventory struct {
 	LiveByKind  map[GrantKind]int `json:"liveByKind"`
 	Expiring24h int               `json:"expiring24h"` // live now, expiring within 24 hours
 	Expiring7d  int               `json:"expiring7d"`  // live now, expiring within 7 days (includes Expiring24h)
+	// Truncated means the live counts cover only part of the grants: counting them
+	// scans the table, and the scan stopped at its bound (see dynamo.DB.GrantInventory).
+	Truncated bool `json:"truncated,omitempty"`
 
 	// ExpiredPerDay has one entry per UTC day of the last ExpiryStatsDays days, oldest
 	// first, today last, days without expiries included as zeros.

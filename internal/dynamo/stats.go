@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -116,6 +117,15 @@ func markerExists(err error) bool {
 	return aws.ToString(tce.CancellationReasons[0].Code) == "ConditionalCheckFailed"
 }
 
+// InventoryScanLimit is how many grant items GrantInventory reads at most. With small
+// items and grantScanSegments segments this is a few seconds of scanning, well inside the
+// AdminFunction's 29 s; beyond it the live counts are partial and flagged Truncated.
+const InventoryScanLimit = 2_000_000
+
+// inventoryDeadlineMargin is how long before its context's deadline GrantInventory stops
+// scanning, so the operator gets partial counts rather than a timeout.
+const inventoryDeadlineMargin = 3 * time.Second
+
 // GrantInventory returns an app's grant stock at the DB's now: live grants by kind, how
 // many of them expire within 24 hours and 7 days, and how many grants expired unspent on
 // each of the last minipush.ExpiryStatsDays UTC days.
@@ -123,14 +133,20 @@ func markerExists(err error) bool {
 // The expiry history is one Query of the app's counters. The live part scans the grants
 // table (grantScanSegments parallel segments, paginated, projecting two attributes and
 // filtering to the app): grants are partitioned by user, so no key or index holds "all
-// grants of an app". This is accepted because the operator asks occasionally, a scan's
-// read cost is what a table of small grant items costs to read once, and a per-app
-// aggregate would need the grants stream's INSERT and MODIFY records too (the expire
-// mapping filters to REMOVE). The AdminFunction needs dynamodb:Scan on the grants table.
+// grants of an app". This is accepted because the operator asks occasionally, and it is
+// bounded: the scan stops after InventoryScanLimit items or shortly before ctx's deadline
+// and marks the result Truncated. A per-app aggregate would avoid the scan but needs the
+// grants stream's INSERT and MODIFY records too (the expire mapping filters to REMOVE).
+// The AdminFunction needs dynamodb:Scan on the grants table.
 func (d *DB) GrantInventory(ctx context.Context, appID string) (minipush.GrantInventory, error) {
+	return d.GrantInventoryBounded(ctx, appID, InventoryScanLimit)
+}
+
+// GrantInventoryBounded is GrantInventory reading at most maxScanned grant items.
+func (d *DB) GrantInventoryBounded(ctx context.Context, appID string, maxScanned int64) (minipush.GrantInventory, error) {
 	now := d.Now().UTC()
 	inv := minipush.GrantInventory{AppID: appID, At: now, LiveByKind: map[minipush.GrantKind]int{}}
-	if err := d.liveStock(ctx, appID, now, &inv); err != nil {
+	if err := d.liveStock(ctx, appID, now, maxScanned, &inv); err != nil {
 		return minipush.GrantInventory{}, err
 	}
 	days, err := d.expiredPerDay(ctx, appID, now)
@@ -142,20 +158,25 @@ func (d *DB) GrantInventory(ctx context.Context, appID string) (minipush.GrantIn
 }
 
 // liveStock fills the live counts of inv from a parallel scan of the grants table.
-func (d *DB) liveStock(ctx context.Context, appID string, now time.Time, inv *minipush.GrantInventory) error {
+func (d *DB) liveStock(ctx context.Context, appID string, now time.Time, maxScanned int64, inv *minipush.GrantInventory) error {
 	type stock struct {
 		byKind      map[minipush.GrantKind]int
 		in24h, in7d int
+		truncated   bool
 	}
 	results := make([]stock, grantScanSegments)
 	errs := make([]error, grantScanSegments)
+	var scanned atomic.Int64
+	stopAt, hasDeadline := ctx.Deadline()
+	stopAt = stopAt.Add(-inventoryDeadlineMargin)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	for seg := range grantScanSegments {
 		wg.Go(func() {
 			s := stock{byKind: map[minipush.GrantKind]int{}}
-			p := dynamodb.NewScanPaginator(d.Client, &dynamodb.ScanInput{
+			defer func() { results[seg] = s }()
+			in := &dynamodb.ScanInput{
 				TableName:            aws.String(d.Tables.Grants),
 				Segment:              aws.Int32(int32(seg)),
 				TotalSegments:        aws.Int32(grantScanSegments),
@@ -170,15 +191,25 @@ func (d *DB) liveStock(ctx context.Context, appID string, now time.Time, inv *mi
 					":zero": &types.AttributeValueMemberN{Value: "0"},
 					":g":    &types.AttributeValueMemberS{Value: grantSK("")},
 				},
-			})
+			}
+			if maxScanned < 1000 {
+				// Pages are 1 MB otherwise; small pages keep a small bound meaningful.
+				in.Limit = aws.Int32(int32(max(maxScanned, 1)))
+			}
+			p := dynamodb.NewScanPaginator(d.Client, in)
 			day, week := now.Add(24*time.Hour).Unix(), now.Add(7*24*time.Hour).Unix()
 			for p.HasMorePages() {
+				if scanned.Load() >= maxScanned || (hasDeadline && time.Now().After(stopAt)) {
+					s.truncated = true
+					return
+				}
 				page, err := p.NextPage(ctx)
 				if err != nil {
 					errs[seg] = fmt.Errorf("dynamo: scan grants of %s (segment %d): %w", appID, seg, err)
 					cancel()
 					return
 				}
+				scanned.Add(int64(page.ScannedCount))
 				var items []struct {
 					Kind      string `dynamodbav:"kind"`
 					ExpiresAt int64  `dynamodbav:"expiresAt"`
@@ -198,7 +229,6 @@ func (d *DB) liveStock(ctx context.Context, appID string, now time.Time, inv *mi
 					}
 				}
 			}
-			results[seg] = s
 		})
 	}
 	wg.Wait()
@@ -212,6 +242,7 @@ func (d *DB) liveStock(ctx context.Context, appID string, now time.Time, inv *mi
 		}
 		inv.Expiring24h += s.in24h
 		inv.Expiring7d += s.in7d
+		inv.Truncated = inv.Truncated || s.truncated
 	}
 	return nil
 }

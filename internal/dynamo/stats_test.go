@@ -242,6 +242,29 @@ func TestGrantInventory(t *testing.T) {
 			t.Errorf("window starts %s, want 2026-10-28", got)
 		}
 	})
+	t.Run("NotTruncated", func(t *testing.T) {
+		if inv.Truncated {
+			t.Fatal("a small table's inventory is marked truncated")
+		}
+	})
+	t.Run("Bounded", func(t *testing.T) {
+		var gs []minipush.Grant
+		for i := range 12 {
+			gs = append(gs, formGrant("wx1", "many", "m"+strconv.Itoa(i), clk.Now()))
+		}
+		add("wx1", "many", gs...)
+		full := mustInventory(t, db, "wx1")
+		part, err := db.GrantInventoryBounded(ctx, "wx1", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if full.Truncated || full.Live < 12 {
+			t.Fatalf("unbounded inventory: live %d, truncated %v", full.Live, full.Truncated)
+		}
+		if !part.Truncated || part.Live >= full.Live {
+			t.Fatalf("inventory bounded to 1 item: live %d of %d, truncated %v; want fewer, truncated", part.Live, full.Live, part.Truncated)
+		}
+	})
 	t.Run("OtherApp", func(t *testing.T) {
 		other := mustInventory(t, db, "wx2")
 		if other.Live != 1 || other.LiveByKind[minipush.GrantForm] != 1 {
