@@ -1,0 +1,45 @@
+package localrun
+
+import (
+	"encoding/json"
+
+	"minipush/internal/sandbox"
+)
+
+// App is a mini-program the local system serves, known to both the sandbox and the
+// WeChat secret.
+type App struct {
+	AppID, Secret, EventToken string
+}
+
+// DemoApp is the mini-program make run and make demo use.
+func DemoApp() App {
+	return App{AppID: "wx0000000000demo", Secret: "demosecret", EventToken: "demoeventtoken"}
+}
+
+// Demo templates registered in the sandbox.
+const (
+	DemoSubscribeTemplate = "DEMO_CHECKIN_REMINDER"
+	DemoFormTemplate      = "DEMO_ORDER_NOTICE"
+)
+
+// SandboxConfig registers the app and its demo templates in a sandbox.
+func (a App) SandboxConfig() sandbox.Config {
+	return sandbox.Config{
+		Apps: []sandbox.App{{AppID: a.AppID, Secret: a.Secret}},
+		Templates: []sandbox.TemplateConfig{
+			{AppID: a.AppID, TemplateID: DemoSubscribeTemplate, Kind: "subscribe",
+				Fields: map[string]string{"thing1": "thing", "time2": "time"}},
+			{AppID: a.AppID, TemplateID: DemoFormTemplate, Kind: "form",
+				Keywords: []string{"keyword1", "keyword2"}},
+		},
+	}
+}
+
+// SecretJSON is the app's entry in the WeChat secret (what Secrets Manager holds in AWS).
+func (a App) SecretJSON() string {
+	b, _ := json.Marshal(map[string]any{"apps": []map[string]string{{
+		"appId": a.AppID, "appSecret": a.Secret, "eventToken": a.EventToken,
+	}}})
+	return string(b)
+}
