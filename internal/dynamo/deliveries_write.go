@@ -303,10 +303,7 @@ func (d *DB) ReleaseGrant(ctx context.Context, g minipush.Grant, owner string) e
 			":owner": strAV(owner), ":zero": numAV(0),
 		},
 	})
-	if err = conflict(err, "dynamo: release grant of %s", g.AppID); minipush.ErrorCode(err) == minipush.ECONFLICT {
-		return nil
-	}
-	return err
+	return ignoreConflict(err, "dynamo: release grant of %s", g.AppID)
 }
 
 // SpendGrant consumes one use of g, which owner leased: a grant with one use left is

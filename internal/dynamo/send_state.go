@@ -346,10 +346,7 @@ func (d *DB) markRunDone(ctx context.Context, campaignID string, run int, prog R
 		ExpressionAttributeNames:  names,
 		ExpressionAttributeValues: vals,
 	})
-	if err = conflict(err, "dynamo: mark run %s#%d done", campaignID, run); minipush.ErrorCode(err) == minipush.ECONFLICT {
-		return nil
-	}
-	return err
+	return ignoreConflict(err, "dynamo: mark run %s#%d done", campaignID, run)
 }
 
 // markCampaignDone finishes a one-off campaign whose run is done, unless an operator
@@ -366,7 +363,16 @@ func (d *DB) markCampaignDone(ctx context.Context, id string) error {
 			":now": numAV(d.Now().Unix()),
 		},
 	})
-	if err = conflict(err, "dynamo: mark campaign %s done", id); minipush.ErrorCode(err) == minipush.ECONFLICT {
+	return ignoreConflict(err, "dynamo: mark campaign %s done", id)
+}
+
+// ignoreConflict is conflict for writes whose lost condition means "already done by
+// someone else": nil then.
+func ignoreConflict(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	if err = conflict(err, format, args...); minipush.ErrorCode(err) == minipush.ECONFLICT {
 		return nil
 	}
 	return err

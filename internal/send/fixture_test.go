@@ -1,0 +1,333 @@
+package send_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"minipush"
+	"minipush/internal/config"
+	"minipush/internal/dynamo"
+	"minipush/internal/sandbox"
+	"minipush/internal/send"
+	"minipush/internal/testenv"
+	"minipush/internal/token"
+	"minipush/internal/wechat"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+const (
+	appID   = "wxsend0000000001"
+	secret  = "sendsecret"
+	subTpl  = "TPL-SUB-1"
+	otherTp = "TPL-SUB-2"
+	formTpl = "TPL-FORM-1"
+)
+
+var quiet = slog.New(slog.DiscardHandler)
+
+// fixture is one test's world: its own tables and queues on the shared local stack,
+// a sandbox on httptest, and a handler wired to both as FromEnv wires production.
+type fixture struct {
+	env      *testenv.Env
+	db       *dynamo.DB
+	sb       *sandbox.Sandbox
+	wc       *wechat.Client
+	tokens   *token.Cache
+	queueURL string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	env := testenv.New(t)
+	sb := sandbox.New(sandbox.Options{Apps: []sandbox.App{{AppID: appID, Secret: secret}}, Seed: 7})
+	sb.AddSubscribeTemplate(appID, subTpl, map[string]string{"thing1": "thing", "time2": "time"})
+	sb.AddSubscribeTemplate(appID, otherTp, map[string]string{"thing1": "thing"})
+	sb.AddFormTemplate(appID, formTpl, []string{"keyword1", "keyword2"})
+	srv := httptest.NewServer(sb)
+	t.Cleanup(srv.Close)
+	db := dynamo.New(env.DynamoDB, config.Tables{
+		Grants: env.Table("GrantsTable"), Users: env.Table("UsersTable"), Campaigns: env.Table("CampaignsTable"),
+		Audience: env.Table("AudienceTable"), Deliveries: env.Table("DeliveriesTable"), State: env.Table("StateTable"),
+	})
+	wc := wechat.New(wechat.Options{BaseURL: srv.URL, Logger: quiet, Timeout: 3 * time.Second})
+	fetch := func(ctx context.Context, app string) (string, time.Time, error) {
+		tok, err := wc.StableToken(ctx, app, secret, false)
+		return tok.AccessToken, tok.ExpiresAt, err
+	}
+	tokens := token.New(db, fetch)
+	tokens.PollEvery = 5 * time.Millisecond
+	if errs := sb.Stats().SetupErrors; len(errs) > 0 {
+		t.Fatalf("sandbox setup: %v", errs)
+	}
+	return &fixture{env: env, db: db, sb: sb, wc: wc, tokens: tokens, queueURL: env.Queue("SendQueue").URL}
+}
+
+// handler returns a handler on the fixture with test timings: no backoff delay.
+func (f *fixture) handler(parallelism int) *send.Handler {
+	return &send.Handler{
+		Store: f.db, Queue: send.SQSQueue{Client: f.env.SQS, URL: f.queueURL}, WeChat: f.wc, Tokens: f.tokens,
+		Now: f.db.Now, Log: quiet, Parallelism: parallelism, RetryBase: -1, Lease: 20 * time.Second,
+		HoldDelay: time.Second,
+	}
+}
+
+func subscribeMessage() minipush.Message {
+	return minipush.Message{Kind: minipush.MessageSubscribe, TemplateID: subTpl, Page: "pages/index?from=push",
+		Data: map[string]minipush.DataValue{"thing1": {Value: "签到提醒"}, "time2": {Value: "2026-11-25 10:00"}}}
+}
+
+func templateMessage() minipush.Message {
+	return minipush.Message{Kind: minipush.MessageTemplate, TemplateID: formTpl, Page: "pages/index",
+		Data: map[string]minipush.DataValue{"keyword1": {Value: "order", Color: "#173177"}, "keyword2": {Value: "shipped"}}}
+}
+
+func jsonTags(o *attributevalue.EncoderOptions) { o.TagKey = "json" }
+
+// putCampaign stores a campaign and its run 1 (planning finished, planned recipients)
+// directly in the campaigns layout, as the planner would leave them.
+func (f *fixture) putCampaign(t *testing.T, id string, msg minipush.Message, policy minipush.Policy, planned int) {
+	t.Helper()
+	mav, err := attributevalue.MarshalWithOptions(msg, jsonTags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pav, err := attributevalue.MarshalWithOptions(policy, jsonTags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := func(v string) ddbtypes.AttributeValue { return &ddbtypes.AttributeValueMemberS{Value: v} }
+	n := func(v int) ddbtypes.AttributeValue { return &ddbtypes.AttributeValueMemberN{Value: strconv.Itoa(v)} }
+	items := []map[string]ddbtypes.AttributeValue{
+		{"pk": s("c#" + id), "sk": s("meta"), "id": s(id), "appId": s(appID), "name": s(id), "status": s("sending"),
+			"message": mav, "policy": pav, "createdAt": n(1), "runSeq": n(1)},
+		{"pk": s("c#" + id), "sk": s("run#1"), "status": s(dynamo.RunSending), "planned": n(planned)},
+	}
+	for _, it := range items {
+		if _, err := f.env.DynamoDB.PutItem(t.Context(), &dynamodb.PutItemInput{TableName: aws.String(f.db.Tables.Campaigns), Item: it}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// putGrants writes grants straight into the grants table, 25 per BatchWriteItem, in
+// the layout of dynamo's grantItem: seeding thousands through AddGrants (a
+// transaction and an inventory read each) would dominate the test's run time. One
+// test (TestAbortPausesCampaign) seeds through AddGrants to pin the layout.
+func (f *fixture) putGrants(t *testing.T, grants []minipush.Grant) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(grants)/25+1)
+	for start := 0; start < len(grants); start += 25 {
+		chunk := grants[start:min(start+25, len(grants))]
+		wg.Go(func() {
+			var reqs []ddbtypes.WriteRequest
+			for _, g := range chunk {
+				item := map[string]ddbtypes.AttributeValue{
+					"pk": &ddbtypes.AttributeValueMemberS{Value: minipush.UserKey(g.AppID, g.OpenID)},
+					"sk": &ddbtypes.AttributeValueMemberS{Value: "g#" + g.ID},
+					"ek": &ddbtypes.AttributeValueMemberS{Value: g.ExpiryKey()},
+				}
+				rest, err := attributevalue.MarshalMap(struct {
+					AppID       string `dynamodbav:"appId"`
+					OpenID      string `dynamodbav:"openId"`
+					Kind        string `dynamodbav:"kind"`
+					ID          string `dynamodbav:"id"`
+					Value       string `dynamodbav:"value,omitempty"`
+					TemplateID  string `dynamodbav:"tpl,omitempty"`
+					Uses        int    `dynamodbav:"uses"`
+					CollectedAt int64  `dynamodbav:"collectedAt"`
+					ExpiresAt   int64  `dynamodbav:"expiresAt"`
+					LeaseUntil  int64  `dynamodbav:"leaseUntil"`
+				}{g.AppID, g.OpenID, string(g.Kind), g.ID, g.Value, g.TemplateID, g.Uses, g.CollectedAt.Unix(), g.ExpiresAt.Unix(), 0})
+				if err != nil {
+					errs <- err
+					return
+				}
+				for k, v := range rest {
+					item[k] = v
+				}
+				reqs = append(reqs, ddbtypes.WriteRequest{PutRequest: &ddbtypes.PutRequest{Item: item}})
+			}
+			pending := map[string][]ddbtypes.WriteRequest{f.db.Tables.Grants: reqs}
+			for len(pending) > 0 {
+				out, err := f.env.DynamoDB.BatchWriteItem(context.Background(), &dynamodb.BatchWriteItemInput{RequestItems: pending})
+				if err != nil {
+					errs <- err
+					return
+				}
+				pending = out.UnprocessedItems
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+func subGrant(openID, tpl string, expires time.Time) minipush.Grant {
+	id := minipush.GrantID(minipush.GrantSubscribe, tpl, openID, expires.String())
+	return minipush.Grant{AppID: appID, OpenID: openID, Kind: minipush.GrantSubscribe, ID: id, TemplateID: tpl,
+		Uses: 1, CollectedAt: expires.Add(-time.Hour), ExpiresAt: expires}
+}
+
+func formGrant(openID, value string, kind minipush.GrantKind, collected time.Time) minipush.Grant {
+	return minipush.Grant{AppID: appID, OpenID: openID, Kind: kind, ID: minipush.GrantID(kind, value), Value: value,
+		Uses: kind.Uses(), CollectedAt: collected, ExpiresAt: collected.Add(minipush.FormGrantValidity)}
+}
+
+// batches splits recipients into batch bodies of size n.
+func batches(campaign string, openIDs []string, n int) []minipush.Batch {
+	var out []minipush.Batch
+	for i := 0; i < len(openIDs); i += n {
+		out = append(out, minipush.Batch{
+			ID: fmt.Sprintf("%s-1-%d", campaign, i/n), CampaignID: campaign, Run: 1, AppID: appID,
+			OpenIDs: openIDs[i:min(i+n, len(openIDs))],
+		})
+	}
+	return out
+}
+
+// event packs batches into SQS events of at most 10 records, as the event source does.
+func events10(t *testing.T, bs []minipush.Batch) []events.SQSEvent {
+	t.Helper()
+	var out []events.SQSEvent
+	for i := 0; i < len(bs); i += 10 {
+		var ev events.SQSEvent
+		for j, b := range bs[i:min(i+10, len(bs))] {
+			body, err := json.Marshal(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev.Records = append(ev.Records, events.SQSMessage{MessageId: fmt.Sprintf("m-%s-%d", b.ID, j), Body: string(body)})
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+// handle runs one event and fails the test on batchItemFailures.
+func handle(t *testing.T, h *send.Handler, ev events.SQSEvent) {
+	t.Helper()
+	resp, err := h.Handle(t.Context(), ev)
+	if err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	if len(resp.BatchItemFailures) > 0 {
+		t.Fatalf("Handle reported %d failures", len(resp.BatchItemFailures))
+	}
+}
+
+// drain feeds the handler whatever the send queue holds, as the event source would,
+// until done reports true or the deadline passes.
+func (f *fixture) drain(t *testing.T, h *send.Handler, deadline time.Duration, done func() bool) {
+	t.Helper()
+	ctx := t.Context()
+	end := time.Now().Add(deadline)
+	for !done() {
+		if time.Now().After(end) {
+			t.Fatalf("queue not drained within %v", deadline)
+		}
+		out, err := f.env.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(f.queueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 60,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Messages) == 0 {
+			continue
+		}
+		var ev events.SQSEvent
+		for _, m := range out.Messages {
+			ev.Records = append(ev.Records, events.SQSMessage{MessageId: aws.ToString(m.MessageId), Body: aws.ToString(m.Body)})
+		}
+		resp, err := h.Handle(ctx, ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		failed := map[string]bool{}
+		for _, fl := range resp.BatchItemFailures {
+			failed[fl.ItemIdentifier] = true
+		}
+		for _, m := range out.Messages {
+			if failed[aws.ToString(m.MessageId)] {
+				continue
+			}
+			if _, err := f.env.SQS.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(f.queueURL), ReceiptHandle: m.ReceiptHandle}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// runDone reports whether the run is marked done.
+func (f *fixture) runDone(t *testing.T, campaign string) func() bool {
+	return func() bool {
+		p, err := f.db.RunCounters(t.Context(), campaign, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Status == dynamo.RunDone
+	}
+}
+
+// outcomes returns every delivery item of the run by openid.
+func (f *fixture) outcomes(t *testing.T, campaign string) map[string]dynamo.Delivery {
+	t.Helper()
+	out := map[string]dynamo.Delivery{}
+	p := dynamodb.NewQueryPaginator(f.env.DynamoDB, &dynamodb.QueryInput{
+		TableName: aws.String(f.db.Tables.Deliveries), KeyConditionExpression: aws.String("pk = :pk"),
+		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":pk": &ddbtypes.AttributeValueMemberS{Value: minipush.RunKey(campaign, 1)}},
+		ConsistentRead:            aws.Bool(true),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, item := range page.Items {
+			var it struct {
+				SK        string `dynamodbav:"sk"`
+				State     string `dynamodbav:"state"`
+				Outcome   string `dynamodbav:"outcome"`
+				Reason    string `dynamodbav:"reason"`
+				Owner     string `dynamodbav:"owner"`
+				ErrCode   int    `dynamodbav:"errcode"`
+				ExpiresAt int64  `dynamodbav:"expiresAt"`
+			}
+			if err := attributevalue.UnmarshalMap(item, &it); err != nil {
+				t.Fatal(err)
+			}
+			out[it.SK] = dynamo.Delivery{OpenID: it.SK, State: it.State, Outcome: minipush.Outcome(it.Outcome), Reason: it.Reason,
+				ErrCode: it.ErrCode, Owner: it.Owner, ExpiresAt: time.Unix(it.ExpiresAt, 0)}
+		}
+	}
+	return out
+}
+
+// acceptedBy counts the sandbox's accepted messages per recipient for one API.
+func (f *fixture) acceptedBy(api string) map[string]int {
+	out := map[string]int{}
+	for _, m := range f.sb.Accepted() {
+		if m.API == api {
+			out[m.ToUser]++
+		}
+	}
+	return out
+}
