@@ -134,6 +134,21 @@ func matchPath(tmpl, path string) (map[string]string, bool, bool) {
 	return params, false, len(ts) == len(ps)
 }
 
+// RequestEvent turns a real HTTP request into the payload format 2.0 event API Gateway
+// would give the function behind the route "method path" (tests and the events/ samples
+// use it, so the samples are what the runner really sends).
+func RequestEvent(r *http.Request, method, path string) (events.APIGatewayV2HTTPRequest, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxPayload+1))
+	if err != nil {
+		return events.APIGatewayV2HTTPRequest{}, err
+	}
+	params, _, ok := matchPath(path, r.URL.Path)
+	if !ok {
+		return events.APIGatewayV2HTTPRequest{}, fmt.Errorf("localrun: %s does not match %s", r.URL.Path, path)
+	}
+	return toEvent(r, Route{Method: method, Path: path}, params, body), nil
+}
+
 func toEvent(r *http.Request, route Route, params map[string]string, body []byte) events.APIGatewayV2HTTPRequest {
 	headers := map[string]string{}
 	for k, vs := range r.Header {

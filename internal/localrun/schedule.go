@@ -98,14 +98,8 @@ func (s *Schedule) Run(ctx context.Context) {
 }
 
 func (s *Schedule) invoke(ctx context.Context) error {
-	now := time.Now().UTC()
-	id := requestID()
-	ev := events.EventBridgeEvent{
-		Version: "0", ID: id, DetailType: "Scheduled Event", Source: "aws.events",
-		AccountID: "123456789012", Time: now, Region: "us-east-1",
-		Resources: []string{"arn:aws:events:us-east-1:123456789012:rule/" + s.Name},
-		Detail:    json.RawMessage(`{}`),
-	}
+	ev := ScheduledEvent(s.Name, time.Now())
+	id := ev.ID
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.Timeout)
 	defer cancel()
 	ictx = lambdacontext.NewContext(ictx, &lambdacontext.LambdaContext{AwsRequestID: id})
@@ -113,4 +107,14 @@ func (s *Schedule) invoke(ctx context.Context) error {
 	err := s.Handler(ictx, ev)
 	s.Log.Info("schedule", "function", s.Function, "ms", time.Since(start).Milliseconds(), "err", err)
 	return err
+}
+
+// ScheduledEvent is the event EventBridge sends a function on a schedule rule's tick.
+func ScheduledEvent(rule string, now time.Time) events.EventBridgeEvent {
+	return events.EventBridgeEvent{
+		Version: "0", ID: requestID(), DetailType: "Scheduled Event", Source: "aws.events",
+		AccountID: "123456789012", Time: now.UTC().Truncate(time.Second), Region: "us-east-1",
+		Resources: []string{"arn:aws:events:us-east-1:123456789012:rule/" + rule},
+		Detail:    json.RawMessage(`{}`),
+	}
 }

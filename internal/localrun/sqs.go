@@ -82,26 +82,9 @@ func (m *SQSMapping) pollOnce(ctx context.Context) {
 	if len(out.Messages) == 0 {
 		return
 	}
-	ev := events.SQSEvent{Records: make([]events.SQSMessage, 0, len(out.Messages))}
+	ev := SQSEventOf(out.Messages, m.QueueARN)
 	receipts := map[string]string{}
-	for _, msg := range out.Messages {
-		rec := events.SQSMessage{
-			MessageId:      aws.ToString(msg.MessageId),
-			ReceiptHandle:  aws.ToString(msg.ReceiptHandle),
-			Body:           aws.ToString(msg.Body),
-			Md5OfBody:      aws.ToString(msg.MD5OfBody),
-			Attributes:     msg.Attributes,
-			EventSource:    "aws:sqs",
-			EventSourceARN: m.QueueARN,
-			AWSRegion:      "us-east-1",
-		}
-		if len(msg.MessageAttributes) > 0 {
-			rec.MessageAttributes = map[string]events.SQSMessageAttribute{}
-			for k, v := range msg.MessageAttributes {
-				rec.MessageAttributes[k] = events.SQSMessageAttribute{StringValue: v.StringValue, BinaryValue: v.BinaryValue, DataType: aws.ToString(v.DataType)}
-			}
-		}
-		ev.Records = append(ev.Records, rec)
+	for _, rec := range ev.Records {
 		receipts[rec.MessageId] = rec.ReceiptHandle
 	}
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.Timeout)
@@ -149,4 +132,30 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// SQSEventOf is the event Lambda's SQS event source gives a function for messages
+// received from the queue with ARN queueARN.
+func SQSEventOf(msgs []sqstypes.Message, queueARN string) events.SQSEvent {
+	ev := events.SQSEvent{Records: make([]events.SQSMessage, 0, len(msgs))}
+	for _, msg := range msgs {
+		rec := events.SQSMessage{
+			MessageId:      aws.ToString(msg.MessageId),
+			ReceiptHandle:  aws.ToString(msg.ReceiptHandle),
+			Body:           aws.ToString(msg.Body),
+			Md5OfBody:      aws.ToString(msg.MD5OfBody),
+			Attributes:     msg.Attributes,
+			EventSource:    "aws:sqs",
+			EventSourceARN: queueARN,
+			AWSRegion:      "us-east-1",
+		}
+		if len(msg.MessageAttributes) > 0 {
+			rec.MessageAttributes = map[string]events.SQSMessageAttribute{}
+			for k, v := range msg.MessageAttributes {
+				rec.MessageAttributes[k] = events.SQSMessageAttribute{StringValue: v.StringValue, BinaryValue: v.BinaryValue, DataType: aws.ToString(v.DataType)}
+			}
+		}
+		ev.Records = append(ev.Records, rec)
+	}
+	return ev
 }

@@ -90,12 +90,22 @@ type Env struct {
 // New provisions a fresh namespace for tb and deletes it when tb ends.
 func New(tb testing.TB) *Env {
 	tb.Helper()
+	return NewWithParams(tb, nil)
+}
+
+// NewWithParams is New with template parameter overrides (e.g. WeChatBaseURL).
+func NewWithParams(tb testing.TB, params map[string]string) *Env {
+	tb.Helper()
 	ep := Endpoints(tb)
 	t := Template(tb)
 	clients := ep.NewClients()
 	prefix := "t" + randomHex(6) + "-"
 	ctx := context.Background()
-	res, err := localstack.Provision(ctx, clients, t, prefix, map[string]string{"WeChatSecretArn": localstack.LocalSecretArn})
+	all := map[string]string{"WeChatSecretArn": localstack.LocalSecretArn}
+	for k, v := range params {
+		all[k] = v
+	}
+	res, err := localstack.Provision(ctx, clients, t, prefix, all)
 	if res != nil {
 		tb.Cleanup(func() {
 			if err := res.Teardown(context.Background(), clients); err != nil {
