@@ -1,0 +1,118 @@
+// Command minipush-local runs the whole system on this machine (make run): the local
+// stack, the WeChat sandbox and the five functions wired from template.yaml.
+//
+//	minipush-local [-addr 127.0.0.1:3000] [-data .local] [-reset]
+//	               [-dynamodb URL -sqs URL] [-wechat URL]
+//
+// Data is kept in -data between runs unless -reset is given. -dynamodb/-sqs use an
+// already running local stack and -wechat an already running sandbox (tests use them to
+// kill and restart the runner while the "cloud" stays up).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"minipush/internal/functions"
+	"minipush/internal/localrun"
+	"minipush/internal/localstack"
+	"minipush/internal/sandbox"
+)
+
+func main() {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	if err := run(log); err != nil {
+		log.Error("minipush-local failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(log *slog.Logger) error {
+	addr := flag.String("addr", "127.0.0.1:3000", "HTTP API listen address (127.0.0.1 only)")
+	data := flag.String("data", ".local", "keep data here between runs; empty keeps nothing")
+	reset := flag.Bool("reset", false, "delete the kept data first")
+	ddb := flag.String("dynamodb", "", "use this DynamoDB Local instead of starting one")
+	sqsURL := flag.String("sqs", "", "use this SQS server instead of starting one")
+	wechatURL := flag.String("wechat", "", "use this WeChat sandbox instead of starting one")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	if *reset && *data != "" {
+		if err := os.RemoveAll(*data); err != nil {
+			return err
+		}
+	}
+	opts := localrun.Options{Root: root, DataDir: *data, Addr: *addr, Log: log, Reap: 10 * time.Second,
+		Builders: functions.Builders(), Params: map[string]string{}}
+	if *ddb != "" || *sqsURL != "" {
+		if *ddb == "" || *sqsURL == "" {
+			return fmt.Errorf("-dynamodb and -sqs go together")
+		}
+		opts.Stack = &localstack.Endpoints{DynamoDB: *ddb, SQS: *sqsURL}
+	}
+	demo := localrun.DemoApp()
+	sandboxURL := *wechatURL
+	if sandboxURL == "" {
+		sb := sandbox.New(sandbox.Options{Logger: log})
+		if err := sb.Apply(demo.SandboxConfig()); err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		srv := &http.Server{Handler: sb, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+		sandboxURL = "http://" + ln.Addr().String()
+	}
+	opts.Params["WeChatBaseURL"] = sandboxURL
+	opts.Secrets = map[string]string{"WeChatSecret": demo.SecretJSON()}
+
+	r, err := localrun.Start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer r.Stop(context.Background())
+	ready := map[string]string{
+		"api": r.URL, "tick": r.URL + "/_local/tick", "wechat_sandbox": sandboxURL,
+		"dynamodb": r.Stack.DynamoDB, "sqs": r.Stack.SQS, "app_id": demo.AppID,
+		"operator_token": r.Secrets["OperatorTokenSecret"],
+	}
+	b, _ := json.Marshal(ready)
+	fmt.Println(string(b))
+	log.Info("ready", "api", r.URL, "wechat_sandbox", sandboxURL, "data", *data)
+	<-ctx.Done()
+	log.Info("shutting down")
+	return nil
+}
+
+func repoRoot() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "template.yaml")); err == nil {
+			return dir, nil
+		}
+		if filepath.Dir(dir) == dir {
+			return "", fmt.Errorf("no template.yaml above %s", wd)
+		}
+	}
+}
