@@ -117,7 +117,7 @@ func TestRedelivery(t *testing.T) {
 func TestTransientFaults(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	ids := f.grantedUsers(t, 600)
+	ids := f.grantedUsers(t, 300)
 	f.putCampaign(t, "c", subscribeMessage(), minipush.Policy{RetryBudget: 30}, len(ids))
 	if err := f.sb.AddFault(sandbox.Fault{Path: sandbox.PathSubscribeSend, ErrCode: -1, Rate: 0.2}); err != nil {
 		t.Fatal(err)
@@ -126,7 +126,7 @@ func TestTransientFaults(t *testing.T) {
 	go func() {
 		defer close(invalidated)
 		deadline := time.Now().Add(60 * time.Second)
-		for f.sb.Stats().Accepted < 150 && time.Now().Before(deadline) {
+		for f.sb.Stats().Accepted < 60 && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond) // polling the sandbox, not synchronising
 		}
 		f.sb.InvalidateTokens(appID)

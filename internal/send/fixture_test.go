@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -21,6 +23,7 @@ import (
 	"minipush"
 	"minipush/internal/config"
 	"minipush/internal/dynamo"
+	"minipush/internal/localstack"
 	"minipush/internal/sandbox"
 	"minipush/internal/send"
 	"minipush/internal/testenv"
@@ -60,11 +63,16 @@ func newFixture(t *testing.T) *fixture {
 	sb.AddFormTemplate(appID, formTpl, []string{"keyword1", "keyword2"})
 	srv := httptest.NewServer(sb)
 	t.Cleanup(srv.Close)
-	db := dynamo.New(env.DynamoDB, config.Tables{
+	// A connection pool as wide as the test's concurrency: the SDK's default keeps 10
+	// idle connections per host and would reconnect for most calls.
+	cfg := localstack.Config()
+	cfg.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) { tr.MaxIdleConnsPerHost = 128 })
+	ddb := dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(env.Endpoints.DynamoDB) })
+	db := dynamo.New(ddb, config.Tables{
 		Grants: env.Table("GrantsTable"), Users: env.Table("UsersTable"), Campaigns: env.Table("CampaignsTable"),
 		Audience: env.Table("AudienceTable"), Deliveries: env.Table("DeliveriesTable"), State: env.Table("StateTable"),
 	})
-	wc := wechat.New(wechat.Options{BaseURL: srv.URL, Logger: quiet, Timeout: 3 * time.Second})
+	wc := wechat.New(wechat.Options{BaseURL: srv.URL, Logger: quiet, Timeout: 3 * time.Second, HTTPClient: send.NewHTTPClient(128)})
 	fetch := func(ctx context.Context, app string) (string, time.Time, error) {
 		tok, err := wc.StableToken(ctx, app, secret, false)
 		return tok.AccessToken, tok.ExpiresAt, err
@@ -132,9 +140,12 @@ func (f *fixture) putGrants(t *testing.T, grants []minipush.Grant) {
 	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, len(grants)/25+1)
+	sem := make(chan struct{}, 16)
 	for start := 0; start < len(grants); start += 25 {
 		chunk := grants[start:min(start+25, len(grants))]
+		sem <- struct{}{}
 		wg.Go(func() {
+			defer func() { <-sem }()
 			var reqs []ddbtypes.WriteRequest
 			for _, g := range chunk {
 				item := map[string]ddbtypes.AttributeValue{
@@ -165,7 +176,7 @@ func (f *fixture) putGrants(t *testing.T, grants []minipush.Grant) {
 			}
 			pending := map[string][]ddbtypes.WriteRequest{f.db.Tables.Grants: reqs}
 			for len(pending) > 0 {
-				out, err := f.env.DynamoDB.BatchWriteItem(context.Background(), &dynamodb.BatchWriteItemInput{RequestItems: pending})
+				out, err := f.db.Client.BatchWriteItem(context.Background(), &dynamodb.BatchWriteItemInput{RequestItems: pending})
 				if err != nil {
 					errs <- err
 					return

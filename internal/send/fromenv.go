@@ -3,6 +3,7 @@ package send
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -16,6 +17,16 @@ import (
 // ParallelismEnv optionally sets Handler.Parallelism (recipients in flight per
 // instance); unset means DefaultParallelism.
 const ParallelismEnv = "SEND_PARALLELISM"
+
+// NewHTTPClient returns an HTTP client for WeChat that keeps up to conns idle
+// connections to it: net/http's default keeps 2 per host, so a sender with more calls
+// in flight would open (and TLS-handshake) a new connection for most of them.
+func NewHTTPClient(conns int) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = max(conns, 2)
+	tr.MaxIdleConns = max(conns, tr.MaxIdleConns)
+	return &http.Client{Transport: tr}
+}
 
 // FromEnv builds the production Handler from a function's environment, read only
 // through getenv: Lambda passes os.Getenv, the local runner each function's resolved
@@ -52,7 +63,7 @@ func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) 
 	if err != nil {
 		return nil, fmt.Errorf("send: %w", err)
 	}
-	wc := wechat.New(wechat.Options{BaseURL: cfg.WeChatBaseURL})
+	wc := wechat.New(wechat.Options{BaseURL: cfg.WeChatBaseURL, HTTPClient: NewHTTPClient(parallelism)})
 	db := dynamo.New(clients.DynamoDB, cfg.Tables)
 	legacy := cfg.TokenEndpoint == "legacy"
 	fetch := func(ctx context.Context, appID string) (string, time.Time, error) {

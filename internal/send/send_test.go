@@ -262,9 +262,11 @@ func countersEqual(a, b minipush.Counters) bool {
 // campaigns, every grant situation) through two handler instances at once.
 func TestMixedAudience(t *testing.T) {
 	t.Parallel()
+	setup := time.Now()
 	f := newFixture(t)
 	const nSub, nForm, parallelism = 3000, 2000, 16
 	sub, form := f.subscribeAudience(t, nSub), f.templateAudience(t, nForm)
+	t.Logf("setup in %v", time.Since(setup))
 	policy := minipush.Policy{SkipOptedOut: true}
 	f.putCampaign(t, "sub", subscribeMessage(), policy, nSub)
 	f.putCampaign(t, "form", templateMessage(), policy, nForm)
