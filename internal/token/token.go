@@ -137,6 +137,18 @@ func (c *Cache) refresh(ctx context.Context, appID, stale string) (string, time.
 		err = c.Store.LockTokenRefresh(ctx, appID, c.Owner, c.LockTTL)
 		switch {
 		case err == nil:
+			// Another instance may have stored a token between our read and our lock
+			// (and released the lock doing so): look again before asking WeChat.
+			shared, err := c.Store.GetToken(ctx, appID)
+			if err != nil {
+				return "", time.Time{}, fmt.Errorf("token: %w", err)
+			}
+			if shared.AccessToken != "" && shared.AccessToken != stale && c.fresh(shared.ExpiresAt) {
+				if err := c.Store.PutToken(ctx, appID, c.Owner, shared.AccessToken, shared.ExpiresAt); err != nil {
+					return "", time.Time{}, fmt.Errorf("token: release lock: %w", err)
+				}
+				return shared.AccessToken, shared.ExpiresAt, nil
+			}
 			return c.fetch(ctx, appID)
 		case minipush.ErrorCode(err) != minipush.ECONFLICT:
 			return "", time.Time{}, fmt.Errorf("token: %w", err)
