@@ -9,7 +9,7 @@ LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
 # Seconds each fuzz target runs inside make test (bounded so the suite stays short).
 FUZZTIME  ?= 10s
 
-.PHONY: all build build-lambda build-host test fuzz vet fmt deps run stack clean \
+.PHONY: all build build-lambda build-host test fuzz vet fmt deps run events stack clean \
 	build-CollectFunction build-AdminFunction build-PlanFunction build-SendFunction build-ExpireFunction
 
 all: build
@@ -63,10 +63,15 @@ vet:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
-## run: the whole system locally (until the local runner lands: the local stack with
-## the template's tables and queues, data kept in .local/)
+## run: the whole system locally: local stack, WeChat sandbox, the five functions behind
+## the emulated HTTP API, schedule, SQS and stream mappings (data kept in .local/;
+## RESET=1 starts afresh)
 run: deps
-	$(GO) run ./cmd/localstack serve -data .local/dynamodb
+	$(GO) run ./cmd/minipush-local -data .local $(if $(RESET),-reset)
+
+## events: regenerate events/*.json (samples for sam local invoke -e) from real requests
+events: deps
+	MINIPUSH_UPDATE_EVENTS=1 $(GO) run ./cmd/localstack exec -- $(GO) test -count=1 -run TestFunctionsUnderRIE ./internal/functions
 
 ## stack: the local stack alone, in memory
 stack: deps

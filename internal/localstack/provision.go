@@ -106,11 +106,14 @@ func (r *Resources) createTable(ctx context.Context, db *dynamodb.Client, t *sam
 		}
 	}
 	var desc *ddbtypes.TableDescription
+	reused := false
 	out, err := db.CreateTable(ctx, in)
 	var inUse *ddbtypes.ResourceInUseException
 	switch {
 	case errors.As(err, &inUse):
-		// Kept from an earlier run (make run keeps its data): reuse it as it is.
+		// Kept from an earlier run (make run keeps its data): reuse it as it is, TTL
+		// included (DynamoDB refuses to enable TTL twice).
+		reused = true
 		d, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(name)})
 		if err != nil {
 			return fmt.Errorf("localstack: describe table %s: %w", name, err)
@@ -125,7 +128,7 @@ func (r *Resources) createTable(ctx context.Context, db *dynamodb.Client, t *sam
 	if desc.LatestStreamArn != nil {
 		r.StreamARNs[t.LogicalID] = *desc.LatestStreamArn
 	}
-	if ttl := t.TimeToLiveSpecification; ttl != nil {
+	if ttl := t.TimeToLiveSpecification; ttl != nil && !reused {
 		_, err := db.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
 			TableName: aws.String(name),
 			TimeToLiveSpecification: &ddbtypes.TimeToLiveSpecification{

@@ -136,10 +136,15 @@ func (s *Stack) startDynamoDB(ctx context.Context, opts Options) error {
 			"-port", strconv.Itoa(port), "-sharedDb", "-disableTelemetry",
 		}
 		if opts.DataDir != "" {
-			if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+			// Java runs in the jar's directory, so a relative path would land there.
+			dataDir, err := filepath.Abs(opts.DataDir)
+			if err != nil {
 				return fmt.Errorf("localstack: data dir: %w", err)
 			}
-			args = append(args, "-dbPath", opts.DataDir)
+			if err := os.MkdirAll(dataDir, 0o755); err != nil {
+				return fmt.Errorf("localstack: data dir: %w", err)
+			}
+			args = append(args, "-dbPath", dataDir)
 		} else {
 			args = append(args, "-inMemory")
 		}
