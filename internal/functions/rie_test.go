@@ -242,6 +242,20 @@ func TestFunctionsUnderRIE(t *testing.T) {
 	w := newWorld(t)
 	demo := localrun.DemoApp()
 
+	if os.Getenv("MINIPUSH_UPDATE_EVENTS") != "" {
+		// sam local invoke --env-vars format: the environment each function got in this
+		// run, with the loopback endpoints as seen from SAM's Docker containers.
+		all := map[string]map[string]string{}
+		for _, id := range w.env.Template.FunctionIDs() {
+			env := w.functionEnv(t, id)
+			for k, v := range env {
+				env[k] = strings.ReplaceAll(v, "127.0.0.1", "host.docker.internal")
+			}
+			all[id] = env
+		}
+		writeSample(t, "env", all)
+	}
+
 	t.Run("CollectFunction", func(t *testing.T) {
 		t.Parallel()
 		url := function(t, "collect", w.functionEnv(t, "CollectFunction"))
