@@ -15,11 +15,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -141,7 +142,7 @@ func Start(ctx context.Context, opts Options) (_ *Runner, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("localrun: %s timeout: %w", id, err)
 		}
-		for _, name := range sortedEventNames(f.Events) {
+		for _, name := range slices.Sorted(maps.Keys(f.Events)) {
 			ev := f.Events[name]
 			switch {
 			case ev.HTTPAPI != nil:
@@ -234,7 +235,7 @@ func (r *Runner) goRun(ctx context.Context, f func(context.Context)) {
 // Tick runs every schedule once now (what POST /_local/tick does).
 func (r *Runner) Tick(ctx context.Context) error {
 	var errs []error
-	for _, id := range sortedKeys(r.Schedules) {
+	for _, id := range slices.Sorted(maps.Keys(r.Schedules)) {
 		if err := r.Schedules[id].Trigger(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", id, err))
 		}
@@ -405,24 +406,6 @@ func asStream(h any) (StreamHandler, bool) {
 		return f, true
 	}
 	return nil, false
-}
-
-func sortedEventNames(m map[string]*samtemplate.Event) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // localSecrets returns the local: secrets: the given ones, plus signing keys generated
