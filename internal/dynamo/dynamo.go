@@ -36,6 +36,17 @@ type DB struct {
 	Tables config.Tables
 	// Now is the clock; tests move it to expire grants without waiting.
 	Now func() time.Time
+	// Retention is how long finished runs are kept (RETENTION_DAYS); zero means the
+	// default of 30 days.
+	Retention time.Duration
+}
+
+// retention returns d.Retention or its default.
+func (d *DB) retention() time.Duration {
+	if d.Retention > 0 {
+		return d.Retention
+	}
+	return 30 * 24 * time.Hour
 }
 
 // New returns a DB on the given tables with the wall clock.

@@ -313,8 +313,10 @@ func (d *DB) markRunDone(ctx context.Context, campaignID string, run int, prog R
 	names := map[string]string{"#status": "status"}
 	vals := map[string]types.AttributeValue{
 		":done": strAV(RunDone), ":now": numAV(d.Now().Unix()),
+		":exp": numAV(RetentionExpiry(d.Now(), d.retention())),
 	}
-	sets := []string{"#status = :done", "doneAt = :now"}
+	// A finished run is kept for the retention period, then TTL deletes it.
+	sets := []string{"#status = :done", "doneAt = :now", "expiresAt = :exp"}
 	set := func(attr string, n int) {
 		i := strconv.Itoa(len(names))
 		names["#s"+i] = attr

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -61,6 +62,23 @@ func (f *fixture) allSent(t *testing.T, campaign string, ids []string) {
 	}
 	if prog.Status != dynamo.RunDone || prog.Counters.Sent != len(ids) || prog.Counters.Final() != len(ids) {
 		t.Errorf("run %s %+v, want done with %d sent", prog.Status, prog.Counters, len(ids))
+	}
+	// A finished run carries its retention TTL.
+	item, err := f.db.Client.GetItem(t.Context(), &dynamodb.GetItemInput{
+		TableName: aws.String(f.db.Tables.Campaigns),
+		Key: map[string]ddbtypes.AttributeValue{
+			"pk": &ddbtypes.AttributeValueMemberS{Value: "c#" + campaign}, "sk": &ddbtypes.AttributeValueMemberS{Value: "run#1"},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exp int64
+	if n, ok := item.Item["expiresAt"].(*ddbtypes.AttributeValueMemberN); ok {
+		exp, _ = strconv.ParseInt(n.Value, 10, 64)
+	}
+	if exp <= f.db.Now().Unix() {
+		t.Errorf("finished run expiresAt = %v, want a retention TTL in the future", item.Item["expiresAt"])
 	}
 }
 

@@ -65,6 +65,7 @@ func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) 
 	}
 	wc := wechat.New(wechat.Options{BaseURL: cfg.WeChatBaseURL, HTTPClient: NewHTTPClient(parallelism)})
 	db := dynamo.New(clients.DynamoDB, cfg.Tables)
+	db.Retention = cfg.Retention
 	legacy := cfg.TokenEndpoint == "legacy"
 	fetch := func(ctx context.Context, appID string) (string, time.Time, error) {
 		app, ok := apps.Find(appID)
