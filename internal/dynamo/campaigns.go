@@ -1,0 +1,508 @@
+package dynamo
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"minipush"
+)
+
+// This file is the operator's side of the campaign item (pk "c#<id>", sk "meta"):
+//
+//	id, appId, name           S
+//	message, audience,        M, marshalled with the domain types' json tags, which is
+//	schedule, policy            what SendCampaign decodes
+//	status                    S, a minipush.CampaignStatus (ByStatus hash key)
+//	createdAt, updatedAt      N, epoch seconds (createdAt is ByStatus's range key)
+//	runSeq                    N, runs started so far
+//	nextRunAt                 N, epoch seconds, when the next run is due (absent: none)
+//	dueShard, dueAt           S, N: present only while the campaign waits for a run, so
+//	                            the sparse ByDue index holds exactly the planner's work
+//	rev                       N, bumped by every operator write: optimistic edits
+//	pausedFrom                S, the status an operator pause interrupted
+//
+// Run items (sk "run#<n>") belong to the planner and send (send_state.go); they carry no
+// createdAt, so they never enter ByStatus, and listing filters on sk anyway.
+
+// Campaign indexes.
+const (
+	CampaignsByDue    = "ByDue"
+	CampaignsByStatus = "ByStatus"
+)
+
+// DueShard is the ByDue hash key of every campaign waiting for its next run. A single
+// shard keeps "what is due" one Query; the index holds only waiting campaigns, so the
+// partition stays small even with many campaigns in the table.
+const DueShard = "due"
+
+// MaxListLimit bounds one page of any operator listing.
+const MaxListLimit = 100
+
+func marshalJSONTags(v any) (types.AttributeValue, error) {
+	return attributevalue.MarshalWithOptions(v, func(o *attributevalue.EncoderOptions) { o.TagKey = "json" })
+}
+
+// campaignItem builds a new campaign's meta item.
+func campaignItem(c minipush.Campaign) (map[string]types.AttributeValue, error) {
+	item := map[string]types.AttributeValue{
+		"pk": strAV(campaignPK(c.ID)), "sk": strAV("meta"),
+		"id": strAV(c.ID), "appId": strAV(c.AppID), "name": strAV(c.Name),
+		"status":    strAV(string(c.Status)),
+		"createdAt": numAV(c.CreatedAt.Unix()), "updatedAt": numAV(c.UpdatedAt.Unix()),
+		"runSeq": numAV(int64(c.RunSeq)), "rev": numAV(1),
+	}
+	for name, v := range map[string]any{"message": c.Message, "audience": c.Audience, "schedule": c.Schedule, "policy": c.Policy} {
+		av, err := marshalJSONTags(v)
+		if err != nil {
+			return nil, fmt.Errorf("dynamo: encode campaign %s %s: %w", c.ID, name, err)
+		}
+		item[name] = av
+	}
+	return item, nil
+}
+
+// storedCampaign is a decoded meta item with the bookkeeping the domain type lacks.
+type storedCampaign struct {
+	minipush.Campaign
+	Rev        int
+	PausedFrom minipush.CampaignStatus
+	DueAt      time.Time
+}
+
+func decodeCampaign(item map[string]types.AttributeValue) (storedCampaign, error) {
+	var c storedCampaign
+	var it struct {
+		ID         string `dynamodbav:"id"`
+		AppID      string `dynamodbav:"appId"`
+		Name       string `dynamodbav:"name"`
+		Status     string `dynamodbav:"status"`
+		CreatedAt  int64  `dynamodbav:"createdAt"`
+		UpdatedAt  int64  `dynamodbav:"updatedAt"`
+		NextRunAt  int64  `dynamodbav:"nextRunAt"`
+		DueAt      int64  `dynamodbav:"dueAt"`
+		RunSeq     int    `dynamodbav:"runSeq"`
+		Rev        int    `dynamodbav:"rev"`
+		PausedFrom string `dynamodbav:"pausedFrom"`
+	}
+	if err := attributevalue.UnmarshalMap(item, &it); err != nil {
+		return c, fmt.Errorf("dynamo: decode campaign: %w", err)
+	}
+	c.Campaign = minipush.Campaign{
+		ID: it.ID, AppID: it.AppID, Name: it.Name, Status: minipush.CampaignStatus(it.Status),
+		CreatedAt: fromEpoch(it.CreatedAt), UpdatedAt: fromEpoch(it.UpdatedAt), NextRunAt: fromEpoch(it.NextRunAt),
+		RunSeq: it.RunSeq,
+	}
+	c.Rev, c.PausedFrom, c.DueAt = it.Rev, minipush.CampaignStatus(it.PausedFrom), fromEpoch(it.DueAt)
+	dec := func(o *attributevalue.DecoderOptions) { o.TagKey = "json" }
+	for name, dst := range map[string]any{"message": &c.Message, "audience": &c.Audience, "schedule": &c.Schedule, "policy": &c.Policy} {
+		if av, ok := item[name]; ok {
+			if err := attributevalue.UnmarshalWithOptions(av, dst, dec); err != nil {
+				return c, fmt.Errorf("dynamo: decode campaign %s %s: %w", it.ID, name, err)
+			}
+		}
+	}
+	return c, nil
+}
+
+// CreateCampaign stores a new campaign as given (the caller sets its ID, status draft
+// and timestamps). ECONFLICT when a campaign with that ID exists.
+func (d *DB) CreateCampaign(ctx context.Context, c minipush.Campaign) error {
+	item, err := campaignItem(c)
+	if err != nil {
+		return err
+	}
+	_, err = d.Client.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(d.Tables.Campaigns), Item: item,
+		ConditionExpression: aws.String("attribute_not_exists(pk)"),
+	})
+	if err != nil {
+		return conflict(err, "campaign %s exists", c.ID)
+	}
+	return nil
+}
+
+// GetCampaign reads a whole campaign. ENOTFOUND when there is none.
+func (d *DB) GetCampaign(ctx context.Context, id string) (minipush.Campaign, error) {
+	c, err := d.getCampaign(ctx, id)
+	return c.Campaign, err
+}
+
+func (d *DB) getCampaign(ctx context.Context, id string) (storedCampaign, error) {
+	out, err := d.Client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(id, "meta"), ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return storedCampaign{}, fmt.Errorf("dynamo: get campaign %s: %w", id, err)
+	}
+	if out.Item == nil {
+		return storedCampaign{}, minipush.Errorf(minipush.ENOTFOUND, "no campaign %s", id)
+	}
+	return decodeCampaign(out.Item)
+}
+
+// ListCampaigns returns up to limit campaigns in status, newest first, and a cursor for
+// the next page ("" on the last). The cursor is opaque to callers; a cursor that does
+// not belong to this listing is EINVALID. One Query of the ByStatus index per page.
+func (d *DB) ListCampaigns(ctx context.Context, status minipush.CampaignStatus, limit int, cursor string) ([]minipush.Campaign, string, error) {
+	limit = clampLimit(limit)
+	start, err := decodeCursor(cursor, "status", string(status))
+	if err != nil {
+		return nil, "", err
+	}
+	var out []minipush.Campaign
+	for {
+		page, err := d.Client.Query(ctx, &dynamodb.QueryInput{
+			TableName: aws.String(d.Tables.Campaigns), IndexName: aws.String(CampaignsByStatus),
+			KeyConditionExpression:    aws.String("#status = :status"),
+			FilterExpression:          aws.String("sk = :meta"),
+			ExpressionAttributeNames:  map[string]string{"#status": "status"},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":status": strAV(string(status)), ":meta": strAV("meta")},
+			ScanIndexForward:          aws.Bool(false),
+			Limit:                     aws.Int32(int32(limit - len(out))),
+			ExclusiveStartKey:         start,
+		})
+		if err != nil {
+			return nil, "", fmt.Errorf("dynamo: list %s campaigns: %w", status, err)
+		}
+		for _, item := range page.Items {
+			c, err := decodeCampaign(item)
+			if err != nil {
+				return nil, "", err
+			}
+			out = append(out, c.Campaign)
+		}
+		start = page.LastEvaluatedKey
+		// The filter can thin a page; keep reading until it is full or the index ends.
+		if len(start) == 0 || len(out) >= limit {
+			break
+		}
+	}
+	next, err := encodeCursor(start)
+	return out, next, err
+}
+
+// UpdateDraft applies edit to a draft campaign and stores the result, retrying when
+// another edit got in between. The edit sees the stored campaign and may change its
+// name, message, audience, schedule and policy; identity, status and counters are kept.
+// It returns the stored campaign, ECONFLICT when the campaign is not a draft (nothing is
+// changed), ENOTFOUND when there is none, or the edit's own error.
+func (d *DB) UpdateDraft(ctx context.Context, id string, edit func(*minipush.Campaign) error) (minipush.Campaign, error) {
+	for range optimisticRetries {
+		cur, err := d.getCampaign(ctx, id)
+		if err != nil {
+			return minipush.Campaign{}, err
+		}
+		if cur.Status != minipush.StatusDraft {
+			return minipush.Campaign{}, minipush.Errorf(minipush.ECONFLICT, "campaign %s is %s; only drafts can be edited", id, cur.Status)
+		}
+		c := cur.Campaign
+		if err := edit(&c); err != nil {
+			return minipush.Campaign{}, err
+		}
+		c.UpdatedAt = d.Now().UTC().Truncate(time.Second)
+		vals := map[string]types.AttributeValue{
+			":draft": strAV(string(minipush.StatusDraft)), ":rev": numAV(int64(cur.Rev)), ":one": numAV(1), ":zero": numAV(0),
+			":name": strAV(c.Name), ":now": numAV(c.UpdatedAt.Unix()),
+		}
+		for name, v := range map[string]any{":message": c.Message, ":audience": c.Audience, ":schedule": c.Schedule, ":policy": c.Policy} {
+			av, err := marshalJSONTags(v)
+			if err != nil {
+				return minipush.Campaign{}, fmt.Errorf("dynamo: encode campaign %s %s: %w", id, name, err)
+			}
+			vals[name] = av
+		}
+		_, err = d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(id, "meta"),
+			ConditionExpression: aws.String("#status = :draft AND (rev = :rev OR attribute_not_exists(rev))"),
+			UpdateExpression: aws.String("SET #name = :name, message = :message, audience = :audience, schedule = :schedule, " +
+				"policy = :policy, updatedAt = :now, rev = if_not_exists(rev, :zero) + :one"),
+			ExpressionAttributeNames:  map[string]string{"#status": "status", "#name": "name"},
+			ExpressionAttributeValues: vals,
+		})
+		if err == nil {
+			return c, nil
+		}
+		if err = conflict(err, "dynamo: update campaign %s", id); minipush.ErrorCode(err) != minipush.ECONFLICT {
+			return minipush.Campaign{}, err
+		}
+	}
+	return minipush.Campaign{}, minipush.Errorf(minipush.ECONFLICT, "campaign %s is being edited concurrently; retry", id)
+}
+
+// ScheduleCampaign sets a draft's (or a still-waiting campaign's) schedule and puts it in
+// the due index at next, its first run. The caller validates s and computes next.
+// ECONFLICT when the campaign is past waiting (planning, sending, paused, done,
+// cancelled), ENOTFOUND when there is none.
+func (d *DB) ScheduleCampaign(ctx context.Context, id string, s minipush.Schedule, next time.Time) (minipush.Campaign, error) {
+	sav, err := marshalJSONTags(s)
+	if err != nil {
+		return minipush.Campaign{}, fmt.Errorf("dynamo: encode schedule of %s: %w", id, err)
+	}
+	out, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(id, "meta"),
+		ConditionExpression: aws.String("attribute_exists(pk) AND #status IN (:draft, :scheduled)"),
+		UpdateExpression: aws.String("SET schedule = :schedule, #status = :scheduled, nextRunAt = :next, " +
+			"dueShard = :shard, dueAt = :next, updatedAt = :now, rev = if_not_exists(rev, :zero) + :one"),
+		ExpressionAttributeNames: map[string]string{"#status": "status"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":draft": strAV(string(minipush.StatusDraft)), ":scheduled": strAV(string(minipush.StatusScheduled)),
+			":schedule": sav, ":next": numAV(next.Unix()), ":shard": strAV(DueShard),
+			":now": numAV(d.Now().Unix()), ":one": numAV(1), ":zero": numAV(0),
+		},
+		ReturnValues:                        types.ReturnValueAllNew,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	if err != nil {
+		return minipush.Campaign{}, d.transitionError(ctx, err, id, "scheduled")
+	}
+	c, err := decodeCampaign(out.Attributes)
+	return c.Campaign, err
+}
+
+// transitionError turns a lost status condition into ENOTFOUND or an ECONFLICT naming
+// the status the campaign is in.
+func (d *DB) transitionError(ctx context.Context, err error, id, verb string) error {
+	err = conflict(err, "dynamo: campaign %s", id)
+	if minipush.ErrorCode(err) != minipush.ECONFLICT {
+		return err
+	}
+	cur, gerr := d.getCampaign(ctx, id)
+	if gerr != nil {
+		return gerr
+	}
+	return minipush.Errorf(minipush.ECONFLICT, "campaign %s is %s and cannot be %s", id, cur.Status, verb)
+}
+
+// CancelCampaign stops a campaign for good: it leaves the due index, and send skips the
+// recipients of a cancelled campaign it has not yet sent to. ECONFLICT when it is done
+// or already cancelled, ENOTFOUND when there is none.
+func (d *DB) CancelCampaign(ctx context.Context, id string) (minipush.Campaign, error) {
+	out, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(id, "meta"),
+		ConditionExpression:      aws.String("attribute_exists(pk) AND NOT #status IN (:done, :cancelled)"),
+		UpdateExpression:         aws.String("SET #status = :cancelled, updatedAt = :now, rev = if_not_exists(rev, :zero) + :one REMOVE dueShard, dueAt, nextRunAt"),
+		ExpressionAttributeNames: map[string]string{"#status": "status"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":done": strAV(string(minipush.StatusDone)), ":cancelled": strAV(string(minipush.StatusCancelled)),
+			":now": numAV(d.Now().Unix()), ":one": numAV(1), ":zero": numAV(0),
+		},
+		ReturnValues: types.ReturnValueAllNew,
+	})
+	if err != nil {
+		return minipush.Campaign{}, d.transitionError(ctx, err, id, "cancelled")
+	}
+	c, err := decodeCampaign(out.Attributes)
+	return c.Campaign, err
+}
+
+// pausable are the statuses an operator may pause.
+var pausable = []minipush.CampaignStatus{minipush.StatusScheduled, minipush.StatusPlanning, minipush.StatusSending}
+
+// OperatorPause pauses a scheduled, planning or sending campaign: it leaves the due
+// index (dueAt is kept for resume) and remembers the status it interrupted. Send stops
+// at its next batch. ECONFLICT in any other status, ENOTFOUND when there is none.
+func (d *DB) OperatorPause(ctx context.Context, id string) (minipush.Campaign, error) {
+	for range optimisticRetries {
+		cur, err := d.getCampaign(ctx, id)
+		if err != nil {
+			return minipush.Campaign{}, err
+		}
+		if !slices.Contains(pausable, cur.Status) {
+			return minipush.Campaign{}, minipush.Errorf(minipush.ECONFLICT, "campaign %s is %s and cannot be paused", id, cur.Status)
+		}
+		out, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(id, "meta"),
+			ConditionExpression:      aws.String("#status = :from"),
+			UpdateExpression:         aws.String("SET #status = :paused, pausedFrom = :from, updatedAt = :now, rev = if_not_exists(rev, :zero) + :one REMOVE dueShard"),
+			ExpressionAttributeNames: map[string]string{"#status": "status"},
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":from": strAV(string(cur.Status)), ":paused": strAV(string(minipush.StatusPaused)),
+				":now": numAV(d.Now().Unix()), ":one": numAV(1), ":zero": numAV(0),
+			},
+			ReturnValues: types.ReturnValueAllNew,
+		})
+		if err == nil {
+			c, err := decodeCampaign(out.Attributes)
+			return c.Campaign, err
+		}
+		if err = conflict(err, "dynamo: pause campaign %s", id); minipush.ErrorCode(err) != minipush.ECONFLICT {
+			return minipush.Campaign{}, err
+		}
+	}
+	return minipush.Campaign{}, minipush.Errorf(minipush.ECONFLICT, "campaign %s changed concurrently; retry", id)
+}
+
+// ResumeCampaign returns a paused campaign to the status its pause interrupted and, when
+// it has a pending dueAt, to the due index. A campaign paused by send (WeChat refused
+// every recipient) records no pausedFrom; it resumes to its current run's status
+// (planning or sending) or, with no unfinished run, to scheduled. ECONFLICT when it is
+// not paused, ENOTFOUND when there is none.
+func (d *DB) ResumeCampaign(ctx context.Context, id string) (minipush.Campaign, error) {
+	for range optimisticRetries {
+		cur, err := d.getCampaign(ctx, id)
+		if err != nil {
+			return minipush.Campaign{}, err
+		}
+		if cur.Status != minipush.StatusPaused {
+			return minipush.Campaign{}, minipush.Errorf(minipush.ECONFLICT, "campaign %s is %s, not paused", id, cur.Status)
+		}
+		to := cur.PausedFrom
+		if to == "" {
+			to = minipush.StatusScheduled
+			if cur.RunSeq > 0 {
+				prog, err := d.RunCounters(ctx, id, cur.RunSeq)
+				switch {
+				case err == nil && prog.Status == RunPlanning:
+					to = minipush.StatusPlanning
+				case err == nil && prog.Status == RunSending:
+					to = minipush.StatusSending
+				case err != nil && minipush.ErrorCode(err) != minipush.ENOTFOUND:
+					return minipush.Campaign{}, err
+				}
+			}
+		}
+		set := "SET #status = :to, updatedAt = :now, rev = if_not_exists(rev, :zero) + :one"
+		vals := map[string]types.AttributeValue{
+			":paused": strAV(string(minipush.StatusPaused)), ":rev": numAV(int64(cur.Rev)), ":to": strAV(string(to)),
+			":now": numAV(d.Now().Unix()), ":one": numAV(1), ":zero": numAV(0),
+		}
+		if !cur.DueAt.IsZero() {
+			set += ", dueShard = :shard"
+			vals[":shard"] = strAV(DueShard)
+		}
+		out, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(id, "meta"),
+			ConditionExpression:       aws.String("#status = :paused AND (rev = :rev OR attribute_not_exists(rev))"),
+			UpdateExpression:          aws.String(set + " REMOVE pausedFrom, pausedReason"),
+			ExpressionAttributeNames:  map[string]string{"#status": "status"},
+			ExpressionAttributeValues: vals,
+			ReturnValues:              types.ReturnValueAllNew,
+		})
+		if err == nil {
+			c, err := decodeCampaign(out.Attributes)
+			return c.Campaign, err
+		}
+		if err = conflict(err, "dynamo: resume campaign %s", id); minipush.ErrorCode(err) != minipush.ECONFLICT {
+			return minipush.Campaign{}, err
+		}
+	}
+	return minipush.Campaign{}, minipush.Errorf(minipush.ECONFLICT, "campaign %s changed concurrently; retry", id)
+}
+
+// Run is one run of a campaign as the operator sees it.
+type Run struct {
+	N        int               `json:"run"`
+	Status   string            `json:"status"`
+	Counters minipush.Counters `json:"counters"`
+}
+
+// CampaignRuns returns a campaign's runs, oldest first: one Query of its partition.
+func (d *DB) CampaignRuns(ctx context.Context, id string) ([]Run, error) {
+	var runs []Run
+	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
+		TableName:              aws.String(d.Tables.Campaigns),
+		KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :run)"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk": strAV(campaignPK(id)), ":run": strAV("run#"),
+		},
+		ConsistentRead: aws.Bool(true),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("dynamo: runs of %s: %w", id, err)
+		}
+		for _, item := range page.Items {
+			sk, _ := item["sk"].(*types.AttributeValueMemberS)
+			if sk == nil {
+				continue
+			}
+			n, err := strconv.Atoi(strings.TrimPrefix(sk.Value, "run#"))
+			if err != nil {
+				continue // not a run item
+			}
+			prog := runProgress(item)
+			runs = append(runs, Run{N: n, Status: prog.Status, Counters: prog.Counters})
+		}
+	}
+	slices.SortFunc(runs, func(a, b Run) int { return a.N - b.N })
+	return runs, nil
+}
+
+func clampLimit(n int) int {
+	if n <= 0 || n > MaxListLimit {
+		return MaxListLimit
+	}
+	return n
+}
+
+// encodeCursor turns a LastEvaluatedKey into an opaque page cursor. Keys of our
+// tables and indexes are strings and numbers only.
+func encodeCursor(key map[string]types.AttributeValue) (string, error) {
+	if len(key) == 0 {
+		return "", nil
+	}
+	m := make(map[string]string, len(key))
+	for k, v := range key {
+		switch v := v.(type) {
+		case *types.AttributeValueMemberS:
+			m[k] = "s" + v.Value
+		case *types.AttributeValueMemberN:
+			m[k] = "n" + v.Value
+		default:
+			return "", fmt.Errorf("dynamo: cursor attribute %s has type %T", k, v)
+		}
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return "", fmt.Errorf("dynamo: encode cursor: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// decodeCursor reverses encodeCursor and checks that the cursor belongs to the listing
+// it is used for (attr == want), so a cursor of another listing is a clear EINVALID
+// rather than a DynamoDB validation error.
+func decodeCursor(cursor, attr, want string) (map[string]types.AttributeValue, error) {
+	if cursor == "" {
+		return nil, nil
+	}
+	bad := minipush.Errorf(minipush.EINVALID, "cursor is not one this listing returned")
+	b, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil {
+		return nil, bad
+	}
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil || len(m) == 0 || len(m) > 4 {
+		return nil, bad
+	}
+	key := make(map[string]types.AttributeValue, len(m))
+	for k, v := range m {
+		switch {
+		case strings.HasPrefix(v, "s"):
+			key[k] = strAV(v[1:])
+		case strings.HasPrefix(v, "n"):
+			if _, err := strconv.ParseFloat(v[1:], 64); err != nil {
+				return nil, bad
+			}
+			key[k] = &types.AttributeValueMemberN{Value: v[1:]}
+		default:
+			return nil, bad
+		}
+	}
+	if s, ok := key[attr].(*types.AttributeValueMemberS); !ok || s.Value != want {
+		return nil, bad
+	}
+	return key, nil
+}

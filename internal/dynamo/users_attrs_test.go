@@ -1,0 +1,60 @@
+package dynamo_test
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"minipush/internal/dynamo"
+)
+
+func TestUserAttrs(t *testing.T) {
+	t.Parallel()
+	db, _, _ := MustDB(t)
+	ctx := t.Context()
+
+	t.Run("PutKeepsLoginAndInventory", func(t *testing.T) {
+		if err := db.UpsertUser(ctx, "wx1", "u1", "union1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.PutUserAttrs(ctx, "wx1", dynamo.UserAttrs{OpenID: "u1", Region: "sh", Industry: "retail", Tags: []string{"vip", "b", "vip"}, OptOut: true}); err != nil {
+			t.Fatal(err)
+		}
+		u, err := db.GetUser(ctx, "wx1", "u1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(u.Tags)
+		if u.Region != "sh" || u.Industry != "retail" || !slices.Equal(u.Tags, []string{"b", "vip"}) || !u.OptOut || u.UnionID != "union1" {
+			t.Fatalf("user %+v", u)
+		}
+		if err := db.PutUserAttrs(ctx, "wx1", dynamo.UserAttrs{OpenID: "u1", Region: "bj"}); err != nil {
+			t.Fatal(err)
+		}
+		u, _ = db.GetUser(ctx, "wx1", "u1")
+		if u.Region != "bj" || u.Industry != "" || len(u.Tags) != 0 || u.OptOut || u.UnionID != "union1" {
+			t.Fatalf("replaced user %+v", u)
+		}
+		out, _ := db.OptedOut(ctx, "wx1", []string{"u1"})
+		if out["u1"] {
+			t.Fatal("opt-out not cleared")
+		}
+	})
+	t.Run("Import", func(t *testing.T) {
+		var us []dynamo.UserAttrs
+		for i := range 40 {
+			us = append(us, dynamo.UserAttrs{OpenID: fmt.Sprintf("i%d", i), Region: "gz", OptOut: i%4 == 0})
+		}
+		if err := db.ImportUserAttrs(ctx, "wx1", us); err != nil {
+			t.Fatal(err)
+		}
+		ids := make([]string, 40)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("i%d", i)
+		}
+		out, err := db.OptedOut(ctx, "wx1", ids)
+		if err != nil || len(out) != 10 || !out["i4"] || out["i5"] {
+			t.Fatalf("opted out %v %v", out, err)
+		}
+	})
+}
