@@ -1,23 +1,207 @@
-// Package admin is the operator API: campaigns, audiences, user attributes, progress.
+// Package admin is the operator API: campaigns, audiences, user attributes, progress and
+// the grant inventory, under /v1/admin/. Every route requires the operator bearer token;
+// validation happens here, before anything is stored, so a bad campaign is refused at
+// creation rather than failing for every recipient at send time.
 package admin
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"minipush"
+	"minipush/internal/awsenv"
+	"minipush/internal/config"
+	"minipush/internal/dynamo"
 	"minipush/internal/httpapi"
 )
 
-// FromEnv builds the handler from its environment (stub until its issue lands).
-func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) {
-	return &Handler{}, nil
+// Store is the storage the operator API uses; *dynamo.DB implements it. Methods return
+// ENOTFOUND for a missing campaign and ECONFLICT for a status that forbids the change.
+type Store interface {
+	CreateCampaign(ctx context.Context, c minipush.Campaign) error
+	GetCampaign(ctx context.Context, id string) (minipush.Campaign, error)
+	ListCampaigns(ctx context.Context, status minipush.CampaignStatus, limit int, cursor string) ([]minipush.Campaign, string, error)
+	UpdateDraft(ctx context.Context, id string, edit func(*minipush.Campaign) error) (minipush.Campaign, error)
+	ScheduleCampaign(ctx context.Context, id string, s minipush.Schedule, next time.Time) (minipush.Campaign, error)
+	CancelCampaign(ctx context.Context, id string) (minipush.Campaign, error)
+	OperatorPause(ctx context.Context, id string) (minipush.Campaign, error)
+	ResumeCampaign(ctx context.Context, id string) (minipush.Campaign, error)
+	CampaignRuns(ctx context.Context, id string) ([]dynamo.Run, error)
+	AddAudience(ctx context.Context, campaignID string, openIDs []string) (int, error)
+	ListDeliveries(ctx context.Context, campaignID string, run int, outcome minipush.Outcome, limit int, cursor string) ([]dynamo.Delivery, string, error)
+	PutUserAttrs(ctx context.Context, appID string, a dynamo.UserAttrs) error
+	ImportUserAttrs(ctx context.Context, appID string, users []dynamo.UserAttrs) error
+	GrantInventory(ctx context.Context, appID string) (minipush.GrantInventory, error)
 }
 
 // Handler serves the admin routes.
-type Handler struct{}
+type Handler struct {
+	Store Store
+	// Token is the operator bearer token (from OPERATOR_SECRET_ARN).
+	Token string
+	Now   func() time.Time
+	// NewID returns a fresh campaign id: letters and digits only, since campaign ids
+	// become part of run keys ("<id>#<run>").
+	NewID func() string
+	Log   *slog.Logger
+}
+
+// FromEnv builds the handler from its environment: the tables, and the operator token
+// read once at init from OPERATOR_SECRET_ARN (Secrets Manager, or the local stand-in).
+func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) {
+	cfg, err := config.FromEnv(getenv)
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	if err := cfg.Require("GRANTS_TABLE", "USERS_TABLE", "CAMPAIGNS_TABLE", "AUDIENCE_TABLE", "DELIVERIES_TABLE",
+		"STATE_TABLE", "OPERATOR_SECRET_ARN"); err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	clients, err := awsenv.Load(ctx, getenv)
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	local, err := config.ParseLocalSecrets(getenv(config.LocalSecretsEnv))
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	token, err := config.Secrets{Client: clients.SecretsManager, Local: local}.Get(ctx, cfg.OperatorSecretARN)
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	if token = strings.TrimSpace(token); token == "" {
+		return nil, fmt.Errorf("admin: the operator token secret is empty")
+	}
+	db := dynamo.New(clients.DynamoDB, cfg.Tables)
+	db.Retention = cfg.Retention
+	return New(db, token), nil
+}
+
+// New returns a handler on store with the wall clock, random ids and JSON logs.
+func New(store Store, token string) *Handler {
+	return &Handler{
+		Store: store, Token: token, Now: time.Now, NewID: randomID,
+		Log: slog.New(slog.NewJSONHandler(os.Stderr, nil)),
+	}
+}
+
+func randomID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b)
+}
 
 // Handle answers one HTTP API request (payload format 2.0).
 func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
-	return httpapi.NotImplemented(req.RouteKey), nil
+	if !h.authorized(req) {
+		return httpapi.Error(minipush.Errorf(minipush.EUNAUTHORIZED, "operator bearer token missing or wrong")), nil
+	}
+	resp, err := h.route(ctx, req)
+	if err != nil {
+		if httpapi.Status(err) >= 500 {
+			h.Log.ErrorContext(ctx, "admin request failed", "route", req.RequestContext.HTTP.Method+" "+req.RawPath,
+				"request_id", req.RequestContext.RequestID, "err", err)
+		}
+		return httpapi.Error(err), nil
+	}
+	return resp, nil
+}
+
+// authorized compares the bearer token with the operator token in constant time
+// (hashing both first, so not even the length leaks). Session tokens never match.
+func (h *Handler) authorized(req events.APIGatewayV2HTTPRequest) bool {
+	got, ok := strings.CutPrefix(httpapi.Header(req, "Authorization"), "Bearer ")
+	if !ok || got == "" || h.Token == "" {
+		return false
+	}
+	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(h.Token))
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+}
+
+// request is what a route handler sees of the HTTP request.
+type request struct {
+	events.APIGatewayV2HTTPRequest
+	method string
+	parts  []string // path segments after /v1/admin/
+	query  url.Values
+}
+
+func (r request) param(name string) string { return r.query.Get(name) }
+
+func (h *Handler) route(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+	path := ev.RawPath
+	rest, ok := strings.CutPrefix(path, "/v1/admin/")
+	if !ok {
+		return notFound(path)
+	}
+	q, err := url.ParseQuery(ev.RawQueryString)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, minipush.Errorf(minipush.EMALFORMED, "query string does not parse")
+	}
+	for k, v := range ev.QueryStringParameters {
+		if !q.Has(k) {
+			q.Set(k, v)
+		}
+	}
+	r := request{APIGatewayV2HTTPRequest: ev, method: ev.RequestContext.HTTP.Method, parts: strings.Split(strings.TrimSuffix(rest, "/"), "/"), query: q}
+	p := r.parts
+	switch {
+	case len(p) == 1 && p[0] == "campaigns":
+		return h.methods(ctx, r, map[string]routeFunc{http.MethodGet: h.listCampaigns, http.MethodPost: h.createCampaign})
+	case len(p) == 2 && p[0] == "campaigns":
+		return h.methods(ctx, r, map[string]routeFunc{http.MethodGet: h.getCampaign, http.MethodPatch: h.patchCampaign})
+	case len(p) == 3 && p[0] == "campaigns":
+		switch p[2] {
+		case "audience":
+			return h.methods(ctx, r, map[string]routeFunc{http.MethodPost: h.uploadAudience})
+		case "schedule":
+			return h.methods(ctx, r, map[string]routeFunc{http.MethodPost: h.scheduleCampaign})
+		case "cancel", "pause", "resume":
+			return h.methods(ctx, r, map[string]routeFunc{http.MethodPost: h.transition})
+		case "progress":
+			return h.methods(ctx, r, map[string]routeFunc{http.MethodGet: h.progress})
+		}
+	case len(p) == 5 && p[0] == "campaigns" && p[2] == "runs" && p[4] == "deliveries":
+		return h.methods(ctx, r, map[string]routeFunc{http.MethodGet: h.deliveries})
+	case len(p) == 2 && p[0] == "users":
+		return h.methods(ctx, r, map[string]routeFunc{http.MethodPut: h.putUser})
+	case len(p) == 1 && p[0] == "users:import":
+		return h.methods(ctx, r, map[string]routeFunc{http.MethodPost: h.importUsers})
+	case len(p) == 1 && p[0] == "inventory":
+		return h.methods(ctx, r, map[string]routeFunc{http.MethodGet: h.inventory})
+	}
+	return notFound(path)
+}
+
+type routeFunc func(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error)
+
+func (h *Handler) methods(ctx context.Context, r request, fns map[string]routeFunc) (events.APIGatewayV2HTTPResponse, error) {
+	if fn, ok := fns[r.method]; ok {
+		return fn(ctx, r)
+	}
+	allowed := make([]string, 0, len(fns))
+	for m := range fns {
+		allowed = append(allowed, m)
+	}
+	resp := httpapi.JSON(http.StatusMethodNotAllowed, httpapi.ErrorBody{
+		Code: "method_not_allowed", Message: fmt.Sprintf("%s is not allowed here", r.method),
+	})
+	resp.Headers["Allow"] = strings.Join(allowed, ", ")
+	return resp, nil
+}
+
+func notFound(path string) (events.APIGatewayV2HTTPResponse, error) {
+	return events.APIGatewayV2HTTPResponse{}, minipush.Errorf(minipush.ENOTFOUND, "no admin route %s", path)
 }

@@ -1,0 +1,417 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"minipush"
+	"minipush/internal/dynamo"
+	"minipush/internal/httpapi"
+	"minipush/internal/schedule"
+)
+
+// Body limits. An audience page of 5000 openids is about 170 KB as JSON or CSV.
+const (
+	maxCampaignBody = 64 << 10
+	maxAudienceBody = 1 << 20
+	maxUsersBody    = 512 << 10
+)
+
+// policyIn is a policy as the operator sends it: absent fields take the defaults
+// (opted-out users skipped, DefaultRetryBudget retries).
+type policyIn struct {
+	SkipOptedOut *bool `json:"skipOptedOut"`
+	OnePerDay    *bool `json:"onePerDay"`
+	RetryBudget  *int  `json:"retryBudget"`
+}
+
+func (p *policyIn) apply(to *minipush.Policy) {
+	if p == nil {
+		return
+	}
+	if p.SkipOptedOut != nil {
+		to.SkipOptedOut = *p.SkipOptedOut
+	}
+	if p.OnePerDay != nil {
+		to.OnePerDay = *p.OnePerDay
+	}
+	if p.RetryBudget != nil {
+		to.RetryBudget = *p.RetryBudget
+	}
+}
+
+type campaignIn struct {
+	AppID    string            `json:"appId"`
+	Name     string            `json:"name"`
+	Message  minipush.Message  `json:"message"`
+	Audience minipush.Audience `json:"audience"`
+	Policy   *policyIn         `json:"policy"`
+}
+
+// createCampaign stores a validated draft. POST /v1/admin/campaigns
+func (h *Handler) createCampaign(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
+	var in campaignIn
+	if err := httpapi.DecodeJSON(r.APIGatewayV2HTTPRequest, maxCampaignBody, &in); err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	now := h.Now().UTC().Truncate(time.Second)
+	c := minipush.Campaign{
+		ID: h.NewID(), AppID: in.AppID, Name: in.Name, Message: in.Message, Audience: in.Audience,
+		Policy: minipush.Policy{SkipOptedOut: true, RetryBudget: DefaultRetryBudget},
+		Status: minipush.StatusDraft, CreatedAt: now, UpdatedAt: now,
+	}
+	in.Policy.apply(&c.Policy)
+	if err := validateCampaign(c); err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	if err := h.Store.CreateCampaign(ctx, c); err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	return httpapi.JSON(http.StatusCreated, c), nil
+}
+
+// listCampaigns pages through campaigns of one status, newest first.
+// GET /v1/admin/campaigns?status=draft&limit=50&cursor=...
+func (h *Handler) listCampaigns(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
+	status := minipush.CampaignStatus(r.param("status"))
+	switch status {
+	case minipush.StatusDraft, minipush.StatusScheduled, minipush.StatusPlanning, minipush.StatusSending,
+		minipush.StatusDone, minipush.StatusCancelled, minipush.StatusPaused:
+	default:
+		return events.APIGatewayV2HTTPResponse{}, invalid("status %q: want draft, scheduled, planning, sending, done, cancelled or paused", status)
+	}
+	limit, err := limitParam(r)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	cs, next, err := h.Store.ListCampaigns(ctx, status, limit, r.param("cursor"))
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	if cs == nil {
+		cs = []minipush.Campaign{}
+	}
+	return httpapi.JSON(http.StatusOK, struct {
+		Campaigns []minipush.Campaign `json:"campaigns"`
+		Cursor    string              `json:"cursor,omitempty"`
+	}{cs, next}), nil
+}
+
+func limitParam(r request) (int, error) {
+	v := r.param("limit")
+	if v == "" {
+		return 50, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > dynamo.MaxListLimit {
+		return 0, invalid("limit %q: want 1 to %d", v, dynamo.MaxListLimit)
+	}
+	return n, nil
+}
+
+// campaignID returns the {id} path segment, or ENOTFOUND for one this API never issues.
+func campaignID(r request) (string, error) {
+	id := r.parts[1]
+	if !campaignIDRE.MatchString(id) {
+		return "", minipush.Errorf(minipush.ENOTFOUND, "no campaign %q", id)
+	}
+	return id, nil
+}
+
+// getCampaign answers one campaign. GET /v1/admin/campaigns/{id}
+func (h *Handler) getCampaign(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
+	id, err := campaignID(r)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	c, err := h.Store.GetCampaign(ctx, id)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	return httpapi.JSON(http.StatusOK, c), nil
+}
+
+type campaignPatch struct {
+	Name     *string            `json:"name"`
+	Message  *minipush.Message  `json:"message"`
+	Audience *minipush.Audience `json:"audience"`
+	Policy   *policyIn          `json:"policy"`
+}
+
+// patchCampaign edits a draft: present fields replace the stored ones (policy fields one
+// by one), and the result is validated as a whole before it is stored.
+// PATCH /v1/admin/campaigns/{id}
+func (h *Handler) patchCampaign(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
+	id, err := campaignID(r)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	var p campaignPatch
+	if err := httpapi.DecodeJSON(r.APIGatewayV2HTTPRequest, maxCampaignBody, &p); err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	c, err := h.Store.UpdateDraft(ctx, id, func(c *minipush.Campaign) error {
+		if p.Name != nil {
+			c.Name = *p.Name
+		}
+		if p.Message != nil {
+			c.Message = *p.Message
+		}
+		if p.Audience != nil {
+			c.Audience = *p.Audience
+		}
+		p.Policy.apply(&c.Policy)
+		return validateCampaign(*c)
+	})
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	return httpapi.JSON(http.StatusOK, c), nil
+}
+
+// uploadAudience adds one page of openids to a draft list campaign, as JSON
+// {"openIds": [...]} or as text/csv with the openid in the first column (an "openid"
+// header line is skipped). A page is refused whole — nothing stored — when it is over
+// MaxAudiencePage entries or holds an invalid openid. POST /v1/admin/campaigns/{id}/audience
+func (h *Handler) uploadAudience(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
+	id, err := campaignID(r)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	ids, err := audiencePage(r)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	c, err := h.Store.GetCampaign(ctx, id)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	if c.Audience.Kind != minipush.AudienceList {
+		return events.APIGatewayV2HTTPResponse{}, invalid("campaign %s has a %s audience; only list audiences take uploads", id, c.Audience.Kind)
+	}
+	if c.Status != minipush.StatusDraft {
+		// The planner streams the list in openid order; an upload after planning began
+		// would be silently missed for ids below its cursor.
+		return events.APIGatewayV2HTTPResponse{}, minipush.Errorf(minipush.ECONFLICT, "campaign %s is %s; audiences are uploaded while it is a draft", id, c.Status)
+	}
+	n, err := h.Store.AddAudience(ctx, id, ids)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	return httpapi.JSON(http.StatusOK, struct {
+		Received int `json:"received"`
+		Distinct int `json:"distinct"`
+	}{len(ids), n}), nil
+}
+
+func audiencePage(r request) ([]string, error) {
+	body, err := httpapi.Body(r.APIGatewayV2HTTPRequest, maxAudienceBody)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	ct, _, _ := mime.ParseMediaType(httpapi.Header(r.APIGatewayV2HTTPRequest, "Content-Type"))
+	switch ct {
+	case "text/csv":
+		rd := csv.NewReader(bytes.NewReader(body))
+		rd.FieldsPerRecord = -1
+		rd.ReuseRecord = true
+		for line := 0; ; line++ {
+			rec, err := rd.Read()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return nil, minipush.Errorf(minipush.EMALFORMED, "CSV: %s", strings.TrimPrefix(err.Error(), "record on "))
+			}
+			v := strings.TrimSpace(rec[0])
+			if line == 0 && strings.EqualFold(v, "openid") || v == "" {
+				continue
+			}
+			if len(ids) == MaxAudiencePage {
+				return nil, minipush.Errorf(minipush.ETOOLARGE, "more than %d openids in one page; split the upload", MaxAudiencePage)
+			}
+			ids = append(ids, v)
+		}
+	case "application/json", "":
+		var in struct {
+			OpenIDs []string `json:"openIds"`
+		}
+		if err := httpapi.DecodeJSON(r.APIGatewayV2HTTPRequest, maxAudienceBody, &in); err != nil {
+			return nil, err
+		}
+		ids = in.OpenIDs
+	default:
+		return nil, minipush.Errorf(minipush.EMALFORMED, "Content-Type %q: want application/json or text/csv", ct)
+	}
+	if len(ids) > MaxAudiencePage {
+		return nil, minipush.Errorf(minipush.ETOOLARGE, "%d openids in one page, at most %d; split the upload", len(ids), MaxAudiencePage)
+	}
+	if len(ids) == 0 {
+		return nil, invalid("no openids in the page")
+	}
+	for i, id := range ids {
+		if err := validateOpenID("openIds["+strconv.Itoa(i)+"]", id); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
+type scheduleIn struct {
+	At       *time.Time `json:"at"`
+	Cron     string     `json:"cron"`
+	TimeZone string     `json:"timeZone"`
+	Now      bool       `json:"now"`
+}
+
+// scheduleCampaign sets when a draft (or a campaign still waiting for its first run)
+// runs: {"now": true}, {"at": RFC 3339}, or {"cron": "0 10 * * *", "timeZone":
+// "Asia/Shanghai"}. A cron that never fires or an at in the past is refused.
+// POST /v1/admin/campaigns/{id}/schedule
+func (h *Handler) scheduleCampaign(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
+	id, err := campaignID(r)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	var in scheduleIn
+	if err := httpapi.DecodeJSON(r.APIGatewayV2HTTPRequest, maxCampaignBody, &in); err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	now := h.Now().UTC().Truncate(time.Second)
+	var s minipush.Schedule
+	switch {
+	case in.Now && in.At == nil && in.Cron == "":
+		s = minipush.Schedule{At: now}
+	case !in.Now && in.At != nil && in.Cron == "":
+		s = minipush.Schedule{At: in.At.UTC(), TimeZone: in.TimeZone}
+	case !in.Now && in.At == nil && in.Cron != "":
+		s = minipush.Schedule{Cron: in.Cron, TimeZone: in.TimeZone}
+	default:
+		return events.APIGatewayV2HTTPResponse{}, invalid("schedule: give exactly one of now, at, or cron (with timeZone)")
+	}
+	sched := schedule.Schedule{At: s.At, Cron: s.Cron, TimeZone: s.TimeZone}
+	if err := sched.Validate(now); err != nil {
+		return events.APIGatewayV2HTTPResponse{}, invalid("%s", err)
+	}
+	next := s.At
+	if s.Cron != "" {
+		n, ok, err := sched.Next(now)
+		if err != nil || !ok {
+			return events.APIGatewayV2HTTPResponse{}, invalid("schedule: cron %q has no next run", s.Cron)
+		}
+		next = n
+	}
+	c, err := h.Store.ScheduleCampaign(ctx, id, s, next)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	return httpapi.JSON(http.StatusOK, c), nil
+}
+
+// transition cancels, pauses or resumes a campaign.
+// POST /v1/admin/campaigns/{id}/cancel|pause|resume
+func (h *Handler) transition(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
+	id, err := campaignID(r)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	var c minipush.Campaign
+	switch r.parts[2] {
+	case "cancel":
+		c, err = h.Store.CancelCampaign(ctx, id)
+	case "pause":
+		c, err = h.Store.OperatorPause(ctx, id)
+	default:
+		c, err = h.Store.ResumeCampaign(ctx, id)
+	}
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	return httpapi.JSON(http.StatusOK, c), nil
+}
+
+// progress answers a campaign's status and every run's counters, the current run
+// (the last started) separately. GET /v1/admin/campaigns/{id}/progress
+func (h *Handler) progress(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
+	id, err := campaignID(r)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	c, err := h.Store.GetCampaign(ctx, id)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	runs, err := h.Store.CampaignRuns(ctx, id)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	if runs == nil {
+		runs = []dynamo.Run{}
+	}
+	out := struct {
+		ID        string                  `json:"id"`
+		Status    minipush.CampaignStatus `json:"status"`
+		NextRunAt time.Time               `json:"nextRunAt,omitzero"`
+		Current   *dynamo.Run             `json:"current,omitempty"`
+		Runs      []dynamo.Run            `json:"runs"`
+	}{ID: c.ID, Status: c.Status, NextRunAt: c.NextRunAt, Runs: runs}
+	if len(runs) > 0 {
+		out.Current = &runs[len(runs)-1]
+	}
+	return httpapi.JSON(http.StatusOK, out), nil
+}
+
+type deliveryOut struct {
+	OpenID    string           `json:"openId"`
+	State     string           `json:"state"`
+	Outcome   minipush.Outcome `json:"outcome,omitempty"`
+	Reason    string           `json:"reason,omitempty"`
+	ErrCode   int              `json:"errcode,omitempty"`
+	UpdatedAt time.Time        `json:"updatedAt,omitzero"`
+}
+
+// deliveries pages through one run's deliveries, optionally of one outcome.
+// GET /v1/admin/campaigns/{id}/runs/{n}/deliveries?outcome=failed&limit=&cursor=
+func (h *Handler) deliveries(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
+	id, err := campaignID(r)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	run, err := strconv.Atoi(r.parts[3])
+	if err != nil || run < 1 {
+		return events.APIGatewayV2HTTPResponse{}, minipush.Errorf(minipush.ENOTFOUND, "no run %q", r.parts[3])
+	}
+	outcome := minipush.Outcome(r.param("outcome"))
+	switch outcome {
+	case "", minipush.OutcomeSent, minipush.OutcomeFailed, minipush.OutcomeNoGrant, minipush.OutcomeSkipped, minipush.OutcomeUnknown:
+	default:
+		return events.APIGatewayV2HTTPResponse{}, invalid("outcome %q: want sent, failed, no_grant, skipped or unknown", outcome)
+	}
+	limit, err := limitParam(r)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	dls, next, err := h.Store.ListDeliveries(ctx, id, run, outcome, limit, r.param("cursor"))
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	out := make([]deliveryOut, len(dls))
+	for i, d := range dls {
+		out[i] = deliveryOut{OpenID: d.OpenID, State: d.State, Outcome: d.Outcome, Reason: d.Reason, ErrCode: d.ErrCode, UpdatedAt: d.UpdatedAt}
+	}
+	return httpapi.JSON(http.StatusOK, struct {
+		Deliveries []deliveryOut `json:"deliveries"`
+		Cursor     string        `json:"cursor,omitempty"`
+	}{out, next}), nil
+}

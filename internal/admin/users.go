@@ -1,0 +1,109 @@
+package admin
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"minipush/internal/dynamo"
+	"minipush/internal/httpapi"
+)
+
+type userIn struct {
+	Region   string   `json:"region"`
+	Industry string   `json:"industry"`
+	Tags     []string `json:"tags"`
+	OptOut   bool     `json:"optOut"`
+}
+
+func (u userIn) attrs(openID string) dynamo.UserAttrs {
+	return dynamo.UserAttrs{OpenID: openID, Region: u.Region, Industry: u.Industry, Tags: u.Tags, OptOut: u.OptOut}
+}
+
+func validateUser(field string, a dynamo.UserAttrs) error {
+	if err := validateOpenID(field+"openId", a.OpenID); err != nil {
+		return err
+	}
+	for name, v := range map[string]string{"region": a.Region, "industry": a.Industry} {
+		if v != "" {
+			if err := validateAttr(field+name, v); err != nil {
+				return err
+			}
+		}
+	}
+	return validateAttrs(field+"tags", a.Tags, maxTags)
+}
+
+func appIDParam(r request) (string, error) {
+	app := r.param("appId")
+	if app == "" || len(app) > 64 {
+		return "", invalid("appId: required query parameter")
+	}
+	return app, nil
+}
+
+// putUser replaces one user's segment attributes and opt-out.
+// PUT /v1/admin/users/{openId}?appId=wx...
+func (h *Handler) putUser(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
+	app, err := appIDParam(r)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	var in userIn
+	if err := httpapi.DecodeJSON(r.APIGatewayV2HTTPRequest, maxCampaignBody, &in); err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	a := in.attrs(r.parts[1])
+	if err := validateUser("", a); err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	if err := h.Store.PutUserAttrs(ctx, app, a); err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	return httpapi.JSON(http.StatusOK, a), nil
+}
+
+// importUsers replaces the attributes of up to 1000 users of one app:
+// {"appId": "wx...", "users": [{"openId": ..., "region": ..., "tags": [...], "optOut": false}]}.
+// The whole request is validated before anything is written. POST /v1/admin/users:import
+func (h *Handler) importUsers(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
+	var in struct {
+		AppID string             `json:"appId"`
+		Users []dynamo.UserAttrs `json:"users"`
+	}
+	if err := httpapi.DecodeJSON(r.APIGatewayV2HTTPRequest, maxUsersBody, &in); err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	if in.AppID == "" || len(in.AppID) > 64 {
+		return events.APIGatewayV2HTTPResponse{}, invalid("appId: required")
+	}
+	if len(in.Users) == 0 || len(in.Users) > maxImport {
+		return events.APIGatewayV2HTTPResponse{}, invalid("users: %d, want 1 to %d per request", len(in.Users), maxImport)
+	}
+	for i, u := range in.Users {
+		if err := validateUser("users["+strconv.Itoa(i)+"].", u); err != nil {
+			return events.APIGatewayV2HTTPResponse{}, err
+		}
+	}
+	if err := h.Store.ImportUserAttrs(ctx, in.AppID, in.Users); err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	return httpapi.JSON(http.StatusOK, struct {
+		Imported int `json:"imported"`
+	}{len(in.Users)}), nil
+}
+
+// inventory answers an app's grant stock. GET /v1/admin/inventory?appId=wx...
+func (h *Handler) inventory(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
+	app, err := appIDParam(r)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	inv, err := h.Store.GrantInventory(ctx, app)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	return httpapi.JSON(http.StatusOK, inv), nil
+}
