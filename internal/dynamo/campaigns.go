@@ -344,7 +344,7 @@ func (d *DB) OperatorPause(ctx context.Context, id string) (minipush.Campaign, e
 }
 
 // ResumeCampaign returns a paused campaign to the status its pause interrupted and, when
-// it has a pending dueAt, to the due index. A campaign paused by send (WeChat refused
+// it resumes to scheduled or planning with a dueAt, to the due index. A campaign paused by send (WeChat refused
 // every recipient) records no pausedFrom; it resumes to its current run's status
 // (planning or sending) or, with no unfinished run, to scheduled. ECONFLICT when it is
 // not paused, ENOTFOUND when there is none.
@@ -377,7 +377,9 @@ func (d *DB) ResumeCampaign(ctx context.Context, id string) (minipush.Campaign, 
 			":paused": strAV(string(minipush.StatusPaused)), ":rev": numAV(int64(cur.Rev)), ":to": strAV(string(to)),
 			":now": numAV(d.Now().Unix()), ":one": numAV(1), ":zero": numAV(0),
 		}
-		if !cur.DueAt.IsZero() {
+		// Only a campaign waiting for a run or still planning one is the planner's work;
+		// a sending run's batches are all queued already.
+		if !cur.DueAt.IsZero() && (to == minipush.StatusScheduled || to == minipush.StatusPlanning) {
 			set += ", dueShard = :shard"
 			vals[":shard"] = strAV(DueShard)
 		}
