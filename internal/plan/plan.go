@@ -1,21 +1,245 @@
-// Package plan turns due campaigns into SQS send batches.
+// Package plan turns due campaigns into SQS send batches. Each tick it finds the due
+// campaigns with one Query of the ByDue index, claims each run with a lease, streams
+// the audience page by page into batches of about a hundred recipients, and saves a
+// cursor after every page's batches are queued, so a planner that stops (deadline,
+// crash) is continued by the next tick without planning anyone twice.
 package plan
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+
+	"minipush"
+	"minipush/internal/awsenv"
+	"minipush/internal/config"
+	"minipush/internal/dynamo"
+	"minipush/internal/queue"
+	"minipush/internal/schedule"
 )
 
-// FromEnv builds the handler from its environment (stub until its issue lands).
-func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) {
-	return &Handler{}, nil
+// Store is the storage the planner uses (implemented by *dynamo.DB). Conflicts are
+// minipush.ECONFLICT, missing items minipush.ENOTFOUND.
+type Store interface {
+	DueCampaigns(ctx context.Context, now time.Time, limit int) ([]dynamo.DueCampaign, error)
+	GetCampaign(ctx context.Context, id string) (minipush.Campaign, error)
+	BeginRun(ctx context.Context, id string, now time.Time) (int, error)
+	ClaimRun(ctx context.Context, campaignID string, run int, appID, owner string, now, leaseUntil time.Time) (dynamo.PlanState, error)
+	SavePlanCursor(ctx context.Context, campaignID string, run int, owner string, st dynamo.PlanState, leaseUntil time.Time) error
+	FinishRun(ctx context.Context, campaignID string, run int, owner string, planned int, next, now time.Time) error
+	RollCampaign(ctx context.Context, id string, run int, next, now time.Time) error
+	AudiencePage(ctx context.Context, campaignID, startAfter string, limit int) ([]string, string, error)
+	ScanAudience(ctx context.Context, q dynamo.AudienceScan, segment, segments int, after string, limit int) ([]string, string, error)
 }
 
-// Handler plans due campaigns on each schedule tick.
-type Handler struct{}
+// Queue takes send batches (implemented by *queue.Queue).
+type Queue interface {
+	SendBatches(ctx context.Context, batches []minipush.Batch) error
+}
 
-// Handle runs one tick.
+// Defaults of the Handler's tunables.
+const (
+	DefaultBatchSize    = 100
+	DefaultSegments     = 4
+	DefaultPageSize     = 1000
+	DefaultLease        = 2 * time.Minute
+	DefaultMargin       = 20 * time.Second
+	DefaultDueLimit     = 100
+	maxBatchBodyOpenIDs = queue.MaxBytes - 1024 // room for the batch's other fields
+)
+
+// FromEnv builds the handler from the function's environment.
+func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) {
+	cfg, err := config.FromEnv(getenv)
+	if err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	if err := cfg.Require("CAMPAIGNS_TABLE", "AUDIENCE_TABLE", "USERS_TABLE", "SEND_QUEUE_URL"); err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	clients, err := awsenv.Load(ctx, getenv)
+	if err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	db := dynamo.New(clients.DynamoDB, cfg.Tables)
+	db.Retention = cfg.Retention
+	return &Handler{
+		DB:    db,
+		Queue: queue.New(clients.SQS, cfg.SendQueueURL),
+		Log:   slog.New(slog.NewJSONHandler(os.Stderr, nil)),
+	}, nil
+}
+
+// Handler plans due campaigns on each schedule tick. Zero tunables take their defaults.
+type Handler struct {
+	DB    Store
+	Queue Queue
+	Log   *slog.Logger
+	// Now is the clock of due times and leases.
+	Now func() time.Time
+	// Owner names one invocation as a lease holder; the default is random per call.
+	Owner func() string
+
+	BatchSize int           // recipients per SQS message
+	Segments  int           // parallel scan segments of segment and reachable audiences
+	PageSize  int           // items read per page (per segment)
+	Lease     time.Duration // how long a claim lasts without renewal
+	Margin    time.Duration // stop this long before the invocation's deadline
+	DueLimit  int           // campaigns planned per tick at most
+}
+
+func (h *Handler) now() time.Time {
+	if h.Now != nil {
+		return h.Now()
+	}
+	return time.Now()
+}
+
+func (h *Handler) owner() string {
+	if h.Owner != nil {
+		return h.Owner()
+	}
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (h *Handler) log() *slog.Logger {
+	if h.Log != nil {
+		return h.Log
+	}
+	return slog.Default()
+}
+
+func orDefault[T int | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+// Handle runs one tick: it plans every due campaign until they are all planned or the
+// deadline nears. A campaign that fails is logged and the others still planned; the
+// returned error joins the failures.
 func (h *Handler) Handle(ctx context.Context, ev events.EventBridgeEvent) error {
+	owner := h.owner()
+	due, err := h.DB.DueCampaigns(ctx, h.now(), orDefault(h.DueLimit, DefaultDueLimit))
+	if err != nil {
+		h.log().ErrorContext(ctx, "plan: due campaigns", "error", err.Error(), "event", ev.ID)
+		return fmt.Errorf("plan: %w", err)
+	}
+	var errs []error
+	for _, c := range due {
+		if h.stopping(ctx) {
+			h.log().InfoContext(ctx, "plan: deadline near, the next tick continues", "campaign", c.ID)
+			break
+		}
+		if err := h.planCampaign(ctx, c, owner); err != nil {
+			h.log().ErrorContext(ctx, "plan: campaign", "campaign", c.ID, "run", c.RunSeq, "error", err.Error())
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// stopping reports whether the invocation should stop starting work: its context ended
+// or its deadline is within the margin.
+func (h *Handler) stopping(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) < orDefault(h.Margin, DefaultMargin)
+}
+
+// planCampaign plans (or continues planning) the current run of one due campaign.
+func (h *Handler) planCampaign(ctx context.Context, c dynamo.DueCampaign, owner string) error {
+	now := h.now()
+	var run int
+	switch c.Status {
+	case minipush.StatusScheduled:
+		n, err := h.DB.BeginRun(ctx, c.ID, now)
+		switch {
+		case err == nil:
+			run = n
+		case minipush.ErrorCode(err) == minipush.ECONFLICT:
+			// Another planner began it first (or an operator moved it): look again.
+			cur, gerr := h.DB.GetCampaign(ctx, c.ID)
+			if gerr != nil {
+				return fmt.Errorf("plan: campaign %s: %w", c.ID, gerr)
+			}
+			if cur.Status != minipush.StatusPlanning {
+				return nil
+			}
+			run = cur.RunSeq
+		default:
+			return fmt.Errorf("plan: campaign %s: %w", c.ID, err)
+		}
+	case minipush.StatusPlanning:
+		run = c.RunSeq
+	default:
+		// Paused, cancelled and done campaigns leave the index; anything else is not ours.
+		return nil
+	}
+	log := h.log().With("campaign", c.ID, "run", run)
+	lease := orDefault(h.Lease, DefaultLease)
+	st, err := h.DB.ClaimRun(ctx, c.ID, run, c.AppID, owner, now, now.Add(lease))
+	if minipush.ErrorCode(err) == minipush.ECONFLICT {
+		log.InfoContext(ctx, "plan: run held by another planner")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("plan: campaign %s run %d: %w", c.ID, run, err)
+	}
+	next, err := nextRun(c.Campaign, c.DueAt, now)
+	if err != nil {
+		return fmt.Errorf("plan: campaign %s run %d: %w", c.ID, run, err)
+	}
+	if st.Status != dynamo.RunPlanning {
+		// Planned already; its planner stopped before rolling the campaign.
+		return h.DB.RollCampaign(ctx, c.ID, run, next, now)
+	}
+	p := &runPlanner{h: h, c: c.Campaign, run: run, owner: owner, st: st, log: log}
+	done, err := p.plan(ctx)
+	if err != nil {
+		return fmt.Errorf("plan: campaign %s run %d: %w", c.ID, run, err)
+	}
+	if !done {
+		return nil
+	}
+	if err := h.DB.FinishRun(ctx, c.ID, run, owner, p.st.Planned, next, h.now()); err != nil {
+		if minipush.ErrorCode(err) == minipush.ECONFLICT {
+			log.WarnContext(ctx, "plan: lease lost before finishing; the new holder finishes")
+			return nil
+		}
+		return fmt.Errorf("plan: campaign %s run %d: %w", c.ID, run, err)
+	}
+	log.InfoContext(ctx, "plan: run planned", "planned", p.st.Planned, "batches", p.st.NextSeq, "next", next)
 	return nil
+}
+
+// nextRun is when a campaign runs after the run due at dueAt: zero for a one-off or a
+// schedule that never fires again. A recurring campaign that fell behind (the planner was
+// down) skips the occurrences already past rather than sending them in a burst.
+func nextRun(c minipush.Campaign, dueAt, now time.Time) (time.Time, error) {
+	if c.Schedule.Cron == "" {
+		return time.Time{}, nil
+	}
+	s := schedule.Schedule{At: c.Schedule.At, Cron: c.Schedule.Cron, TimeZone: c.Schedule.TimeZone}
+	after := now
+	if dueAt.After(now) {
+		after = dueAt
+	}
+	next, ok, err := s.Next(after)
+	if err != nil || !ok {
+		return time.Time{}, err
+	}
+	return next, nil
 }

@@ -1,0 +1,164 @@
+package plan
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"minipush"
+	"minipush/internal/dynamo"
+)
+
+// roundTimeout bounds the queueing and cursor save of one round, which run detached from
+// the invocation's context: a cancelled planner finishes the round it started, so
+// batches it queued are always recorded in the cursor and never queued again.
+const roundTimeout = 30 * time.Second
+
+// runPlanner plans one run, round by round: a round reads one page of every unfinished
+// audience segment, queues their recipients and saves the cursor.
+type runPlanner struct {
+	h     *Handler
+	c     minipush.Campaign
+	run   int
+	owner string
+	st    dynamo.PlanState
+	log   *slog.Logger
+
+	batches []minipush.Batch // reused across rounds
+}
+
+// page is one segment's page of recipients.
+type page struct {
+	ids  []string
+	next string
+	err  error
+}
+
+// plan streams the audience from the saved cursor. It returns true when every
+// recipient is queued, false when it stopped early (deadline, cancellation, lost lease)
+// with its progress saved.
+func (p *runPlanner) plan(ctx context.Context) (bool, error) {
+	segments := 1
+	if p.c.Audience.Kind != minipush.AudienceList {
+		segments = orDefault(p.h.Segments, DefaultSegments)
+	}
+	if len(p.st.Cursor.Segments) == 0 {
+		p.st.Cursor.Segments = make([]dynamo.SegmentCursor, segments)
+	}
+	segments = len(p.st.Cursor.Segments) // a resumed run keeps the split it started with
+	pages := make([]page, segments)
+	lease := orDefault(p.h.Lease, DefaultLease)
+	for {
+		if p.allDone() {
+			return true, nil
+		}
+		if p.h.stopping(ctx) {
+			// Release the lease so the next tick continues at once.
+			err := p.h.DB.SavePlanCursor(context.WithoutCancel(ctx), p.c.ID, p.run, p.owner, p.st, time.Time{})
+			if err != nil && minipush.ErrorCode(err) != minipush.ECONFLICT {
+				return false, err
+			}
+			p.log.InfoContext(ctx, "plan: stopped early, the next tick continues", "planned", p.st.Planned)
+			return false, nil
+		}
+		if err := p.read(ctx, pages); err != nil {
+			return false, err
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), roundTimeout)
+		err := p.queueRound(rctx, pages, lease)
+		cancel()
+		if minipush.ErrorCode(err) == minipush.ECONFLICT {
+			p.log.WarnContext(ctx, "plan: lease lost to another planner; stopping", "planned", p.st.Planned)
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+}
+
+func (p *runPlanner) allDone() bool {
+	for _, s := range p.st.Cursor.Segments {
+		if !s.Done {
+			return false
+		}
+	}
+	return true
+}
+
+// read fetches the next page of every unfinished segment, in parallel.
+func (p *runPlanner) read(ctx context.Context, pages []page) error {
+	size := orDefault(p.h.PageSize, DefaultPageSize)
+	var wg sync.WaitGroup
+	for i, s := range p.st.Cursor.Segments {
+		pages[i] = page{}
+		if s.Done {
+			continue
+		}
+		wg.Go(func() {
+			var pg page
+			if p.c.Audience.Kind == minipush.AudienceList {
+				pg.ids, pg.next, pg.err = p.h.DB.AudiencePage(ctx, p.c.ID, s.After, size)
+			} else {
+				q := dynamo.AudienceScan{
+					AppID: p.c.AppID, Segment: p.c.Audience.Segment, SkipOptedOut: p.c.Policy.SkipOptedOut,
+					Reachable: p.c.Audience.Kind == minipush.AudienceReachable, Now: p.h.now(),
+				}
+				pg.ids, pg.next, pg.err = p.h.DB.ScanAudience(ctx, q, i, len(pages), s.After, size)
+			}
+			pages[i] = pg
+		})
+	}
+	wg.Wait()
+	for i, pg := range pages {
+		if pg.err != nil {
+			return fmt.Errorf("read audience segment %d: %w", i, pg.err)
+		}
+	}
+	return nil
+}
+
+// queueRound packs the round's recipients into batches, queues them and then saves the
+// cursor past them, renewing the lease. Re-running a round after a crash between the two
+// re-reads the same pages into the same batch ids.
+func (p *runPlanner) queueRound(ctx context.Context, pages []page, lease time.Duration) error {
+	p.batches = p.batches[:0]
+	size := orDefault(p.h.BatchSize, DefaultBatchSize)
+	planned := 0
+	for _, pg := range pages {
+		ids := pg.ids
+		for len(ids) > 0 {
+			n, bytes := 0, 0
+			for n < len(ids) && n < size && bytes+len(ids[n])+3 <= maxBatchBodyOpenIDs {
+				bytes += len(ids[n]) + 3
+				n++
+			}
+			n = max(n, 1)
+			seq := p.st.NextSeq + len(p.batches)
+			p.batches = append(p.batches, minipush.Batch{
+				ID: minipush.RunKey(p.c.ID, p.run) + "-b" + strconv.Itoa(seq), CampaignID: p.c.ID, Run: p.run,
+				AppID: p.c.AppID, OpenIDs: ids[:n:n],
+			})
+			planned += n
+			ids = ids[n:]
+		}
+	}
+	if len(p.batches) > 0 {
+		if err := p.h.Queue.SendBatches(ctx, p.batches); err != nil {
+			return fmt.Errorf("queue %d batches: %w", len(p.batches), err)
+		}
+	}
+	for i := range pages {
+		if p.st.Cursor.Segments[i].Done {
+			continue
+		}
+		p.st.Cursor.Segments[i] = dynamo.SegmentCursor{After: pages[i].next, Done: pages[i].next == ""}
+	}
+	p.st.NextSeq += len(p.batches)
+	p.st.Planned += planned
+	clear(p.batches) // drop references to the round's pages
+	return p.h.DB.SavePlanCursor(ctx, p.c.ID, p.run, p.owner, p.st, p.h.now().Add(lease))
+}
