@@ -1,0 +1,67 @@
+package admin_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"minipush/internal/admin"
+	"minipush/internal/config"
+	"minipush/internal/testenv"
+)
+
+// TestFromEnv builds the handler the way the function does, from the template's
+// environment for AdminFunction and a local operator secret.
+func TestFromEnv(t *testing.T) {
+	t.Parallel()
+	e := testenv.New(t)
+	env := e.MustFunctionEnv(t, "AdminFunction")
+	for _, kv := range e.Endpoints.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	name, ok := strings.CutPrefix(env["OPERATOR_SECRET_ARN"], "local:")
+	if !ok {
+		t.Fatalf("OPERATOR_SECRET_ARN = %q, want a local: secret", env["OPERATOR_SECRET_ARN"])
+	}
+
+	t.Run("ErrEmptySecret", func(t *testing.T) {
+		local, _ := json.Marshal(map[string]string{name: "  "})
+		if _, err := admin.FromEnv(t.Context(), func(k string) string {
+			if k == config.LocalSecretsEnv {
+				return string(local)
+			}
+			return env[k]
+		}); err == nil {
+			t.Fatal("FromEnv with a blank operator token succeeded")
+		}
+	})
+	t.Run("ErrMissingEnv", func(t *testing.T) {
+		if _, err := admin.FromEnv(t.Context(), func(k string) string {
+			if k == "OPERATOR_SECRET_ARN" {
+				return ""
+			}
+			return env[k]
+		}); err == nil {
+			t.Fatal("FromEnv without OPERATOR_SECRET_ARN succeeded")
+		}
+	})
+	t.Run("Serves", func(t *testing.T) {
+		local, _ := json.Marshal(map[string]string{name: token + "\n"})
+		env[config.LocalSecretsEnv] = string(local)
+		h, err := admin.FromEnv(t.Context(), func(k string) string { return env[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustOK(t, h, call{method: "POST", target: "/v1/admin/campaigns", body: subscribeCampaign}, http.StatusCreated, nil)
+		var list struct {
+			Campaigns []json.RawMessage `json:"campaigns"`
+		}
+		mustOK(t, h, call{method: "GET", target: "/v1/admin/campaigns?status=draft"}, http.StatusOK, &list)
+		if len(list.Campaigns) != 1 {
+			t.Fatalf("%d drafts listed", len(list.Campaigns))
+		}
+		mustOK(t, h, call{method: "GET", target: "/v1/admin/campaigns?status=draft", auth: "Bearer wrong"}, http.StatusUnauthorized, nil)
+	})
+}
