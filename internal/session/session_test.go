@@ -1,0 +1,69 @@
+package session
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSignVerify(t *testing.T) {
+	t.Parallel()
+	key := []byte("k1")
+	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	tok := Sign(key, "wx1", "openid-1", now.Add(time.Hour))
+
+	t.Run("OK", func(t *testing.T) {
+		app, openid, err := Verify(key, tok, now)
+		if err != nil || app != "wx1" || openid != "openid-1" {
+			t.Fatalf("Verify = %q %q %v", app, openid, err)
+		}
+	})
+	tests := []struct {
+		name  string
+		key   []byte
+		token string
+		now   time.Time
+		want  error
+	}{
+		{"ErrExpired", key, tok, now.Add(time.Hour), ErrExpired},
+		{"ErrOtherKey", []byte("k2"), tok, now, ErrForged},
+		{"ErrTamperedPayload", key, tamper(tok, 0), now, ErrForged},
+		{"ErrTamperedSignature", key, tamper(tok, len(tok)-2), now, ErrForged},
+		{"ErrOtherUsersPayload", key, strings.Split(Sign(key, "wx1", "openid-2", now.Add(time.Hour)), ".")[0] + "." + strings.Split(tok, ".")[1], now, ErrForged},
+		{"ErrEmpty", key, "", now, ErrMalformed},
+		{"ErrNoDot", key, "abc", now, ErrMalformed},
+		{"ErrBadBase64", key, "a.!!", now, ErrMalformed},
+		{"ErrHuge", key, strings.Repeat("a", 5000), now, ErrMalformed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if _, _, err := Verify(tc.key, tc.token, tc.now); !errors.Is(err, tc.want) {
+				t.Fatalf("Verify error = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func tamper(tok string, i int) string {
+	b := []byte(tok)
+	if b[i] == 'A' {
+		b[i] = 'B'
+	} else {
+		b[i] = 'A'
+	}
+	return string(b)
+}
+
+func FuzzVerify(f *testing.F) {
+	key := []byte("k")
+	f.Add(Sign(key, "wx1", "o", time.Unix(2e9, 0)))
+	f.Add("a.b")
+	f.Fuzz(func(t *testing.T, tok string) {
+		app, openid, err := Verify(key, tok, time.Unix(1e9, 0))
+		if err == nil && (app == "" || openid == "" || Sign(key, app, openid, time.Unix(0, 0)) == "") {
+			t.Fatalf("accepted %q as %q/%q", tok, app, openid)
+		}
+	})
+}
