@@ -255,8 +255,14 @@ func (d *DB) RollCampaign(ctx context.Context, id string, run int, next, now tim
 		UpdateExpression: u.UpdateExpression, ExpressionAttributeNames: u.ExpressionAttributeNames,
 		ExpressionAttributeValues: u.ExpressionAttributeValues,
 	})
+	if err == nil {
+		return nil
+	}
 	if err = conflict(err, "dynamo: roll campaign %s", id); minipush.ErrorCode(err) != minipush.ECONFLICT || !next.IsZero() {
-		return ignoreConflict(err, "dynamo: roll campaign %s", id)
+		if minipush.ErrorCode(err) == minipush.ECONFLICT {
+			return nil // no longer planning run n: someone else rolled it, or an operator moved it
+		}
+		return err
 	}
 	_, err = d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(id, "meta"),
