@@ -4,21 +4,179 @@ package collect
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"minipush"
+	"minipush/internal/awsenv"
+	"minipush/internal/config"
+	"minipush/internal/dynamo"
 	"minipush/internal/httpapi"
+	"minipush/internal/wechat"
 )
 
-// FromEnv builds the handler from its environment (stub until its issue lands).
-func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) {
-	return &Handler{}, nil
+// Defaults of the handler's knobs.
+const (
+	DefaultSessionTTL    = 24 * time.Hour // a mini-program logs in again silently with wx.login
+	DefaultRatePerMinute = 30             // uploads per user per minute
+	RateEnv              = "COLLECT_RATE_PER_MINUTE"
+)
+
+// Store is the storage collect needs (package dynamo in production).
+type Store interface {
+	// UpsertUser records a login.
+	UpsertUser(ctx context.Context, appID, openID, unionID string) error
+	// AddGrants stores one user's grants in one transaction and answers per grant.
+	AddGrants(ctx context.Context, appID, openID string, grants []minipush.Grant, limit int) ([]dynamo.AddStatus, error)
+	// DeleteGrantsOfTemplate drops a user's subscribe grants of one template.
+	DeleteGrantsOfTemplate(ctx context.Context, appID, openID, templateID string) (int, error)
+	// RecomputeInventory recounts a user's live grants onto the user item.
+	RecomputeInventory(ctx context.Context, appID, openID string) (minipush.User, error)
 }
 
-// Handler serves the collect routes.
-type Handler struct{}
+// Limiter is a fixed-window rate limit shared by every instance (dynamo.DB.Allow).
+type Limiter interface {
+	// Allow counts one event for key and reports whether it is within limit per window.
+	Allow(ctx context.Context, key string, limit int, window time.Duration) (bool, error)
+}
 
-// Handle answers one HTTP API request (payload format 2.0).
+// Login exchanges a wx.login code (wechat.Client in production).
+type Login interface {
+	Code2Session(ctx context.Context, appID, secret, jsCode string) (wechat.Session, error)
+}
+
+// Handler serves the collect routes. Every field but Log is required; New fills the
+// knobs with their defaults.
+type Handler struct {
+	Store   Store
+	Limiter Limiter
+	WeChat  Login
+	Apps    config.Apps
+	// SessionKey signs session tokens (HMAC-SHA256); never logged or returned.
+	SessionKey         []byte
+	SessionTTL         time.Duration
+	MaxLiveGrants      int
+	SubscribeRetention time.Duration
+	RatePerMinute      int
+	Now                func() time.Time
+	Log                *slog.Logger
+}
+
+// FromEnv builds the production handler from a function's environment, read only through
+// getenv: configuration, AWS clients, both secrets, the WeChat client and storage, built
+// once and reused by warm invocations.
+func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) {
+	cfg, err := config.FromEnv(getenv)
+	if err != nil {
+		return nil, fmt.Errorf("collect: %w", err)
+	}
+	if err := cfg.Require("GRANTS_TABLE", "USERS_TABLE", "STATE_TABLE", "WECHAT_SECRET_ARN", "SESSION_SECRET_ARN"); err != nil {
+		return nil, fmt.Errorf("collect: %w", err)
+	}
+	rate := DefaultRatePerMinute
+	if v := getenv(RateEnv); v != "" {
+		if rate, err = strconv.Atoi(v); err != nil || rate <= 0 {
+			return nil, fmt.Errorf("collect: %s %q: want a positive integer", RateEnv, v)
+		}
+	}
+	clients, err := awsenv.Load(ctx, getenv)
+	if err != nil {
+		return nil, fmt.Errorf("collect: %w", err)
+	}
+	local, err := config.ParseLocalSecrets(getenv(config.LocalSecretsEnv))
+	if err != nil {
+		return nil, fmt.Errorf("collect: %w", err)
+	}
+	secrets := config.Secrets{Client: clients.SecretsManager, Local: local}
+	raw, err := secrets.Get(ctx, cfg.WeChatSecretARN)
+	if err != nil {
+		return nil, fmt.Errorf("collect: %w", err)
+	}
+	apps, err := config.ParseApps(raw)
+	if err != nil {
+		return nil, fmt.Errorf("collect: %w", err)
+	}
+	key, err := secrets.Get(ctx, cfg.SessionSecretARN)
+	if err != nil {
+		return nil, fmt.Errorf("collect: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	db := dynamo.New(clients.DynamoDB, cfg.Tables)
+	h := New(db, db, wechat.New(wechat.Options{BaseURL: cfg.WeChatBaseURL, Logger: log}), apps, []byte(key))
+	h.MaxLiveGrants = cfg.MaxLiveGrants
+	h.SubscribeRetention = cfg.SubscribeRetention
+	h.RatePerMinute = rate
+	h.Now = db.Now
+	h.Log = log
+	return h, nil
+}
+
+// New returns a handler with the default knobs and a discarding logger.
+func New(store Store, limiter Limiter, wc Login, apps config.Apps, sessionKey []byte) *Handler {
+	return &Handler{
+		Store: store, Limiter: limiter, WeChat: wc, Apps: apps, SessionKey: sessionKey,
+		SessionTTL:         DefaultSessionTTL,
+		MaxLiveGrants:      minipush.DefaultMaxLiveGrants,
+		SubscribeRetention: minipush.DefaultSubscribeRetention,
+		RatePerMinute:      DefaultRatePerMinute,
+		Now:                time.Now,
+		Log:                slog.New(slog.DiscardHandler),
+	}
+}
+
+// Routes of the collect function (template.yaml, CollectFunction events).
+const (
+	routeSession     = "POST /v1/session"
+	routeGrants      = "POST /v1/grants"
+	routeEventsPush  = "POST /v1/wechat/events"
+	routeEventsCheck = "GET /v1/wechat/events"
+)
+
+// Handle answers one HTTP API request (payload format 2.0). Its error is always nil:
+// every failure becomes a JSON {code, message} answer with its status, logged once here.
 func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
-	return httpapi.NotImplemented(req.RouteKey), nil
+	route := req.RouteKey
+	if route == "" || route == "$default" {
+		route = req.RequestContext.HTTP.Method + " " + req.RawPath
+	}
+	log := h.logger().With("request_id", req.RequestContext.RequestID, "route", route)
+	var (
+		resp events.APIGatewayV2HTTPResponse
+		err  error
+	)
+	switch route {
+	case routeSession:
+		resp, err = h.session(ctx, log, req)
+	case routeGrants:
+		resp, err = h.grants(ctx, log, req)
+	case routeEventsPush:
+		resp, err = h.eventPush(ctx, log, req)
+	case routeEventsCheck:
+		resp, err = h.eventCheck(log, req)
+	default:
+		err = minipush.Errorf(minipush.ENOTFOUND, "no route %s", route)
+	}
+	if err != nil {
+		status := httpapi.Status(err)
+		level := slog.LevelWarn
+		if status >= http.StatusInternalServerError {
+			level = slog.LevelError
+		}
+		log.Log(ctx, level, "request failed", "status", status, "code", minipush.ErrorCode(err), "error", err.Error())
+		return httpapi.Error(err), nil
+	}
+	return resp, nil
+}
+
+func (h *Handler) logger() *slog.Logger {
+	if h.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return h.Log
 }

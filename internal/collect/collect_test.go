@@ -1,0 +1,577 @@
+package collect_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"minipush"
+	"minipush/internal/collect"
+	"minipush/internal/config"
+	"minipush/internal/dynamo"
+	"minipush/internal/sandbox"
+	"minipush/internal/session"
+	"minipush/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+const (
+	appID      = "wxcollect0000001"
+	appSecret  = "collectsecret"
+	eventToken = "collect-event-token"
+	sessionKey = "collect-test-session-signing-key"
+	tplA       = "TPL-A"
+	tplB       = "TPL-B"
+)
+
+// fixture is one test's world: its own tables on the shared local stack, a sandbox on
+// httptest, and the handler built by the production FromEnv from the function's
+// environment as template.yaml resolves it, on a fixed clock.
+type fixture struct {
+	h   *collect.Handler
+	db  *dynamo.DB // the handler's own storage, for reading back
+	sb  *sandbox.Sandbox
+	now time.Time
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	sb := sandbox.New(sandbox.Options{Apps: []sandbox.App{{AppID: appID, Secret: appSecret}}, Seed: 3})
+	srv := httptest.NewServer(sb)
+	t.Cleanup(srv.Close)
+	env := testenv.NewWithParams(t, map[string]string{"WeChatBaseURL": srv.URL})
+	fnEnv := env.MustFunctionEnv(t, "CollectFunction")
+	for _, kv := range env.Endpoints.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		fnEnv[k] = v
+	}
+	secrets, _ := json.Marshal(map[string]string{
+		"WeChatSecret":         fmt.Sprintf(`{"apps":[{"appId":%q,"appSecret":%q,"eventToken":%q}]}`, appID, appSecret, eventToken),
+		"SessionSigningSecret": sessionKey,
+	})
+	fnEnv[config.LocalSecretsEnv] = string(secrets)
+	h, err := collect.FromEnv(t.Context(), func(k string) string { return fnEnv[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, ok := h.Store.(*dynamo.DB)
+	if !ok {
+		t.Fatalf("FromEnv store is %T, want *dynamo.DB", h.Store)
+	}
+	// A fixed clock in the middle of a minute: the rate limit's window never turns
+	// during a test.
+	now := time.Now().UTC().Truncate(time.Minute).Add(30 * time.Second)
+	db.Now = func() time.Time { return now }
+	h.Now = db.Now
+	h.Log = slog.New(slog.DiscardHandler)
+	return &fixture{h: h, db: db, sb: sb, now: now}
+}
+
+func request(method, path, body string, headers map[string]string, query url.Values) events.APIGatewayV2HTTPRequest {
+	req := events.APIGatewayV2HTTPRequest{
+		Version: "2.0", RouteKey: method + " " + path, RawPath: path, Body: body, Headers: map[string]string{},
+		RequestContext: events.APIGatewayV2HTTPRequestContext{RequestID: "req-test", HTTP: events.APIGatewayV2HTTPRequestContextHTTPDescription{Method: method, Path: path}},
+	}
+	for k, v := range headers {
+		req.Headers[strings.ToLower(k)] = v
+	}
+	if query != nil {
+		req.RawQueryString = query.Encode()
+		req.QueryStringParameters = map[string]string{}
+		for k := range query {
+			req.QueryStringParameters[k] = query.Get(k)
+		}
+	}
+	return req
+}
+
+func (f *fixture) do(t *testing.T, req events.APIGatewayV2HTTPRequest) events.APIGatewayV2HTTPResponse {
+	t.Helper()
+	resp, err := f.h.Handle(t.Context(), req)
+	if err != nil {
+		t.Fatalf("Handle returned an error: %v", err)
+	}
+	return resp
+}
+
+// login logs a new sandbox user in through POST /v1/session and returns their openid
+// and session token.
+func (f *fixture) login(t *testing.T) (openID, token string) {
+	t.Helper()
+	openID, code := f.sb.NewLogin(appID)
+	resp := f.do(t, request("POST", "/v1/session", `{"code":"`+code+`","appId":"`+appID+`"}`, nil, nil))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("login: %d %s", resp.StatusCode, resp.Body)
+	}
+	var ans collect.SessionAnswer
+	if err := json.Unmarshal([]byte(resp.Body), &ans); err != nil || ans.Token == "" {
+		t.Fatalf("login answer %s: %v", resp.Body, err)
+	}
+	if strings.Contains(resp.Body, openID) || strings.Contains(resp.Body, "session_key") {
+		t.Fatalf("login answer leaks the openid or session key: %s", resp.Body)
+	}
+	return openID, ans.Token
+}
+
+func (f *fixture) upload(t *testing.T, token, body string) (int, collect.UploadAnswer) {
+	t.Helper()
+	resp := f.do(t, request("POST", "/v1/grants", body, map[string]string{"Authorization": "Bearer " + token}, nil))
+	var ans collect.UploadAnswer
+	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnprocessableEntity {
+		if err := json.Unmarshal([]byte(resp.Body), &ans); err != nil {
+			t.Fatalf("upload answer %s: %v", resp.Body, err)
+		}
+	}
+	return resp.StatusCode, ans
+}
+
+// grantItems reads every stored grant item of a user straight from the table.
+func (f *fixture) grantItems(t *testing.T, openID string) []map[string]types.AttributeValue {
+	t.Helper()
+	out, err := f.db.Client.Query(t.Context(), &dynamodb.QueryInput{
+		TableName:              aws.String(f.db.Tables.Grants),
+		KeyConditionExpression: aws.String("pk = :pk"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk": &types.AttributeValueMemberS{Value: minipush.UserKey(appID, openID)},
+		},
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.Items
+}
+
+// tableCounts counts the items of the grants and users tables.
+func (f *fixture) tableCounts(t *testing.T) (grants, users int32) {
+	t.Helper()
+	for _, tc := range []struct {
+		table string
+		n     *int32
+	}{{f.db.Tables.Grants, &grants}, {f.db.Tables.Users, &users}} {
+		out, err := f.db.Client.Scan(t.Context(), &dynamodb.ScanInput{TableName: aws.String(tc.table), Select: types.SelectCount, ConsistentRead: aws.Bool(true)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		*tc.n = out.Count
+	}
+	return grants, users
+}
+
+func statuses(ans collect.UploadAnswer) string {
+	var s []string
+	for _, r := range ans.Results {
+		if r.Reason != "" {
+			s = append(s, r.Status+":"+r.Reason)
+		} else {
+			s = append(s, r.Status)
+		}
+	}
+	return strings.Join(s, ",")
+}
+
+const mixedBatch = `{"grants":[
+	{"type":"form","formId":"form-1","collectedAt":"%s"},
+	{"type":"prepay","prepayId":"prepay-1"},
+	{"type":"subscribe","key":"tap-1","results":{"TPL-A":"accept","TPL-B":"reject"}},
+	{"type":"form","formId":"the formId is a mock one"},
+	{"type":"form","formId":""},
+	{"type":"coupon","formId":"x"}
+]}`
+
+func TestUpload(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	openID, token := f.login(t)
+	collected := f.now.Add(-48 * time.Hour)
+	body := fmt.Sprintf(mixedBatch, collected.Format(time.RFC3339))
+
+	t.Run("OK", func(t *testing.T) {
+		code, ans := f.upload(t, token, body)
+		want := "accepted,accepted,accepted,rejected:mock_form_id,rejected:empty,rejected:unknown_type"
+		if code != http.StatusOK || statuses(ans) != want {
+			t.Fatalf("upload %d %s, want 200 %s", code, statuses(ans), want)
+		}
+		if ans.Accepted != 3 || ans.Rejected != 3 || ans.Results[2].Templates[tplA] != "accepted" {
+			t.Fatalf("answer %+v", ans)
+		}
+		items := f.grantItems(t, openID)
+		if len(items) != 3 {
+			t.Fatalf("%d grants stored, want 3", len(items))
+		}
+		u, err := f.db.GetUser(t.Context(), appID, openID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.LiveGrants != 3 || !u.LatestExpiry.Equal(f.now.Add(minipush.DefaultSubscribeRetention)) {
+			t.Fatalf("inventory %d %v", u.LiveGrants, u.LatestExpiry)
+		}
+	})
+
+	t.Run("ReuploadIsDuplicate", func(t *testing.T) {
+		code, ans := f.upload(t, token, body)
+		want := "duplicate,duplicate,duplicate,rejected:mock_form_id,rejected:empty,rejected:unknown_type"
+		if code != http.StatusOK || statuses(ans) != want {
+			t.Fatalf("re-upload %d %s, want 200 %s", code, statuses(ans), want)
+		}
+		if n := len(f.grantItems(t, openID)); n != 3 {
+			t.Fatalf("%d grants stored after a re-upload, want 3", n)
+		}
+	})
+
+	t.Run("EarliestGrantOneQuery", func(t *testing.T) {
+		// The form grant collected 2 days ago expires first of the template channel;
+		// send reads it with one Query on the expiry index.
+		counter := &countingQueries{API: f.db.Client}
+		db := &dynamo.DB{Client: counter, Tables: f.db.Tables, Now: f.db.Now}
+		g, err := db.EarliestGrant(t.Context(), appID, openID, minipush.GrantChannel(minipush.GrantForm, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.Kind != minipush.GrantForm || g.Value != "form-1" || !g.ExpiresAt.Equal(collected.Add(minipush.FormGrantValidity)) {
+			t.Fatalf("earliest grant %+v", g)
+		}
+		if counter.n != 1 {
+			t.Fatalf("%d queries, want 1", counter.n)
+		}
+		sub, err := db.EarliestGrant(t.Context(), appID, openID, minipush.GrantChannel(minipush.GrantSubscribe, tplA))
+		if err != nil || sub.TemplateID != tplA {
+			t.Fatalf("subscribe grant %+v %v", sub, err)
+		}
+		if _, err := db.EarliestGrant(t.Context(), appID, openID, minipush.GrantChannel(minipush.GrantSubscribe, tplB)); minipush.ErrorCode(err) != minipush.ENOTFOUND {
+			t.Fatalf("rejected template has a grant: %v", err)
+		}
+	})
+
+	t.Run("ErrAllInvalid", func(t *testing.T) {
+		code, ans := f.upload(t, token, `{"grants":[{"type":"form","formId":"the formId is a mock one"},{"type":"subscribe","results":{"TPL-A":"accept"}}]}`)
+		if code != http.StatusUnprocessableEntity || ans.Code != minipush.EINVALID || statuses(ans) != "rejected:mock_form_id,rejected:missing_key" {
+			t.Fatalf("all-invalid upload %d %+v", code, ans)
+		}
+		if n := len(f.grantItems(t, openID)); n != 3 {
+			t.Fatalf("%d grants stored, want still 3", n)
+		}
+	})
+}
+
+type countingQueries struct {
+	dynamo.API
+	n int
+}
+
+func (c *countingQueries) Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	c.n++
+	return c.API.Query(ctx, in, optFns...)
+}
+
+func TestUserLimit(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.h.MaxLiveGrants = 3
+	openID, token := f.login(t)
+	code, ans := f.upload(t, token, `{"grants":[{"type":"form","formId":"a"},{"type":"form","formId":"b"}]}`)
+	if code != http.StatusOK || ans.Accepted != 2 {
+		t.Fatalf("first upload %d %s", code, statuses(ans))
+	}
+	code, ans = f.upload(t, token, `{"grants":[{"type":"form","formId":"c"},{"type":"form","formId":"d"},{"type":"subscribe","key":"k","results":{"TPL-A":"accept"}}]}`)
+	if want := "accepted,rejected:over_user_limit,rejected:over_user_limit"; code != http.StatusOK || statuses(ans) != want {
+		t.Fatalf("upload over the limit %d %s, want %s", code, statuses(ans), want)
+	}
+	if ans.Results[2].Templates[tplA] != "over_user_limit" {
+		t.Fatalf("template status %+v", ans.Results[2])
+	}
+	if n := len(f.grantItems(t, openID)); n != 3 {
+		t.Fatalf("%d grants stored, want the limit 3", n)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	victim, victimToken := f.login(t)
+	if code, _ := f.upload(t, victimToken, `{"grants":[{"type":"form","formId":"victim-form"}]}`); code != http.StatusOK {
+		t.Fatalf("victim upload %d", code)
+	}
+	attacker, attackerToken := f.login(t)
+	body := `{"grants":[{"type":"form","formId":"attacker-form"}]}`
+
+	t.Run("OtherUsersTokenWritesOnlyToThem", func(t *testing.T) {
+		if code, _ := f.upload(t, attackerToken, body); code != http.StatusOK {
+			t.Fatalf("attacker upload %d", code)
+		}
+		if n := len(f.grantItems(t, victim)); n != 1 {
+			t.Fatalf("victim holds %d grants, want 1", n)
+		}
+		if n := len(f.grantItems(t, attacker)); n != 1 {
+			t.Fatalf("attacker holds %d grants, want 1", n)
+		}
+	})
+
+	grants, users := f.tableCounts(t)
+	tampered := []byte(victimToken)
+	tampered[len(tampered)/2] ^= 1
+	for _, tc := range []struct {
+		name, header string
+	}{
+		{"ErrMissing", ""},
+		{"ErrNotBearer", "Basic " + victimToken},
+		{"ErrTampered", "Bearer " + string(tampered)},
+		{"ErrForgedKey", "Bearer " + session.Sign([]byte("not-the-key"), appID, victim, f.now.Add(time.Hour))},
+		{"ErrExpired", "Bearer " + session.Sign([]byte(sessionKey), appID, victim, f.now.Add(-time.Second))},
+		{"ErrUnknownApp", "Bearer " + session.Sign([]byte(sessionKey), "wxother", victim, f.now.Add(time.Hour))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			headers := map[string]string{}
+			if tc.header != "" {
+				headers["Authorization"] = tc.header
+			}
+			resp := f.do(t, request("POST", "/v1/grants", `{"grants":[{"type":"form","formId":"forged"}]}`, headers, nil))
+			if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Body, `"code":"unauthorized"`) {
+				t.Fatalf("answer %d %s, want 401", resp.StatusCode, resp.Body)
+			}
+		})
+	}
+	if g, u := f.tableCounts(t); g != grants || u != users {
+		t.Fatalf("refused requests changed storage: grants %d->%d users %d->%d", grants, g, users, u)
+	}
+}
+
+func TestErrorsChangeNothing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	_, token := f.login(t)
+	auth := map[string]string{"Authorization": "Bearer " + token}
+	tooMany := `{"grants":[` + strings.TrimSuffix(strings.Repeat(`{"type":"form","formId":"f"},`, collect.MaxBatch+1), ",") + `]}`
+	huge := `{"grants":[{"type":"form","formId":"` + strings.Repeat("x", collect.MaxUploadBytes) + `"}]}`
+	grants, users := f.tableCounts(t)
+	for _, tc := range []struct {
+		name   string
+		req    events.APIGatewayV2HTTPRequest
+		status int
+	}{
+		{"ErrMalformed", request("POST", "/v1/grants", `{"grants":[{"type":"form",`, auth, nil), http.StatusBadRequest},
+		{"ErrUnknownField", request("POST", "/v1/grants", `{"grants":[],"openId":"someone"}`, auth, nil), http.StatusBadRequest},
+		{"ErrTooManyItems", request("POST", "/v1/grants", tooMany, auth, nil), http.StatusRequestEntityTooLarge},
+		{"ErrTooLarge", request("POST", "/v1/grants", huge, auth, nil), http.StatusRequestEntityTooLarge},
+		{"ErrEmptyBatch", request("POST", "/v1/grants", `{"grants":[]}`, auth, nil), http.StatusUnprocessableEntity},
+		{"ErrSessionNoCode", request("POST", "/v1/session", `{"appId":"`+appID+`"}`, nil, nil), http.StatusBadRequest},
+		{"ErrSessionBadCode", request("POST", "/v1/session", `{"code":"not-a-code"}`, nil, nil), http.StatusUnauthorized},
+		{"ErrSessionUnknownApp", request("POST", "/v1/session", `{"code":"c","appId":"wxnope"}`, nil, nil), http.StatusUnprocessableEntity},
+		{"ErrNoRoute", request("DELETE", "/v1/grants", ``, auth, nil), http.StatusNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := f.do(t, tc.req)
+			var eb struct{ Code, Message string }
+			if resp.StatusCode != tc.status || json.Unmarshal([]byte(resp.Body), &eb) != nil || eb.Code == "" || eb.Message == "" {
+				t.Fatalf("answer %d %s, want %d with {code, message}", resp.StatusCode, resp.Body, tc.status)
+			}
+		})
+	}
+	t.Run("ErrWeChatDown", func(t *testing.T) {
+		if err := f.sb.AddFault(sandbox.Fault{Path: sandbox.PathCode2Session, ErrCode: -1}); err != nil {
+			t.Fatal(err)
+		}
+		defer f.sb.ResetFaults()
+		_, code := f.sb.NewLogin(appID)
+		resp := f.do(t, request("POST", "/v1/session", `{"code":"`+code+`"}`, nil, nil))
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("answer %d %s, want 502", resp.StatusCode, resp.Body)
+		}
+	})
+	if g, u := f.tableCounts(t); g != grants || u != users {
+		t.Fatalf("failed requests changed storage: grants %d->%d users %d->%d", grants, g, users, u)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.h.RatePerMinute = 2
+	openID, token := f.login(t)
+	for i := range 2 {
+		if code, _ := f.upload(t, token, fmt.Sprintf(`{"grants":[{"type":"form","formId":"f%d"}]}`, i)); code != http.StatusOK {
+			t.Fatalf("upload %d: %d", i, code)
+		}
+	}
+	resp := f.do(t, request("POST", "/v1/grants", `{"grants":[{"type":"form","formId":"f9"}]}`, map[string]string{"Authorization": "Bearer " + token}, nil))
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("third upload %d %s, want 429", resp.StatusCode, resp.Body)
+	}
+	if n := len(f.grantItems(t, openID)); n != 2 {
+		t.Fatalf("%d grants stored, want 2", n)
+	}
+	// Another user has a budget of their own.
+	_, other := f.login(t)
+	if code, _ := f.upload(t, other, `{"grants":[{"type":"form","formId":"g"}]}`); code != http.StatusOK {
+		t.Fatalf("other user's upload %d", code)
+	}
+}
+
+// push builds a signed message-push request.
+func (f *fixture) push(method, body string, sign func(q url.Values)) events.APIGatewayV2HTTPRequest {
+	ts := strconv.FormatInt(f.now.Unix(), 10)
+	q := url.Values{"appId": {appID}, "timestamp": {ts}, "nonce": {"n0nce"}, "signature": {collect.Signature(eventToken, ts, "n0nce")}}
+	if method == "GET" {
+		q.Set("echostr", "echo-123")
+	}
+	if sign != nil {
+		sign(q)
+	}
+	return request(method, "/v1/wechat/events", body, nil, q)
+}
+
+const popupXML = `<xml><ToUserName><![CDATA[gh_123]]></ToUserName><FromUserName><![CDATA[%s]]></FromUserName>
+<CreateTime>1764057600</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe_msg_popup_event]]></Event>
+<SubscribeMsgPopupEvent><List><TemplateId><![CDATA[TPL-A]]></TemplateId><SubscribeStatusString><![CDATA[accept]]></SubscribeStatusString><PopupScene>0</PopupScene></List>
+<List><TemplateId><![CDATA[TPL-B]]></TemplateId><SubscribeStatusString><![CDATA[reject]]></SubscribeStatusString><PopupScene>0</PopupScene></List></SubscribeMsgPopupEvent></xml>`
+
+const popupJSON = `{"ToUserName":"gh_123","FromUserName":"%s","CreateTime":"1764057601","MsgType":"event","Event":"subscribe_msg_popup_event",
+"List":[{"TemplateId":"TPL-B","SubscribeStatusString":"accept","PopupScene":"0"}]}`
+
+const changeJSON = `{"ToUserName":"gh_123","FromUserName":"%s","CreateTime":1764057700,"MsgType":"event","Event":"subscribe_msg_change_event",
+"List":{"TemplateId":"TPL-A","SubscribeStatusString":"reject"}}`
+
+func TestEventPush(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	openID, _ := f.login(t)
+	templates := func() map[string]int {
+		m := map[string]int{}
+		for _, it := range f.grantItems(t, openID) {
+			if tpl, ok := it["tpl"].(*types.AttributeValueMemberS); ok {
+				m[tpl.Value]++
+			}
+		}
+		return m
+	}
+
+	t.Run("Handshake", func(t *testing.T) {
+		resp := f.do(t, f.push("GET", "", nil))
+		if resp.StatusCode != http.StatusOK || resp.Body != "echo-123" {
+			t.Fatalf("handshake %d %q", resp.StatusCode, resp.Body)
+		}
+	})
+
+	before, _ := f.tableCounts(t)
+	for _, tc := range []struct {
+		name string
+		sign func(q url.Values)
+	}{
+		{"ErrBadSignature", func(q url.Values) { q.Set("signature", collect.Signature("wrong-token", q.Get("timestamp"), "n0nce")) }},
+		{"ErrNoSignature", func(q url.Values) { q.Del("signature") }},
+		{"ErrSignedOtherNonce", func(q url.Values) { q.Set("nonce", "other") }},
+		{"ErrStale", func(q url.Values) {
+			ts := strconv.FormatInt(f.now.Add(-collect.MaxPushAge-time.Second).Unix(), 10)
+			q.Set("timestamp", ts)
+			q.Set("signature", collect.Signature(eventToken, ts, "n0nce"))
+		}},
+		{"ErrUnknownApp", func(q url.Values) { q.Set("appId", "wxother") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, method := range []string{"GET", "POST"} {
+				resp := f.do(t, f.push(method, fmt.Sprintf(popupXML, openID), tc.sign))
+				if resp.StatusCode != http.StatusUnauthorized || strings.Contains(resp.Body, "echo-123") {
+					t.Fatalf("%s answer %d %s, want 401", method, resp.StatusCode, resp.Body)
+				}
+			}
+		})
+	}
+	if after, _ := f.tableCounts(t); after != before {
+		t.Fatalf("refused pushes stored grants: %d -> %d", before, after)
+	}
+
+	t.Run("PopupXML", func(t *testing.T) {
+		for range 2 { // WeChat retries a push it got no answer to: stored once
+			resp := f.do(t, f.push("POST", fmt.Sprintf(popupXML, openID), nil))
+			if resp.StatusCode != http.StatusOK || resp.Body != "success" {
+				t.Fatalf("push %d %s", resp.StatusCode, resp.Body)
+			}
+		}
+		if got := templates(); got[tplA] != 1 || got[tplB] != 0 {
+			t.Fatalf("grants by template %v, want one TPL-A", got)
+		}
+	})
+
+	t.Run("PopupJSON", func(t *testing.T) {
+		resp := f.do(t, f.push("POST", fmt.Sprintf(popupJSON, openID), nil))
+		if resp.StatusCode != http.StatusOK || resp.Body != "success" {
+			t.Fatalf("push %d %s", resp.StatusCode, resp.Body)
+		}
+		if got := templates(); got[tplA] != 1 || got[tplB] != 1 {
+			t.Fatalf("grants by template %v", got)
+		}
+	})
+
+	t.Run("ChangeRejectDropsTemplate", func(t *testing.T) {
+		resp := f.do(t, f.push("POST", fmt.Sprintf(changeJSON, openID), nil))
+		if resp.StatusCode != http.StatusOK || resp.Body != "success" {
+			t.Fatalf("push %d %s", resp.StatusCode, resp.Body)
+		}
+		if got := templates(); got[tplA] != 0 || got[tplB] != 1 {
+			t.Fatalf("grants by template %v, want only TPL-B", got)
+		}
+		u, err := f.db.GetUser(t.Context(), appID, openID)
+		if err != nil || u.LiveGrants != 1 {
+			t.Fatalf("inventory %d %v, want 1", u.LiveGrants, err)
+		}
+	})
+
+	t.Run("ErrMalformedBody", func(t *testing.T) {
+		resp := f.do(t, f.push("POST", `<xml><Event>subscribe_msg_popup_event</Event>`, nil))
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("answer %d %s, want 400", resp.StatusCode, resp.Body)
+		}
+	})
+}
+
+func TestRouteFallback(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	_, code := f.sb.NewLogin(appID)
+	// The local runner and a $default route send no route key: method and path decide.
+	req := request("POST", "/v1/session", `{"code":"`+code+`"}`, nil, nil)
+	req.RouteKey = "$default"
+	resp := f.do(t, req)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("answer %d %s", resp.StatusCode, resp.Body)
+	}
+	var ans collect.SessionAnswer
+	if err := json.Unmarshal([]byte(resp.Body), &ans); err != nil || !ans.ExpiresAt.Equal(f.now.Add(collect.DefaultSessionTTL)) {
+		t.Fatalf("answer %s (%v), want expiry %v", resp.Body, err, f.now.Add(collect.DefaultSessionTTL))
+	}
+}
+
+func TestFromEnvMissing(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"ErrNoTables", map[string]string{}, "GRANTS_TABLE"},
+		{"ErrNoSessionSecret", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W"}, "SESSION_SECRET_ARN"},
+		{"ErrBadRate", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S", collect.RateEnv: "0"}, collect.RateEnv},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := collect.FromEnv(t.Context(), func(k string) string { return tc.env[k] })
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one naming %s", err, tc.want)
+			}
+		})
+	}
+}

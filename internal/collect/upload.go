@@ -1,0 +1,127 @@
+package collect
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"minipush"
+	"minipush/internal/dynamo"
+	"minipush/internal/httpapi"
+)
+
+// ItemResult is the answer for one uploaded item, in upload order.
+type ItemResult struct {
+	Index  int    `json:"index"`
+	Status string `json:"status"`           // accepted, duplicate or rejected
+	Reason string `json:"reason,omitempty"` // rejected only
+	// Templates answers a subscribe item per accepted template (one item may accept
+	// several); the item is accepted when any of them was.
+	Templates map[string]string `json:"templates,omitempty"`
+}
+
+// UploadAnswer is the body of POST /v1/grants: 200 when any item was valid, and (with
+// the error code and message) 422 when none was.
+type UploadAnswer struct {
+	Code      string       `json:"code,omitempty"`
+	Message   string       `json:"message,omitempty"`
+	Results   []ItemResult `json:"results"`
+	Accepted  int          `json:"accepted"`
+	Duplicate int          `json:"duplicate"`
+	Rejected  int          `json:"rejected"`
+}
+
+// grants stores a batch of harvested grants of the session's user with one AddGrants
+// (one DynamoDB transaction): authenticate, rate-limit, decode and validate, store.
+// Nothing is stored unless every step before the write passed.
+func (h *Handler) grants(ctx context.Context, log *slog.Logger, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+	appID, openID, err := h.authenticate(req)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	log = log.With("appid", appID, "openid", openID)
+	ok, err := h.Limiter.Allow(ctx, "collect#"+minipush.UserKey(appID, openID), h.RatePerMinute, time.Minute)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	if !ok {
+		return events.APIGatewayV2HTTPResponse{}, minipush.Errorf(minipush.ERATELIMIT, "at most %d uploads a minute: queue and retry later", h.RatePerMinute)
+	}
+	body, err := httpapi.Body(req, MaxUploadBytes)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	items, err := DecodeGrants(body, appID, openID, h.Now(), h.SubscribeRetention)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	var all []minipush.Grant
+	for _, it := range items {
+		all = append(all, it.Grants...)
+	}
+	var statuses []dynamo.AddStatus
+	if len(all) > 0 {
+		if statuses, err = h.Store.AddGrants(ctx, appID, openID, all, h.MaxLiveGrants); err != nil {
+			return events.APIGatewayV2HTTPResponse{}, err
+		}
+	}
+	ans := answer(items, statuses)
+	log.Info("grants uploaded", "items", len(items), "accepted", ans.Accepted, "duplicate", ans.Duplicate, "rejected", ans.Rejected)
+	if len(all) == 0 {
+		ans.Code, ans.Message = minipush.EINVALID, "no item is a valid grant"
+		return httpapi.JSON(http.StatusUnprocessableEntity, ans), nil
+	}
+	return httpapi.JSON(http.StatusOK, ans), nil
+}
+
+// answer merges the decoder's verdicts with the store's, which come flat in the order
+// of the items' grants.
+func answer(items []Item, statuses []dynamo.AddStatus) UploadAnswer {
+	ans := UploadAnswer{Results: make([]ItemResult, len(items))}
+	next := 0
+	for i, it := range items {
+		r := ItemResult{Index: i, Status: StatusRejected, Reason: it.Reason}
+		if it.Reason == "" {
+			var accepted, duplicate bool
+			for j := range it.Grants {
+				st := statuses[next]
+				next++
+				var s string
+				switch st {
+				case dynamo.AddAccepted:
+					accepted, s = true, StatusAccepted
+				case dynamo.AddDuplicate:
+					duplicate, s = true, StatusDuplicate
+				default:
+					s = string(st)
+					r.Reason = string(st)
+				}
+				if it.Grants[j].Kind == minipush.GrantSubscribe {
+					if r.Templates == nil {
+						r.Templates = map[string]string{}
+					}
+					r.Templates[it.Templates[j]] = s
+				}
+			}
+			switch {
+			case accepted:
+				r.Status, r.Reason = StatusAccepted, ""
+			case duplicate:
+				r.Status, r.Reason = StatusDuplicate, ""
+			}
+		}
+		switch r.Status {
+		case StatusAccepted:
+			ans.Accepted++
+		case StatusDuplicate:
+			ans.Duplicate++
+		default:
+			ans.Rejected++
+		}
+		ans.Results[i] = r
+	}
+	return ans
+}
