@@ -2,6 +2,7 @@ package collect_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -573,5 +575,79 @@ func TestFromEnvMissing(t *testing.T) {
 				t.Fatalf("error %v, want one naming %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestConcurrentRetries uploads one batch from several goroutines at once, as a client
+// retrying over a flaky network might: each grant is stored, and answered accepted,
+// exactly once.
+func TestConcurrentRetries(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	openID, token := f.login(t)
+	body := `{"grants":[{"type":"form","formId":"c1"},{"type":"prepay","prepayId":"c2"},{"type":"subscribe","key":"c3","results":{"TPL-A":"accept"}}]}`
+	const uploads = 5
+	answers := make(chan collect.UploadAnswer, uploads)
+	codes := make(chan int, uploads)
+	var wg sync.WaitGroup
+	for range uploads {
+		wg.Go(func() {
+			resp, err := f.h.Handle(t.Context(), request("POST", "/v1/grants", body, map[string]string{"Authorization": "Bearer " + token}, nil))
+			if err != nil {
+				codes <- 0
+				return
+			}
+			var ans collect.UploadAnswer
+			_ = json.Unmarshal([]byte(resp.Body), &ans)
+			codes <- resp.StatusCode
+			answers <- ans
+		})
+	}
+	wg.Wait()
+	close(codes)
+	close(answers)
+	for c := range codes {
+		if c != http.StatusOK {
+			t.Fatalf("a concurrent upload answered %d", c)
+		}
+	}
+	accepted := make([]int, 3)
+	for ans := range answers {
+		for _, r := range ans.Results {
+			if r.Status == collect.StatusAccepted {
+				accepted[r.Index]++
+			} else if r.Status != collect.StatusDuplicate {
+				t.Fatalf("item %d answered %s %s", r.Index, r.Status, r.Reason)
+			}
+		}
+	}
+	for i, n := range accepted {
+		if n != 1 {
+			t.Fatalf("item %d accepted %d times, want once", i, n)
+		}
+	}
+	if n := len(f.grantItems(t, openID)); n != 3 {
+		t.Fatalf("%d grants stored, want 3", n)
+	}
+	u, err := f.db.GetUser(t.Context(), appID, openID)
+	if err != nil || u.LiveGrants != 3 {
+		t.Fatalf("inventory %d %v, want 3", u.LiveGrants, err)
+	}
+}
+
+func TestBase64Body(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	openID, token := f.login(t)
+	// API Gateway base64-encodes bodies it does not consider text.
+	req := request("POST", "/v1/grants", base64.StdEncoding.EncodeToString([]byte(`{"grants":[{"type":"form","formId":"b64"}]}`)),
+		map[string]string{"Authorization": "Bearer " + token, "Content-Type": "application/octet-stream"}, nil)
+	req.IsBase64Encoded = true
+	if resp := f.do(t, req); resp.StatusCode != http.StatusOK {
+		t.Fatalf("answer %d %s", resp.StatusCode, resp.Body)
+	}
+	items := f.grantItems(t, openID)
+	if len(items) != 1 || items[0]["value"].(*types.AttributeValueMemberS).Value != "b64" {
+		t.Fatalf("stored %v", items)
 	}
 }
