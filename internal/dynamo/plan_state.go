@@ -186,7 +186,8 @@ func (d *DB) SavePlanCursor(ctx context.Context, campaignID string, run int, own
 // FinishRun records that every batch of the run is queued (status sending, planned
 // final) and rolls the campaign in one transaction: to next (status scheduled, still in
 // the due index) when it recurs, or out of the due index (status sending) when next is
-// zero. ECONFLICT when owner lost the lease; when only the campaign moved (an operator
+// zero. A run of nobody is done at once (the campaign too, for a one-off): no send
+// message will ever reconcile it. ECONFLICT when owner lost the lease; when only the campaign moved (an operator
 // paused or cancelled it while planning) the run is finished alone and the campaign left
 // to the operator: a resumed campaign comes back through the due index and is rolled
 // then (RollCampaign).
@@ -201,8 +202,21 @@ func (d *DB) FinishRun(ctx context.Context, campaignID string, run int, owner st
 			":planned": numAV(int64(planned)), ":now": numAV(now.Unix()),
 		},
 	}
+	roll := rollUpdate(d.Tables.Campaigns, campaignID, run, next, now)
+	if planned == 0 {
+		// Nobody to send to means no send message, so no Reconcile would ever finish the
+		// run: it is done now, and a one-off campaign with it.
+		runUpdate.UpdateExpression = aws.String("SET #status = :done, planned = :planned, sendingAt = :now, doneAt = :now, " +
+			"expiresAt = :exp REMOVE #owner, leaseUntil, #cursor")
+		delete(runUpdate.ExpressionAttributeValues, ":sending")
+		runUpdate.ExpressionAttributeValues[":done"] = strAV(RunDone)
+		runUpdate.ExpressionAttributeValues[":exp"] = numAV(RetentionExpiry(now, d.retention()))
+		if next.IsZero() {
+			roll.ExpressionAttributeValues[":sending"] = strAV(string(minipush.StatusDone))
+		}
+	}
 	_, err := d.Client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
-		{Update: runUpdate}, {Update: rollUpdate(d.Tables.Campaigns, campaignID, run, next, now)},
+		{Update: runUpdate}, {Update: roll},
 	}})
 	if err == nil {
 		return nil

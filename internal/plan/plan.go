@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"minipush"
 	"minipush/internal/awsenv"
@@ -130,19 +131,23 @@ func orDefault[T int | time.Duration](v, def T) T {
 // returned error joins the failures.
 func (h *Handler) Handle(ctx context.Context, ev events.EventBridgeEvent) error {
 	owner := h.owner()
+	log := h.log().With("event", ev.ID, "owner", owner)
+	if lc, ok := lambdacontext.FromContext(ctx); ok {
+		log = log.With("request_id", lc.AwsRequestID)
+	}
 	due, err := h.DB.DueCampaigns(ctx, h.now(), orDefault(h.DueLimit, DefaultDueLimit))
 	if err != nil {
-		h.log().ErrorContext(ctx, "plan: due campaigns", "error", err.Error(), "event", ev.ID)
+		log.ErrorContext(ctx, "plan: due campaigns", "error", err.Error())
 		return fmt.Errorf("plan: %w", err)
 	}
 	var errs []error
 	for _, c := range due {
 		if h.stopping(ctx) {
-			h.log().InfoContext(ctx, "plan: deadline near, the next tick continues", "campaign", c.ID)
+			log.InfoContext(ctx, "plan: deadline near, the next tick continues", "campaign", c.ID)
 			break
 		}
-		if err := h.planCampaign(ctx, c, owner); err != nil {
-			h.log().ErrorContext(ctx, "plan: campaign", "campaign", c.ID, "run", c.RunSeq, "error", err.Error())
+		if err := h.planCampaign(ctx, c, owner, log); err != nil {
+			log.ErrorContext(ctx, "plan: campaign", "campaign", c.ID, "run", c.RunSeq, "error", err.Error())
 			errs = append(errs, err)
 		}
 	}
@@ -160,7 +165,7 @@ func (h *Handler) stopping(ctx context.Context) bool {
 }
 
 // planCampaign plans (or continues planning) the current run of one due campaign.
-func (h *Handler) planCampaign(ctx context.Context, c dynamo.DueCampaign, owner string) error {
+func (h *Handler) planCampaign(ctx context.Context, c dynamo.DueCampaign, owner string, log *slog.Logger) error {
 	now := h.now()
 	var run int
 	switch c.Status {
@@ -188,7 +193,7 @@ func (h *Handler) planCampaign(ctx context.Context, c dynamo.DueCampaign, owner 
 		// Paused, cancelled and done campaigns leave the index; anything else is not ours.
 		return nil
 	}
-	log := h.log().With("campaign", c.ID, "run", run)
+	log = log.With("campaign", c.ID, "run", run)
 	lease := orDefault(h.Lease, DefaultLease)
 	st, err := h.DB.ClaimRun(ctx, c.ID, run, c.AppID, owner, now, now.Add(lease))
 	if minipush.ErrorCode(err) == minipush.ECONFLICT {

@@ -355,3 +355,22 @@ func TestPlanRecurring(t *testing.T) {
 		}
 	})
 }
+
+func TestPlanEmptyAudience(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.oneOff(t, "cempty", listAudience)
+	if err := f.handler("p").Handle(t.Context(), tick); err != nil {
+		t.Fatal(err)
+	}
+	if p := f.mustRun(t, "cempty", 1); p.Status != dynamo.RunDone || p.Planned != 0 {
+		t.Errorf("run: status %q planned %d, want done 0", p.Status, p.Planned)
+	}
+	if c := f.mustCampaignNow(t, "cempty"); c.Status != minipush.StatusDone {
+		t.Errorf("campaign %s, want done", c.Status)
+	}
+	f.assertNotDue(t, "cempty")
+	if d := f.drain(t, 0); len(d.batches) != 0 {
+		t.Errorf("%d batches queued for nobody", len(d.batches))
+	}
+}
