@@ -1,0 +1,41 @@
+package plan_test
+
+import (
+	"strings"
+	"testing"
+
+	"minipush/internal/plan"
+)
+
+func TestFromEnv(t *testing.T) {
+	t.Parallel()
+
+	t.Run("OK", func(t *testing.T) {
+		t.Parallel()
+		f := newFixture(t)
+		env := f.env.MustFunctionEnv(t, "PlanFunction")
+		for _, kv := range f.env.Endpoints.Environ() {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
+		}
+		h, err := plan.FromEnv(t.Context(), func(k string) string { return env[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The production wiring plans a due campaign end to end.
+		f.oneOff(t, "cwired", listAudience)
+		f.mustAudience(t, "cwired", 120)
+		if err := h.Handle(t.Context(), tick); err != nil {
+			t.Fatal(err)
+		}
+		f.drain(t, 120).assertExactlyOnce(t, 1, 120)
+	})
+
+	t.Run("ErrMissingConfig", func(t *testing.T) {
+		t.Parallel()
+		_, err := plan.FromEnv(t.Context(), func(string) string { return "" })
+		if err == nil || !strings.Contains(err.Error(), "SEND_QUEUE_URL") {
+			t.Fatalf("err %v, want one naming the missing SEND_QUEUE_URL", err)
+		}
+	})
+}
