@@ -9,7 +9,7 @@ LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
 # Seconds each fuzz target runs inside make test (bounded so the suite stays short).
 FUZZTIME  ?= 10s
 
-.PHONY: all build build-lambda build-host test fuzz vet fmt deps run events stack clean \
+.PHONY: all build build-lambda build-host test fuzz vet fmt deps run demo events stack clean \
 	build-CollectFunction build-AdminFunction build-PlanFunction build-SendFunction build-ExpireFunction
 
 all: build
@@ -68,6 +68,12 @@ fmt:
 ## RESET=1 starts afresh)
 run: deps
 	$(GO) run ./cmd/minipush-local -data .local $(if $(RESET),-reset)
+
+## demo: seed DEMO_USERS sandbox users with grants through the public API, send them a
+## campaign through the operator API, show progress, print the summary (fresh data)
+DEMO_USERS ?= 2000
+demo: deps
+	$(GO) run ./cmd/minipush-local -data "" -addr 127.0.0.1:0 -demo $(DEMO_USERS)
 
 ## events: regenerate events/*.json (samples for sam local invoke -e) from real requests
 events: deps

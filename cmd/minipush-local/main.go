@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"minipush/internal/demo"
 	"minipush/internal/functions"
 	"minipush/internal/localrun"
 	"minipush/internal/localstack"
@@ -44,6 +45,7 @@ func run(log *slog.Logger) error {
 	ddb := flag.String("dynamodb", "", "use this DynamoDB Local instead of starting one")
 	sqsURL := flag.String("sqs", "", "use this SQS server instead of starting one")
 	wechatURL := flag.String("wechat", "", "use this WeChat sandbox instead of starting one")
+	demoUsers := flag.Int("demo", 0, "seed this many users, send them a campaign, show progress, print the summary and exit")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -65,11 +67,11 @@ func run(log *slog.Logger) error {
 		}
 		opts.Stack = &localstack.Endpoints{DynamoDB: *ddb, SQS: *sqsURL}
 	}
-	demo := localrun.DemoApp()
+	app := localrun.DemoApp()
 	sandboxURL := *wechatURL
 	if sandboxURL == "" {
 		sb := sandbox.New(sandbox.Options{Logger: log})
-		if err := sb.Apply(demo.SandboxConfig()); err != nil {
+		if err := sb.Apply(app.SandboxConfig()); err != nil {
 			return err
 		}
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -82,7 +84,7 @@ func run(log *slog.Logger) error {
 		sandboxURL = "http://" + ln.Addr().String()
 	}
 	opts.Params["WeChatBaseURL"] = sandboxURL
-	opts.Secrets = map[string]string{"WeChatSecret": demo.SecretJSON()}
+	opts.Secrets = map[string]string{"WeChatSecret": app.SecretJSON()}
 
 	r, err := localrun.Start(ctx, opts)
 	if err != nil {
@@ -91,14 +93,38 @@ func run(log *slog.Logger) error {
 	defer r.Stop(context.Background())
 	ready := map[string]string{
 		"api": r.URL, "tick": r.URL + "/_local/tick", "wechat_sandbox": sandboxURL,
-		"dynamodb": r.Stack.DynamoDB, "sqs": r.Stack.SQS, "app_id": demo.AppID,
+		"dynamodb": r.Stack.DynamoDB, "sqs": r.Stack.SQS, "app_id": app.AppID,
 		"operator_token": r.Secrets["OperatorTokenSecret"],
 	}
 	b, _ := json.Marshal(ready)
 	fmt.Println(string(b))
 	log.Info("ready", "api", r.URL, "wechat_sandbox", sandboxURL, "data", *data)
+	if *demoUsers > 0 {
+		return runDemo(ctx, r, sandboxURL, app.AppID, *demoUsers)
+	}
 	<-ctx.Done()
 	log.Info("shutting down")
+	return nil
+}
+
+func runDemo(ctx context.Context, r *localrun.Runner, sandboxURL, appID string, users int) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	fi, _ := os.Stdout.Stat()
+	sum, err := demo.Run(ctx, demo.Config{
+		API: r.URL, Sandbox: sandboxURL, AppID: appID, OperatorToken: r.Secrets["OperatorTokenSecret"],
+		Template: localrun.DemoSubscribeTemplate, Users: users, Out: os.Stdout,
+		Terminal: fi != nil && fi.Mode()&os.ModeCharDevice != 0,
+	})
+	if err != nil {
+		return err
+	}
+	c := sum.Counters
+	fmt.Printf("done in %.1fs: campaign %s, %d planned, %d sent, %d no grant, %d skipped, %d unknown, failed %v; WeChat sandbox accepted %d\n",
+		sum.Seconds, sum.Campaign, c.Planned, c.Sent, c.NoGrant, c.Skipped, c.Unknown, c.Failed, sum.Accepted)
+	if c.Final() != users || sum.Accepted != c.Sent {
+		return fmt.Errorf("demo: %d of %d recipients final, %d accepted for %d sent", c.Final(), users, sum.Accepted, c.Sent)
+	}
 	return nil
 }
 
