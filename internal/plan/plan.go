@@ -189,6 +189,9 @@ func (h *Handler) planCampaign(ctx context.Context, c dynamo.DueCampaign, owner 
 		}
 	case minipush.StatusPlanning:
 		run = c.RunSeq
+		if run < 1 {
+			return fmt.Errorf("plan: campaign %s is planning with no run started (runSeq %d)", c.ID, run)
+		}
 	default:
 		// Paused, cancelled and done campaigns leave the index; anything else is not ours.
 		return nil
