@@ -23,9 +23,12 @@ import (
 
 // Defaults of the handler's knobs.
 const (
-	DefaultSessionTTL    = 24 * time.Hour // a mini-program logs in again silently with wx.login
-	DefaultRatePerMinute = 30             // uploads per user per minute
+	DefaultSessionTTL    = 7 * 24 * time.Hour // then the mini-program logs in again silently with wx.login
+	DefaultRatePerMinute = 30                 // uploads per user per minute
 	RateEnv              = "COLLECT_RATE_PER_MINUTE"
+	// MinSessionKeyLen refuses a signing key short enough to guess (the stack generates 64
+	// characters; the local runner 48).
+	MinSessionKeyLen = 16
 )
 
 // Store is the storage collect needs (package dynamo in production).
@@ -106,6 +109,10 @@ func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) 
 	if err != nil {
 		return nil, fmt.Errorf("collect: %w", err)
 	}
+	if len(key) < MinSessionKeyLen {
+		// The key itself is never part of the message.
+		return nil, fmt.Errorf("collect: the SESSION_SECRET_ARN secret is %d bytes, want at least %d", len(key), MinSessionKeyLen)
+	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	db := dynamo.New(clients.DynamoDB, cfg.Tables)
 	h := New(db, db, wechat.New(wechat.Options{BaseURL: cfg.WeChatBaseURL, Logger: log}), apps, []byte(key))
@@ -169,7 +176,14 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest
 			level = slog.LevelError
 		}
 		log.Log(ctx, level, "request failed", "status", status, "code", minipush.ErrorCode(err), "error", err.Error())
-		return httpapi.Error(err), nil
+		resp = httpapi.Error(err)
+		if status == http.StatusTooManyRequests {
+			// The fixed window turns at the next minute: tell the client when.
+			now := h.Now()
+			wait := now.Truncate(time.Minute).Add(time.Minute).Sub(now)
+			resp.Headers["Retry-After"] = strconv.Itoa(int((wait + time.Second - 1) / time.Second))
+		}
+		return resp, nil
 	}
 	return resp, nil
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +20,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -27,6 +31,7 @@ import (
 	"minipush/internal/sandbox"
 	"minipush/internal/session"
 	"minipush/internal/testenv"
+	"minipush/internal/wechat"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -158,20 +163,42 @@ func (f *fixture) grantItems(t *testing.T, openID string) []map[string]types.Att
 	return out.Items
 }
 
-// tableCounts counts the items of the grants and users tables.
-func (f *fixture) tableCounts(t *testing.T) (grants, users int32) {
+// snapshot reads every item of the tables collect writes (grants, users and the state
+// table with the rate counters) as sorted canonical JSON, so two snapshots differ when
+// any item was added, removed or changed.
+func (f *fixture) snapshot(t *testing.T) string {
 	t.Helper()
-	for _, tc := range []struct {
-		table string
-		n     *int32
-	}{{f.db.Tables.Grants, &grants}, {f.db.Tables.Users, &users}} {
-		out, err := f.db.Client.Scan(t.Context(), &dynamodb.ScanInput{TableName: aws.String(tc.table), Select: types.SelectCount, ConsistentRead: aws.Bool(true)})
-		if err != nil {
-			t.Fatal(err)
+	var all []string
+	for _, table := range []string{f.db.Tables.Grants, f.db.Tables.Users, f.db.Tables.State} {
+		p := dynamodb.NewScanPaginator(f.db.Client, &dynamodb.ScanInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true)})
+		for p.HasMorePages() {
+			out, err := p.NextPage(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var items []map[string]any
+			if err := attributevalue.UnmarshalListOfMaps(out.Items, &items); err != nil {
+				t.Fatal(err)
+			}
+			for _, it := range items {
+				b, err := json.Marshal(it) // map keys are sorted
+				if err != nil {
+					t.Fatal(err)
+				}
+				all = append(all, table+" "+string(b))
+			}
 		}
-		*tc.n = out.Count
 	}
-	return grants, users
+	sort.Strings(all)
+	return strings.Join(all, "\n")
+}
+
+// mustUnchanged fails when storage differs from the snapshot taken before.
+func (f *fixture) mustUnchanged(t *testing.T, before string) {
+	t.Helper()
+	if after := f.snapshot(t); after != before {
+		t.Fatalf("storage changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
 }
 
 func statuses(ans collect.UploadAnswer) string {
@@ -260,13 +287,12 @@ func TestUpload(t *testing.T) {
 	})
 
 	t.Run("ErrAllInvalid", func(t *testing.T) {
+		before := f.snapshot(t)
 		code, ans := f.upload(t, token, `{"grants":[{"type":"form","formId":"the formId is a mock one"},{"type":"subscribe","results":{"TPL-A":"accept"}}]}`)
 		if code != http.StatusUnprocessableEntity || ans.Code != minipush.EINVALID || statuses(ans) != "rejected:mock_form_id,rejected:missing_key" {
 			t.Fatalf("all-invalid upload %d %+v", code, ans)
 		}
-		if n := len(f.grantItems(t, openID)); n != 3 {
-			t.Fatalf("%d grants stored, want still 3", n)
-		}
+		f.mustUnchanged(t, before) // not even the rate counter
 	})
 }
 
@@ -323,7 +349,17 @@ func TestAuth(t *testing.T) {
 		}
 	})
 
-	grants, users := f.tableCounts(t)
+	t.Run("ErrBodyNamesUser", func(t *testing.T) {
+		// The user is the token's, never the body's: naming one is an unknown field.
+		before := f.snapshot(t)
+		code, _ := f.upload(t, attackerToken, `{"openId":"`+victim+`","grants":[{"type":"form","formId":"planted"}]}`)
+		if code != http.StatusBadRequest {
+			t.Fatalf("upload naming another user answered %d, want 400", code)
+		}
+		f.mustUnchanged(t, before)
+	})
+
+	before := f.snapshot(t)
 	tampered := []byte(victimToken)
 	tampered[len(tampered)/2] ^= 1
 	for _, tc := range []struct {
@@ -347,9 +383,7 @@ func TestAuth(t *testing.T) {
 			}
 		})
 	}
-	if g, u := f.tableCounts(t); g != grants || u != users {
-		t.Fatalf("refused requests changed storage: grants %d->%d users %d->%d", grants, g, users, u)
-	}
+	f.mustUnchanged(t, before)
 }
 
 func TestErrorsChangeNothing(t *testing.T) {
@@ -357,9 +391,14 @@ func TestErrorsChangeNothing(t *testing.T) {
 	f := newFixture(t)
 	_, token := f.login(t)
 	auth := map[string]string{"Authorization": "Bearer " + token}
+	// A code already exchanged once (WeChat's 40163).
+	_, usedCode := f.sb.NewLogin(appID)
+	if resp := f.do(t, request("POST", "/v1/session", `{"code":"`+usedCode+`"}`, nil, nil)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("first use of a code: %d %s", resp.StatusCode, resp.Body)
+	}
 	tooMany := `{"grants":[` + strings.TrimSuffix(strings.Repeat(`{"type":"form","formId":"f"},`, collect.MaxBatch+1), ",") + `]}`
 	huge := `{"grants":[{"type":"form","formId":"` + strings.Repeat("x", collect.MaxUploadBytes) + `"}]}`
-	grants, users := f.tableCounts(t)
+	before := f.snapshot(t)
 	for _, tc := range []struct {
 		name   string
 		req    events.APIGatewayV2HTTPRequest
@@ -370,6 +409,10 @@ func TestErrorsChangeNothing(t *testing.T) {
 		{"ErrTooManyItems", request("POST", "/v1/grants", tooMany, auth, nil), http.StatusRequestEntityTooLarge},
 		{"ErrTooLarge", request("POST", "/v1/grants", huge, auth, nil), http.StatusRequestEntityTooLarge},
 		{"ErrEmptyBatch", request("POST", "/v1/grants", `{"grants":[]}`, auth, nil), http.StatusUnprocessableEntity},
+		{"ErrEveryItemInvalid", request("POST", "/v1/grants", `{"grants":[{"type":"form","formId":"the formId is a mock one"}]}`, auth, nil), http.StatusUnprocessableEntity},
+		{"ErrNotJSONObject", request("POST", "/v1/grants", `[]`, auth, nil), http.StatusBadRequest},
+		{"ErrSessionUsedCode", request("POST", "/v1/session", `{"code":"`+usedCode+`"}`, nil, nil), http.StatusUnauthorized},
+		{"ErrSessionMalformed", request("POST", "/v1/session", `{"code":`, nil, nil), http.StatusBadRequest},
 		{"ErrSessionNoCode", request("POST", "/v1/session", `{"appId":"`+appID+`"}`, nil, nil), http.StatusBadRequest},
 		{"ErrSessionBadCode", request("POST", "/v1/session", `{"code":"not-a-code"}`, nil, nil), http.StatusUnauthorized},
 		{"ErrSessionUnknownApp", request("POST", "/v1/session", `{"code":"c","appId":"wxnope"}`, nil, nil), http.StatusUnprocessableEntity},
@@ -394,9 +437,7 @@ func TestErrorsChangeNothing(t *testing.T) {
 			t.Fatalf("answer %d %s, want 502", resp.StatusCode, resp.Body)
 		}
 	})
-	if g, u := f.tableCounts(t); g != grants || u != users {
-		t.Fatalf("failed requests changed storage: grants %d->%d users %d->%d", grants, g, users, u)
-	}
+	f.mustUnchanged(t, before)
 }
 
 func TestRateLimit(t *testing.T) {
@@ -404,23 +445,126 @@ func TestRateLimit(t *testing.T) {
 	f := newFixture(t)
 	f.h.RatePerMinute = 2
 	openID, token := f.login(t)
-	for i := range 2 {
-		if code, _ := f.upload(t, token, fmt.Sprintf(`{"grants":[{"type":"form","formId":"f%d"}]}`, i)); code != http.StatusOK {
-			t.Fatalf("upload %d: %d", i, code)
+	auth := map[string]string{"Authorization": "Bearer " + token}
+
+	t.Run("RefusedUploadsDoNotCount", func(t *testing.T) {
+		for _, body := range []string{`{"grants":[`, `{"grants":[]}`, `{"grants":[{"type":"form","formId":""}]}`} {
+			if resp := f.do(t, request("POST", "/v1/grants", body, auth, nil)); resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusTooManyRequests {
+				t.Fatalf("upload %s answered %d", body, resp.StatusCode)
+			}
 		}
+	})
+	t.Run("OK", func(t *testing.T) {
+		for i := range 2 {
+			if code, _ := f.upload(t, token, fmt.Sprintf(`{"grants":[{"type":"form","formId":"f%d"}]}`, i)); code != http.StatusOK {
+				t.Fatalf("upload %d: %d", i, code)
+			}
+		}
+	})
+	t.Run("ErrOverRate", func(t *testing.T) {
+		before := f.snapshot(t)
+		resp := f.do(t, request("POST", "/v1/grants", `{"grants":[{"type":"form","formId":"f9"}]}`, auth, nil))
+		if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(resp.Body, `"code":"rate_limited"`) {
+			t.Fatalf("third upload %d %s, want 429", resp.StatusCode, resp.Body)
+		}
+		// The fixture's clock sits 30 s into its minute.
+		if got := resp.Headers["Retry-After"]; got != "30" {
+			t.Fatalf("Retry-After %q, want 30", got)
+		}
+		f.mustUnchanged(t, before)
+		if n := len(f.grantItems(t, openID)); n != 2 {
+			t.Fatalf("%d grants stored, want 2", n)
+		}
+	})
+	t.Run("OtherUserOwnBudget", func(t *testing.T) {
+		_, other := f.login(t)
+		if code, _ := f.upload(t, other, `{"grants":[{"type":"form","formId":"g"}]}`); code != http.StatusOK {
+			t.Fatalf("other user's upload %d", code)
+		}
+	})
+}
+
+// recordingLogin remembers the session keys WeChat handed out, so a test can look for
+// them where they must never be.
+type recordingLogin struct {
+	collect.Login
+	mu   sync.Mutex
+	keys []string
+}
+
+func (r *recordingLogin) Code2Session(ctx context.Context, appID, secret, code string) (wechat.Session, error) {
+	s, err := r.Login.Code2Session(ctx, appID, secret, code)
+	if err == nil {
+		r.mu.Lock()
+		r.keys = append(r.keys, s.SessionKey)
+		r.mu.Unlock()
 	}
-	resp := f.do(t, request("POST", "/v1/grants", `{"grants":[{"type":"form","formId":"f9"}]}`, map[string]string{"Authorization": "Bearer " + token}, nil))
-	if resp.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("third upload %d %s, want 429", resp.StatusCode, resp.Body)
-	}
-	if n := len(f.grantItems(t, openID)); n != 2 {
-		t.Fatalf("%d grants stored, want 2", n)
-	}
-	// Another user has a budget of their own.
-	_, other := f.login(t)
-	if code, _ := f.upload(t, other, `{"grants":[{"type":"form","formId":"g"}]}`); code != http.StatusOK {
-		t.Fatalf("other user's upload %d", code)
-	}
+	return s, err
+}
+
+func TestLogin(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	var logs strings.Builder
+	var logMu sync.Mutex
+	f.h.Log = slog.New(slog.NewJSONHandler(lockedWriter{&logMu, &logs}, nil))
+	rec := &recordingLogin{Login: f.h.WeChat}
+	f.h.WeChat = rec
+
+	openID, token := f.login(t)
+
+	t.Run("UserUpserted", func(t *testing.T) {
+		u, err := f.db.GetUser(t.Context(), appID, openID)
+		if err != nil || u.OpenID != openID || u.AppID != appID {
+			t.Fatalf("user %+v %v", u, err)
+		}
+	})
+	t.Run("TokenNamesUserForSevenDays", func(t *testing.T) {
+		app, who, err := session.Verify([]byte(sessionKey), token, f.now.Add(7*24*time.Hour-time.Second))
+		if err != nil || app != appID || who != openID {
+			t.Fatalf("token verifies as %q %q %v", app, who, err)
+		}
+		if _, _, err := session.Verify([]byte(sessionKey), token, f.now.Add(7*24*time.Hour)); !errors.Is(err, session.ErrExpired) {
+			t.Fatalf("token after 7 days: %v, want expired", err)
+		}
+	})
+	t.Run("SecondLoginSameUser", func(t *testing.T) {
+		code := f.sb.LoginCode(appID, openID)
+		resp := f.do(t, request("POST", "/v1/session", `{"code":"`+code+`"}`, nil, nil))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("second login %d %s", resp.StatusCode, resp.Body)
+		}
+	})
+	t.Run("LogsCarryRequestAndAppNotSecrets", func(t *testing.T) {
+		logMu.Lock()
+		out := logs.String()
+		logMu.Unlock()
+		if !strings.Contains(out, `"request_id":"req-test"`) || !strings.Contains(out, `"appid":"`+appID+`"`) {
+			t.Fatalf("logs lack request_id or appid:\n%s", out)
+		}
+		rec.mu.Lock()
+		keys := rec.keys
+		rec.mu.Unlock()
+		if len(keys) != 2 {
+			t.Fatalf("%d logins recorded, want 2", len(keys))
+		}
+		for _, secret := range append(keys, token, sessionKey, appSecret) {
+			if strings.Contains(out, secret) {
+				t.Fatalf("logs contain a secret %q:\n%s", secret, out)
+			}
+		}
+	})
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // push builds a signed message-push request.
@@ -468,7 +612,7 @@ func TestEventPush(t *testing.T) {
 		}
 	})
 
-	before, _ := f.tableCounts(t)
+	before := f.snapshot(t)
 	for _, tc := range []struct {
 		name string
 		sign func(q url.Values)
@@ -492,9 +636,7 @@ func TestEventPush(t *testing.T) {
 			}
 		})
 	}
-	if after, _ := f.tableCounts(t); after != before {
-		t.Fatalf("refused pushes stored grants: %d -> %d", before, after)
-	}
+	f.mustUnchanged(t, before)
 
 	t.Run("PopupXML", func(t *testing.T) {
 		for range 2 { // WeChat retries a push it got no answer to: stored once

@@ -35,21 +35,16 @@ type UploadAnswer struct {
 }
 
 // grants stores a batch of harvested grants of the session's user with one AddGrants
-// (one DynamoDB transaction): authenticate, rate-limit, decode and validate, store.
-// Nothing is stored unless every step before the write passed.
+// (one DynamoDB transaction): authenticate, decode and validate, rate-limit, store.
+// The rate limit counts only uploads that would write: a refused request (400, 401,
+// 413, 422) touches no table at all, the rate counter included, and a 429 is a
+// conditional update that failed, so it changes nothing either.
 func (h *Handler) grants(ctx context.Context, log *slog.Logger, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
 	appID, openID, err := h.authenticate(req)
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
 	log = log.With("appid", appID, "openid", openID)
-	ok, err := h.Limiter.Allow(ctx, "collect#"+minipush.UserKey(appID, openID), h.RatePerMinute, time.Minute)
-	if err != nil {
-		return events.APIGatewayV2HTTPResponse{}, err
-	}
-	if !ok {
-		return events.APIGatewayV2HTTPResponse{}, minipush.Errorf(minipush.ERATELIMIT, "at most %d uploads a minute: queue and retry later", h.RatePerMinute)
-	}
 	body, err := httpapi.Body(req, MaxUploadBytes)
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
@@ -62,18 +57,25 @@ func (h *Handler) grants(ctx context.Context, log *slog.Logger, req events.APIGa
 	for _, it := range items {
 		all = append(all, it.Grants...)
 	}
-	var statuses []dynamo.AddStatus
-	if len(all) > 0 {
-		if statuses, err = h.Store.AddGrants(ctx, appID, openID, all, h.MaxLiveGrants); err != nil {
-			return events.APIGatewayV2HTTPResponse{}, err
-		}
+	if len(all) == 0 {
+		ans := answer(items, nil)
+		ans.Code, ans.Message = minipush.EINVALID, "no item is a valid grant"
+		log.Info("grants refused", "items", len(items), "rejected", ans.Rejected)
+		return httpapi.JSON(http.StatusUnprocessableEntity, ans), nil
+	}
+	ok, err := h.Limiter.Allow(ctx, "collect#"+minipush.UserKey(appID, openID), h.RatePerMinute, time.Minute)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	if !ok {
+		return events.APIGatewayV2HTTPResponse{}, minipush.Errorf(minipush.ERATELIMIT, "at most %d uploads a minute: queue and retry later", h.RatePerMinute)
+	}
+	statuses, err := h.Store.AddGrants(ctx, appID, openID, all, h.MaxLiveGrants)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
 	}
 	ans := answer(items, statuses)
 	log.Info("grants uploaded", "items", len(items), "accepted", ans.Accepted, "duplicate", ans.Duplicate, "rejected", ans.Rejected)
-	if len(all) == 0 {
-		ans.Code, ans.Message = minipush.EINVALID, "no item is a valid grant"
-		return httpapi.JSON(http.StatusUnprocessableEntity, ans), nil
-	}
 	return httpapi.JSON(http.StatusOK, ans), nil
 }
 
