@@ -9,10 +9,14 @@
 //   // a subscribe prompt, on a user tap:
 //   minipush.requestSubscribe(['TEMPLATE_ID']).then(...)
 //   // after a payment:  minipush.harvestPrepay(prepayId)
+//   // or wrap handlers and requests instead of calling the functions above:
+//   onSubmit: minipush.wrapSubmit(function (e) { ... })
+//   minipush.request({ url, data, success })  // wx.request that flushes the queue first
 
 const QUEUE_KEY = 'minipush.queue'
 const SESSION_KEY = 'minipush.session'
 const MAX_BATCH = 50          // the server refuses more than 50 items per upload
+const MAX_GRANTS = 99         // ... and more than 99 grants (one DynamoDB transaction)
 const MAX_QUEUE = 500         // grants are one-time; an endless backlog helps nobody
 const MOCK_FORM_ID = 'the formId is a mock one' // DevTools' fake formId: never usable
 
@@ -64,7 +68,10 @@ function requestSubscribe(tmplIds) {
       tmplIds: tmplIds.slice(0, 3), // WeChat takes at most 3 per call
       success: function (res) {
         const results = {}
-        tmplIds.slice(0, 3).forEach(function (id) { if (res[id]) results[id] = res[id] })
+        tmplIds.slice(0, 3).forEach(function (id) {
+          // Newer clients may answer acceptWithAudio and similar: still an accept.
+          if (res[id]) results[id] = String(res[id]).indexOf('accept') === 0 ? 'accept' : res[id]
+        })
         enqueue({ type: 'subscribe', results: results })
         flush()
         resolve(res)
@@ -74,7 +81,42 @@ function requestSubscribe(tmplIds) {
   })
 }
 
-function request(path, body, token) {
+// wrapSubmit wraps a <form report-submit> submit handler: the formId is harvested, then
+// the page's own handler runs with the same event.
+function wrapSubmit(handler) {
+  return function (e) {
+    harvestForm(e)
+    return handler ? handler.call(this, e) : undefined
+  }
+}
+
+// request is wx.request that first starts an upload of the queue, so harvested grants
+// ride along with the app's next call to its server without delaying it.
+function request(opts) {
+  flush()
+  return wx.request(opts)
+}
+
+// grantsOf counts the grants an item can become on the server.
+function grantsOf(item) {
+  if (item.type !== 'subscribe') return 1
+  return Math.max(1, Object.keys(item.results || {}).filter(function (k) { return item.results[k] === 'accept' }).length)
+}
+
+// nextBatch takes queued items in order while the batch stays within both server limits.
+function nextBatch(q) {
+  const batch = []
+  let grants = 0
+  for (let i = 0; i < q.length && batch.length < MAX_BATCH; i++) {
+    const n = grantsOf(q[i])
+    if (batch.length > 0 && grants + n > MAX_GRANTS) break
+    batch.push(q[i])
+    grants += n
+  }
+  return batch
+}
+
+function post(path, body, token) {
   return new Promise(function (resolve, reject) {
     const header = { 'Content-Type': 'application/json' }
     if (token) header.Authorization = 'Bearer ' + token
@@ -94,7 +136,7 @@ function session() {
   return new Promise(function (resolve, reject) {
     wx.login({
       success: function (r) {
-        request('/v1/session', { code: r.code, appId: config.appId }).then(function (res) {
+        post('/v1/session', { code: r.code, appId: config.appId }).then(function (res) {
           if (res.statusCode !== 200) return reject(new Error('session: ' + res.statusCode))
           wx.setStorageSync(SESSION_KEY, res.data)
           resolve(res.data.token)
@@ -105,23 +147,24 @@ function session() {
   })
 }
 
-// flush uploads the queue in batches of 50. Items the server answered (accepted,
-// duplicate or rejected) leave the queue; on a network error, 429 or 5xx they stay and
+// flush uploads the queue in batches (at most 50 items and 99 grants each). Items the
+// server answered (200: accepted, duplicate or rejected; 422: all rejected; 400/413: a
+// batch it will never take) leave the queue; on a network error, 429 or 5xx they stay and
 // go again later with the same keys. A 401 drops the session and retries once.
 function flush() {
   if (uploading) return uploading
   uploading = (function loop(retried) {
     const q = loadQueue()
     if (q.length === 0) return Promise.resolve()
-    const batch = q.slice(0, MAX_BATCH)
+    const batch = nextBatch(q)
     return session().then(function (token) {
-      return request('/v1/grants', { grants: batch }, token)
+      return post('/v1/grants', { grants: batch }, token)
     }).then(function (res) {
       if (res.statusCode === 401 && !retried) {
         wx.removeStorageSync(SESSION_KEY)
         return loop(true)
       }
-      if (res.statusCode === 200 || res.statusCode === 422 || res.statusCode === 400) {
+      if ([200, 400, 413, 422].indexOf(res.statusCode) >= 0) {
         // Answered item by item (or refused as a whole): drop them either way, so a bad
         // item cannot block the queue forever.
         const sent = {}
@@ -135,4 +178,4 @@ function flush() {
   return uploading
 }
 
-module.exports = { init, harvestForm, harvestPrepay, requestSubscribe, flush, MOCK_FORM_ID }
+module.exports = { init, harvestForm, harvestPrepay, requestSubscribe, wrapSubmit, request, flush, nextBatch, MOCK_FORM_ID }
