@@ -28,7 +28,10 @@ var (
 // maxTokenLen bounds the work Verify does on hostile input.
 const maxTokenLen = 1024
 
-var enc = base64.RawURLEncoding
+// enc is strict so that a token has exactly one spelling: lenient base64 would also
+// accept the signature with different unused trailing bits, a second valid token.
+// (Verify refuses line breaks itself, which even a strict decoder skips.)
+var enc = base64.RawURLEncoding.Strict()
 
 // Sign returns a token for the user of appID valid until expires.
 func Sign(key []byte, appID, openID string, expires time.Time) string {
@@ -40,6 +43,13 @@ func Sign(key []byte, appID, openID string, expires time.Time) string {
 func Verify(key []byte, token string, now time.Time) (appID, openID string, err error) {
 	if len(token) == 0 || len(token) > maxTokenLen {
 		return "", "", ErrMalformed
+	}
+	// Only the base64url alphabet and one dot: Go's decoder skips CR and LF even when
+	// strict, which would make the same token valid with line breaks inserted.
+	for i := 0; i < len(token); i++ {
+		if c := token[i]; !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return "", "", ErrMalformed
+		}
 	}
 	payload, sig, ok := strings.Cut(token, ".")
 	if !ok {
