@@ -1,10 +1,15 @@
 package dynamo_test
 
 import (
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
 func TestAllow(t *testing.T) {
@@ -12,34 +17,79 @@ func TestAllow(t *testing.T) {
 	db, _, clk := MustDB(t)
 	ctx := t.Context()
 	const limit = 5
-	var allowed atomic.Int64
-	var wg sync.WaitGroup
-	for range 12 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ok, err := db.Allow(ctx, "collect#wx1#u1", limit, time.Minute)
-			if err != nil {
-				t.Error(err)
-			}
-			if ok {
-				allowed.Add(1)
-			}
-		}()
+	window := clk.Now().Truncate(time.Minute)
+
+	// counter reads the window's item straight from the state table: its count and TTL.
+	counter := func(t *testing.T, key string, start time.Time) (n, expires string) {
+		t.Helper()
+		out, err := db.Client.GetItem(ctx, &dynamodb.GetItemInput{
+			TableName: aws.String(db.Tables.State), ConsistentRead: aws.Bool(true),
+			Key: map[string]types.AttributeValue{
+				"pk": &types.AttributeValueMemberS{Value: "rate#" + key},
+				"sk": &types.AttributeValueMemberS{Value: strconv.FormatInt(start.Unix(), 10)},
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Item == nil {
+			return "", ""
+		}
+		return out.Item["n"].(*types.AttributeValueMemberN).Value, out.Item["expiresAt"].(*types.AttributeValueMemberN).Value
 	}
-	wg.Wait()
-	if allowed.Load() != limit {
-		t.Fatalf("%d of 12 concurrent events allowed, want exactly %d", allowed.Load(), limit)
-	}
+
+	t.Run("ConcurrentExactlyLimit", func(t *testing.T) {
+		var allowed atomic.Int64
+		var wg sync.WaitGroup
+		for range 12 {
+			wg.Go(func() {
+				ok, err := db.Allow(ctx, "collect#wx1#u1", limit, time.Minute)
+				if err != nil {
+					t.Error(err)
+				}
+				if ok {
+					allowed.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if allowed.Load() != limit {
+			t.Fatalf("%d of 12 concurrent events allowed, want exactly %d", allowed.Load(), limit)
+		}
+		n, exp := counter(t, "collect#wx1#u1", window)
+		if n != strconv.Itoa(limit) || exp != strconv.FormatInt(window.Add(2*time.Minute).Unix(), 10) {
+			t.Fatalf("counter n=%s expiresAt=%s, want %d and the window's end plus one window", n, exp, limit)
+		}
+	})
+	t.Run("DeniedChangesNothing", func(t *testing.T) {
+		n0, exp0 := counter(t, "collect#wx1#u1", window)
+		if ok, err := db.Allow(ctx, "collect#wx1#u1", limit, time.Minute); err != nil || ok {
+			t.Fatalf("over the limit: %v %v, want denied", ok, err)
+		}
+		if n, exp := counter(t, "collect#wx1#u1", window); n != n0 || exp != exp0 {
+			t.Fatalf("a denied event changed the counter: %s/%s -> %s/%s", n0, exp0, n, exp)
+		}
+	})
 	t.Run("OtherKeyIndependent", func(t *testing.T) {
 		if ok, err := db.Allow(ctx, "collect#wx1#u2", limit, time.Minute); err != nil || !ok {
 			t.Fatalf("other key: %v %v", ok, err)
+		}
+	})
+	t.Run("ZeroLimitDenies", func(t *testing.T) {
+		if ok, err := db.Allow(ctx, "collect#wx1#u3", 0, time.Minute); err != nil || ok {
+			t.Fatalf("limit 0: %v %v, want denied", ok, err)
+		}
+		if n, _ := counter(t, "collect#wx1#u3", window); n != "" {
+			t.Fatalf("limit 0 wrote a counter n=%s", n)
 		}
 	})
 	t.Run("NextWindow", func(t *testing.T) {
 		clk.Add(time.Minute)
 		if ok, err := db.Allow(ctx, "collect#wx1#u1", limit, time.Minute); err != nil || !ok {
 			t.Fatalf("next window: %v %v, want allowed", ok, err)
+		}
+		if n, _ := counter(t, "collect#wx1#u1", window.Add(time.Minute)); n != "1" {
+			t.Fatalf("next window's counter n=%s, want 1", n)
 		}
 	})
 }
