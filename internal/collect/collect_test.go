@@ -591,6 +591,10 @@ const popupJSON = `{"ToUserName":"gh_123","FromUserName":"%s","CreateTime":"1764
 const changeJSON = `{"ToUserName":"gh_123","FromUserName":"%s","CreateTime":1764057700,"MsgType":"event","Event":"subscribe_msg_change_event",
 "List":{"TemplateId":"TPL-A","SubscribeStatusString":"reject"}}`
 
+const changeXML = `<xml><ToUserName><![CDATA[gh_123]]></ToUserName><FromUserName><![CDATA[%s]]></FromUserName>
+<CreateTime>1764057800</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe_msg_change_event]]></Event>
+<SubscribeMsgChangeEvent><List><TemplateId><![CDATA[TPL-B]]></TemplateId><SubscribeStatusString><![CDATA[reject]]></SubscribeStatusString></List></SubscribeMsgChangeEvent></xml>`
+
 func TestEventPush(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -622,6 +626,11 @@ func TestEventPush(t *testing.T) {
 		{"ErrSignedOtherNonce", func(q url.Values) { q.Set("nonce", "other") }},
 		{"ErrStale", func(q url.Values) {
 			ts := strconv.FormatInt(f.now.Add(-collect.MaxPushAge-time.Second).Unix(), 10)
+			q.Set("timestamp", ts)
+			q.Set("signature", collect.Signature(eventToken, ts, "n0nce"))
+		}},
+		{"ErrFuture", func(q url.Values) {
+			ts := strconv.FormatInt(f.now.Add(collect.MaxPushAge+time.Second).Unix(), 10)
 			q.Set("timestamp", ts)
 			q.Set("signature", collect.Signature(eventToken, ts, "n0nce"))
 		}},
@@ -674,6 +683,33 @@ func TestEventPush(t *testing.T) {
 		}
 	})
 
+	t.Run("ChangeRejectXML", func(t *testing.T) {
+		resp := f.do(t, f.push("POST", fmt.Sprintf(changeXML, openID), nil))
+		if resp.StatusCode != http.StatusOK || resp.Body != "success" {
+			t.Fatalf("push %d %s", resp.StatusCode, resp.Body)
+		}
+		if got := templates(); got[tplA] != 0 || got[tplB] != 0 {
+			t.Fatalf("grants by template %v, want none", got)
+		}
+		u, err := f.db.GetUser(t.Context(), appID, openID)
+		if err != nil || u.LiveGrants != 0 {
+			t.Fatalf("inventory %d %v, want 0", u.LiveGrants, err)
+		}
+	})
+
+	t.Run("PopupForUserNeverLoggedIn", func(t *testing.T) {
+		// WeChat's push is trusted on its own: the user need not have called the API.
+		stranger := f.sb.NewUser(appID)
+		resp := f.do(t, f.push("POST", fmt.Sprintf(popupXML, stranger), nil))
+		if resp.StatusCode != http.StatusOK || resp.Body != "success" {
+			t.Fatalf("push %d %s", resp.StatusCode, resp.Body)
+		}
+		u, err := f.db.GetUser(t.Context(), appID, stranger)
+		if err != nil || u.LiveGrants != 1 || len(f.grantItems(t, stranger)) != 1 {
+			t.Fatalf("stranger's inventory %+v %v, want one grant", u, err)
+		}
+	})
+
 	t.Run("ErrMalformedBody", func(t *testing.T) {
 		resp := f.do(t, f.push("POST", `<xml><Event>subscribe_msg_popup_event</Event>`, nil))
 		if resp.StatusCode != http.StatusBadRequest {
@@ -709,6 +745,11 @@ func TestFromEnvMissing(t *testing.T) {
 		{"ErrNoTables", map[string]string{}, "GRANTS_TABLE"},
 		{"ErrNoSessionSecret", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W"}, "SESSION_SECRET_ARN"},
 		{"ErrBadRate", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S", collect.RateEnv: "0"}, collect.RateEnv},
+		{"ErrShortSessionKey", map[string]string{
+			"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S",
+			"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
+			config.LocalSecretsEnv: `{"W":"{\"apps\":[{\"appId\":\"wx1\",\"appSecret\":\"s\"}]}","S":"short"}`,
+		}, "SESSION_SECRET_ARN"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
