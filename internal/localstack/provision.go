@@ -166,7 +166,13 @@ func (r *Resources) createQueue(ctx context.Context, client *sqs.Client, q *samt
 			attrs[k] = strconv.Itoa(*v)
 		}
 	}
-	setInt("VisibilityTimeout", q.VisibilityTimeout)
+	if q.VisibilityTimeout.IsSet() {
+		v, err := q.VisibilityTimeout.Resolve(r)
+		if err != nil {
+			return fmt.Errorf("localstack: queue %s: visibility timeout: %w", q.LogicalID, err)
+		}
+		attrs["VisibilityTimeout"] = v
+	}
 	setInt("MessageRetentionPeriod", q.MessageRetentionPeriod)
 	setInt("DelaySeconds", q.DelaySeconds)
 	setInt("ReceiveMessageWaitTimeSeconds", q.ReceiveMessageWaitTimeSeconds)

@@ -87,9 +87,10 @@ func TestTemplateWiring(t *testing.T) {
 
 	t.Run("SendQueueOutlastsSendFunction", func(t *testing.T) {
 		timeout, _ := strconv.Atoi(tpl.Functions["SendFunction"].Timeout.Literal)
-		vis := tpl.Queues["SendQueue"].VisibilityTimeout
-		if vis == nil || *vis <= timeout {
-			t.Fatalf("send queue visibility %v must exceed the send function timeout %d", vis, timeout)
+		v, err := tpl.Queues["SendQueue"].VisibilityTimeout.Resolve(env.Resources)
+		vis, _ := strconv.Atoi(v)
+		if err != nil || vis <= timeout {
+			t.Fatalf("send queue visibility %q (%v) must exceed the send function timeout %d", v, err, timeout)
 		}
 		ev := tpl.Functions["SendFunction"].Events["Batches"].SQS
 		if ev == nil || ev.ScalingConfig == nil || ev.ScalingConfig.MaximumConcurrency.Ref == "" {

@@ -142,7 +142,7 @@ type StreamSpecification struct {
 type Queue struct {
 	LogicalID                     string         `yaml:"-"`
 	QueueName                     string         `yaml:"QueueName"`
-	VisibilityTimeout             *int           `yaml:"VisibilityTimeout"`
+	VisibilityTimeout             Value          `yaml:"VisibilityTimeout"` // a parameter, so local tests can shorten it
 	MessageRetentionPeriod        *int           `yaml:"MessageRetentionPeriod"`
 	DelaySeconds                  *int           `yaml:"DelaySeconds"`
 	ReceiveMessageWaitTimeSeconds *int           `yaml:"ReceiveMessageWaitTimeSeconds"`
