@@ -57,12 +57,14 @@ func (p *runPlanner) plan(ctx context.Context) (bool, error) {
 		}
 		if p.h.stopping(ctx) {
 			// Release the lease so the next tick continues at once.
-			err := p.h.DB.SavePlanCursor(context.WithoutCancel(ctx), p.c.ID, p.run, p.owner, p.st, time.Time{})
-			if err != nil && minipush.ErrorCode(err) != minipush.ECONFLICT {
+			if err := p.release(ctx); err != nil {
 				return false, err
 			}
 			p.log.InfoContext(ctx, "plan: stopped early, the next tick continues", "planned", p.st.Planned)
 			return false, nil
+		}
+		if stop, err := p.operatorStopped(ctx); stop || err != nil {
+			return false, err
 		}
 		if err := p.read(ctx, pages); err != nil {
 			return false, err
@@ -77,6 +79,46 @@ func (p *runPlanner) plan(ctx context.Context) (bool, error) {
 		if err != nil {
 			return false, err
 		}
+	}
+}
+
+// release saves the cursor and gives up the lease, so the next planner continues at
+// once. Losing the lease already is fine: someone else continues.
+func (p *runPlanner) release(ctx context.Context) error {
+	err := p.h.DB.SavePlanCursor(context.WithoutCancel(ctx), p.c.ID, p.run, p.owner, p.st, time.Time{})
+	if err != nil && minipush.ErrorCode(err) != minipush.ECONFLICT {
+		return err
+	}
+	return nil
+}
+
+// operatorStopped re-reads the campaign before each round (one read per round of up to
+// PageSize recipients a segment), so an operator's pause or cancel stops planning now
+// rather than when the invocation ends. A paused run keeps its cursor and is released:
+// resume puts the campaign back in the due index and the next tick continues it. A
+// cancelled run is finished with the recipients queued so far (send skips them as
+// cancelled), so it can still be reconciled and reported instead of planning forever.
+func (p *runPlanner) operatorStopped(ctx context.Context) (bool, error) {
+	c, err := p.h.DB.GetCampaign(ctx, p.c.ID)
+	if err != nil {
+		return false, fmt.Errorf("re-read campaign: %w", err)
+	}
+	switch {
+	case c.Status == minipush.StatusPlanning && c.RunSeq == p.run:
+		return false, nil
+	case c.Status == minipush.StatusCancelled:
+		err := p.h.DB.FinishRun(context.WithoutCancel(ctx), p.c.ID, p.run, p.owner, p.st.Planned, time.Time{}, p.h.now())
+		if err != nil && minipush.ErrorCode(err) != minipush.ECONFLICT {
+			return true, err
+		}
+		p.log.InfoContext(ctx, "plan: campaign cancelled while planning; run closed", "planned", p.st.Planned)
+		return true, nil
+	default:
+		if err := p.release(ctx); err != nil {
+			return true, err
+		}
+		p.log.InfoContext(ctx, "plan: campaign left planning; stopped", "status", string(c.Status), "planned", p.st.Planned)
+		return true, nil
 	}
 }
 
