@@ -26,7 +26,7 @@ import (
 
 // grantedUsers creates n users who each hold two subscribe grants of subTpl both in
 // storage and at WeChat, so a second message to anyone would be possible (and seen).
-func (f *fixture) grantedUsers(t *testing.T, n int) []string {
+func (f *fixture) grantedUsers(t testing.TB, n int) []string {
 	t.Helper()
 	now := time.Now()
 	var ids []string

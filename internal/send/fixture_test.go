@@ -54,7 +54,7 @@ type fixture struct {
 	queueURL string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	env := testenv.New(t)
 	sb := sandbox.New(sandbox.Options{Apps: []sandbox.App{{AppID: appID, Secret: secret}}, Seed: 7})
@@ -108,7 +108,7 @@ func jsonTags(o *attributevalue.EncoderOptions) { o.TagKey = "json" }
 
 // putCampaign stores a campaign and its run 1 (planning finished, planned recipients)
 // directly in the campaigns layout, as the planner would leave them.
-func (f *fixture) putCampaign(t *testing.T, id string, msg minipush.Message, policy minipush.Policy, planned int) {
+func (f *fixture) putCampaign(t testing.TB, id string, msg minipush.Message, policy minipush.Policy, planned int) {
 	t.Helper()
 	mav, err := attributevalue.MarshalWithOptions(msg, jsonTags)
 	if err != nil {
@@ -136,7 +136,7 @@ func (f *fixture) putCampaign(t *testing.T, id string, msg minipush.Message, pol
 // the layout of dynamo's grantItem: seeding thousands through AddGrants (a
 // transaction and an inventory read each) would dominate the test's run time. One
 // test (TestAbortPausesCampaign) seeds through AddGrants to pin the layout.
-func (f *fixture) putGrants(t *testing.T, grants []minipush.Grant) {
+func (f *fixture) putGrants(t testing.TB, grants []minipush.Grant) {
 	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, len(grants)/25+1)
@@ -216,7 +216,7 @@ func batches(campaign string, openIDs []string, n int) []minipush.Batch {
 }
 
 // event packs batches into SQS events of at most 10 records, as the event source does.
-func events10(t *testing.T, bs []minipush.Batch) []events.SQSEvent {
+func events10(t testing.TB, bs []minipush.Batch) []events.SQSEvent {
 	t.Helper()
 	var out []events.SQSEvent
 	for i := 0; i < len(bs); i += 10 {
@@ -234,7 +234,7 @@ func events10(t *testing.T, bs []minipush.Batch) []events.SQSEvent {
 }
 
 // handle runs one event and fails the test on batchItemFailures.
-func handle(t *testing.T, h *send.Handler, ev events.SQSEvent) {
+func handle(t testing.TB, h *send.Handler, ev events.SQSEvent) {
 	t.Helper()
 	resp, err := h.Handle(t.Context(), ev)
 	if err != nil {
@@ -247,7 +247,7 @@ func handle(t *testing.T, h *send.Handler, ev events.SQSEvent) {
 
 // drain feeds the handler whatever the send queue holds, as the event source would,
 // until done reports true or the deadline passes.
-func (f *fixture) drain(t *testing.T, h *send.Handler, deadline time.Duration, done func() bool) {
+func (f *fixture) drain(t testing.TB, h *send.Handler, deadline time.Duration, done func() bool) {
 	t.Helper()
 	ctx := t.Context()
 	end := time.Now().Add(deadline)
@@ -288,7 +288,7 @@ func (f *fixture) drain(t *testing.T, h *send.Handler, deadline time.Duration, d
 }
 
 // runDone reports whether the run is marked done.
-func (f *fixture) runDone(t *testing.T, campaign string) func() bool {
+func (f *fixture) runDone(t testing.TB, campaign string) func() bool {
 	return func() bool {
 		p, err := f.db.RunCounters(t.Context(), campaign, 1)
 		if err != nil {
@@ -299,7 +299,7 @@ func (f *fixture) runDone(t *testing.T, campaign string) func() bool {
 }
 
 // outcomes returns every delivery item of the run by openid.
-func (f *fixture) outcomes(t *testing.T, campaign string) map[string]dynamo.Delivery {
+func (f *fixture) outcomes(t testing.TB, campaign string) map[string]dynamo.Delivery {
 	t.Helper()
 	out := map[string]dynamo.Delivery{}
 	p := dynamodb.NewQueryPaginator(f.env.DynamoDB, &dynamodb.QueryInput{
