@@ -110,13 +110,31 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest
 	}
 	resp, err := h.route(ctx, req)
 	if err != nil {
-		if httpapi.Status(err) >= 500 {
-			h.Log.ErrorContext(ctx, "admin request failed", "route", req.RequestContext.HTTP.Method+" "+req.RawPath,
-				"request_id", req.RequestContext.RequestID, "err", err)
-		}
-		return httpapi.Error(err), nil
+		resp = httpapi.Error(err)
+	}
+	// Errors are logged once, here; every operator change is logged as an audit trail.
+	switch {
+	case resp.StatusCode >= 500:
+		h.Log.ErrorContext(ctx, "admin: request failed", append(logAttrs(req, resp), "error", fmt.Sprint(err))...)
+	case req.RequestContext.HTTP.Method != http.MethodGet:
+		h.Log.InfoContext(ctx, "admin: operator request", logAttrs(req, resp)...)
 	}
 	return resp, nil
+}
+
+// logAttrs names the request in logs: route, status, request id, and the campaign and
+// run it addresses when it does.
+func logAttrs(req events.APIGatewayV2HTTPRequest, resp events.APIGatewayV2HTTPResponse) []any {
+	attrs := []any{"route", req.RequestContext.HTTP.Method + " " + req.RawPath, "status", resp.StatusCode,
+		"request_id", req.RequestContext.RequestID}
+	p := strings.Split(strings.TrimPrefix(req.RawPath, "/v1/admin/"), "/")
+	if len(p) >= 2 && p[0] == "campaigns" {
+		attrs = append(attrs, "campaign", p[1])
+		if len(p) >= 4 && p[2] == "runs" {
+			attrs = append(attrs, "run", p[3])
+		}
+	}
+	return attrs
 }
 
 // authorized compares the bearer token with the operator token in constant time
