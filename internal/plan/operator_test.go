@@ -7,6 +7,7 @@ import (
 
 	"minipush"
 	"minipush/internal/dynamo"
+	"minipush/internal/plan"
 )
 
 // hookQueue queues every call's batches and then, after call number on, runs hook: an
@@ -103,4 +104,54 @@ func TestPlanOperatorStops(t *testing.T) {
 			t.Errorf("campaign %s, want sending", c.Status)
 		}
 	})
+}
+
+// cancelOnRead is the planner's storage, cancelling the invocation during its on-th
+// campaign read: the planner is stopped between the deadline check and the re-read.
+type cancelOnRead struct {
+	plan.Store
+	on     int32
+	cancel context.CancelFunc
+	calls  atomic.Int32
+}
+
+func (s *cancelOnRead) GetCampaign(ctx context.Context, id string) (minipush.Campaign, error) {
+	if s.calls.Add(1) == s.on {
+		s.cancel()
+		return minipush.Campaign{}, ctx.Err()
+	}
+	return s.Store.GetCampaign(ctx, id)
+}
+
+// TestPlanCancelledDuringReRead: an invocation cancelled while re-reading the campaign
+// stops cleanly (no error, lease released), and the next tick finishes the run with
+// every recipient queued once.
+func TestPlanCancelledDuringReRead(t *testing.T) {
+	t.Parallel()
+	const n, page = 2000, 500
+	f := newFixture(t)
+	f.oneOff(t, "creread", listAudience)
+	f.mustAudience(t, "creread", n)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h := f.handler("first")
+	h.PageSize = page
+	h.DB = &cancelOnRead{Store: f.db, on: 3, cancel: cancel}
+	if err := h.Handle(ctx, tick); err != nil {
+		t.Fatalf("cancelled planner: %v, want a clean stop", err)
+	}
+	if p := f.mustRun(t, "creread", 1); p.Status != dynamo.RunPlanning || p.Planned != 2*page {
+		t.Fatalf("after cancel: status %q planned %d, want planning %d", p.Status, p.Planned, 2*page)
+	}
+	// Released: another planner continues at once, without waiting out the lease.
+	h2 := f.handler("second")
+	h2.PageSize = page
+	if err := h2.Handle(t.Context(), tick); err != nil {
+		t.Fatal(err)
+	}
+	f.drain(t, n).assertExactlyOnce(t, 1, n)
+	if p := f.mustRun(t, "creread", 1); p.Status != dynamo.RunSending || p.Planned != n {
+		t.Errorf("run: status %q planned %d, want sending %d", p.Status, p.Planned, n)
+	}
 }

@@ -100,6 +100,10 @@ func (p *runPlanner) release(ctx context.Context) error {
 // cancelled), so it can still be reconciled and reported instead of planning forever.
 func (p *runPlanner) operatorStopped(ctx context.Context) (bool, error) {
 	c, err := p.h.DB.GetCampaign(ctx, p.c.ID)
+	if err != nil && ctx.Err() != nil {
+		// Cancelled between the stopping check and the read: stop as if it had been seen.
+		return true, p.release(ctx)
+	}
 	if err != nil {
 		return false, fmt.Errorf("re-read campaign: %w", err)
 	}
