@@ -67,6 +67,8 @@ func TestBadInput(t *testing.T) {
 		{"ErrUserBadTag", call{method: "PUT", target: "/v1/admin/users/oA?appId=wx1", body: `{"tags":[""]}`}, 422, minipush.EINVALID, "tags"},
 		{"ErrUserNoApp", call{method: "PUT", target: "/v1/admin/users/oA", body: `{"region":"sh"}`}, 422, minipush.EINVALID, "appId"},
 		{"ErrImportOneBad", call{method: "POST", target: "/v1/admin/users:import", body: `{"appId":"wx1","users":[{"openId":"oB","region":"sh"},{"openId":"bad id"}]}`}, 422, minipush.EINVALID, "users[1]"},
+		{"ErrImportDuplicate", call{method: "POST", target: "/v1/admin/users:import", body: `{"appId":"wx1","users":[{"openId":"oB","region":"sh"},{"openId":"oA"},{"openId":"oB","region":"bj"}]}`}, 422, minipush.EINVALID, "users[2].openId"},
+		{"ErrImportTooLarge", call{method: "POST", target: "/v1/admin/users:import", body: importUsers(1001)}, 413, minipush.ETOOLARGE, "1000"},
 		{"ErrUnknownRoute", call{method: "GET", target: "/v1/admin/nothing"}, 404, minipush.ENOTFOUND, "nothing"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -118,3 +120,13 @@ func TestBadInput(t *testing.T) {
 }
 
 const admin5001 = 5001
+
+// importUsers is an import request of n users oA, o1, o2, ...: oA first, so a request
+// refused after a partial write would show in the storage check.
+func importUsers(n int) string {
+	us := []string{`{"openId":"oA","region":"sh"}`}
+	for i := 1; i < n; i++ {
+		us = append(us, fmt.Sprintf(`{"openId":"o%d"}`, i))
+	}
+	return `{"appId":"wx1","users":[` + strings.Join(us, ",") + `]}`
+}

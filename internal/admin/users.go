@@ -7,6 +7,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"minipush"
 	"minipush/internal/dynamo"
 	"minipush/internal/httpapi"
 )
@@ -79,13 +80,23 @@ func (h *Handler) importUsers(ctx context.Context, r request) (events.APIGateway
 	if in.AppID == "" || len(in.AppID) > 64 {
 		return events.APIGatewayV2HTTPResponse{}, invalid("appId: required")
 	}
-	if len(in.Users) == 0 || len(in.Users) > maxImport {
-		return events.APIGatewayV2HTTPResponse{}, invalid("users: %d, want 1 to %d per request", len(in.Users), maxImport)
+	if len(in.Users) > maxImport {
+		return events.APIGatewayV2HTTPResponse{}, minipush.Errorf(minipush.ETOOLARGE, "users: %d in one request, at most %d; split the import", len(in.Users), maxImport)
 	}
+	if len(in.Users) == 0 {
+		return events.APIGatewayV2HTTPResponse{}, invalid("users: none given")
+	}
+	// The writes run in parallel, so two entries for one user would race and either
+	// could win: refuse the request instead of guessing which the operator meant.
+	first := make(map[string]int, len(in.Users))
 	for i, u := range in.Users {
 		if err := validateUser("users["+strconv.Itoa(i)+"].", u); err != nil {
 			return events.APIGatewayV2HTTPResponse{}, err
 		}
+		if j, dup := first[u.OpenID]; dup {
+			return events.APIGatewayV2HTTPResponse{}, invalid("users[%d].openId: %s already given in users[%d]", i, u.OpenID, j)
+		}
+		first[u.OpenID] = i
 	}
 	if err := h.Store.ImportUserAttrs(ctx, in.AppID, in.Users); err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
