@@ -294,3 +294,44 @@ func TestPauseCampaign(t *testing.T) {
 		t.Errorf("cancelled campaign became %s, %v", c.Status, err)
 	}
 }
+
+func TestSpendableGrant(t *testing.T) {
+	t.Parallel()
+	const app = "wxspend"
+	db, _, clk := MustDB(t)
+	ctx := t.Context()
+	ch := minipush.GrantChannel(minipush.GrantForm, "")
+	lookup := func() (minipush.Grant, error) { return db.SpendableGrant(ctx, app, "u1", ch) }
+	if _, err := lookup(); minipush.ErrorCode(err) != minipush.ENOTFOUND {
+		t.Fatalf("no grants: %v, want ENOTFOUND", err)
+	}
+	early := formGrant(app, "u1", "early", clk.Now().Add(-2*time.Hour))
+	late := formGrant(app, "u1", "late", clk.Now())
+	mustAddGrant(t, db, early)
+	mustAddGrant(t, db, late)
+	if _, err := db.LeaseGrant(ctx, early, "other", clk.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := lookup(); err != nil || g.ID != late.ID {
+		t.Errorf("earliest leased: %+v, %v; want the later grant", g, err)
+	}
+	if _, err := db.LeaseGrant(ctx, late, "other", clk.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lookup(); minipush.ErrorCode(err) != minipush.ECONFLICT {
+		t.Errorf("every grant leased: %v, want ECONFLICT (not no grant)", err)
+	}
+	clk.Add(time.Minute)
+	if g, err := lookup(); err != nil || g.ID != early.ID {
+		t.Errorf("leases ran out: %+v, %v; want the earliest grant again", g, err)
+	}
+	// Past the earlier grant's expiry only the later one is left; past both, none.
+	clk.Add(minipush.FormGrantValidity - time.Hour - time.Minute)
+	if g, err := lookup(); err != nil || g.ID != late.ID {
+		t.Errorf("earliest expired: %+v, %v; want the later grant", g, err)
+	}
+	clk.Add(2 * time.Hour)
+	if _, err := lookup(); minipush.ErrorCode(err) != minipush.ENOTFOUND {
+		t.Errorf("all expired: %v, want ENOTFOUND", err)
+	}
+}
