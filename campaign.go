@@ -74,8 +74,12 @@ type Schedule struct {
 type Policy struct {
 	SkipOptedOut bool `json:"skipOptedOut"` // on by default: opted-out users are skipped
 	OnePerDay    bool `json:"onePerDay"`    // at most one push per user per day across campaigns
-	RetryBudget  int  `json:"retryBudget"`  // transient retries per recipient before giving up
+	RetryBudget  int  `json:"retryBudget"`  // transient retries per recipient before giving up; 0 means DefaultRetryBudget
 }
+
+// DefaultRetryBudget is the retry budget of a policy that names none. The operator API
+// stores it explicitly and refuses 0, so a stored budget is always the one send applies.
+const DefaultRetryBudget = 5
 
 // CampaignStatus is where a campaign is in its life.
 type CampaignStatus string

@@ -52,6 +52,7 @@ func TestBadInput(t *testing.T) {
 		{"ErrUnknownField", call{method: "POST", target: "/v1/admin/campaigns", body: strings.Replace(subscribeCampaign, `"name"`, `"nmae"`, 1)}, 400, minipush.EMALFORMED, "nmae"},
 		{"ErrEmptySegment", call{method: "POST", target: "/v1/admin/campaigns", body: strings.Replace(subscribeCampaign, `{"kind":"list"}`, `{"kind":"segment","segment":{}}`, 1)}, 422, minipush.EINVALID, "segment"},
 		{"ErrRetryBudget", call{method: "POST", target: "/v1/admin/campaigns", body: strings.Replace(subscribeCampaign, `"audience"`, `"policy":{"retryBudget":99},"audience"`, 1)}, 422, minipush.EINVALID, "retryBudget"},
+		{"ErrRetryBudgetZero", call{method: "POST", target: "/v1/admin/campaigns", body: strings.Replace(subscribeCampaign, `"audience"`, `"policy":{"retryBudget":0},"audience"`, 1)}, 422, minipush.EINVALID, "want 1 to"},
 		{"ErrPatchThingTooLong", call{method: "PATCH", target: "/v1/admin/campaigns/c1", body: `{"name":"changed","message":{"kind":"subscribe","templateId":"t","data":{"thing1":{"value":"` + strings.Repeat("x", 21) + `"}}}}`}, 422, minipush.EINVALID, "thing1"},
 		{"ErrCronNeverFires", call{method: "POST", target: "/v1/admin/campaigns/c1/schedule", body: `{"cron":"0 0 31 2 *","timeZone":"Asia/Shanghai"}`}, 422, minipush.EINVALID, "cron"},
 		{"ErrBadTimeZone", call{method: "POST", target: "/v1/admin/campaigns/c1/schedule", body: `{"cron":"0 10 * * *","timeZone":"Mars/Olympus"}`}, 422, minipush.EINVALID, "Mars"},

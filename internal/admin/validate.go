@@ -21,8 +21,9 @@ const (
 	maxImport        = 1000 // users in one import request
 	// MaxAudiencePage is how many openids one audience upload may carry.
 	MaxAudiencePage = 5000
-	// DefaultRetryBudget applies when a campaign's policy does not name one.
-	DefaultRetryBudget = 3
+	// DefaultRetryBudget applies when a campaign's policy does not name one; it is the
+	// domain's, so admin and send agree on it.
+	DefaultRetryBudget = minipush.DefaultRetryBudget
 )
 
 // openIDRE matches an openid as WeChat issues them (28 characters of base64url today);
@@ -50,8 +51,10 @@ func validateCampaign(c minipush.Campaign) error {
 	if err := validateAudience(c.Audience); err != nil {
 		return err
 	}
-	if c.Policy.RetryBudget < 0 || c.Policy.RetryBudget > maxRetryBudget {
-		return invalid("policy.retryBudget: %d, want 0 to %d", c.Policy.RetryBudget, maxRetryBudget)
+	// 0 is refused rather than stored: send reads a budget of 0 as "the default", so
+	// storing it would promise the operator "no retries" and deliver five.
+	if c.Policy.RetryBudget < 1 || c.Policy.RetryBudget > maxRetryBudget {
+		return invalid("policy.retryBudget: %d, want 1 to %d", c.Policy.RetryBudget, maxRetryBudget)
 	}
 	return nil
 }
