@@ -2,6 +2,7 @@ package plan_test
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 
@@ -152,6 +153,55 @@ func TestPlanCancelledDuringReRead(t *testing.T) {
 	}
 	f.drain(t, n).assertExactlyOnce(t, 1, n)
 	if p := f.mustRun(t, "creread", 1); p.Status != dynamo.RunSending || p.Planned != n {
+		t.Errorf("run: status %q planned %d, want sending %d", p.Status, p.Planned, n)
+	}
+}
+
+// cancelOnPage is the planner's storage, cancelling the invocation during its on-th
+// audience page read, as a deadline or a kill would.
+type cancelOnPage struct {
+	plan.Store
+	on     int32
+	cancel context.CancelFunc
+	calls  atomic.Int32
+}
+
+func (s *cancelOnPage) AudiencePage(ctx context.Context, id, after string, limit int) ([]string, string, error) {
+	if s.calls.Add(1) == s.on {
+		s.cancel()
+		return nil, "", fmt.Errorf("dynamo: audience page of %s: %w", id, ctx.Err())
+	}
+	return s.Store.AudiencePage(ctx, id, after, limit)
+}
+
+// TestPlanCancelledDuringAudienceRead: an invocation cancelled while reading an audience
+// page stops cleanly (no error, cursor kept, lease released), and the next tick, at the
+// same instant, finishes the run with every recipient queued once.
+func TestPlanCancelledDuringAudienceRead(t *testing.T) {
+	t.Parallel()
+	const n, page = 2000, 500
+	f := newFixture(t)
+	f.oneOff(t, "cpage", listAudience)
+	f.mustAudience(t, "cpage", n)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h := f.handler("first")
+	h.PageSize = page
+	h.DB = &cancelOnPage{Store: f.db, on: 3, cancel: cancel}
+	if err := h.Handle(ctx, tick); err != nil {
+		t.Fatalf("cancelled planner: %v, want a clean stop", err)
+	}
+	if p := f.mustRun(t, "cpage", 1); p.Status != dynamo.RunPlanning || p.Planned != 2*page {
+		t.Fatalf("after cancel: status %q planned %d, want planning %d", p.Status, p.Planned, 2*page)
+	}
+	h2 := f.handler("second")
+	h2.PageSize = page
+	if err := h2.Handle(t.Context(), tick); err != nil {
+		t.Fatal(err)
+	}
+	f.drain(t, n).assertExactlyOnce(t, 1, n)
+	if p := f.mustRun(t, "cpage", 1); p.Status != dynamo.RunSending || p.Planned != n {
 		t.Errorf("run: status %q planned %d, want sending %d", p.Status, p.Planned, n)
 	}
 }

@@ -67,6 +67,16 @@ func (p *runPlanner) plan(ctx context.Context) (bool, error) {
 			return false, err
 		}
 		if err := p.read(ctx, pages); err != nil {
+			if ctx.Err() != nil {
+				// Killed mid-read (the deadline, a cancelled invocation): nothing of this
+				// round was queued, so release the lease and let the next tick continue
+				// now rather than after the lease runs out.
+				if rerr := p.release(ctx); rerr != nil {
+					return false, rerr
+				}
+				p.log.InfoContext(ctx, "plan: stopped while reading the audience, the next tick continues", "planned", p.st.Planned)
+				return false, nil
+			}
 			return false, err
 		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), roundTimeout)
