@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -33,14 +32,25 @@ func (a *audience) add(openID string, w want) {
 	a.want[openID] = w
 }
 
-func (f *fixture) optOut(t *testing.T, openID string) {
+// optOut stores the users as opted out, 25 per BatchWriteItem.
+func (f *fixture) optOut(t *testing.T, openIDs ...string) {
 	t.Helper()
-	_, err := f.env.DynamoDB.PutItem(t.Context(), &dynamodb.PutItemInput{TableName: aws.String(f.db.Tables.Users), Item: map[string]ddbtypes.AttributeValue{
-		"pk": &ddbtypes.AttributeValueMemberS{Value: minipush.UserKey(appID, openID)}, "appId": &ddbtypes.AttributeValueMemberS{Value: appID},
-		"openId": &ddbtypes.AttributeValueMemberS{Value: openID}, "optOut": &ddbtypes.AttributeValueMemberBOOL{Value: true},
-	}})
-	if err != nil {
-		t.Fatal(err)
+	for start := 0; start < len(openIDs); start += 25 {
+		var reqs []ddbtypes.WriteRequest
+		for _, u := range openIDs[start:min(start+25, len(openIDs))] {
+			reqs = append(reqs, ddbtypes.WriteRequest{PutRequest: &ddbtypes.PutRequest{Item: map[string]ddbtypes.AttributeValue{
+				"pk": &ddbtypes.AttributeValueMemberS{Value: minipush.UserKey(appID, u)}, "appId": &ddbtypes.AttributeValueMemberS{Value: appID},
+				"openId": &ddbtypes.AttributeValueMemberS{Value: u}, "optOut": &ddbtypes.AttributeValueMemberBOOL{Value: true},
+			}}})
+		}
+		pending := map[string][]ddbtypes.WriteRequest{f.db.Tables.Users: reqs}
+		for len(pending) > 0 {
+			out, err := f.env.DynamoDB.BatchWriteItem(t.Context(), &dynamodb.BatchWriteItemInput{RequestItems: pending})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pending = out.UnprocessedItems
+		}
 	}
 }
 
@@ -118,9 +128,7 @@ func (f *fixture) subscribeAudience(t *testing.T, n int) *audience {
 		}
 	}
 	f.putGrants(t, grants)
-	for _, u := range optOuts {
-		f.optOut(t, u)
-	}
+	f.optOut(t, optOuts...)
 	return a
 }
 
