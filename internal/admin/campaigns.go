@@ -208,6 +208,15 @@ func (h *Handler) uploadAudience(ctx context.Context, r request) (events.APIGate
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
+	// The status check above and the write are not one transaction (a page spans up to
+	// 200 BatchWriteItems): a schedule that landed in between may let the planner pass
+	// some of these ids. One read tells the operator instead of answering 200.
+	if after, err := h.Store.GetCampaign(ctx, id); err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	} else if after.Status != minipush.StatusDraft {
+		return events.APIGatewayV2HTTPResponse{}, minipush.Errorf(minipush.ECONFLICT,
+			"campaign %s became %s while this page was stored; its openids were written but the planner may miss some - check progress", id, after.Status)
+	}
 	return httpapi.JSON(http.StatusOK, struct {
 		Received int `json:"received"`
 		Distinct int `json:"distinct"`
