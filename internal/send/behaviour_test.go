@@ -87,9 +87,9 @@ func TestRedelivery(t *testing.T) {
 	t.Run("SameMessageTwice", func(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t)
-		ids := f.grantedUsers(t, 100)
+		ids := f.grantedUsers(t, 60)
 		f.putCampaign(t, "c", subscribeMessage(), minipush.Policy{}, len(ids))
-		ev := events10(t, batches("c", ids, 50))[0]
+		ev := events10(t, batches("c", ids, 30))[0]
 		h := f.handler(8)
 		handle(t, h, ev)
 		handle(t, h, ev)
@@ -98,9 +98,9 @@ func TestRedelivery(t *testing.T) {
 	t.Run("ConcurrentDuplicates", func(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t)
-		ids := f.grantedUsers(t, 100)
+		ids := f.grantedUsers(t, 60)
 		f.putCampaign(t, "c", subscribeMessage(), minipush.Policy{}, len(ids))
-		ev := events10(t, batches("c", ids, 50))[0]
+		ev := events10(t, batches("c", ids, 30))[0]
 		var wg sync.WaitGroup
 		for range 3 {
 			h := f.handler(8)
@@ -114,10 +114,10 @@ func TestRedelivery(t *testing.T) {
 	t.Run("OverlappingBatches", func(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t)
-		ids := f.grantedUsers(t, 150)
+		ids := f.grantedUsers(t, 90)
 		f.putCampaign(t, "c", subscribeMessage(), minipush.Policy{}, len(ids))
-		a := minipush.Batch{ID: "a", CampaignID: "c", Run: 1, AppID: appID, OpenIDs: ids[:100]}
-		b := minipush.Batch{ID: "b", CampaignID: "c", Run: 1, AppID: appID, OpenIDs: ids[50:]}
+		a := minipush.Batch{ID: "a", CampaignID: "c", Run: 1, AppID: appID, OpenIDs: ids[:60]}
+		b := minipush.Batch{ID: "b", CampaignID: "c", Run: 1, AppID: appID, OpenIDs: ids[30:]}
 		var wg sync.WaitGroup
 		for _, bt := range []minipush.Batch{a, b} {
 			h := f.handler(8)
@@ -135,7 +135,7 @@ func TestRedelivery(t *testing.T) {
 func TestTransientFaults(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	ids := f.grantedUsers(t, 300)
+	ids := f.grantedUsers(t, 200)
 	f.putCampaign(t, "c", subscribeMessage(), minipush.Policy{RetryBudget: 30}, len(ids))
 	if err := f.sb.AddFault(sandbox.Fault{Path: sandbox.PathSubscribeSend, ErrCode: -1, Rate: 0.2}); err != nil {
 		t.Fatal(err)

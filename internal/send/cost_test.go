@@ -100,7 +100,7 @@ func (f *fixture) counted(parallelism int) (*send.Handler, *writeCounter) {
 func TestWritesPerMessage(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	const n, perMessage = 200, 100
+	const n, perMessage = 100, 50
 	ids := f.grantedUsers(t, n)
 	f.putCampaign(t, "c", subscribeMessage(), minipush.Policy{SkipOptedOut: true}, n)
 	h, wc := f.counted(16)
