@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -45,6 +46,10 @@ func run(log *slog.Logger) error {
 	ddb := flag.String("dynamodb", "", "use this DynamoDB Local instead of starting one")
 	sqsURL := flag.String("sqs", "", "use this SQS server instead of starting one")
 	wechatURL := flag.String("wechat", "", "use this WeChat sandbox instead of starting one")
+	params, env := kvFlag{}, kvFlag{}
+	flag.Var(params, "param", "override a template parameter, K=V (repeatable)")
+	flag.Var(env, "env", "add K=V to every function's environment (repeatable)")
+	prefix := flag.String("prefix", "minipush-", "name prefix of the tables and queues")
 	demoUsers := flag.Int("demo", 0, "seed this many users, send them a campaign, show progress, print the summary and exit")
 	flag.Parse()
 
@@ -60,7 +65,7 @@ func run(log *slog.Logger) error {
 		}
 	}
 	opts := localrun.Options{Root: root, DataDir: *data, Addr: *addr, Log: log, Reap: 10 * time.Second,
-		Builders: functions.Builders(), Params: map[string]string{}}
+		Builders: functions.Builders(), Params: params, Env: env, Prefix: *prefix}
 	if *ddb != "" || *sqsURL != "" {
 		if *ddb == "" || *sqsURL == "" {
 			return fmt.Errorf("-dynamodb and -sqs go together")
@@ -125,6 +130,20 @@ func runDemo(ctx context.Context, r *localrun.Runner, sandboxURL, appID string, 
 	if c.Final() != users || sum.Accepted != c.Sent {
 		return fmt.Errorf("demo: %d of %d recipients final, %d accepted for %d sent", c.Final(), users, sum.Accepted, c.Sent)
 	}
+	return nil
+}
+
+// kvFlag collects repeated K=V flags.
+type kvFlag map[string]string
+
+func (f kvFlag) String() string { return fmt.Sprint(map[string]string(f)) }
+
+func (f kvFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want K=V, got %q", s)
+	}
+	f[k] = v
 	return nil
 }
 

@@ -48,34 +48,19 @@ func Run(ctx context.Context, c Config) (Summary, error) {
 	}
 	start := time.Now()
 	fmt.Fprintf(c.Out, "seeding %d users: wx.login, session, a subscribe accept each\n", c.Users)
-	openIDs, err := seed(ctx, c)
+	openIDs, err := Seed(ctx, c)
 	if err != nil {
 		return Summary{}, err
 	}
-	var camp struct{ ID string }
-	err = c.operator(ctx, "POST", "/v1/admin/campaigns", map[string]any{
-		"appId": c.AppID, "name": "daily check-in reminder",
-		"message": map[string]any{"kind": "subscribe", "templateId": c.Template, "page": "pages/index/index?from=demo",
-			"data": map[string]any{"thing1": map[string]string{"value": "今日签到提醒"}, "time2": map[string]string{"value": "2026-11-25 10:00"}}},
-		"audience": map[string]any{"kind": "list"},
-	}, &camp)
+	id, err := StartCampaign(ctx, c, openIDs)
 	if err != nil {
-		return Summary{}, fmt.Errorf("demo: create campaign: %w", err)
+		return Summary{}, err
 	}
-	for i := 0; i < len(openIDs); i += 5000 {
-		page := openIDs[i:min(i+5000, len(openIDs))]
-		if err := c.operator(ctx, "POST", "/v1/admin/campaigns/"+camp.ID+"/audience", map[string]any{"openIds": page}, nil); err != nil {
-			return Summary{}, fmt.Errorf("demo: audience: %w", err)
-		}
+	fmt.Fprintf(c.Out, "campaign %s scheduled now; ticking the planner\n", id)
+	if err := Tick(ctx, c); err != nil {
+		return Summary{}, err
 	}
-	if err := c.operator(ctx, "POST", "/v1/admin/campaigns/"+camp.ID+"/schedule", map[string]any{"now": true}, nil); err != nil {
-		return Summary{}, fmt.Errorf("demo: schedule: %w", err)
-	}
-	fmt.Fprintf(c.Out, "campaign %s scheduled now; ticking the planner\n", camp.ID)
-	if err := post(ctx, c.API+"/_local/tick", "", nil, nil); err != nil {
-		return Summary{}, fmt.Errorf("demo: tick: %w", err)
-	}
-	sum, err := c.wait(ctx, camp.ID, len(openIDs))
+	sum, err := Wait(ctx, c, id, len(openIDs))
 	if err != nil {
 		return sum, err
 	}
@@ -87,7 +72,41 @@ func Run(ctx context.Context, c Config) (Summary, error) {
 	return sum, nil
 }
 
-func (c Config) wait(ctx context.Context, id string, total int) (Summary, error) {
+// StartCampaign creates a subscribe campaign of the demo template for openIDs through the
+// operator API and schedules it now.
+func StartCampaign(ctx context.Context, c Config, openIDs []string) (string, error) {
+	var camp struct{ ID string }
+	err := c.operator(ctx, "POST", "/v1/admin/campaigns", map[string]any{
+		"appId": c.AppID, "name": "daily check-in reminder",
+		"message": map[string]any{"kind": "subscribe", "templateId": c.Template, "page": "pages/index/index?from=demo",
+			"data": map[string]any{"thing1": map[string]string{"value": "今日签到提醒"}, "time2": map[string]string{"value": "2026-11-25 10:00"}}},
+		"audience": map[string]any{"kind": "list"},
+	}, &camp)
+	if err != nil {
+		return "", fmt.Errorf("demo: create campaign: %w", err)
+	}
+	for i := 0; i < len(openIDs); i += 5000 {
+		page := openIDs[i:min(i+5000, len(openIDs))]
+		if err := c.operator(ctx, "POST", "/v1/admin/campaigns/"+camp.ID+"/audience", map[string]any{"openIds": page}, nil); err != nil {
+			return "", fmt.Errorf("demo: audience: %w", err)
+		}
+	}
+	if err := c.operator(ctx, "POST", "/v1/admin/campaigns/"+camp.ID+"/schedule", map[string]any{"now": true}, nil); err != nil {
+		return "", fmt.Errorf("demo: schedule: %w", err)
+	}
+	return camp.ID, nil
+}
+
+// Tick asks the runner to run its schedules now.
+func Tick(ctx context.Context, c Config) error {
+	if err := post(ctx, c.API+"/_local/tick", "", nil, nil); err != nil {
+		return fmt.Errorf("demo: tick: %w", err)
+	}
+	return nil
+}
+
+// Wait reports progress until the campaign's current run is done.
+func Wait(ctx context.Context, c Config, id string, total int) (Summary, error) {
 	var last string
 	for {
 		var p struct {
@@ -134,8 +153,12 @@ func bar(n, total int) string {
 	return "[" + strings.Repeat("#", filled) + strings.Repeat(".", width-filled) + "]"
 }
 
-// seed makes Users users who logged in and accepted the demo template once.
-func seed(ctx context.Context, c Config) ([]string, error) {
+// Seed makes c.Users users who logged in and accepted the demo template once, and
+// returns their openids.
+func Seed(ctx context.Context, c Config) ([]string, error) {
+	if c.Parallel <= 0 {
+		c.Parallel = 16
+	}
 	ids := make([]string, c.Users)
 	errs := make(chan error, c.Parallel)
 	var wg sync.WaitGroup

@@ -52,9 +52,11 @@ type Options struct {
 	// OperatorTokenSecret); missing signing keys are generated (and kept in DataDir).
 	Secrets  map[string]string
 	Builders map[string]Builder
-	Prefix   string        // resource name prefix; default "minipush-"
-	Reap     time.Duration // TTL reaper interval; 0 disables it
-	Log      *slog.Logger
+	// Env is added to every function's environment (local knobs such as SEND_LEASE_SECONDS).
+	Env    map[string]string
+	Prefix string        // resource name prefix; default "minipush-"
+	Reap   time.Duration // TTL reaper interval; 0 disables it
+	Log    *slog.Logger
 }
 
 // Runner is a running local system.
@@ -130,7 +132,7 @@ func Start(ctx context.Context, opts Options) (_ *Runner, err error) {
 		if !ok {
 			return nil, fmt.Errorf("localrun: no builder for %s", id)
 		}
-		getenv, err := r.functionEnv(id)
+		getenv, err := r.functionEnv(id, opts.Env)
 		if err != nil {
 			return nil, err
 		}
@@ -271,10 +273,13 @@ func (r *Runner) Stop(ctx context.Context) {
 
 // functionEnv resolves a function's environment from the template and adds what the
 // local stack needs: endpoints, dummy credentials and the local secrets.
-func (r *Runner) functionEnv(id string) (func(string) string, error) {
+func (r *Runner) functionEnv(id string, extra map[string]string) (func(string) string, error) {
 	env, err := r.Resources.FunctionEnv(id)
 	if err != nil {
 		return nil, err
+	}
+	for k, v := range extra {
+		env[k] = v
 	}
 	for _, kv := range r.Stack.Environ() {
 		k, v, _ := cutEq(kv)
