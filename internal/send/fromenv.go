@@ -28,6 +28,11 @@ func NewHTTPClient(conns int) *http.Client {
 	return &http.Client{Transport: tr}
 }
 
+// LeaseEnv optionally overrides DefaultLease, in seconds: how long a claim or grant lease of
+// a crashed sender blocks its recipient. Tests that kill the local runner shorten it; in
+// the cloud it must outlast an invocation.
+const LeaseEnv = "SEND_LEASE_SECONDS"
+
 // FromEnv builds the production Handler from a function's environment, read only
 // through getenv: Lambda passes os.Getenv, the local runner each function's resolved
 // environment. AWS clients, the WeChat client and the token cache are built once here
@@ -46,6 +51,14 @@ func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) 
 		if parallelism, err = strconv.Atoi(v); err != nil || parallelism <= 0 {
 			return nil, fmt.Errorf("send: %s %q: want a positive integer", ParallelismEnv, v)
 		}
+	}
+	lease := DefaultLease
+	if v := getenv(LeaseEnv); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("send: %s %q: want a positive number of seconds", LeaseEnv, v)
+		}
+		lease = time.Duration(n) * time.Second
 	}
 	clients, err := awsenv.Load(ctx, getenv)
 	if err != nil {
@@ -90,5 +103,6 @@ func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) 
 		Now:         db.Now,
 		Parallelism: parallelism,
 		Retention:   cfg.Retention,
+		Lease:       lease,
 	}, nil
 }
