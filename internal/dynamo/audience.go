@@ -3,6 +3,7 @@ package dynamo
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -19,8 +20,9 @@ const batchWriteSize = 25
 
 // AddAudience stores one uploaded page of a campaign's recipients and returns how many
 // distinct openids the page held. Duplicates, within the page or with earlier pages,
-// collapse onto one item. Writes go 25 per BatchWriteItem; unprocessed items are
-// retried with backoff (batchWrite of grants.go).
+// collapse onto one item. Writes go 25 per BatchWriteItem, up to 8 calls at once;
+// unprocessed items are retried with backoff (batchWrite of grants.go). On an error
+// some of the page may be stored; uploading the page again is safe.
 func (d *DB) AddAudience(ctx context.Context, campaignID string, openIDs []string) (int, error) {
 	seen := make(map[string]struct{}, len(openIDs))
 	reqs := make([]types.WriteRequest, 0, len(openIDs))
@@ -33,13 +35,35 @@ func (d *DB) AddAudience(ctx context.Context, campaignID string, openIDs []strin
 			"pk": strAV(campaignID), "sk": strAV(id),
 		}}})
 	}
-	for start := 0; start < len(reqs); start += batchWriteSize {
-		if err := d.batchWrite(ctx, d.Tables.Audience, reqs[start:min(start+batchWriteSize, len(reqs))]); err != nil {
-			return 0, fmt.Errorf("dynamo: add audience of %s: %w", campaignID, err)
+	// A 5,000 page is 200 calls: run them audienceParallelism at a time so one upload
+	// stays well inside the HTTP API's 30 s, stopping at the first failure.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, audienceParallelism)
+	for start := 0; start < len(reqs) && ctx.Err() == nil; start += batchWriteSize {
+		chunk := reqs[start:min(start+batchWriteSize, len(reqs))]
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			continue
 		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := d.batchWrite(ctx, d.Tables.Audience, chunk); err != nil {
+				cancel(err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return 0, fmt.Errorf("dynamo: add audience of %s: %w", campaignID, err)
 	}
 	return len(reqs), nil
 }
+
+// audienceParallelism bounds the concurrent BatchWriteItems of one audience page.
+const audienceParallelism = 8
 
 // AudiencePage returns up to limit openids of a list campaign after startAfter (""
 // for the first page), in openid order, and the openid to start the next page after
