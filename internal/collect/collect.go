@@ -26,6 +26,8 @@ const (
 	DefaultSessionTTL    = 7 * 24 * time.Hour // then the mini-program logs in again silently with wx.login
 	DefaultRatePerMinute = 30                 // uploads per user per minute
 	RateEnv              = "COLLECT_RATE_PER_MINUTE"
+	// SessionTTLEnv optionally overrides DefaultSessionTTL, as a Go duration ("72h").
+	SessionTTLEnv = "SESSION_TTL"
 	// MinSessionKeyLen refuses an empty or placeholder signing key at init. The stack
 	// generates 64 characters and the local runner 48; the bar is low because the RIE
 	// test's fixed key is 15 bytes, and what matters is catching a miswired secret.
@@ -89,6 +91,12 @@ func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) 
 			return nil, fmt.Errorf("collect: %s %q: want a positive integer", RateEnv, v)
 		}
 	}
+	ttl := DefaultSessionTTL
+	if v := getenv(SessionTTLEnv); v != "" {
+		if ttl, err = time.ParseDuration(v); err != nil || ttl < time.Minute {
+			return nil, fmt.Errorf("collect: %s %q: want a duration of at least 1m, e.g. 168h", SessionTTLEnv, v)
+		}
+	}
 	clients, err := awsenv.Load(ctx, getenv)
 	if err != nil {
 		return nil, fmt.Errorf("collect: %w", err)
@@ -120,6 +128,7 @@ func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) 
 	h.MaxLiveGrants = cfg.MaxLiveGrants
 	h.SubscribeRetention = cfg.SubscribeRetention
 	h.RatePerMinute = rate
+	h.SessionTTL = ttl
 	h.Now = db.Now
 	h.Log = log
 	return h, nil

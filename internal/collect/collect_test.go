@@ -57,6 +57,12 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureEnv(t, nil)
+}
+
+// newFixtureEnv is newFixture with extra function environment, as a deployment would set.
+func newFixtureEnv(t *testing.T, extra map[string]string) *fixture {
+	t.Helper()
 	sb := sandbox.New(sandbox.Options{Apps: []sandbox.App{{AppID: appID, Secret: appSecret}}, Seed: 3})
 	srv := httptest.NewServer(sb)
 	t.Cleanup(srv.Close)
@@ -71,6 +77,9 @@ func newFixture(t *testing.T) *fixture {
 		"SessionSigningSecret": sessionKey,
 	})
 	fnEnv[config.LocalSecretsEnv] = string(secrets)
+	for k, v := range extra {
+		fnEnv[k] = v
+	}
 	h, err := collect.FromEnv(t.Context(), func(k string) string { return fnEnv[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -349,6 +358,17 @@ func TestAuth(t *testing.T) {
 		}
 	})
 
+	t.Run("SchemeCaseInsensitive", func(t *testing.T) {
+		resp := f.do(t, request("POST", "/v1/grants", `{"grants":[{"type":"form","formId":"lower-bearer"}]}`,
+			map[string]string{"Authorization": "bearer " + attackerToken}, nil))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("answer %d %s, want 200", resp.StatusCode, resp.Body)
+		}
+		if n := len(f.grantItems(t, attacker)); n != 2 {
+			t.Fatalf("attacker holds %d grants, want 2", n)
+		}
+	})
+
 	t.Run("ErrBodyNamesUser", func(t *testing.T) {
 		// The user is the token's, never the body's: naming one is an unknown field.
 		before := f.snapshot(t)
@@ -367,6 +387,8 @@ func TestAuth(t *testing.T) {
 	}{
 		{"ErrMissing", ""},
 		{"ErrNotBearer", "Basic " + victimToken},
+		{"ErrNoScheme", victimToken},
+		{"ErrBearerOnly", "Bearer "},
 		{"ErrTampered", "Bearer " + string(tampered)},
 		{"ErrForgedKey", "Bearer " + session.Sign([]byte("not-the-key"), appID, victim, f.now.Add(time.Hour))},
 		{"ErrExpired", "Bearer " + session.Sign([]byte(sessionKey), appID, victim, f.now.Add(-time.Second))},
@@ -710,6 +732,21 @@ func TestEventPush(t *testing.T) {
 		}
 	})
 
+	t.Run("ErrSafeMode", func(t *testing.T) {
+		// An encrypted push is refused loudly, not acknowledged and lost.
+		before := f.snapshot(t)
+		for _, body := range []string{
+			`<xml><ToUserName><![CDATA[gh_123]]></ToUserName><Encrypt><![CDATA[c2VjcmV0]]></Encrypt></xml>`,
+			`{"ToUserName":"gh_123","Encrypt":"c2VjcmV0"}`,
+		} {
+			resp := f.do(t, f.push("POST", body, nil))
+			if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(resp.Body, "safe-mode") {
+				t.Fatalf("answer %d %s, want 422 naming safe mode", resp.StatusCode, resp.Body)
+			}
+		}
+		f.mustUnchanged(t, before)
+	})
+
 	t.Run("ErrMalformedBody", func(t *testing.T) {
 		resp := f.do(t, f.push("POST", `<xml><Event>subscribe_msg_popup_event</Event>`, nil))
 		if resp.StatusCode != http.StatusBadRequest {
@@ -735,6 +772,18 @@ func TestRouteFallback(t *testing.T) {
 	}
 }
 
+func TestSessionTTLFromEnv(t *testing.T) {
+	t.Parallel()
+	f := newFixtureEnv(t, map[string]string{collect.SessionTTLEnv: "72h"})
+	openID, token := f.login(t)
+	if _, who, err := session.Verify([]byte(sessionKey), token, f.now.Add(72*time.Hour-time.Second)); err != nil || who != openID {
+		t.Fatalf("token just before 72h: %q %v", who, err)
+	}
+	if _, _, err := session.Verify([]byte(sessionKey), token, f.now.Add(72*time.Hour)); !errors.Is(err, session.ErrExpired) {
+		t.Fatalf("token at 72h: %v, want expired", err)
+	}
+}
+
 func TestFromEnvMissing(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -745,6 +794,8 @@ func TestFromEnvMissing(t *testing.T) {
 		{"ErrNoTables", map[string]string{}, "GRANTS_TABLE"},
 		{"ErrNoSessionSecret", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W"}, "SESSION_SECRET_ARN"},
 		{"ErrBadRate", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S", collect.RateEnv: "0"}, collect.RateEnv},
+		{"ErrBadSessionTTL", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S", collect.SessionTTLEnv: "7d"}, collect.SessionTTLEnv},
+		{"ErrShortSessionTTL", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S", collect.SessionTTLEnv: "30s"}, collect.SessionTTLEnv},
 		{"ErrShortSessionKey", map[string]string{
 			"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S",
 			"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",

@@ -25,7 +25,9 @@ import (
 // Message push (消息推送) of subscribe-message events. WeChat signs each request with the
 // token configured in the mini-program's admin console (the app's eventToken):
 // signature = sha1(sort(token, timestamp, nonce) joined). Only plaintext mode is
-// supported; in compatible mode the plaintext fields are read and Encrypt is ignored.
+// supported; in compatible mode the plaintext fields are read and Encrypt is ignored. A
+// safe-mode push (only Encrypt) is refused with 422 rather than acknowledged, so the
+// misconfiguration shows in WeChat's console and our logs instead of losing grants.
 //
 // https://developers.weixin.qq.com/miniprogram/dev/framework/server-ability/message-push.html
 // https://developers.weixin.qq.com/miniprogram/dev/OpenApiDoc/mp-message-management/subscribe-message/subscribeMessage.onPopupEvent.html
@@ -133,6 +135,7 @@ func (f *flexTime) UnmarshalJSON(b []byte) error {
 }
 
 type pushXML struct {
+	Encrypt      string `xml:"Encrypt"`
 	FromUserName string `xml:"FromUserName"`
 	CreateTime   string `xml:"CreateTime"`
 	MsgType      string `xml:"MsgType"`
@@ -146,6 +149,7 @@ type pushXML struct {
 }
 
 type pushJSON struct {
+	Encrypt      string   `json:"Encrypt"`
 	FromUserName string   `json:"FromUserName"`
 	CreateTime   flexTime `json:"CreateTime"`
 	MsgType      string   `json:"MsgType"`
@@ -165,13 +169,17 @@ type pushEvent struct {
 // console; the first byte tells them apart).
 func decodePush(body []byte) (pushEvent, error) {
 	body = bytes.TrimSpace(body)
-	var ev pushEvent
+	var (
+		ev      pushEvent
+		encrypt string
+	)
 	if len(body) > 0 && body[0] == '<' {
 		var x pushXML
 		if err := xml.Unmarshal(body, &x); err != nil {
 			return ev, minipush.Errorf(minipush.EMALFORMED, "push body is not WeChat XML")
 		}
 		ev = pushEvent{OpenID: x.FromUserName, CreateTime: strings.TrimSpace(x.CreateTime), Event: x.Event, Items: x.Popup.List}
+		encrypt = x.Encrypt
 		if x.Event == eventChange {
 			ev.Items = x.Change.List
 		}
@@ -181,6 +189,10 @@ func decodePush(body []byte) (pushEvent, error) {
 			return ev, minipush.Errorf(minipush.EMALFORMED, "push body is not WeChat JSON")
 		}
 		ev = pushEvent{OpenID: j.FromUserName, CreateTime: string(j.CreateTime), Event: j.Event, Items: j.List}
+		encrypt = j.Encrypt
+	}
+	if ev.Event == "" && encrypt != "" {
+		return ev, minipush.Errorf(minipush.EINVALID, "encrypted (safe-mode) push is not supported: set message push to plaintext or compatible mode")
 	}
 	if ev.Event == eventPopup || ev.Event == eventChange {
 		if ev.OpenID == "" || len(ev.OpenID) > maxPushOpenID {

@@ -68,8 +68,9 @@ func (h *Handler) session(ctx context.Context, log *slog.Logger, req events.APIG
 // forged or expired token is EUNAUTHORIZED, with the same message for all three so the
 // answer tells a forger nothing.
 func (h *Handler) authenticate(req events.APIGatewayV2HTTPRequest) (appID, openID string, err error) {
-	tok, ok := strings.CutPrefix(httpapi.Header(req, "Authorization"), "Bearer ")
-	if !ok || strings.TrimSpace(tok) == "" {
+	// The scheme is case-insensitive (RFC 9110 §11.1).
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(httpapi.Header(req, "Authorization")), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
 		return "", "", minipush.Errorf(minipush.EUNAUTHORIZED, "Authorization: Bearer <session token> required")
 	}
 	appID, openID, err = session.Verify(h.SessionKey, strings.TrimSpace(tok), h.Now())
