@@ -72,7 +72,9 @@ func newFixture(t testing.TB) *fixture {
 		Grants: env.Table("GrantsTable"), Users: env.Table("UsersTable"), Campaigns: env.Table("CampaignsTable"),
 		Audience: env.Table("AudienceTable"), Deliveries: env.Table("DeliveriesTable"), State: env.Table("StateTable"),
 	})
-	wc := wechat.New(wechat.Options{BaseURL: srv.URL, Logger: quiet, Timeout: 3 * time.Second, HTTPClient: send.NewHTTPClient(128)})
+	// A generous timeout: under a loaded CI machine a 3 s answer deadline turned plain
+	// sends into (correctly recorded) unknowns; tests about timeouts set their own.
+	wc := wechat.New(wechat.Options{BaseURL: srv.URL, Logger: quiet, Timeout: 30 * time.Second, HTTPClient: send.NewHTTPClient(128)})
 	fetch := func(ctx context.Context, app string) (string, time.Time, error) {
 		tok, err := wc.StableToken(ctx, app, secret, false)
 		return tok.AccessToken, tok.ExpiresAt, err
