@@ -32,13 +32,18 @@ func (r recipient) deliver(ctx context.Context) (result, error) {
 	var claimed, dayTaken bool
 	lookups := 0
 	for {
-		g, err := r.store().EarliestGrant(ctx, c.AppID, r.openID, c.Message.Channel())
+		g, err := r.store().SpendableGrant(ctx, c.AppID, r.openID, c.Message.Channel())
 		switch {
 		case minipush.ErrorCode(err) == minipush.ENOTFOUND:
 			if claimed {
 				return r.finishOwn(ctx, minipush.OutcomeNoGrant, "", 0)
 			}
 			return r.finalizeUnclaimed(ctx, minipush.OutcomeNoGrant, "", 0)
+		case minipush.ErrorCode(err) == minipush.ECONFLICT:
+			// Every grant is leased by another live sender: not no_grant. It may be a
+			// duplicate of this batch about to claim the recipient, or a sender that
+			// will release the grant; look again after its lease.
+			return r.busy(ctx, claimed)
 		case err != nil:
 			return r.abandon(ctx, claimed, nil, err)
 		}
@@ -311,6 +316,21 @@ func (r recipient) retryLater(ctx context.Context, claimed bool, leased *minipus
 		}
 	}
 	return result{openID: r.openID, fate: fateRetry}, nil
+}
+
+// busy leaves the recipient pending until other senders' leases end, first deleting
+// this invocation's claim if it holds one (WeChat rejected the grant it tried, so
+// nothing was sent under it).
+func (r recipient) busy(ctx context.Context, claimed bool) (result, error) {
+	if claimed {
+		if err := r.store().DeleteClaim(ctx, r.runKey, r.openID, r.inv.owner); err != nil {
+			if minipush.ErrorCode(err) == minipush.ECONFLICT {
+				return result{openID: r.openID, fate: fateDone}, nil
+			}
+			return result{}, fmt.Errorf("send: delete claim: %w", err)
+		}
+	}
+	return result{openID: r.openID, fate: fateBusy}, nil
 }
 
 // abandon undoes what it can after an infrastructure error, before WeChat was called,

@@ -10,7 +10,9 @@
 //  1. Read the delivery items of all recipients with BatchGetItem and drop the final
 //     ones, so a redelivered message does no work twice and wastes no writes.
 //  2. Per remaining recipient, with bounded parallelism: opt-out (one BatchGetItem of
-//     the users), the earliest spendable grant of the message's channel (one Query),
+//     the users), the earliest spendable grant of the message's channel (one Query;
+//     when every grant is leased by another live sender the recipient stays pending
+//     rather than ending no_grant, see dynamo.DB.SpendableGrant),
 //     the per-day slot when the policy asks (a conditional update of the user item),
 //     and a lease on the grant (a conditional update; on a lost race, look again).
 //  3. Claim the delivery just before the call (PutItem attribute_not_exists). An
@@ -84,7 +86,7 @@ type Store interface {
 	OptedOut(ctx context.Context, appID string, openIDs []string) (map[string]bool, error)
 	TakeDailySlot(ctx context.Context, appID, openID, day, runKey string) error
 
-	EarliestGrant(ctx context.Context, appID, openID, channel string) (minipush.Grant, error)
+	SpendableGrant(ctx context.Context, appID, openID, channel string) (minipush.Grant, error)
 	LeaseGrant(ctx context.Context, g minipush.Grant, owner string, until time.Time) (minipush.Grant, error)
 	ReleaseGrant(ctx context.Context, g minipush.Grant, owner string) error
 	SpendGrant(ctx context.Context, g minipush.Grant, owner string) error
