@@ -281,15 +281,20 @@ func (d *DB) Reconcile(ctx context.Context, campaignID string, run int) (minipus
 	if err != nil {
 		return minipush.Counters{}, false, err
 	}
+	// Decide what can be decided without the recount (a Query over the whole run): a
+	// done run holds its recount already, and a run still being planned cannot finish.
+	if prog.Status == RunDone {
+		return prog.Counters, true, nil
+	}
+	if !prog.PlanningDone() {
+		return prog.Counters, false, nil
+	}
 	c, err := d.CountOutcomes(ctx, campaignID, run)
 	if err != nil {
 		return minipush.Counters{}, false, err
 	}
 	c.Planned = prog.Planned
-	if prog.Status == RunDone {
-		return c, true, nil
-	}
-	if !prog.PlanningDone() || c.Final() < prog.Planned {
+	if c.Final() < prog.Planned {
 		return c, false, nil
 	}
 	if err := d.markRunDone(ctx, campaignID, run, prog, c); err != nil {

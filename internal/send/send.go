@@ -333,7 +333,9 @@ func (inv *invocation) message(ctx context.Context, rec events.SQSMessage) (mini
 			pending = append(pending, id)
 		}
 	}
+	alreadyFinal := len(openIDs) - len(pending)
 	if len(pending) == 0 {
+		inv.account(ctx, b, minipush.Counters{}, alreadyFinal)
 		return b, nil
 	}
 
@@ -368,7 +370,7 @@ func (inv *invocation) message(ctx context.Context, rec events.SQSMessage) (mini
 		})
 	}
 	wg.Wait()
-	return b, inv.settle(ctx, b, st, results, errors.Join(errs...))
+	return b, inv.settle(ctx, b, st, results, alreadyFinal, errors.Join(errs...))
 }
 
 // acquire takes a slot of the invocation's pool, or reports false when ctx ended.
@@ -392,7 +394,7 @@ func (inv *invocation) nearDeadline(ctx context.Context) bool {
 // settle turns one message's results into counters and a re-queue. Counters go first:
 // if the re-queue then fails, SQS redelivers the message and step 1 skips the
 // recipients already counted, so nothing is counted twice.
-func (inv *invocation) settle(ctx context.Context, b minipush.Batch, st *campaignState, results []result, procErr error) error {
+func (inv *invocation) settle(ctx context.Context, b minipush.Batch, st *campaignState, results []result, alreadyFinal int, procErr error) error {
 	h := inv.h
 	var counted minipush.Counters
 	var retry, busy, hold []string
@@ -451,24 +453,7 @@ func (inv *invocation) settle(ctx context.Context, b minipush.Batch, st *campaig
 		}
 	}
 	log := h.log().With(slog.String("campaign", b.CampaignID), slog.Int("run", b.Run), slog.String("request_id", inv.reqID), slog.String("batch", b.ID))
-	if n := counted.Final(); n > 0 {
-		prog, err := h.Store.AddRunCounters(ctx, b.CampaignID, b.Run, counted)
-		switch {
-		case err != nil:
-			// The recipients are final and will not be counted again; Reconcile (run
-			// by the planner for idle runs) recounts exactly from the delivery items.
-			log.LogAttrs(ctx, slog.LevelWarn, "send: counter update lost; reconcile will recount", slog.String("error", err.Error()))
-		case prog.Complete():
-			sum, done, err := h.Store.Reconcile(ctx, b.CampaignID, b.Run)
-			if err != nil {
-				log.LogAttrs(ctx, slog.LevelWarn, "send: reconcile failed; the planner retries it", slog.String("error", err.Error()))
-			} else if done {
-				log.LogAttrs(ctx, slog.LevelInfo, "send: run done", slog.Int("planned", sum.Planned), slog.Int("sent", sum.Sent),
-					slog.Int("no_grant", sum.NoGrant), slog.Int("skipped", sum.Skipped), slog.Int("unknown", sum.Unknown),
-					slog.Any("failed", sum.Failed))
-			}
-		}
-	}
+	inv.account(ctx, b, counted, alreadyFinal)
 	if procErr != nil {
 		// Leave the message to SQS: finished recipients are skipped on redelivery, the
 		// rest are redone there rather than re-queued here.
@@ -499,6 +484,42 @@ func (inv *invocation) settle(ctx context.Context, b minipush.Batch, st *campaig
 		slog.Int("skipped", counted.Skipped), slog.Int("unknown", counted.Unknown), slog.Any("failed", counted.Failed),
 		slog.Int("retry", len(retry)), slog.Int("busy", len(busy)), slog.Int("held", len(hold)), slog.Int("attempt", b.Attempt))
 	return nil
+}
+
+// account adds one message's newly final recipients to the run's counters (one
+// UpdateItem) and finishes the run when that makes it complete. A message that found
+// recipients already final is a redelivery or a duplicate: the invocation that
+// finalized them may have died before its counter update, and then no counter would
+// ever reach the planned count. So it reads the run (a zero update is a GetItem) and
+// reconciles when those recipients alone can explain the gap to the planned count;
+// far from the end of a run nothing is recounted. Errors are logged: the recipients
+// are final either way, and Reconcile recounts exactly from the delivery items.
+func (inv *invocation) account(ctx context.Context, b minipush.Batch, counted minipush.Counters, alreadyFinal int) {
+	if counted.Final() == 0 && alreadyFinal == 0 {
+		return
+	}
+	h := inv.h
+	log := h.log().With(slog.String("campaign", b.CampaignID), slog.Int("run", b.Run), slog.String("request_id", inv.reqID), slog.String("batch", b.ID))
+	prog, err := h.Store.AddRunCounters(ctx, b.CampaignID, b.Run, counted)
+	switch {
+	case err != nil:
+		log.LogAttrs(ctx, slog.LevelWarn, "send: counter update lost; reconcile will recount", slog.String("error", err.Error()))
+		return
+	case prog.Status == dynamo.RunDone:
+		return
+	case prog.Complete():
+	case alreadyFinal > 0 && prog.PlanningDone() && prog.Counters.Final()+alreadyFinal >= prog.Planned:
+	default:
+		return
+	}
+	sum, done, err := h.Store.Reconcile(ctx, b.CampaignID, b.Run)
+	if err != nil {
+		log.LogAttrs(ctx, slog.LevelWarn, "send: reconcile failed; the planner retries it", slog.String("error", err.Error()))
+	} else if done {
+		log.LogAttrs(ctx, slog.LevelInfo, "send: run done", slog.Int("planned", sum.Planned), slog.Int("sent", sum.Sent),
+			slog.Int("no_grant", sum.NoGrant), slog.Int("skipped", sum.Skipped), slog.Int("unknown", sum.Unknown),
+			slog.Any("failed", sum.Failed))
+	}
 }
 
 // backoff is the capped exponential re-queue delay of attempt (1, 2, ...).
