@@ -105,6 +105,11 @@ func decodeCampaign(item map[string]types.AttributeValue) (storedCampaign, error
 	}
 	c.Rev, c.PausedFrom, c.DueAt = it.Rev, minipush.CampaignStatus(it.PausedFrom), fromEpoch(it.DueAt)
 	dec := func(o *attributevalue.DecoderOptions) { o.TagKey = "json" }
+	if c.ID == "" { // items written before the id attribute existed: the key names it
+		if pk, ok := item["pk"].(*types.AttributeValueMemberS); ok {
+			c.ID = strings.TrimPrefix(pk.Value, "c#")
+		}
+	}
 	for name, dst := range map[string]any{"message": &c.Message, "audience": &c.Audience, "schedule": &c.Schedule, "policy": &c.Policy} {
 		if av, ok := item[name]; ok {
 			if err := attributevalue.UnmarshalWithOptions(av, dst, dec); err != nil {

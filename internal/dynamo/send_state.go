@@ -40,49 +40,11 @@ func campaignKey(id, sk string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{"pk": strAV(campaignPK(id)), "sk": strAV(sk)}
 }
 
-func jsonTags(o *attributevalue.DecoderOptions) { o.TagKey = "json" }
-
 // SendCampaign reads what send needs of a campaign: app, message, schedule, policy
-// and status. ENOTFOUND when there is no such campaign.
+// and status. ENOTFOUND when there is no such campaign. It is GetCampaign under the
+// name send's Store interface asks for: one decoder for the campaign item.
 func (d *DB) SendCampaign(ctx context.Context, id string) (minipush.Campaign, error) {
-	out, err := d.Client.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(id, "meta"), ConsistentRead: aws.Bool(true),
-	})
-	if err != nil {
-		return minipush.Campaign{}, fmt.Errorf("dynamo: get campaign %s: %w", id, err)
-	}
-	if out.Item == nil {
-		return minipush.Campaign{}, minipush.Errorf(minipush.ENOTFOUND, "no campaign %s", id)
-	}
-	var c minipush.Campaign
-	var err2 error
-	for k, v := range out.Item {
-		switch k {
-		case "message":
-			err2 = attributevalue.UnmarshalWithOptions(v, &c.Message, jsonTags)
-		case "schedule":
-			err2 = attributevalue.UnmarshalWithOptions(v, &c.Schedule, jsonTags)
-		case "policy":
-			err2 = attributevalue.UnmarshalWithOptions(v, &c.Policy, jsonTags)
-		case "id":
-			err2 = attributevalue.Unmarshal(v, &c.ID)
-		case "appId":
-			err2 = attributevalue.Unmarshal(v, &c.AppID)
-		case "name":
-			err2 = attributevalue.Unmarshal(v, &c.Name)
-		case "status":
-			err2 = attributevalue.Unmarshal(v, &c.Status)
-		case "runSeq":
-			err2 = attributevalue.Unmarshal(v, &c.RunSeq)
-		}
-		if err2 != nil {
-			return minipush.Campaign{}, fmt.Errorf("dynamo: decode campaign %s %s: %w", id, k, err2)
-		}
-	}
-	if c.ID == "" {
-		c.ID = id
-	}
-	return c, nil
+	return d.GetCampaign(ctx, id)
 }
 
 // PauseCampaign pauses a campaign that is planning or sending, because WeChat answered
