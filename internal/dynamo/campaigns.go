@@ -33,7 +33,8 @@ import (
 //	pausedFrom                S, the status an operator pause interrupted
 //
 // Run items (sk "run#<n>") belong to the planner and send (send_state.go); they carry no
-// createdAt, so they never enter ByStatus, and listing filters on sk anyway.
+// createdAt, so they never enter ByStatus, and listing filters on sk anyway. A sending
+// run sits in ByDue under its own shard (WatchShard), apart from due campaigns.
 
 // Campaign indexes.
 const (

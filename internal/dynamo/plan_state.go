@@ -27,6 +27,8 @@ import (
 //	nextSeq             N, the sequence number of the next batch
 //	planned             N, recipients queued so far; final once status is sending
 //	appId               S
+//	dueShard, dueAt     S, N: while sending, the run waits in ByDue's watch shard
+//	                      (WatchShard in send_state.go)
 //
 // Finishing a run sets the run to sending and rolls the campaign in one transaction, so
 // send's Reconcile can never see a finished run of a campaign that is still waiting.
@@ -194,12 +196,14 @@ func (d *DB) SavePlanCursor(ctx context.Context, campaignID string, run int, own
 func (d *DB) FinishRun(ctx context.Context, campaignID string, run int, owner string, planned int, next time.Time, now time.Time) error {
 	runUpdate := &types.Update{
 		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
-		ConditionExpression:      aws.String("#status = :planning AND #owner = :owner"),
-		UpdateExpression:         aws.String("SET #status = :sending, planned = :planned, sendingAt = :now REMOVE #owner, leaseUntil, #cursor"),
+		ConditionExpression: aws.String("#status = :planning AND #owner = :owner"),
+		UpdateExpression: aws.String("SET #status = :sending, planned = :planned, sendingAt = :now, " +
+			"dueShard = :watch, dueAt = :now REMOVE #owner, leaseUntil, #cursor"),
 		ExpressionAttributeNames: map[string]string{"#status": "status", "#owner": "owner", "#cursor": "cursor"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":planning": strAV(RunPlanning), ":owner": strAV(owner), ":sending": strAV(RunSending),
 			":planned": numAV(int64(planned)), ":now": numAV(now.Unix()),
+			":watch": strAV(WatchShard),
 		},
 	}
 	roll := rollUpdate(d.Tables.Campaigns, campaignID, run, next, now)
@@ -209,6 +213,7 @@ func (d *DB) FinishRun(ctx context.Context, campaignID string, run int, owner st
 		runUpdate.UpdateExpression = aws.String("SET #status = :done, planned = :planned, sendingAt = :now, doneAt = :now, " +
 			"expiresAt = :exp REMOVE #owner, leaseUntil, #cursor")
 		delete(runUpdate.ExpressionAttributeValues, ":sending")
+		delete(runUpdate.ExpressionAttributeValues, ":watch")
 		runUpdate.ExpressionAttributeValues[":done"] = strAV(RunDone)
 		runUpdate.ExpressionAttributeValues[":exp"] = numAV(RetentionExpiry(now, d.retention()))
 		if next.IsZero() {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
@@ -29,6 +30,14 @@ const (
 	RunSending  = "sending"
 	RunDone     = "done"
 )
+
+// WatchShard is the ByDue hash key of runs in status sending: each carries dueAt = the
+// epoch second of its last sign of progress (planning finished, a counter update, a
+// recount that found it incomplete), so the planner finds the runs that went quiet
+// (StalledRuns) with one Query and recounts them. A run whose last counter update died
+// with its sender, or whose sends all finished before its planner marked it sending,
+// is completed that way instead of staying sending forever. Done runs leave the index.
+const WatchShard = "watch"
 
 // DeliveriesByOutcome is the deliveries table's sparse index on outcome.
 const DeliveriesByOutcome = "ByOutcome"
@@ -126,7 +135,9 @@ func (d *DB) AddRunCounters(ctx context.Context, campaignID string, run int, c m
 		}
 		return runProgress(out.Item), nil
 	}
-	in.UpdateExpression = aws.String("ADD " + strings.Join(adds, ", "))
+	// dueAt alone (without dueShard) keeps a done run out of the watch.
+	vals[":now"] = numAV(d.Now().Unix())
+	in.UpdateExpression = aws.String("ADD " + strings.Join(adds, ", ") + " SET dueAt = :now")
 	in.ExpressionAttributeNames = names
 	in.ExpressionAttributeValues = vals
 	out, err := d.Client.UpdateItem(ctx, in)
@@ -257,7 +268,10 @@ func (d *DB) Reconcile(ctx context.Context, campaignID string, run int) (minipus
 	}
 	c.Planned = prog.Planned
 	if c.Final() < prog.Planned {
-		return c, false, nil
+		// Still short (pending recipients wait for a retry, a campaign is paused): the
+		// recount counts as activity, so a quiet run is recounted once per idle period,
+		// not on every planner tick.
+		return c, false, d.touchRun(ctx, campaignID, run)
 	}
 	if err := d.markRunDone(ctx, campaignID, run, prog, c); err != nil {
 		return c, false, err
@@ -284,6 +298,7 @@ func (d *DB) markRunDone(ctx context.Context, campaignID string, run int, prog R
 	}
 	// A finished run is kept for the retention period, then TTL deletes it.
 	sets := []string{"#status = :done", "doneAt = :now", "expiresAt = :exp"}
+	const leaveWatch = " REMOVE dueShard, dueAt"
 	set := func(attr string, n int) {
 		i := strconv.Itoa(len(names))
 		names["#s"+i] = attr
@@ -311,11 +326,68 @@ func (d *DB) markRunDone(ctx context.Context, campaignID string, run int, prog R
 	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
 		ConditionExpression:       aws.String("attribute_exists(pk) AND #status <> :done"),
-		UpdateExpression:          aws.String("SET " + strings.Join(sets, ", ")),
+		UpdateExpression:          aws.String("SET " + strings.Join(sets, ", ") + leaveWatch),
 		ExpressionAttributeNames:  names,
 		ExpressionAttributeValues: vals,
 	})
 	return ignoreConflict(err, "dynamo: mark run %s#%d done", campaignID, run)
+}
+
+// touchRun records activity on a sending run (see WatchShard).
+func (d *DB) touchRun(ctx context.Context, campaignID string, run int) error {
+	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
+		ConditionExpression:      aws.String("#status = :sending"),
+		UpdateExpression:         aws.String("SET dueAt = :now"),
+		ExpressionAttributeNames: map[string]string{"#status": "status"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":sending": strAV(RunSending), ":now": numAV(d.Now().Unix()),
+		},
+	})
+	return ignoreConflict(err, "dynamo: touch run %s#%d", campaignID, run)
+}
+
+// RunRef names one run of a campaign.
+type RunRef struct {
+	CampaignID string
+	Run        int
+}
+
+// StalledRuns returns up to limit runs in status sending with no sign of progress since
+// quietSince, quietest first: one Query of the ByDue index's watch shard.
+func (d *DB) StalledRuns(ctx context.Context, quietSince time.Time, limit int) ([]RunRef, error) {
+	var out []RunRef
+	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
+		TableName: aws.String(d.Tables.Campaigns), IndexName: aws.String(CampaignsByDue),
+		KeyConditionExpression: aws.String("dueShard = :watch AND dueAt <= :since"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":watch": strAV(WatchShard), ":since": numAV(quietSince.Unix()),
+		},
+		Limit: aws.Int32(int32(max(limit, 1))),
+	})
+	for p.HasMorePages() && len(out) < limit {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("dynamo: stalled runs: %w", err)
+		}
+		for _, item := range page.Items {
+			var k struct {
+				PK string `dynamodbav:"pk"`
+				SK string `dynamodbav:"sk"`
+			}
+			if err := attributevalue.UnmarshalMap(item, &k); err != nil {
+				return nil, fmt.Errorf("dynamo: decode stalled run key: %w", err)
+			}
+			id, ok1 := strings.CutPrefix(k.PK, "c#")
+			n, ok2 := strings.CutPrefix(k.SK, "run#")
+			run, err := strconv.Atoi(n)
+			if !ok1 || !ok2 || err != nil {
+				return nil, fmt.Errorf("dynamo: stalled run with key %q/%q", k.PK, k.SK)
+			}
+			out = append(out, RunRef{CampaignID: id, Run: run})
+		}
+	}
+	return out[:min(len(out), limit)], nil
 }
 
 // markCampaignDone finishes a one-off campaign whose run is done, unless an operator

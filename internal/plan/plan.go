@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -38,6 +39,9 @@ type Store interface {
 	RollCampaign(ctx context.Context, id string, run int, next, now time.Time) error
 	AudiencePage(ctx context.Context, campaignID, startAfter string, limit int) ([]string, string, error)
 	ScanAudience(ctx context.Context, q dynamo.AudienceScan, segment, segments int, after string, limit int) ([]string, string, error)
+	StalledRuns(ctx context.Context, quietSince time.Time, limit int) ([]dynamo.RunRef, error)
+	RunCounters(ctx context.Context, campaignID string, run int) (dynamo.RunProgress, error)
+	Reconcile(ctx context.Context, campaignID string, run int) (minipush.Counters, bool, error)
 }
 
 // Queue takes send batches (implemented by *queue.Queue).
@@ -53,8 +57,14 @@ const (
 	DefaultLease        = 2 * time.Minute
 	DefaultMargin       = 20 * time.Second
 	DefaultDueLimit     = 100
+	DefaultQuiet        = 3 * time.Minute
+	DefaultStalledLimit = 25
 	maxBatchBodyOpenIDs = queue.MaxBytes - 1024 // room for the batch's other fields
 )
+
+// QuietEnv optionally overrides DefaultQuiet, in seconds. Tests that kill the local
+// runner shorten it.
+const QuietEnv = "PLAN_QUIET_SECONDS"
 
 // FromEnv builds the handler from the function's environment.
 func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) {
@@ -62,12 +72,20 @@ func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) 
 	if err != nil {
 		return nil, fmt.Errorf("plan: %w", err)
 	}
-	if err := cfg.Require("CAMPAIGNS_TABLE", "AUDIENCE_TABLE", "USERS_TABLE", "SEND_QUEUE_URL"); err != nil {
+	if err := cfg.Require("CAMPAIGNS_TABLE", "AUDIENCE_TABLE", "USERS_TABLE", "DELIVERIES_TABLE", "SEND_QUEUE_URL"); err != nil {
 		return nil, fmt.Errorf("plan: %w", err)
 	}
 	clients, err := awsenv.Load(ctx, getenv)
 	if err != nil {
 		return nil, fmt.Errorf("plan: %w", err)
+	}
+	quiet := DefaultQuiet
+	if v := getenv(QuietEnv); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("plan: %s %q: want a positive number of seconds", QuietEnv, v)
+		}
+		quiet = time.Duration(n) * time.Second
 	}
 	db := dynamo.New(clients.DynamoDB, cfg.Tables)
 	db.Retention = cfg.Retention
@@ -75,6 +93,7 @@ func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) 
 		DB:    db,
 		Queue: queue.New(clients.SQS, cfg.SendQueueURL),
 		Log:   slog.New(slog.NewJSONHandler(os.Stderr, nil)),
+		Quiet: quiet,
 	}, nil
 }
 
@@ -94,6 +113,11 @@ type Handler struct {
 	Lease     time.Duration // how long a claim lasts without renewal
 	Margin    time.Duration // stop this long before the invocation's deadline
 	DueLimit  int           // campaigns planned per tick at most
+	// Quiet is how long a sending run may show no progress before the planner recounts
+	// it from its deliveries (see dynamo.WatchShard); StalledLimit bounds those recounts
+	// per tick.
+	Quiet        time.Duration
+	StalledLimit int
 }
 
 func (h *Handler) now() time.Time {
@@ -150,6 +174,39 @@ func (h *Handler) Handle(ctx context.Context, ev events.EventBridgeEvent) error 
 			log.ErrorContext(ctx, "plan: campaign", "campaign", c.ID, "run", c.RunSeq, "error", err.Error())
 			errs = append(errs, err)
 		}
+	}
+	if err := h.reconcileStalled(ctx, log); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// reconcileStalled recounts the sending runs that went quiet and finishes those whose
+// recipients are all final. Send finishes a run when its counters say so; this catches
+// the runs whose last counter update was lost (a sender died between its writes) or
+// whose sends all ended before the planner marked the run sending.
+func (h *Handler) reconcileStalled(ctx context.Context, log *slog.Logger) error {
+	if h.stopping(ctx) {
+		return nil
+	}
+	runs, err := h.DB.StalledRuns(ctx, h.now().Add(-orDefault(h.Quiet, DefaultQuiet)), orDefault(h.StalledLimit, DefaultStalledLimit))
+	if err != nil {
+		log.ErrorContext(ctx, "plan: stalled runs", "error", err.Error())
+		return fmt.Errorf("plan: %w", err)
+	}
+	var errs []error
+	for _, r := range runs {
+		if h.stopping(ctx) {
+			break
+		}
+		c, done, err := h.DB.Reconcile(ctx, r.CampaignID, r.Run)
+		if err != nil {
+			log.ErrorContext(ctx, "plan: reconcile quiet run", "campaign", r.CampaignID, "run", r.Run, "error", err.Error())
+			errs = append(errs, fmt.Errorf("plan: reconcile %s run %d: %w", r.CampaignID, r.Run, err))
+			continue
+		}
+		log.InfoContext(ctx, "plan: reconciled quiet run", "campaign", r.CampaignID, "run", r.Run, "done", done,
+			"planned", c.Planned, "final", c.Final())
 	}
 	return errors.Join(errs...)
 }
@@ -230,6 +287,18 @@ func (h *Handler) planCampaign(ctx context.Context, c dynamo.DueCampaign, owner 
 		return fmt.Errorf("plan: campaign %s run %d: %w", c.ID, run, err)
 	}
 	log.InfoContext(ctx, "plan: run planned", "planned", p.st.Planned, "batches", p.st.NextSeq, "next", next)
+	// Senders that finished every recipient while the run was still planning could not
+	// complete it (planned was not final yet); their counters say so, and one read
+	// finishes it now rather than after the quiet period.
+	prog, err := h.DB.RunCounters(ctx, c.ID, run)
+	if err != nil {
+		return fmt.Errorf("plan: campaign %s run %d: %w", c.ID, run, err)
+	}
+	if prog.Complete() && prog.Status == dynamo.RunSending {
+		if _, _, err := h.DB.Reconcile(ctx, c.ID, run); err != nil {
+			return fmt.Errorf("plan: campaign %s run %d: %w", c.ID, run, err)
+		}
+	}
 	return nil
 }
 
