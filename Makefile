@@ -9,7 +9,7 @@ LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
 # Seconds each fuzz target runs inside make test (bounded so the suite stays short).
 FUZZTIME  ?= 10s
 
-.PHONY: all build build-lambda build-host test fuzz vet fmt deps run demo events stack clean \
+.PHONY: all build build-lambda build-host test fuzz bench vet fmt deps run demo events stack clean \
 	build-CollectFunction build-AdminFunction build-PlanFunction build-SendFunction build-ExpireFunction
 
 all: build
@@ -55,6 +55,12 @@ fuzz:
 	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
 	    $(GO) test -run "^$$" -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; done'
+
+## bench: measure collect, plan, send (next to its floor) and the cost per million
+## messages on the local stack, and write BENCHMARKS.md (no -race: it measures speed)
+bench: deps
+	MINIPUSH_BENCH_OUT="$(CURDIR)/BENCHMARKS.md" MINIPUSH_BENCH_CMD="make bench" \
+	  $(GO) run ./cmd/localstack exec -- $(GO) test -count=1 -timeout 60m -run '^TestBench' -v ./internal/bench
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -39,11 +39,17 @@ func Root() string {
 // Main runs a package's tests and stops the stack this binary started, if any. Use it
 // from TestMain; without it the stack still dies with the test binary.
 func Main(m *testing.M) {
+	os.Exit(Run(m))
+}
+
+// Run is Main for a TestMain that has more to do after the tests (e.g. write a report):
+// it runs them, stops the stack this binary started and returns the exit code.
+func Run(m *testing.M) int {
 	code := m.Run()
 	if stack != nil {
 		stack.Stop(context.Background())
 	}
-	os.Exit(code)
+	return code
 }
 
 // Endpoints returns the endpoints of the shared local stack, starting it on first use.
