@@ -9,7 +9,7 @@ LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
 # Seconds each fuzz target runs inside make test (bounded so the suite stays short).
 FUZZTIME  ?= 10s
 
-.PHONY: all build build-lambda build-host test fuzz bench vet fmt deps run demo events stack clean \
+.PHONY: all build build-lambda build-host test fuzz bench chaos vet fmt deps run demo events stack clean \
 	build-CollectFunction build-AdminFunction build-PlanFunction build-SendFunction build-ExpireFunction
 
 all: build
@@ -61,6 +61,13 @@ fuzz:
 bench: deps
 	MINIPUSH_BENCH_OUT="$(CURDIR)/BENCHMARKS.md" MINIPUSH_BENCH_CMD="make bench" \
 	  $(GO) run ./cmd/localstack exec -- $(GO) test -count=1 -timeout 60m -run '^TestBench' -v ./internal/bench
+
+## chaos: the whole system through the local runner under injected WeChat errors,
+## latency, lost answers, token invalidation, runner kills, duplicated SQS messages and
+## overlapping planners, over 20,000 recipients; writes CHAOS.md (make test runs a short form)
+chaos: deps
+	MINIPUSH_CHAOS_USERS=20000 MINIPUSH_CHAOS_REPORT="$(CURDIR)/CHAOS.md" \
+	  $(GO) run ./cmd/localstack exec -- $(GO) test -count=1 -timeout 30m -run '^TestChaos$$' -v ./internal/chaos
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
