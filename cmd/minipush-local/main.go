@@ -2,11 +2,12 @@
 // stack, the WeChat sandbox and the five functions wired from template.yaml.
 //
 //	minipush-local [-addr 127.0.0.1:3000] [-data .local] [-reset]
-//	               [-dynamodb URL -sqs URL] [-wechat URL]
+//	               [-dynamodb URL -sqs URL] [-wechat URL] [-sqs-duplicate P]
 //
 // Data is kept in -data between runs unless -reset is given. -dynamodb/-sqs use an
 // already running local stack and -wechat an already running sandbox (tests use them to
-// kill and restart the runner while the "cloud" stays up).
+// kill and restart the runner while the "cloud" stays up). -sqs-duplicate P delivers each
+// received SQS message a second time with probability P (fault-injection tests).
 package main
 
 import (
@@ -50,6 +51,7 @@ func run(log *slog.Logger) error {
 	flag.Var(params, "param", "override a template parameter, K=V (repeatable)")
 	flag.Var(env, "env", "add K=V to every function's environment (repeatable)")
 	prefix := flag.String("prefix", "minipush-", "name prefix of the tables and queues")
+	sqsDup := flag.Float64("sqs-duplicate", 0, "deliver each received SQS message a second time with this probability (0..1), as SQS's at-least-once delivery may; for fault-injection tests")
 	demoUsers := flag.Int("demo", 0, "seed this many users, send them a campaign, show progress, print the summary and exit")
 	flag.Parse()
 
@@ -65,7 +67,7 @@ func run(log *slog.Logger) error {
 		}
 	}
 	opts := localrun.Options{Root: root, DataDir: *data, Addr: *addr, Log: log, Reap: 10 * time.Second,
-		Builders: functions.Builders(), Params: params, Env: env, Prefix: *prefix}
+		Builders: functions.Builders(), Params: params, Env: env, Prefix: *prefix, SQSDuplicate: *sqsDup}
 	if *ddb != "" || *sqsURL != "" {
 		if *ddb == "" || *sqsURL == "" {
 			return fmt.Errorf("-dynamodb and -sqs go together")

@@ -56,7 +56,10 @@ type Options struct {
 	Env    map[string]string
 	Prefix string        // resource name prefix; default "minipush-"
 	Reap   time.Duration // TTL reaper interval; 0 disables it
-	Log    *slog.Logger
+	// SQSDuplicate is the probability that the SQS mappings deliver a received message a
+	// second time (see SQSMapping.Duplicate); 0, the default, never duplicates.
+	SQSDuplicate float64
+	Log          *slog.Logger
 }
 
 // Runner is a running local system.
@@ -175,6 +178,10 @@ func Start(ctx context.Context, opts Options) (_ *Runner, err error) {
 				if err != nil {
 					return nil, err
 				}
+				if opts.SQSDuplicate < 0 || opts.SQSDuplicate > 1 {
+					return nil, fmt.Errorf("localrun: SQS duplicate probability %v is not in [0,1]", opts.SQSDuplicate)
+				}
+				m.Duplicate = opts.SQSDuplicate
 				mappings = append(mappings, m)
 			case ev.DynamoDB != nil:
 				dh, ok := asStream(h)

@@ -3,6 +3,7 @@ package localrun
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -21,6 +22,7 @@ type SQSHandler func(context.Context, events.SQSEvent) (events.SQSEventResponse,
 type SQSClient interface {
 	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
 	DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
+	SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
 }
 
 // SQSMapping emulates a Lambda SQS event source mapping: MaximumConcurrency pollers,
@@ -28,6 +30,11 @@ type SQSClient interface {
 // success it deletes the batch, or with ReportBatchItemFailures every message but the
 // listed failures, which reappear after the visibility timeout (and reach the DLQ after
 // maxReceiveCount, by the queue's own redrive policy). A function error deletes nothing.
+//
+// With Duplicate set it also plays SQS's at-least-once delivery: each received message
+// is, with that probability, sent to the queue again (same body and attributes) before
+// the function sees it, so a second copy is delivered later, possibly while the first
+// is still being processed.
 type SQSMapping struct {
 	Function       string
 	QueueURL       string
@@ -41,6 +48,9 @@ type SQSMapping struct {
 	Log            *slog.Logger
 	// PollWait is the long-poll wait; short so shutdown is quick.
 	PollWait time.Duration
+	// Duplicate is the probability (0..1) that a received message is delivered again
+	// later; 0, the default, never duplicates.
+	Duplicate float64
 }
 
 // Run polls until ctx ends.
@@ -82,6 +92,9 @@ func (m *SQSMapping) pollOnce(ctx context.Context) {
 	if len(out.Messages) == 0 {
 		return
 	}
+	if m.Duplicate > 0 {
+		m.duplicate(ctx, out.Messages)
+	}
 	ev := SQSEventOf(out.Messages, m.QueueARN)
 	receipts := map[string]string{}
 	for _, rec := range ev.Records {
@@ -122,6 +135,24 @@ func (m *SQSMapping) pollOnce(ctx context.Context) {
 		QueueUrl: aws.String(m.QueueURL), Entries: entries,
 	}); err != nil {
 		m.Log.Warn("sqs delete failed; messages will be redelivered", "function", m.Function, "err", err)
+	}
+}
+
+// duplicate sends each message again with probability m.Duplicate, delayed 0–2 s so
+// the copy arrives while the original is in flight or soon after it finished.
+func (m *SQSMapping) duplicate(ctx context.Context, msgs []sqstypes.Message) {
+	for _, msg := range msgs {
+		if rand.Float64() >= m.Duplicate {
+			continue
+		}
+		if _, err := m.Client.SendMessage(context.WithoutCancel(ctx), &sqs.SendMessageInput{
+			QueueUrl: aws.String(m.QueueURL), MessageBody: msg.Body, MessageAttributes: msg.MessageAttributes,
+			DelaySeconds: rand.Int32N(3),
+		}); err != nil {
+			m.Log.Warn("sqs duplicate failed", "function", m.Function, "err", err)
+			continue
+		}
+		m.Log.Info("sqs message duplicated", "function", m.Function, "message_id", aws.ToString(msg.MessageId))
 	}
 }
 
