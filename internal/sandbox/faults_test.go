@@ -99,7 +99,7 @@ func TestFaultErrcode(t *testing.T) {
 	if err := c.SendSubscribe(t.Context(), tok, subscribeMessage(u)); err != nil {
 		t.Fatalf("after faults: %v", err)
 	}
-	if st := e.sb.Stats(); st.Faults != 2 || st.Errcodes[-1] != 2 || st.Accepted != 1 {
+	if st := e.sb.Stats(); st.Faults != 2 || st.Errcodes[-1] != 2 || st.Injected[-1] != 2 || st.Accepted != 1 {
 		t.Errorf("Stats = %+v", st)
 	}
 }

@@ -131,6 +131,7 @@ type Message struct {
 type Stats struct {
 	Requests       map[string]int `json:"requests"`        // by endpoint path, including faulted ones
 	Errcodes       map[int]int    `json:"errcodes"`        // error answers by errcode
+	Injected       map[int]int    `json:"injected"`        // of those, answers an errcode fault injected
 	TokensIssued   map[string]int `json:"tokens_issued"`   // new tokens by appid (a repeated stable token is not counted)
 	ForceRefreshes map[string]int `json:"force_refreshes"` // by appid
 	Accepted       int            `json:"accepted"`
@@ -170,6 +171,7 @@ func (s *Sandbox) resetStats() {
 	s.stats = Stats{
 		Requests:       map[string]int{},
 		Errcodes:       map[int]int{},
+		Injected:       map[int]int{},
 		TokensIssued:   map[string]int{},
 		ForceRefreshes: map[string]int{},
 	}
@@ -312,6 +314,7 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			e.msg = "sandbox injected error"
 		}
 		resp := s.errorBodyLocked(e)
+		s.stats.Injected[e.code]++
 		s.mu.Unlock()
 		writeJSON(w, http.StatusOK, resp)
 		return
@@ -445,6 +448,7 @@ func (s *Sandbox) Stats() Stats {
 	st := s.stats
 	st.Requests = clone(st.Requests)
 	st.Errcodes = clone(st.Errcodes)
+	st.Injected = clone(st.Injected)
 	st.TokensIssued = clone(st.TokensIssued)
 	st.ForceRefreshes = clone(st.ForceRefreshes)
 	st.Accepted = len(s.accepted)
