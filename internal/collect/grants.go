@@ -1,14 +1,13 @@
 package collect
 
 import (
-	"bytes"
-	"encoding/json"
 	"sort"
 	"strings"
 	"time"
 
 	"minipush"
 	"minipush/internal/dynamo"
+	"minipush/internal/httpapi"
 )
 
 // Upload limits of POST /v1/grants. A mini-program uploads what it harvested since its
@@ -78,17 +77,9 @@ func DecodeGrants(body []byte, appID, openID string, now time.Time, subscribeRet
 	if len(body) > MaxUploadBytes {
 		return nil, minipush.Errorf(minipush.ETOOLARGE, "body is %d bytes, over the %d byte limit", len(body), MaxUploadBytes)
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return nil, minipush.Errorf(minipush.EMALFORMED, "empty body, expected JSON")
-	}
 	var in uploadBody
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		return nil, minipush.Errorf(minipush.EMALFORMED, "invalid JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
-	}
-	if dec.More() {
-		return nil, minipush.Errorf(minipush.EMALFORMED, "invalid JSON: trailing data after the object")
+	if err := httpapi.Unmarshal(body, &in); err != nil {
+		return nil, err
 	}
 	switch {
 	case in.Grants == nil:

@@ -6,7 +6,11 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -79,13 +83,20 @@ func Body(req events.APIGatewayV2HTTPRequest, limit int) ([]byte, error) {
 	return b, nil
 }
 
-// DecodeJSON reads a JSON body of at most limit bytes into v, refusing unknown fields
-// and trailing data so a typo in a field name is an error, not a silently ignored value.
+// DecodeJSON reads a JSON body of at most limit bytes into v with Unmarshal.
 func DecodeJSON(req events.APIGatewayV2HTTPRequest, limit int, v any) error {
 	b, err := Body(req, limit)
 	if err != nil {
 		return err
 	}
+	return Unmarshal(b, v)
+}
+
+// Unmarshal decodes the JSON document b into v strictly, refusing unknown fields and
+// anything after the value, so a typo in a field name is an error, not a silently
+// ignored value. Its EMALFORMED messages name the field and the types involved, never
+// Go's type names or the values sent.
+func Unmarshal(b []byte, v any) error {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return minipush.Errorf(minipush.EMALFORMED, "empty body, expected JSON")
 	}
@@ -94,16 +105,59 @@ func DecodeJSON(req events.APIGatewayV2HTTPRequest, limit int, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return minipush.Errorf(minipush.EMALFORMED, "invalid JSON: %s", jsonProblem(err))
 	}
-	if dec.More() {
-		return minipush.Errorf(minipush.EMALFORMED, "invalid JSON: trailing data after the object")
+	// Not dec.More(): it is false before a stray ']' or '}', which would let
+	// `{...}]` through as if it were `{...}`.
+	if len(bytes.TrimSpace(b[dec.InputOffset():])) != 0 {
+		return minipush.Errorf(minipush.EMALFORMED, "invalid JSON: trailing data after the value")
 	}
 	return nil
 }
 
 func jsonProblem(err error) string {
-	// The decoder's messages name fields and types without echoing values, which keeps
-	// them safe to return.
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		got, _, _ := strings.Cut(te.Value, " ") // "number 300" names the value: keep the kind
+		if te.Field == "" {
+			return fmt.Sprintf("the body is %s %s, want %s", article(got), got, jsonKind(te.Type))
+		}
+		return fmt.Sprintf("%s: got %s %s, want %s", te.Field, article(got), got, jsonKind(te.Type))
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return "the document ends early (truncated)"
+	}
+	// The decoder's other messages (syntax errors, unknown fields) name characters and
+	// field names without echoing values, which keeps them safe to return.
 	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+func article(kind string) string {
+	if kind == "array" || kind == "object" {
+		return "an"
+	}
+	return "a"
+}
+
+// jsonKind names the JSON a Go type decodes from.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return "another type"
 }
 
 // Header returns a request header by case-insensitive name (API Gateway lower-cases
