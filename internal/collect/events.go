@@ -41,6 +41,7 @@ const (
 	statusAccept  = "accept"
 	statusReject  = "reject"
 	maxPushOpenID = 128
+	maxEchoLen    = 128 // WeChat's echostr is a random string of about 20 characters
 )
 
 // Signature computes WeChat's message-push signature for token, timestamp and nonce.
@@ -93,8 +94,14 @@ func (h *Handler) eventCheck(log *slog.Logger, req events.APIGatewayV2HTTPReques
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
+	echo := req.QueryStringParameters["echostr"]
+	if len(echo) > maxEchoLen {
+		// The signature does not cover echostr: bounding it keeps a replayed signature
+		// from turning the check into a reflector of arbitrary text.
+		return events.APIGatewayV2HTTPResponse{}, minipush.Errorf(minipush.EMALFORMED, "echostr is %d bytes, at most %d", len(echo), maxEchoLen)
+	}
 	log.With("appid", app.AppID).Info("message push handshake")
-	return text(http.StatusOK, req.QueryStringParameters["echostr"]), nil
+	return text(http.StatusOK, echo), nil
 }
 
 // pushItem is one template's result in a subscribe event.

@@ -36,8 +36,11 @@ func (h *Handler) session(ctx context.Context, log *slog.Logger, req events.APIG
 	if err := httpapi.DecodeJSON(req, maxSessionBody, &in); err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
-	if in.Code == "" || len(in.Code) > minipush.MaxGrantValueLen {
+	if in.Code == "" {
 		return events.APIGatewayV2HTTPResponse{}, minipush.Errorf(minipush.EMALFORMED, "code is required (the wx.login code)")
+	}
+	if len(in.Code) > minipush.MaxGrantValueLen {
+		return events.APIGatewayV2HTTPResponse{}, minipush.Errorf(minipush.EMALFORMED, "code is %d bytes, at most %d: not a wx.login code", len(in.Code), minipush.MaxGrantValueLen)
 	}
 	if in.AppID == "" && len(h.Apps.Apps) == 1 {
 		in.AppID = h.Apps.Apps[0].AppID

@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -59,7 +61,7 @@ func (h *Handler) grants(ctx context.Context, log *slog.Logger, req events.APIGa
 	}
 	if len(all) == 0 {
 		ans := answer(items, nil)
-		ans.Code, ans.Message = minipush.EINVALID, "no item is a valid grant"
+		ans.Code, ans.Message = minipush.EINVALID, "no item is a valid grant: "+reasons(items)
 		log.Info("grants refused", "items", len(items), "rejected", ans.Rejected)
 		return httpapi.JSON(http.StatusUnprocessableEntity, ans), nil
 	}
@@ -77,6 +79,18 @@ func (h *Handler) grants(ctx context.Context, log *slog.Logger, req events.APIGa
 	ans := answer(items, statuses)
 	log.Info("grants uploaded", "items", len(items), "accepted", ans.Accepted, "duplicate", ans.Duplicate, "rejected", ans.Rejected)
 	return httpapi.JSON(http.StatusOK, ans), nil
+}
+
+// reasons lists the distinct rejection reasons of items, in order of first appearance,
+// so a refused upload's message says what was wrong without reading every result.
+func reasons(items []Item) string {
+	var out []string
+	for _, it := range items {
+		if it.Reason != "" && !slices.Contains(out, it.Reason) {
+			out = append(out, it.Reason)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // answer merges the decoder's verdicts with the store's, which come flat in the order
