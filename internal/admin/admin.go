@@ -140,8 +140,10 @@ func logAttrs(req events.APIGatewayV2HTTPRequest, resp events.APIGatewayV2HTTPRe
 // authorized compares the bearer token with the operator token in constant time
 // (hashing both first, so not even the length leaks). Session tokens never match.
 func (h *Handler) authorized(req events.APIGatewayV2HTTPRequest) bool {
-	got, ok := strings.CutPrefix(httpapi.Header(req, "Authorization"), "Bearer ")
-	if !ok || got == "" || h.Token == "" {
+	// The scheme is case-insensitive (RFC 9110 §11.1), as in collect.
+	scheme, got, ok := strings.Cut(strings.TrimSpace(httpapi.Header(req, "Authorization")), " ")
+	got = strings.TrimSpace(got)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || got == "" || h.Token == "" {
 		return false
 	}
 	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(h.Token))

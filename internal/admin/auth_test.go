@@ -3,6 +3,7 @@ package admin_test
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,4 +49,26 @@ func TestSessionTokenRefused(t *testing.T) {
 			t.Fatalf("user written: %v", err)
 		}
 	})
+}
+
+// TestBearerSchemeAnyCase: the auth scheme is case-insensitive (RFC 9110 §11.1), the
+// token itself is not.
+func TestBearerSchemeAnyCase(t *testing.T) {
+	t.Parallel()
+	h, _ := MustAdmin(t)
+	for _, tc := range []struct {
+		auth string
+		want int
+	}{
+		{"bearer " + token, http.StatusOK},
+		{"BEARER " + token, http.StatusOK},
+		{"Bearer  " + token, http.StatusOK},
+		{"bearer " + strings.ToUpper(token), http.StatusUnauthorized},
+		{"Bearertoken " + token, http.StatusUnauthorized},
+		{"bearer", http.StatusUnauthorized},
+	} {
+		if resp := do(t, h, call{method: "GET", target: "/v1/admin/campaigns?status=draft", auth: tc.auth}); resp.StatusCode != tc.want {
+			t.Errorf("Authorization %q: %d %s, want %d", tc.auth, resp.StatusCode, resp.Body, tc.want)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"io"
 	"mime"
@@ -278,10 +279,27 @@ func audiencePage(r request) ([]string, error) {
 }
 
 type scheduleIn struct {
-	At       *time.Time `json:"at"`
-	Cron     string     `json:"cron"`
-	TimeZone string     `json:"timeZone"`
-	Now      bool       `json:"now"`
+	At       *atTime `json:"at"`
+	Cron     string  `json:"cron"`
+	TimeZone string  `json:"timeZone"`
+	Now      bool    `json:"now"`
+}
+
+// atTime is a schedule's at: time.Time's own decoding error names neither the field
+// nor the format wanted, and the JSON decoder adds nothing to an Unmarshaler's error.
+type atTime time.Time
+
+func (a *atTime) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return errors.New("at: want an RFC 3339 time as a string, such as \"2026-12-01T02:00:00Z\"")
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return errors.New("at: want an RFC 3339 time, such as \"2026-12-01T02:00:00Z\"")
+	}
+	*a = atTime(t)
+	return nil
 }
 
 // scheduleCampaign sets when a draft (or a campaign still waiting for its first run)
@@ -303,7 +321,7 @@ func (h *Handler) scheduleCampaign(ctx context.Context, r request) (events.APIGa
 	case in.Now && in.At == nil && in.Cron == "":
 		s = minipush.Schedule{At: now}
 	case !in.Now && in.At != nil && in.Cron == "":
-		s = minipush.Schedule{At: in.At.UTC(), TimeZone: in.TimeZone}
+		s = minipush.Schedule{At: time.Time(*in.At).UTC(), TimeZone: in.TimeZone}
 	case !in.Now && in.At == nil && in.Cron != "":
 		s = minipush.Schedule{Cron: in.Cron, TimeZone: in.TimeZone}
 	default:
