@@ -48,16 +48,16 @@ type Gateway struct {
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	route, params, ok := g.match(r.Method, r.URL.Path)
 	if !ok {
-		http.Error(w, `{"message":"Not Found"}`, http.StatusNotFound)
+		gatewayError(w, http.StatusNotFound, "Not Found")
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxPayload+1))
 	if err != nil {
-		http.Error(w, `{"message":"Bad Request"}`, http.StatusBadRequest)
+		gatewayError(w, http.StatusBadRequest, "Bad Request")
 		return
 	}
 	if len(body) > maxPayload {
-		http.Error(w, `{"message":"Request Entity Too Large"}`, http.StatusRequestEntityTooLarge)
+		gatewayError(w, http.StatusRequestEntityTooLarge, "Request Entity Too Large")
 		return
 	}
 	ev := toEvent(r, route, params, body)
@@ -69,10 +69,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.Log.Info("http", "function", route.Function, "route", ev.RouteKey, "status", resp.StatusCode,
 		"request_id", ev.RequestContext.RequestID, "ms", time.Since(start).Milliseconds(), "err", err)
 	if err != nil {
-		http.Error(w, `{"message":"Internal Server Error"}`, http.StatusInternalServerError)
+		gatewayError(w, http.StatusInternalServerError, "Internal Server Error")
 		return
 	}
 	writeResponse(w, resp)
+}
+
+// gatewayError writes one of API Gateway's own answers: {"message"} as application/json
+// (http.Error would say text/plain).
+func gatewayError(w http.ResponseWriter, status int, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = fmt.Fprintf(w, "{\"message\":%q}", message)
 }
 
 func (g *Gateway) match(method, path string) (Route, map[string]string, bool) {
