@@ -1,0 +1,325 @@
+package badinput_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"minipush/internal/collect"
+	"minipush/internal/functions"
+	"minipush/internal/localrun"
+	"minipush/internal/sandbox"
+	"minipush/internal/testenv"
+)
+
+// The deployment serves two mini-programs: the demo app, registered in the sandbox and
+// configured for message push, and a second one without an eventToken, which must
+// refuse every push. With two apps an omitted appId no longer names one.
+var (
+	demo = localrun.DemoApp()
+	// other is served (it is in the WeChat secret) but has no eventToken.
+	other = localrun.App{AppID: "wx00000000000two", Secret: "second-app-secret-value"}
+)
+
+// notServed is an appid the deployment does not serve.
+const notServed = "wx0000000000none"
+
+// system is the whole minipush running in-process behind the emulated API Gateway.
+type system struct {
+	r        *localrun.Runner
+	sb       *sandbox.Sandbox
+	ddb      *dynamodb.Client
+	sqs      *sqs.Client
+	logs     *logCapture
+	operator string // the operator token
+	key      []byte // the session signing key
+}
+
+// startSystem starts the local runner on the shared local stack with the production
+// builders, against an in-process WeChat sandbox. The TTL reaper is off (Reap 0), so no
+// background goroutine deletes anything between two snapshots; the planner's 1-minute
+// schedule stays on as deployed, and with no campaign due it only reads.
+func startSystem(t *testing.T) *system {
+	t.Helper()
+	sb := sandbox.New(sandbox.Options{Seed: 8})
+	if err := sb.Apply(demo.SandboxConfig()); err != nil {
+		t.Fatal(err)
+	}
+	sb.AddApp(other.AppID, other.Secret)
+	wx := httptest.NewServer(sb) // 127.0.0.1
+	t.Cleanup(wx.Close)
+
+	logs := captureStderr(t)
+	ep := testenv.Endpoints(t)
+	secret, _ := json.Marshal(map[string]any{"apps": []map[string]string{
+		{"appId": demo.AppID, "appSecret": demo.Secret, "eventToken": demo.EventToken},
+		{"appId": other.AppID, "appSecret": other.Secret},
+	}})
+	r, err := localrun.Start(t.Context(), localrun.Options{
+		Root: testenv.Root(), Stack: &ep, Addr: "127.0.0.1:0",
+		Prefix:   fmt.Sprintf("bad%d-", time.Now().UnixNano()%1e9),
+		Builders: functions.Builders(),
+		Params:   map[string]string{"WeChatBaseURL": wx.URL},
+		Secrets:  map[string]string{"WeChatSecret": string(secret)},
+		Log:      slog.New(slog.NewJSONHandler(logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		r.Stop(context.Background())
+		if err := r.Resources.Teardown(context.Background(), r.Stack.NewClients()); err != nil {
+			t.Logf("teardown: %v", err)
+		}
+	})
+	c := r.Stack.NewClients()
+	return &system{r: r, sb: sb, ddb: c.DynamoDB, sqs: c.SQS, logs: logs,
+		operator: r.Secrets["OperatorTokenSecret"], key: []byte(r.Secrets["SessionSigningSecret"])}
+}
+
+// logCapture collects what the functions log. They log JSON to os.Stderr (collect and
+// admin build their loggers in FromEnv, as in Lambda, where stderr is CloudWatch), so
+// the suite points os.Stderr at a pipe while the runner starts and reads the pipe here.
+type logCapture struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logCapture) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logCapture) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func captureStderr(t *testing.T) *logCapture {
+	t.Helper()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &logCapture{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = io.Copy(l, pr)
+	}()
+	orig := os.Stderr
+	os.Stderr = pw
+	// Registered before the runner's cleanup, so it runs after the runner stopped.
+	t.Cleanup(func() {
+		os.Stderr = orig
+		pw.Close()
+		<-done
+		pr.Close()
+	})
+	return l
+}
+
+// snapshot is everything the system stores: every item of every table of the
+// namespace, canonical JSON sorted per table, and the message counts of every queue.
+type snapshot struct {
+	tables map[string][]string // logical id -> items
+	queues map[string]string   // logical id -> visible/in flight/delayed
+}
+
+func (s *system) snapshot(t *testing.T) snapshot {
+	t.Helper()
+	ctx := t.Context()
+	snap := snapshot{tables: map[string][]string{}, queues: map[string]string{}}
+	// Tables and queues are read in parallel: a snapshot follows every case.
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		errs []error
+	)
+	for id, name := range s.r.Resources.Tables {
+		wg.Go(func() {
+			items, err := s.scan(ctx, name)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("scan %s: %w", id, err))
+			}
+			snap.tables[id] = items
+		})
+	}
+	for id, q := range s.r.Resources.Queues {
+		wg.Go(func() {
+			a, err := s.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+				QueueUrl: aws.String(q.URL),
+				AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+					sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible, sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed},
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("queue %s: %w", id, err))
+				return
+			}
+			snap.queues[id] = a.Attributes["ApproximateNumberOfMessages"] + "/" + a.Attributes["ApproximateNumberOfMessagesNotVisible"] +
+				"/" + a.Attributes["ApproximateNumberOfMessagesDelayed"]
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	return snap
+}
+
+// scan reads every item of a table, consistently, as sorted canonical JSON.
+func (s *system) scan(ctx context.Context, table string) ([]string, error) {
+	items := []string{}
+	p := dynamodb.NewScanPaginator(s.ddb, &dynamodb.ScanInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, av := range page.Items {
+			var m map[string]any
+			if err := attributevalue.UnmarshalMap(av, &m); err != nil {
+				return nil, err
+			}
+			b, _ := json.Marshal(m) // map keys sorted: canonical
+			items = append(items, string(b))
+		}
+	}
+	slices.Sort(items)
+	return items, nil
+}
+
+// diff describes how after differs from before, item by item; "" when it does not.
+// skip leaves out items for which it returns true (nil skips nothing).
+func diff(before, after snapshot, skip func(table, item string) bool) string {
+	var out []string
+	for _, id := range slices.Sorted(maps.Keys(after.tables)) {
+		b, a := setOf(before.tables[id]), setOf(after.tables[id])
+		for _, it := range after.tables[id] {
+			if !b[it] && (skip == nil || !skip(id, it)) {
+				out = append(out, fmt.Sprintf("%s: + %s", id, it))
+			}
+		}
+		for _, it := range before.tables[id] {
+			if !a[it] && (skip == nil || !skip(id, it)) {
+				out = append(out, fmt.Sprintf("%s: - %s", id, it))
+			}
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(after.queues)) {
+		if before.queues[id] != after.queues[id] {
+			out = append(out, fmt.Sprintf("queue %s: %s -> %s", id, before.queues[id], after.queues[id]))
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func setOf(items []string) map[string]bool {
+	m := make(map[string]bool, len(items))
+	for _, it := range items {
+		m[it] = true
+	}
+	return m
+}
+
+// rateCount sums the collect rate counter of one user over the windows in the state table.
+func rateCount(snap snapshot, userKey string) int {
+	n := 0
+	for _, it := range snap.tables["StateTable"] {
+		var item struct {
+			PK string `json:"pk"`
+			N  int    `json:"n"`
+		}
+		if json.Unmarshal([]byte(it), &item) == nil && item.PK == rateKey(userKey) {
+			n += item.N
+		}
+	}
+	return n
+}
+
+// rateKey is the state-table pk of a user's upload counter (dynamo.DB.Allow's
+// "rate#" + the key collect passes).
+func rateKey(userKey string) string { return "rate#collect#" + userKey }
+
+// answer is what came back over HTTP.
+type answer struct {
+	status  int
+	headers http.Header
+	body    []byte
+}
+
+// request is one HTTP request to the API.
+type request struct {
+	method string
+	target string // path and query
+	header map[string]string
+	body   []byte
+}
+
+func (s *system) do(t *testing.T, req request) answer {
+	t.Helper()
+	hr, err := http.NewRequestWithContext(t.Context(), req.method, s.r.URL+req.target, bytes.NewReader(req.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range req.header {
+		hr.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.method, req.target, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		t.Fatalf("%s %s: read answer: %v", req.method, req.target, err)
+	}
+	return answer{status: resp.StatusCode, headers: resp.Header, body: b}
+}
+
+// pushQuery is the query WeChat adds to a message push to app, signed with token at ts.
+func pushQuery(appID, token string, ts time.Time, nonce string) string {
+	sec := fmt.Sprint(ts.Unix())
+	q := "timestamp=" + sec + "&nonce=" + nonce + "&signature=" + collect.Signature(token, sec, nonce)
+	if appID != "" {
+		q = "appId=" + appID + "&" + q
+	}
+	return q
+}
+
+// mustJSON answers the body of a successful call, decoded.
+func mustJSON[T any](t *testing.T, a answer, want int) T {
+	t.Helper()
+	var v T
+	if a.status != want {
+		t.Fatalf("answer %d %s, want %d", a.status, a.body, want)
+	}
+	if err := json.Unmarshal(a.body, &v); err != nil {
+		t.Fatalf("answer %s: %v", a.body, err)
+	}
+	return v
+}
