@@ -32,6 +32,9 @@ const (
 	// generates 64 characters and the local runner 48; the bar is low because the RIE
 	// test's fixed key is 15 bytes, and what matters is catching a miswired secret.
 	MinSessionKeyLen = 8
+	// throttleRetryAfter is the Retry-After, in seconds, of a 503 answered because
+	// DynamoDB throttled: on-demand tables absorb a burst within seconds.
+	throttleRetryAfter = 2
 )
 
 // Store is the storage collect needs (package dynamo in production).
@@ -180,6 +183,10 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest
 		err = minipush.Errorf(minipush.ENOTFOUND, "no route %s", route)
 	}
 	if err != nil {
+		if dynamo.Throttled(err) {
+			// Not our failure: the client (or WeChat, for a push) should come back.
+			err = &minipush.Error{Code: minipush.EUNAVAILABLE, Message: "storage is busy: retry in a few seconds", Err: err}
+		}
 		status := httpapi.Status(err)
 		level := slog.LevelWarn
 		if status >= http.StatusInternalServerError {
@@ -192,6 +199,9 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest
 			now := h.Now()
 			wait := now.Truncate(time.Minute).Add(time.Minute).Sub(now)
 			resp.Headers["Retry-After"] = strconv.Itoa(int((wait + time.Second - 1) / time.Second))
+		}
+		if status == http.StatusServiceUnavailable {
+			resp.Headers["Retry-After"] = strconv.Itoa(throttleRetryAfter)
 		}
 		return resp, nil
 	}
