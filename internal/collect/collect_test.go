@@ -63,6 +63,12 @@ func newFixture(t *testing.T) *fixture {
 // newFixtureEnv is newFixture with extra function environment, as a deployment would set.
 func newFixtureEnv(t *testing.T, extra map[string]string) *fixture {
 	t.Helper()
+	return newFixtureSource(t, extra, "")
+}
+
+// newFixtureSource is newFixtureEnv with the app's subscribeSource set in the WeChat secret.
+func newFixtureSource(t *testing.T, extra map[string]string, subscribeSource string) *fixture {
+	t.Helper()
 	sb := sandbox.New(sandbox.Options{Apps: []sandbox.App{{AppID: appID, Secret: appSecret}}, Seed: 3})
 	srv := httptest.NewServer(sb)
 	t.Cleanup(srv.Close)
@@ -73,7 +79,8 @@ func newFixtureEnv(t *testing.T, extra map[string]string) *fixture {
 		fnEnv[k] = v
 	}
 	secrets, _ := json.Marshal(map[string]string{
-		"WeChatSecret":         fmt.Sprintf(`{"apps":[{"appId":%q,"appSecret":%q,"eventToken":%q}]}`, appID, appSecret, eventToken),
+		"WeChatSecret": fmt.Sprintf(`{"apps":[{"appId":%q,"appSecret":%q,"eventToken":%q,"subscribeSource":%q}]}`,
+			appID, appSecret, eventToken, subscribeSource),
 		"SessionSigningSecret": sessionKey,
 	})
 	fnEnv[config.LocalSecretsEnv] = string(secrets)

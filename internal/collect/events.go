@@ -233,6 +233,12 @@ func (h *Handler) eventPush(ctx context.Context, log *slog.Logger, req events.AP
 	}
 	switch ev.Event {
 	case eventPopup:
+		if !app.AcceptsFrom(config.SourcePush) {
+			// The app records accepts from the client's upload; storing the push's copy
+			// too would count the one accept twice.
+			log.Info("push accepts ignored: the app records subscribe accepts from the client", "openid", ev.OpenID)
+			break
+		}
 		now := h.Now().Truncate(time.Second).UTC()
 		var grants []minipush.Grant
 		for _, it := range ev.Items {

@@ -26,6 +26,10 @@ const (
 	StatusAccepted  = "accepted"
 	StatusDuplicate = "duplicate"
 	StatusRejected  = "rejected"
+	// StatusIgnored: a valid item this app does not record from the client (subscribe
+	// accepts of an app whose subscribeSource is the push). Not an error: WeChat's push
+	// stores the same accept.
+	StatusIgnored = "ignored"
 )
 
 // Machine-readable reasons of a rejected item.
@@ -41,6 +45,7 @@ const (
 	ReasonMissingKey       = "missing_key"        // a subscribe item without its idempotency key
 	ReasonBadResult        = "bad_result"         // a result other than accept, reject, ban, filter
 	ReasonTooManyTemplates = "too_many_templates" // more templates than one WeChat call can ask for
+	ReasonFromPush         = "recorded_from_push" // ignored: the app records subscribe accepts from WeChat's push
 )
 
 // uploadBody is the JSON of POST /v1/grants.
@@ -63,7 +68,8 @@ type uploadItem struct {
 type Item struct {
 	Grants    []minipush.Grant
 	Templates []string // subscribe: the accepted templates, in the order of Grants
-	Reason    string   // set when the item is rejected; then Grants is empty
+	Reason    string   // set when the item is rejected or ignored; then Grants is empty
+	Ignored   bool     // valid, but not recorded from this source
 }
 
 // DecodeGrants decodes and validates an upload body of the user (appID, openID) at now.

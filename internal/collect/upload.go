@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"minipush"
+	"minipush/internal/config"
 	"minipush/internal/dynamo"
 	"minipush/internal/httpapi"
 )
@@ -18,8 +19,8 @@ import (
 // ItemResult is the answer for one uploaded item, in upload order.
 type ItemResult struct {
 	Index  int    `json:"index"`
-	Status string `json:"status"`           // accepted, duplicate or rejected
-	Reason string `json:"reason,omitempty"` // rejected only
+	Status string `json:"status"`           // accepted, duplicate, rejected or ignored
+	Reason string `json:"reason,omitempty"` // rejected and ignored only
 	// Templates answers a subscribe item per accepted template (one item may accept
 	// several); the item is accepted when any of them was.
 	Templates map[string]string `json:"templates,omitempty"`
@@ -34,6 +35,7 @@ type UploadAnswer struct {
 	Accepted  int          `json:"accepted"`
 	Duplicate int          `json:"duplicate"`
 	Rejected  int          `json:"rejected"`
+	Ignored   int          `json:"ignored"`
 }
 
 // grants stores a batch of harvested grants of the session's user with one AddGrants
@@ -55,9 +57,17 @@ func (h *Handler) grants(ctx context.Context, log *slog.Logger, req events.APIGa
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
+	if app, ok := h.Apps.Find(appID); ok && !app.AcceptsFrom(config.SourceClient) {
+		ignoreSubscribe(items)
+	}
 	var all []minipush.Grant
 	for _, it := range items {
 		all = append(all, it.Grants...)
+	}
+	if len(all) == 0 && !slices.ContainsFunc(items, func(it Item) bool { return !it.Ignored }) {
+		ans := answer(items, nil)
+		log.Info("grants ignored", "items", len(items), "ignored", ans.Ignored)
+		return httpapi.JSON(http.StatusOK, ans), nil
 	}
 	if len(all) == 0 {
 		ans := answer(items, nil)
@@ -81,12 +91,22 @@ func (h *Handler) grants(ctx context.Context, log *slog.Logger, req events.APIGa
 	return httpapi.JSON(http.StatusOK, ans), nil
 }
 
+// ignoreSubscribe marks the valid subscribe items ignored: the app records those accepts
+// from WeChat's push, which reports the same accept under an id the client cannot know.
+func ignoreSubscribe(items []Item) {
+	for i, it := range items {
+		if len(it.Grants) > 0 && it.Grants[0].Kind == minipush.GrantSubscribe {
+			items[i] = Item{Reason: ReasonFromPush, Ignored: true}
+		}
+	}
+}
+
 // reasons lists the distinct rejection reasons of items, in order of first appearance,
 // so a refused upload's message says what was wrong without reading every result.
 func reasons(items []Item) string {
 	var out []string
 	for _, it := range items {
-		if it.Reason != "" && !slices.Contains(out, it.Reason) {
+		if it.Reason != "" && !it.Ignored && !slices.Contains(out, it.Reason) {
 			out = append(out, it.Reason)
 		}
 	}
@@ -100,6 +120,9 @@ func answer(items []Item, statuses []dynamo.AddStatus) UploadAnswer {
 	next := 0
 	for i, it := range items {
 		r := ItemResult{Index: i, Status: StatusRejected, Reason: it.Reason}
+		if it.Ignored {
+			r.Status = StatusIgnored
+		}
 		if it.Reason == "" {
 			var accepted, duplicate bool
 			for j := range it.Grants {
@@ -134,6 +157,8 @@ func answer(items []Item, statuses []dynamo.AddStatus) UploadAnswer {
 			ans.Accepted++
 		case StatusDuplicate:
 			ans.Duplicate++
+		case StatusIgnored:
+			ans.Ignored++
 		default:
 			ans.Rejected++
 		}

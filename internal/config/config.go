@@ -122,6 +122,23 @@ type App struct {
 	AppID      string `json:"appId"`
 	AppSecret  string `json:"appSecret"`
 	EventToken string `json:"eventToken,omitempty"` // the message-push token, for signature checks
+	// SubscribeSource picks where subscribe accepts are recorded from: "client" (the
+	// mini-program's upload), "push" (WeChat's signed subscribe_msg_popup_event; needs
+	// EventToken) or "" for both. One accept reported by both sources cannot be
+	// recognised as one (they share no id), so it would be stored twice: an app that
+	// receives the push should pick one.
+	SubscribeSource string `json:"subscribeSource,omitempty"`
+}
+
+// Subscribe sources of an App.
+const (
+	SourceClient = "client"
+	SourcePush   = "push"
+)
+
+// AcceptsFrom reports whether the app records subscribe accepts reported by source.
+func (a App) AcceptsFrom(source string) bool {
+	return a.SubscribeSource == "" || a.SubscribeSource == source
 }
 
 // String hides the secret so an App can never be logged by accident.
@@ -158,6 +175,15 @@ func ParseApps(s string) (Apps, error) {
 	for i, app := range a.Apps {
 		if app.AppID == "" || app.AppSecret == "" {
 			return a, fmt.Errorf("config: wechat secret app %d lacks appId or appSecret", i)
+		}
+		switch app.SubscribeSource {
+		case "", SourceClient:
+		case SourcePush:
+			if app.EventToken == "" {
+				return a, fmt.Errorf("config: wechat secret app %s takes subscribe accepts from the push but has no eventToken to verify it", app.AppID)
+			}
+		default:
+			return a, fmt.Errorf("config: wechat secret app %s: subscribeSource %q, want %q, %q or absent (both)", app.AppID, app.SubscribeSource, SourceClient, SourcePush)
 		}
 		if seen[app.AppID] {
 			return a, fmt.Errorf("config: wechat secret lists app %s twice", app.AppID)

@@ -48,11 +48,28 @@ func TestParseApps(t *testing.T) {
 	if app, _ := a.Find("wx1"); strings.Contains(app.String(), "s3cr3t") {
 		t.Fatal("App.String leaks the secret")
 	}
-	for _, bad := range []string{``, `{}`, `{"apps":[{"appId":"wx1"}]}`, `{"apps":[{"appId":"a","appSecret":"b"},{"appId":"a","appSecret":"c"}]}`} {
+	for _, bad := range []string{``, `{}`, `{"apps":[{"appId":"wx1"}]}`, `{"apps":[{"appId":"a","appSecret":"b"},{"appId":"a","appSecret":"c"}]}`,
+		`{"apps":[{"appId":"a","appSecret":"b","subscribeSource":"push"}]}`, // push without a token to verify it
+		`{"apps":[{"appId":"a","appSecret":"b","subscribeSource":"both"}]}`,
+	} {
 		if _, err := ParseApps(bad); err == nil {
 			t.Errorf("ParseApps(%q) accepted", bad)
 		} else if strings.Contains(err.Error(), "b") && strings.Contains(bad, `"b"`) && strings.Contains(err.Error(), `"b"`) {
 			t.Errorf("error echoes a secret: %v", err)
+		}
+	}
+	a, err = ParseApps(`{"apps":[{"appId":"p","appSecret":"s","eventToken":"t","subscribeSource":"push"},{"appId":"c","appSecret":"s","subscribeSource":"client"},{"appId":"b","appSecret":"s"}]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		app          string
+		client, push bool
+	}{{"p", false, true}, {"c", true, false}, {"b", true, true}} {
+		app, _ := a.Find(tc.app)
+		if app.AcceptsFrom(SourceClient) != tc.client || app.AcceptsFrom(SourcePush) != tc.push {
+			t.Errorf("app %s: accepts from client %v, push %v; want %v, %v", tc.app,
+				app.AcceptsFrom(SourceClient), app.AcceptsFrom(SourcePush), tc.client, tc.push)
 		}
 	}
 }
