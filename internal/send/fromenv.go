@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"time"
 
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
 	"minipush/internal/awsenv"
 	"minipush/internal/config"
 	"minipush/internal/dynamo"
@@ -26,6 +29,22 @@ func NewHTTPClient(conns int) *http.Client {
 	tr.MaxIdleConnsPerHost = max(conns, 2)
 	tr.MaxIdleConns = max(conns, tr.MaxIdleConns)
 	return &http.Client{Transport: tr}
+}
+
+// widePool returns client with room for parallelism idle connections more than the
+// SDK's 10 per host: each recipient in flight has one DynamoDB call in flight, so a
+// sender with more would close a connection after most calls and open (and
+// TLS-handshake) a new one for the next. The SDK's HTTP client is kept (with its TLS
+// settings), only its pool widened.
+func widePool(client *dynamodb.Client, parallelism int) *dynamodb.Client {
+	return dynamodb.New(client.Options(), func(o *dynamodb.Options) {
+		if bc, ok := o.HTTPClient.(*awshttp.BuildableClient); ok {
+			o.HTTPClient = bc.WithTransportOptions(func(tr *http.Transport) {
+				tr.MaxIdleConnsPerHost = max(tr.MaxIdleConnsPerHost, parallelism+10)
+				tr.MaxIdleConns = max(tr.MaxIdleConns, parallelism+10)
+			})
+		}
+	})
 }
 
 // LeaseEnv optionally overrides DefaultLease, in seconds: how long a claim or grant lease of
@@ -77,7 +96,7 @@ func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) 
 		return nil, fmt.Errorf("send: %w", err)
 	}
 	wc := wechat.New(wechat.Options{BaseURL: cfg.WeChatBaseURL, HTTPClient: NewHTTPClient(parallelism)})
-	db := dynamo.New(clients.DynamoDB, cfg.Tables)
+	db := dynamo.New(widePool(clients.DynamoDB, parallelism), cfg.Tables)
 	db.Retention = cfg.Retention
 	legacy := cfg.TokenEndpoint == "legacy"
 	fetch := func(ctx context.Context, appID string) (string, time.Time, error) {
