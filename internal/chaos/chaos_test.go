@@ -30,13 +30,15 @@ const (
 	defaultUsers = 1000
 )
 
-// Chaos settings passed to every runner. The visibility timeout is short so a killed
-// runner's in-flight batches come back in seconds, yet longer than a send invocation
-// normally lasts; the lease is short so a dead sender's claims and grant leases expire
-// soon, yet longer than a WeChat call (5 s timeout) so live senders keep theirs.
+// Chaos settings passed to every runner. The visibility timeout is the template's
+// minimum, just above the send function's 60 s timeout, so a killed runner's batches come
+// back within a minute while a live slow invocation never loses its batch to another
+// (30 s let batches of invocations that ran near their deadline on a busy machine be
+// received 5 times and reach the DLQ); the lease is short so a dead sender's claims
+// and grant leases expire soon, yet longer than a WeChat call (5 s timeout).
 var runnerArgs = []string{
 	"-sqs-duplicate", "0.2",
-	"-param", "SendVisibilityTimeout=30",
+	"-param", "SendVisibilityTimeout=61",
 	"-env", "SEND_LEASE_SECONDS=10",
 	"-env", "PLAN_QUIET_SECONDS=5",
 }
