@@ -68,6 +68,11 @@ const audienceParallelism = 8
 // AudiencePage returns up to limit openids of a list campaign after startAfter (""
 // for the first page), in openid order, and the openid to start the next page after
 // ("" when this was the last page). One strongly consistent Query per call.
+//
+// The page starts with the key condition sk > startAfter rather than an
+// ExclusiveStartKey: DynamoDB reads both the same way, but DynamoDB Local walks the
+// partition from its start to an ExclusiveStartKey, so with it every page of a 1M
+// audience got slower the deeper the cursor (15 ms at 1k, 140 ms at 190k).
 func (d *DB) AudiencePage(ctx context.Context, campaignID, startAfter string, limit int) ([]string, string, error) {
 	in := &dynamodb.QueryInput{
 		TableName:                 aws.String(d.Tables.Audience),
@@ -78,7 +83,8 @@ func (d *DB) AudiencePage(ctx context.Context, campaignID, startAfter string, li
 		Limit:                     aws.Int32(int32(max(limit, 1))),
 	}
 	if startAfter != "" {
-		in.ExclusiveStartKey = map[string]types.AttributeValue{"pk": strAV(campaignID), "sk": strAV(startAfter)}
+		in.KeyConditionExpression = aws.String("pk = :pk AND sk > :after")
+		in.ExpressionAttributeValues[":after"] = strAV(startAfter)
 	}
 	out, err := d.Client.Query(ctx, in)
 	if err != nil {
