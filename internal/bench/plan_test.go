@@ -37,11 +37,10 @@ type planResult struct {
 }
 
 // TestBenchPlan plans list campaigns of 100k and 1M recipients (smoke: 2k and 5k), after a
-// warm-up plan, with
-// the real planner, built by plan.FromEnv as in Lambda, on one tick, into the real send
-// queue, and measures recipients/s and the planner's peak memory. Memory must not grow
-// with the audience: the planner streams it page by page. Afterwards the queue is
-// drained and every recipient must have been queued exactly once.
+// warm-up plan, with the real planner, built by plan.FromEnv as in Lambda, on one tick,
+// into the real send queue, and measures recipients/s and the planner's peak memory.
+// Memory must not grow with the audience: the planner streams it page by page.
+// Afterwards the queue is drained and every recipient must have been queued exactly once.
 func TestBenchPlan(t *testing.T) {
 	// The first size is a warm-up, not reported: the first plans on a fresh stack run
 	// several times slower per recipient while DynamoDB Local's JIT warms up.
