@@ -105,7 +105,7 @@ func TestBenchPlan(t *testing.T) {
 	// Judged on the median of the per-second peaks: the maximum of a 2 ms sampled sawtooth
 	// creeps up with the number of GC cycles sampled and jumps when the machine starves a
 	// mark phase of CPU (3.1 MiB at 100k and 4.7 MiB at 1M once under a load average of 15,
-	// while every second of the 1M plan peaked at 3.0-3.2 MiB). Holding the audience would
+	// while every second of a 500k plan peaked at 3.0-3.2 MiB). Holding the audience would
 	// lift every second's peak: 1M openids are over 40 MiB.
 	small, large := results[0], results[len(results)-1]
 	ratio := float64(large.mem.typical) / float64(max(small.mem.typical, 1))
