@@ -142,6 +142,25 @@ func (c Counters) Final() int {
 	return n
 }
 
+// Count adds one recipient that ended with outcome (and, when failed, reason).
+func (c *Counters) Count(outcome Outcome, reason string) {
+	switch outcome {
+	case OutcomeSent:
+		c.Sent++
+	case OutcomeNoGrant:
+		c.NoGrant++
+	case OutcomeSkipped:
+		c.Skipped++
+	case OutcomeUnknown:
+		c.Unknown++
+	case OutcomeFailed:
+		if c.Failed == nil {
+			c.Failed = map[string]int{}
+		}
+		c.Failed[reason]++
+	}
+}
+
 // RunKey identifies one run of a campaign; deliveries are keyed by it and the openid.
 func RunKey(campaignID string, run int) string {
 	return campaignID + "#" + strconv.Itoa(run)

@@ -274,18 +274,7 @@ func (r *report) tally() minipush.Counters {
 			continue
 		}
 		c.Planned++
-		switch d.Outcome {
-		case minipush.OutcomeSent:
-			c.Sent++
-		case minipush.OutcomeNoGrant:
-			c.NoGrant++
-		case minipush.OutcomeSkipped:
-			c.Skipped++
-		case minipush.OutcomeUnknown:
-			c.Unknown++
-		case minipush.OutcomeFailed:
-			c.Failed[d.Reason]++
-		}
+		c.Count(d.Outcome, d.Reason)
 	}
 	return c
 }

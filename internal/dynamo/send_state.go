@@ -223,21 +223,7 @@ func (d *DB) CountOutcomes(ctx context.Context, campaignID string, run int) (min
 			if err := attributevalue.UnmarshalMap(item, &it); err != nil {
 				return c, fmt.Errorf("dynamo: decode outcome: %w", err)
 			}
-			switch minipush.Outcome(it.Outcome) {
-			case minipush.OutcomeSent:
-				c.Sent++
-			case minipush.OutcomeNoGrant:
-				c.NoGrant++
-			case minipush.OutcomeSkipped:
-				c.Skipped++
-			case minipush.OutcomeUnknown:
-				c.Unknown++
-			case minipush.OutcomeFailed:
-				if c.Failed == nil {
-					c.Failed = map[string]int{}
-				}
-				c.Failed[it.Reason]++
-			}
+			c.Count(minipush.Outcome(it.Outcome), it.Reason)
 		}
 	}
 	return c, nil

@@ -436,21 +436,7 @@ func (inv *invocation) settle(ctx context.Context, b minipush.Batch, st *campaig
 		if r.fate != fateFinal {
 			continue
 		}
-		switch r.outcome {
-		case minipush.OutcomeSent:
-			counted.Sent++
-		case minipush.OutcomeNoGrant:
-			counted.NoGrant++
-		case minipush.OutcomeSkipped:
-			counted.Skipped++
-		case minipush.OutcomeUnknown:
-			counted.Unknown++
-		case minipush.OutcomeFailed:
-			if counted.Failed == nil {
-				counted.Failed = map[string]int{}
-			}
-			counted.Failed[r.reason]++
-		}
+		counted.Count(r.outcome, r.reason)
 	}
 	log := h.log().With(slog.String("campaign", b.CampaignID), slog.Int("run", b.Run), slog.String("request_id", inv.reqID), slog.String("batch", b.ID))
 	inv.account(ctx, b, counted, alreadyFinal)
