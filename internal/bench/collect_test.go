@@ -210,7 +210,7 @@ func startSystem(t *testing.T) *system {
 	}
 	srv := httptest.NewServer(sb) // 127.0.0.1
 	t.Cleanup(srv.Close)
-	ep := testenv.Endpoints(t)
+	ep := stackFor(t)
 	builders := functions.Builders()
 	// The collect function as its main.go builds it, logging to nowhere rather than
 	// thousands of lines into the bench output.

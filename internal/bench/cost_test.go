@@ -221,9 +221,10 @@ func TestBenchCost(t *testing.T) {
 	sh.Store.(*dynamo.DB).Client = ddb // the token cache shares it
 	sh.Queue = send.SQSQueue{Client: q, URL: w.queue.URL}
 	deadline := time.Now().Add(2 * time.Minute)
-	for done := false; !done; {
+	var prog dynamo.RunProgress
+	for prog.Status != dynamo.RunDone {
 		if time.Now().After(deadline) {
-			t.Fatal("send: run not done in time")
+			t.Fatalf("send: run not done in time: %+v", prog)
 		}
 		out, err := q.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(w.queue.URL), MaxNumberOfMessages: 10,
 			WaitTimeSeconds: 1, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameAll}})
@@ -249,11 +250,9 @@ func TestBenchCost(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		p, err := w.db.RunCounters(ctx, campaign, 1)
-		if err != nil {
+		if prog, err = w.db.RunCounters(ctx, campaign, 1); err != nil {
 			t.Fatal(err)
 		}
-		done = p.Status == dynamo.RunDone
 	}
 	w.checkRun(t, campaign, n)
 	delivered := map[string]int{}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"minipush/internal/localstack"
 	"minipush/internal/testenv"
 )
 
@@ -24,6 +25,17 @@ const OutEnv = "MINIPUSH_BENCH_OUT"
 
 // full reports whether this is a real benchmark run (make bench) rather than a smoke run.
 func full() bool { return os.Getenv(OutEnv) != "" }
+
+// stackFor is the local stack a section measures on: a fresh one of its own in a real
+// run, so no section inherits the stream records and tables of the ones before it
+// (testenv.PrivateEndpoints says why that matters); the shared one at smoke size.
+func stackFor(t *testing.T) localstack.Endpoints {
+	t.Helper()
+	if full() {
+		return testenv.PrivateEndpoints(t)
+	}
+	return testenv.Endpoints(t)
+}
 
 // Report sections, in the order they appear in BENCHMARKS.md.
 const (
@@ -62,7 +74,7 @@ func TestMain(m *testing.M) {
 func writeReport(path string, start time.Time) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# minipush benchmarks\n\n")
-	fmt.Fprintf(&b, "Produced by `make bench` (%s). Do not edit by hand; rerun it.\n\n", benchCommand())
+	fmt.Fprintf(&b, "Produced by `%s`. Do not edit by hand; rerun it.\n\n", benchCommand())
 	fmt.Fprintf(&b, "| | |\n|---|---|\n")
 	fmt.Fprintf(&b, "| date | %s |\n", start.UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "| machine | %s, %d cores (GOMAXPROCS %d), %s/%s |\n", cpuModel(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH)

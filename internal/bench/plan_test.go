@@ -49,7 +49,7 @@ func TestBenchPlan(t *testing.T) {
 		sizes = []int{20_000, 100_000, 1_000_000}
 	}
 	ctx := t.Context()
-	env := testenv.New(t)
+	env := testenv.NewOn(t, stackFor(t), nil)
 	fnEnv := functionEnv(t, env, "PlanFunction")
 	h, err := plan.FromEnv(ctx, func(k string) string { return fnEnv[k] })
 	if err != nil {

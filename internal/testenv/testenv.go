@@ -102,7 +102,29 @@ func New(tb testing.TB) *Env {
 // NewWithParams is New with template parameter overrides (e.g. WeChatBaseURL).
 func NewWithParams(tb testing.TB, params map[string]string) *Env {
 	tb.Helper()
-	ep := Endpoints(tb)
+	return NewOn(tb, Endpoints(tb), params)
+}
+
+// PrivateEndpoints starts a local stack for tb alone and stops it when tb ends. Tests
+// share one stack (Endpoints); measurements take their own, because DynamoDB Local slows
+// down with what earlier tests left in it — every write to a table with a stream looks
+// the stream up, and that lookup grows with the stream records the instance holds — so a
+// number would depend on what ran before it.
+func PrivateEndpoints(tb testing.TB) localstack.Endpoints {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	s, err := localstack.Start(ctx, localstack.Options{Root: Root()})
+	if err != nil {
+		tb.Fatalf("testenv: private local stack: %v", err)
+	}
+	tb.Cleanup(func() { s.Stop(context.Background()) })
+	return s.Endpoints
+}
+
+// NewOn is NewWithParams on the stack at ep.
+func NewOn(tb testing.TB, ep localstack.Endpoints, params map[string]string) *Env {
+	tb.Helper()
 	t := Template(tb)
 	clients := ep.NewClients()
 	prefix := "t" + randomHex(6) + "-"
