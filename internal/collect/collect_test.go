@@ -278,12 +278,12 @@ func TestUpload(t *testing.T) {
 		}
 	})
 
-	t.Run("EarliestGrantOneQuery", func(t *testing.T) {
+	t.Run("SpendableGrantOneQuery", func(t *testing.T) {
 		// The form grant collected 2 days ago expires first of the template channel;
 		// send reads it with one Query on the expiry index.
 		counter := &countingQueries{API: f.db.Client}
 		db := &dynamo.DB{Client: counter, Tables: f.db.Tables, Now: f.db.Now}
-		g, err := db.EarliestGrant(t.Context(), appID, openID, minipush.GrantChannel(minipush.GrantForm, ""))
+		g, err := db.SpendableGrant(t.Context(), appID, openID, minipush.GrantChannel(minipush.GrantForm, ""))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -293,11 +293,11 @@ func TestUpload(t *testing.T) {
 		if counter.n != 1 {
 			t.Fatalf("%d queries, want 1", counter.n)
 		}
-		sub, err := db.EarliestGrant(t.Context(), appID, openID, minipush.GrantChannel(minipush.GrantSubscribe, tplA))
+		sub, err := db.SpendableGrant(t.Context(), appID, openID, minipush.GrantChannel(minipush.GrantSubscribe, tplA))
 		if err != nil || sub.TemplateID != tplA {
 			t.Fatalf("subscribe grant %+v %v", sub, err)
 		}
-		if _, err := db.EarliestGrant(t.Context(), appID, openID, minipush.GrantChannel(minipush.GrantSubscribe, tplB)); minipush.ErrorCode(err) != minipush.ENOTFOUND {
+		if _, err := db.SpendableGrant(t.Context(), appID, openID, minipush.GrantChannel(minipush.GrantSubscribe, tplB)); minipush.ErrorCode(err) != minipush.ENOTFOUND {
 			t.Fatalf("rejected template has a grant: %v", err)
 		}
 	})

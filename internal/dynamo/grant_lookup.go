@@ -13,10 +13,11 @@ import (
 	"minipush"
 )
 
-// SpendableGrant is the sender's grant lookup: like EarliestGrant it returns the
-// user's earliest-expiring grant of channel that can pay for a message now
-// (unexpired, uses left, not leased), in one Query in the common case. Unlike it, it
-// tells the two kinds of "none" apart:
+// SpendableGrant is the sender's grant lookup: it returns the user's earliest-expiring
+// grant of channel that can pay for a message now (unexpired, uses left, not leased),
+// in one Query on the expiry index in the common case (expired grants sort before the
+// key condition's lower bound, so they are never read). It tells the two kinds of
+// "none" apart:
 //
 //   - ENOTFOUND: the user holds no unexpired grant of the channel with uses left;
 //     the recipient's outcome is no_grant.

@@ -279,46 +279,6 @@ func (d *DB) LiveGrants(ctx context.Context, appID, openID string) ([]minipush.G
 	return inv.grants, err
 }
 
-// EarliestGrant returns the user's earliest-expiring grant that can pay for a message on
-// channel at now: unexpired, with uses left and not leased. It is one Query on the
-// expiry index (expired grants sort before the key condition's lower bound, so they are
-// never read), reading further pages only while every grant read is leased.
-// It returns an ENOTFOUND error when the user has no such grant.
-func (d *DB) EarliestGrant(ctx context.Context, appID, openID, channel string) (minipush.Grant, error) {
-	now := d.Now()
-	in := &dynamodb.QueryInput{
-		TableName:              aws.String(d.Tables.Grants),
-		IndexName:              aws.String(ExpiryIndex),
-		KeyConditionExpression: aws.String("pk = :pk AND ek BETWEEN :from AND :to"),
-		// Expiring at or before now is expired: start just past now.
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pk":   &types.AttributeValueMemberS{Value: minipush.UserKey(appID, openID)},
-			":from": &types.AttributeValueMemberS{Value: minipush.ExpiryKeyAt(channel, now.Add(time.Second))},
-			":to":   &types.AttributeValueMemberS{Value: channel + "#~"},
-			":now":  &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Unix(), 10)},
-		},
-		FilterExpression: aws.String("uses > :zero AND leaseUntil <= :now"),
-		ConsistentRead:   aws.Bool(true),
-		Limit:            aws.Int32(8),
-	}
-	in.ExpressionAttributeValues[":zero"] = &types.AttributeValueMemberN{Value: "0"}
-	p := dynamodb.NewQueryPaginator(d.Client, in)
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return minipush.Grant{}, fmt.Errorf("dynamo: earliest grant of %s: %w", appID, err)
-		}
-		if len(page.Items) > 0 {
-			var it grantItem
-			if err := attributevalue.UnmarshalMap(page.Items[0], &it); err != nil {
-				return minipush.Grant{}, fmt.Errorf("dynamo: decode grant: %w", err)
-			}
-			return it.grant(), nil
-		}
-	}
-	return minipush.Grant{}, minipush.Errorf(minipush.ENOTFOUND, "no spendable grant")
-}
-
 // DeleteGrantsOfTemplate removes every stored subscribe grant of a user for one template
 // (the user turned the template off), returning how many it removed.
 func (d *DB) DeleteGrantsOfTemplate(ctx context.Context, appID, openID, templateID string) (int, error) {

@@ -171,10 +171,10 @@ func TestAddGrantsConcurrentLimit(t *testing.T) {
 	}
 }
 
-// TestEarliestGrantOneQuery shows the access pattern send uses: the earliest-expiring
+// TestSpendableGrantOneQuery shows the access pattern send uses: the earliest-expiring
 // spendable grant for a channel is one Query, skipping expired, leased, used-up and
 // other-channel grants.
-func TestEarliestGrantOneQuery(t *testing.T) {
+func TestSpendableGrantOneQuery(t *testing.T) {
 	t.Parallel()
 	db, api, clk := MustDB(t)
 	ctx := t.Context()
@@ -188,7 +188,7 @@ func TestEarliestGrantOneQuery(t *testing.T) {
 	}
 
 	api.queries.Store(0)
-	g, err := db.EarliestGrant(ctx, "wx1", "u1", minipush.GrantChannel(minipush.GrantForm, ""))
+	g, err := db.SpendableGrant(ctx, "wx1", "u1", minipush.GrantChannel(minipush.GrantForm, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,17 +199,17 @@ func TestEarliestGrantOneQuery(t *testing.T) {
 		t.Fatalf("%d queries, want 1", n)
 	}
 
-	g, err = db.EarliestGrant(ctx, "wx1", "u1", minipush.GrantChannel(minipush.GrantSubscribe, "TPL"))
+	g, err = db.SpendableGrant(ctx, "wx1", "u1", minipush.GrantChannel(minipush.GrantSubscribe, "TPL"))
 	if err != nil || g.ID != sub.ID {
 		t.Fatalf("subscribe grant = %+v, %v; want the TPL grant", g, err)
 	}
-	if _, err := db.EarliestGrant(ctx, "wx1", "u1", minipush.GrantChannel(minipush.GrantSubscribe, "OTHER")); minipush.ErrorCode(err) != minipush.ENOTFOUND {
+	if _, err := db.SpendableGrant(ctx, "wx1", "u1", minipush.GrantChannel(minipush.GrantSubscribe, "OTHER")); minipush.ErrorCode(err) != minipush.ENOTFOUND {
 		t.Fatalf("other template: err %v, want ENOTFOUND", err)
 	}
 
 	t.Run("ExpiredNeverReturned", func(t *testing.T) {
 		clk.Add(6 * 24 * time.Hour) // early (collected 2 days ago) now expired; late still valid
-		g, err := db.EarliestGrant(ctx, "wx1", "u1", "t")
+		g, err := db.SpendableGrant(ctx, "wx1", "u1", "t")
 		if err != nil || g.ID != late.ID {
 			t.Fatalf("after 6 days: %+v, %v; want the late grant", g.Value, err)
 		}

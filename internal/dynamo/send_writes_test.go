@@ -39,8 +39,8 @@ func TestGrantLease(t *testing.T) {
 		if _, err := db.LeaseGrant(t.Context(), g, "b", clk.Now().Add(time.Minute)); minipush.ErrorCode(err) != minipush.ECONFLICT {
 			t.Fatalf("second lease while the first is live: %v, want ECONFLICT", err)
 		}
-		if _, err := db.EarliestGrant(t.Context(), app, "u1", minipush.GrantChannel(minipush.GrantForm, "")); minipush.ErrorCode(err) != minipush.ENOTFOUND {
-			t.Errorf("EarliestGrant of a leased grant: %v, want ENOTFOUND", err)
+		if _, err := db.SpendableGrant(t.Context(), app, "u1", minipush.GrantChannel(minipush.GrantForm, "")); minipush.ErrorCode(err) != minipush.ECONFLICT {
+			t.Errorf("SpendableGrant of a leased grant: %v, want ECONFLICT (held by a live sender)", err)
 		}
 		// Released by someone else: nothing changes.
 		if err := db.ReleaseGrant(t.Context(), g, "b"); err != nil {
