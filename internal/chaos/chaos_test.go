@@ -45,9 +45,9 @@ var runnerArgs = []string{
 
 // faults is the WeChat side of the chaos: latency on many sends; transient errcodes
 // (retried, never final); per-recipient errcodes (the recipient fails, or for 41028 the
-// next grant is tried); lost answers and hang-ups either side of processing (unknown;
-// a hang-up before processing sent nothing, which the sender cannot tell); and a flaky
-// token endpoint. Codes that pause or abort the campaign by design (41030, 43107,
+// next grant is tried); lost answers, hang-ups and gateway 502s either side of
+// processing (unknown; a hang-up or 502 before processing sent nothing, which the sender
+// cannot tell, so neither is retried); and a flaky token endpoint. Codes that pause or abort the campaign by design (41030, 43107,
 // 45009, 40037, ...) are left out: they stop every recipient, not chaos to survive.
 var faults = []sandbox.Fault{
 	{Path: sandbox.PathSubscribeSend, Kind: sandbox.FaultLatency, Latency: 30 * time.Millisecond, Rate: 0.2},
@@ -62,6 +62,8 @@ var faults = []sandbox.Fault{
 	{Path: sandbox.PathSubscribeSend, Kind: sandbox.FaultLostAnswer, Rate: 0.004},
 	{Path: sandbox.PathSubscribeSend, Kind: sandbox.FaultHangUpAfter, Rate: 0.003},
 	{Path: sandbox.PathSubscribeSend, Kind: sandbox.FaultHangUpBefore, Rate: 0.003},
+	{Path: sandbox.PathSubscribeSend, Kind: sandbox.FaultGatewayAfter, Rate: 0.003},
+	{Path: sandbox.PathSubscribeSend, Kind: sandbox.FaultGatewayBefore, Status: 504, Rate: 0.002},
 	{Path: sandbox.PathStableToken, ErrCode: -1, Rate: 0.2},
 }
 

@@ -26,7 +26,17 @@ const (
 	// processing it: nothing is recorded. The client cannot tell it from
 	// FaultHangUpAfter, which is the point.
 	FaultHangUpBefore FaultKind = "hangup_before"
+	// FaultGatewayAfter processes the request (a send is recorded with AnswerLost), then
+	// answers Status (default 502) with an HTML page and no errcode, as a gateway in
+	// front of WeChat does when the upstream answer is lost after it acted.
+	FaultGatewayAfter FaultKind = "gateway_after"
+	// FaultGatewayBefore answers Status (default 502) without processing the request:
+	// nothing is recorded. The client cannot tell it from FaultGatewayAfter.
+	FaultGatewayBefore FaultKind = "gateway_before"
 )
+
+// DefaultGatewayStatus is the status of a gateway fault that names none.
+const DefaultGatewayStatus = 502
 
 // DefaultStall is how long FaultLostAnswer waits when Stall is zero: longer than any
 // sane client timeout, and it ends early when the client disconnects.
@@ -44,6 +54,7 @@ type Fault struct {
 	Times   int           // fire at most this many times; 0 means unlimited
 	Latency time.Duration // for FaultLatency (also added before any other kind when set)
 	Stall   time.Duration // for FaultLostAnswer; default DefaultStall
+	Status  int           // for the gateway faults: an HTTP status 400..599; default DefaultGatewayStatus
 }
 
 // faultJSON is Fault on the wire: durations in milliseconds, for callers in any language.
@@ -56,11 +67,12 @@ type faultJSON struct {
 	Times     int       `json:"times,omitempty"`
 	LatencyMS int64     `json:"latency_ms,omitempty"`
 	StallMS   int64     `json:"stall_ms,omitempty"`
+	Status    int       `json:"status,omitempty"`
 }
 
 // MarshalJSON encodes durations as milliseconds.
 func (f Fault) MarshalJSON() ([]byte, error) {
-	return json.Marshal(faultJSON{f.Path, f.AppID, f.Kind, f.ErrCode, f.Rate, f.Times, f.Latency.Milliseconds(), f.Stall.Milliseconds()})
+	return json.Marshal(faultJSON{f.Path, f.AppID, f.Kind, f.ErrCode, f.Rate, f.Times, f.Latency.Milliseconds(), f.Stall.Milliseconds(), f.Status})
 }
 
 // UnmarshalJSON decodes durations from milliseconds.
@@ -69,7 +81,7 @@ func (f *Fault) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	*f = Fault{j.Path, j.AppID, j.Kind, j.ErrCode, j.Rate, j.Times, time.Duration(j.LatencyMS) * time.Millisecond, time.Duration(j.StallMS) * time.Millisecond}
+	*f = Fault{j.Path, j.AppID, j.Kind, j.ErrCode, j.Rate, j.Times, time.Duration(j.LatencyMS) * time.Millisecond, time.Duration(j.StallMS) * time.Millisecond, j.Status}
 	return nil
 }
 
@@ -93,6 +105,10 @@ func (f *Fault) validate() error {
 			return fmt.Errorf("fault: kind errcode needs a non-zero errcode")
 		}
 	case FaultLatency, FaultLostAnswer, FaultHangUpAfter, FaultHangUpBefore:
+	case FaultGatewayAfter, FaultGatewayBefore:
+		if f.Status != 0 && (f.Status < 400 || f.Status > 599) {
+			return fmt.Errorf("fault: gateway status %d: want 400..599", f.Status)
+		}
 	default:
 		return fmt.Errorf("fault: unknown kind %q", f.Kind)
 	}
@@ -120,6 +136,9 @@ func (s *Sandbox) AddFault(f Fault) error {
 	}
 	if f.kind() == FaultLostAnswer && f.Stall == 0 {
 		f.Stall = DefaultStall
+	}
+	if (f.kind() == FaultGatewayAfter || f.kind() == FaultGatewayBefore) && f.Status == 0 {
+		f.Status = DefaultGatewayStatus
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

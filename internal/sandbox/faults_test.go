@@ -143,6 +143,9 @@ func TestFaultLostAnswer(t *testing.T) {
 		{"TimeoutAfterAccept", sandbox.Fault{Path: sandbox.PathSubscribeSend, Kind: sandbox.FaultLostAnswer}, true},
 		{"HangUpAfterAccept", sandbox.Fault{Path: sandbox.PathSubscribeSend, Kind: sandbox.FaultHangUpAfter}, true},
 		{"HangUpBeforeProcessing", sandbox.Fault{Path: sandbox.PathSubscribeSend, Kind: sandbox.FaultHangUpBefore}, false},
+		// A gateway's 502/504 either side of processing: the client cannot tell them apart.
+		{"GatewayAfterAccept", sandbox.Fault{Path: sandbox.PathSubscribeSend, Kind: sandbox.FaultGatewayAfter}, true},
+		{"GatewayBeforeProcessing", sandbox.Fault{Path: sandbox.PathSubscribeSend, Kind: sandbox.FaultGatewayBefore, Status: 504}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -203,6 +206,7 @@ func TestFaultValidation(t *testing.T) {
 		{Path: "/nope", ErrCode: -1},
 		{ErrCode: -1, Rate: 1.5},
 		{Kind: sandbox.FaultErrcode},
+		{Kind: sandbox.FaultGatewayAfter, Status: 200},
 	} {
 		if err := e.sb.AddFault(f); err == nil {
 			t.Errorf("AddFault(%+v) = nil, want error", f)

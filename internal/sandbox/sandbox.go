@@ -307,6 +307,9 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case FaultHangUpBefore:
 		hangUp(w)
 		return
+	case FaultGatewayBefore:
+		gatewayError(w, fault.Status)
+		return
 	case FaultErrcode:
 		s.mu.Lock()
 		e := errc(fault.ErrCode, "")
@@ -336,7 +339,7 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rep.err != nil {
 		resp = s.errorBodyLocked(rep.err)
 	}
-	lost := fault.kind() == FaultLostAnswer || fault.kind() == FaultHangUpAfter
+	lost := fault.kind() == FaultLostAnswer || fault.kind() == FaultHangUpAfter || fault.kind() == FaultGatewayAfter
 	if lost && rep.message >= 0 {
 		s.accepted[rep.message].AnswerLost = true
 	}
@@ -350,9 +353,20 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hangUp(w)
 	case FaultHangUpAfter:
 		hangUp(w)
+	case FaultGatewayAfter:
+		gatewayError(w, fault.Status)
 	default:
 		writeJSON(w, http.StatusOK, resp)
 	}
+}
+
+// gatewayError answers as a load balancer or proxy in front of WeChat does: an HTML
+// page with the status and no errcode.
+func gatewayError(w http.ResponseWriter, status int) {
+	w.Header().Set("Content-Type", "text/html")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, "<html><head><title>%d %s</title></head><body><center><h1>%d %s</h1></center></body></html>\n",
+		status, http.StatusText(status), status, http.StatusText(status))
 }
 
 // errorBodyLocked builds an error answer with WeChat's rid suffix and counts it.

@@ -332,9 +332,10 @@ func TestCrashAfterSend(t *testing.T) {
 	}
 }
 
-// TestHangUps: WeChat closes the connection after reading the request, having
-// processed it or not. The sender cannot tell the two apart, so both are unknown
-// and neither is ever sent again.
+// TestHangUps: WeChat closes the connection after reading the request, or a gateway
+// in front of it answers 502/504 with no errcode, having processed it or not. The
+// sender cannot tell the two apart, so all are unknown and none is ever sent again
+// (a gateway 5xx once meant retry, and the gateway_after case sent a second message).
 func TestHangUps(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -343,6 +344,8 @@ func TestHangUps(t *testing.T) {
 	}{
 		{sandbox.FaultHangUpAfter, 1},
 		{sandbox.FaultHangUpBefore, 0},
+		{sandbox.FaultGatewayAfter, 1},
+		{sandbox.FaultGatewayBefore, 0},
 	} {
 		t.Run(string(tc.kind), func(t *testing.T) {
 			t.Parallel()

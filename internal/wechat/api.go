@@ -34,7 +34,8 @@ func (s Session) LogValue() slog.Value {
 
 // Code2Session exchanges a wx.login js_code for the user's openid and session key.
 // A code is valid for 5 minutes and once; 40029, 40163 and 40226 classify as
-// FailRecipient (the client must log in again), -1 and 45011 as Retry.
+// FailRecipient (the client must log in again), -1 and 45011 as Retry; a gateway 5xx is
+// Unknown like any call's, which for a login only means the client logs in again.
 //
 // https://developers.weixin.qq.com/miniprogram/dev/OpenApiDoc/user-login/code2Session.html
 func (c *Client) Code2Session(ctx context.Context, appID, secret, jsCode string) (Session, error) {

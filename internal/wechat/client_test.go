@@ -166,8 +166,11 @@ func TestClassifyHTTP(t *testing.T) {
 		action Action
 		reason string
 	}{
-		{"BadGateway", 502, `<html>bad gateway</html>`, Retry, "http_502"},
-		{"TooMany", 429, ``, Retry, "http_429"},
+		// A gateway's 5xx or 429 proves nothing about the send: unknown, never retried.
+		{"BadGateway", 502, `<html>bad gateway</html>`, Unknown, "http_502"},
+		{"GatewayTimeout", 504, ``, Unknown, "http_504"},
+		{"TooMany", 429, ``, Unknown, "http_429"},
+		{"BusyWith5xx", 503, `{"errcode":-1,"errmsg":"system error"}`, Retry, "system_busy"},
 		{"NotFound", 404, `not found`, Abort, "http_404"},
 		{"ErrcodeWinsOverStatus", 500, `{"errcode":43101,"errmsg":"refused"}`, FailRecipient, "user_refused"},
 		{"GarbageOK", 200, `<html>proxy</html>`, Unknown, "bad_response"},

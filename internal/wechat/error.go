@@ -37,8 +37,9 @@ type Action int
 const (
 	// OK is Classify(nil).
 	OK Action = iota
-	// Retry: transient and nothing was done (WeChat busy, minute quota, 5xx, or the
-	// request never left this process); back off and try again with the same input.
+	// Retry: transient and WeChat proved nothing was done (errcode -1 busy, minute
+	// quota, concurrent send) or the request never left this process; back off and try
+	// again with the same input.
 	Retry
 	// Refresh: the access token is stale; get a new one (single-flight) and retry once.
 	Refresh
@@ -49,9 +50,12 @@ const (
 	// Abort: every recipient would fail the same way (bad template, quota, bad
 	// credentials, retired API); pause the campaign and alert.
 	Abort
-	// Unknown: the request reached WeChat but no answer came back, so the message may
-	// or may not have been delivered and the grant may or may not be spent. Do not
-	// blindly retry; reconcile or record it as unknown.
+	// Unknown: the request left this process and no answer from WeChat itself says
+	// what became of it (no answer, a timeout, an unreadable body, an HTTP 5xx or 429
+	// from whatever stands in front of WeChat), so a message may or may not have been
+	// delivered and the grant may or may not be spent. A send must not be repeated: it
+	// is recorded unknown. A call that sends nothing (token, code2Session) may be
+	// retried.
 	Unknown
 )
 
@@ -135,9 +139,19 @@ var tokenAPIs = map[string]bool{pathToken: true, pathStableToken: true}
 // in WECHAT.md §7; an errcode not in the table is Abort, because a new code is more
 // likely a config or API change than a per-user problem and pausing is recoverable
 // while failing every recipient is not. Transport failures are Retry when the request
-// was never fully written and Unknown once it was; HTTP 5xx and 429 are Retry; other
-// non-2xx are Abort (a wrong base URL or path); an unreadable 2xx answer is Unknown.
-// Any other error (not from this package) is Unknown.
+// was never fully written and Unknown once it was.
+//
+// An HTTP 5xx or 429 without an errcode is Unknown, not Retry: WeChat answers its own
+// errors (busy, quotas) as errcode JSON, so a bare 502/503/504/429 comes from a gateway,
+// load balancer or proxy on the way, and none of them proves the request was not
+// forwarded (a 504 is by definition an upstream that did not answer in time; a 502 may
+// follow an upstream that processed the request and then dropped the connection; a
+// proxy's 429 may come from its own upstream). WeChat has no idempotency key, so
+// retrying such a send can message the user twice (DESIGN.md, "Only a definite answer
+// is retried"). An errcode in the body still wins over the status (errcode -1 with a
+// 5xx is Retry). Other non-2xx are Abort (a wrong base URL or path: nothing reached the
+// API); an unreadable 2xx answer is Unknown. Any other error (not from this package)
+// is Unknown.
 func Classify(err error) Action {
 	return classify(err).action
 }
@@ -166,7 +180,8 @@ func classify(err error) rule {
 			}
 			return rule{Abort, "errcode_" + strconv.Itoa(we.Code)}
 		case we.HTTPStatus >= 500 || we.HTTPStatus == 429:
-			return rule{Retry, "http_" + strconv.Itoa(we.HTTPStatus)}
+			// No proof that nothing was sent: see Classify.
+			return rule{Unknown, "http_" + strconv.Itoa(we.HTTPStatus)}
 		case we.HTTPStatus >= 200 && we.HTTPStatus < 300:
 			return rule{Unknown, "bad_response"}
 		default:
