@@ -113,12 +113,17 @@ func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) 
 		}
 		return tok.AccessToken, tok.ExpiresAt, err
 	}
+	zones := make(map[string]*time.Location, len(apps.Apps))
+	for _, app := range apps.Apps {
+		zones[app.AppID] = app.Location()
+	}
 	return &Handler{
 		Store:       db,
 		Queue:       SQSQueue{Client: clients.SQS, URL: cfg.SendQueueURL},
 		WeChat:      wc,
 		Tokens:      token.New(db, fetch),
 		Limiter:     NewRateLimiter(cfg.SendRatePerSecond),
+		Zones:       zones,
 		Now:         db.Now,
 		Parallelism: parallelism,
 		Retention:   cfg.Retention,

@@ -49,7 +49,7 @@ func (r recipient) deliver(ctx context.Context) (result, error) {
 		}
 		if c.Policy.OnePerDay && !dayTaken {
 			// After the grant lookup, so a user without a grant keeps their day.
-			day := h.now().In(r.st.loc).Format("2006-01-02")
+			day := h.now().In(r.st.day).Format("2006-01-02")
 			err := r.store().TakeDailySlot(ctx, c.AppID, r.openID, day, r.runKey)
 			switch {
 			case minipush.ErrorCode(err) == minipush.ECONFLICT:
@@ -200,8 +200,10 @@ func (r recipient) call(ctx context.Context, g minipush.Grant) (wechat.Action, s
 	return wechat.Classify(err), wechat.Reason(err), errcodeOf(err)
 }
 
-// tokenFailure classifies a failure to get a token: nothing was sent, so it is a retry,
-// unless WeChat says the app's credentials are wrong (then every send would fail).
+// tokenFailure classifies a failure to get a token: no message was sent, so it is a
+// retry even when the token call's own outcome is unknown (a gateway 5xx, a timeout:
+// at worst WeChat minted a token the cache will fetch again), unless WeChat says the
+// app's credentials are wrong (then every send would fail).
 func tokenFailure(err error) (wechat.Action, string, int) {
 	var we *wechat.Error
 	if errors.As(err, &we) && wechat.Classify(err) == wechat.Abort {

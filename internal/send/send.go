@@ -13,7 +13,8 @@
 //     the users), the earliest spendable grant of the message's channel (one Query;
 //     when every grant is leased by another live sender the recipient stays pending
 //     rather than ending no_grant, see dynamo.DB.SpendableGrant),
-//     the per-day slot when the policy asks (a conditional update of the user item),
+//     the per-day slot when the policy asks (a conditional update of the user item; the
+//     day is the recipient's, in the app's zone, see Handler.Zones),
 //     and a lease on the grant (a conditional update; on a lost race, look again).
 //  3. Claim the delivery just before the call (PutItem attribute_not_exists). An
 //     existing final item wins; a live claim of another sender keeps the recipient
@@ -64,6 +65,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"minipush"
+	"minipush/internal/config"
 	"minipush/internal/dynamo"
 	"minipush/internal/wechat"
 )
@@ -134,6 +136,10 @@ type Handler struct {
 	WeChat  Sender
 	Tokens  Tokens
 	Limiter *RateLimiter // nil: no per-instance rate limit
+	// Zones is each app's time zone (config.App.Location): the one-push-per-day cap
+	// counts the recipient's day there, the same for every campaign of the app. An app
+	// missing here counts in config.DefaultAppTimeZone.
+	Zones map[string]*time.Location
 
 	Now      func() time.Time // must agree with the store's clock (leases compare both)
 	NewOwner func() string    // a unique id per invocation; claims and leases carry it
@@ -245,9 +251,25 @@ type invocation struct {
 type campaignState struct {
 	once   sync.Once
 	c      minipush.Campaign
-	loc    *time.Location
+	day    *time.Location // the app's zone, where the per-day cap's day is counted
 	err    error
 	paused atomic.Bool
+}
+
+// defaultZone is config.DefaultAppTimeZone, loaded once.
+var defaultZone = sync.OnceValue(func() *time.Location {
+	return config.App{}.Location()
+})
+
+// dayZone is the zone of appID's users. Not the campaign's schedule zone: two
+// campaigns of one app in different zones would otherwise disagree on what "today"
+// is, and the cap would block a user for up to 31 hours or let two pushes through
+// within two.
+func (h *Handler) dayZone(appID string) *time.Location {
+	if loc, ok := h.Zones[appID]; ok && loc != nil {
+		return loc
+	}
+	return defaultZone()
 }
 
 func (inv *invocation) campaign(ctx context.Context, id string) (*campaignState, error) {
@@ -260,12 +282,7 @@ func (inv *invocation) campaign(ctx context.Context, id string) (*campaignState,
 	inv.mu.Unlock()
 	st.once.Do(func() {
 		st.c, st.err = inv.h.Store.SendCampaign(ctx, id)
-		st.loc = time.UTC
-		if tz := st.c.Schedule.TimeZone; tz != "" {
-			if loc, err := time.LoadLocation(tz); err == nil {
-				st.loc = loc
-			}
-		}
+		st.day = inv.h.dayZone(st.c.AppID)
 		if st.c.Status == minipush.StatusPaused {
 			st.paused.Store(true)
 		}

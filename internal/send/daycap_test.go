@@ -1,0 +1,105 @@
+package send_test
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"minipush"
+	"minipush/internal/sandbox"
+)
+
+// setScheduleZone gives a stored campaign a recurring schedule in zone, the zone the
+// cap's day was once (wrongly) computed in.
+func (f *fixture) setScheduleZone(t *testing.T, id, zone string) {
+	t.Helper()
+	sav, err := attributevalue.MarshalWithOptions(minipush.Schedule{Cron: "30 0 * * *", TimeZone: zone}, jsonTags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.env.DynamoDB.UpdateItem(t.Context(), &dynamodb.UpdateItemInput{
+		TableName: aws.String(f.db.Tables.Campaigns),
+		Key: map[string]ddbtypes.AttributeValue{
+			"pk": &ddbtypes.AttributeValueMemberS{Value: "c#" + id}, "sk": &ddbtypes.AttributeValueMemberS{Value: "meta"},
+		},
+		UpdateExpression:          aws.String("SET schedule = :s"),
+		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":s": sav},
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDailyCapUsesAppZone: the one-push-per-day cap counts the recipient's day in the
+// app's zone (Asia/Shanghai here), not in each campaign's schedule zone. Two campaigns
+// of one app, one scheduled in Asia/Shanghai and one in UTC, once compared day strings
+// of different zones:
+//
+//   - LateBlock: a Shanghai push at 16:30 UTC (00:30 the next day in Shanghai) stored
+//     Shanghai's date, and a UTC campaign the following day at 16:10 UTC (00:10 two days
+//     later in Shanghai) still saw "today" and skipped the user, 23 h 40 min later;
+//   - TwoInOneDay: a UTC push at 16:00 UTC stored the UTC date, and a Shanghai
+//     campaign at 17:30 UTC saw a later date and pushed again, 1.5 h later, both on the
+//     same Shanghai day.
+func TestDailyCapUsesAppZone(t *testing.T) {
+	t.Parallel()
+	day := time.Now().UTC().Truncate(24 * time.Hour)
+	shanghai, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name           string
+		first, second  string // the campaigns' schedule zones, in send order
+		at1, at2       time.Time
+		secondOutcome  minipush.Outcome
+		secondReason   string
+		secondAccepted int
+	}{
+		{"LateBlock", "Asia/Shanghai", "UTC", day.Add(16*time.Hour + 30*time.Minute), day.Add(40*time.Hour + 10*time.Minute),
+			minipush.OutcomeSent, "", 1},
+		{"TwoInOneDay", "UTC", "Asia/Shanghai", day.Add(16 * time.Hour), day.Add(17*time.Hour + 30*time.Minute),
+			minipush.OutcomeSkipped, "daily_cap", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			var now atomic.Int64
+			clock := func() time.Time { return time.Unix(0, now.Load()) }
+			f.db.Now = clock
+			ids := f.grantedUsers(t, 3)
+			h := f.handler(4)
+			h.Now = clock
+			h.Zones = map[string]*time.Location{appID: shanghai}
+
+			now.Store(tc.at1.UnixNano())
+			f.putCampaign(t, "first", subscribeMessage(), minipush.Policy{OnePerDay: true}, len(ids))
+			f.setScheduleZone(t, "first", tc.first)
+			handle(t, h, events10(t, batches("first", ids, 10))[0])
+
+			now.Store(tc.at2.UnixNano())
+			f.putCampaign(t, "second", subscribeMessage(), minipush.Policy{OnePerDay: true}, len(ids))
+			f.setScheduleZone(t, "second", tc.second)
+			handle(t, h, events10(t, batches("second", ids, 10))[0])
+
+			first, second := f.outcomes(t, "first"), f.outcomes(t, "second")
+			acc := f.acceptedBy(sandbox.PathSubscribeSend)
+			for _, u := range ids {
+				if first[u].Outcome != minipush.OutcomeSent {
+					t.Errorf("first push at %s: %s/%s, want sent", tc.at1.Format(time.RFC3339), first[u].Outcome, first[u].Reason)
+				}
+				if d := second[u]; d.Outcome != tc.secondOutcome || d.Reason != tc.secondReason {
+					t.Errorf("second push at %s (%s in Shanghai): %s/%s, want %s/%s", tc.at2.Format(time.RFC3339),
+						tc.at2.In(shanghai).Format("2006-01-02 15:04"), d.Outcome, d.Reason, tc.secondOutcome, tc.secondReason)
+				}
+				if acc[u] != 1+tc.secondAccepted {
+					t.Errorf("WeChat accepted %d messages for a user, want %d", acc[u], 1+tc.secondAccepted)
+				}
+			}
+		})
+	}
+}
