@@ -2,6 +2,7 @@ package dynamo
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 
@@ -101,4 +102,118 @@ func (d *DB) AudiencePage(ctx context.Context, campaignID, startAfter string, li
 		next = ids[len(ids)-1]
 	}
 	return ids, next, nil
+}
+
+// A reachable audience is read from the grants table, not the users table: the users
+// item's inventory (liveGrants, latestExpiry) counts every channel, so a user holding only
+// another template's subscribe grants, or only form grants for a subscribe message, looked
+// reachable and ended no_grant. The grants table is keyed pk = appid#openid, sk = g#<id>,
+// and every grant carries appId, ek = channel#expiry#id (the ByExpiry index's key), uses
+// and expiresAt, so a Scan filtered on those keeps exactly the spendable grants of one
+// app's channel. The Scan still reads (and is billed for) every item of the table; what
+// the filter saves is the planned recipients that could only end no_grant.
+//
+// A user holding several matching grants must be planned once. A Scan returns an item
+// collection (one pk) contiguously, sorted by sk, and always in one parallel-scan segment,
+// so remembering the last user planned is enough to drop repeats, across page boundaries
+// too: the cursor carries it. Memory stays at one page whatever the audience's size.
+
+// reachableCursor is where a reachable scan segment stopped.
+type reachableCursor struct {
+	PK string `json:"pk"` // the grants table key to continue after
+	SK string `json:"sk"`
+	// Last is the user key (grants pk) last planned: the next page may begin with the
+	// rest of that user's grants, which must not plan them again.
+	Last string `json:"last,omitempty"`
+}
+
+// scanReachable is ScanAudience for a reachable audience: one page of one parallel-scan
+// segment of the grants table (limit grants evaluated), the openids of users of q.AppID
+// holding a grant of q.Channel that is unexpired at q.Now with uses left (a leased grant
+// counts: its lease ends in a send or a release), each user once, and the cursor to
+// continue after ("" when the segment is done). With q.SkipOptedOut the page's users are
+// read back (one BatchGetItem per 100) and those who opted out are dropped.
+func (d *DB) scanReachable(ctx context.Context, q AudienceScan, segment, segments int, after string, limit int) ([]string, string, error) {
+	if q.AppID == "" || q.Channel == "" {
+		return nil, "", fmt.Errorf("dynamo: reachable audience needs an app and a channel")
+	}
+	var cur reachableCursor
+	if after != "" {
+		if err := json.Unmarshal([]byte(after), &cur); err != nil || cur.PK == "" || cur.SK == "" {
+			return nil, "", fmt.Errorf("dynamo: reachable audience cursor of %s does not parse", q.AppID)
+		}
+	}
+	in := &dynamodb.ScanInput{
+		TableName: aws.String(d.Tables.Grants), Segment: aws.Int32(int32(segment)), TotalSegments: aws.Int32(int32(segments)),
+		FilterExpression: aws.String("appId = :app AND begins_with(ek, :channel) AND expiresAt > :now AND uses > :zero"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			// The "#" closes the channel: template "T1" must not match "T10".
+			":app": strAV(q.AppID), ":channel": strAV(q.Channel + "#"), ":now": numAV(q.Now.Unix()), ":zero": numAV(0),
+		},
+		ProjectionExpression: aws.String("pk, openId"),
+		Limit:                aws.Int32(int32(max(limit, 1))),
+	}
+	if after != "" {
+		in.ExclusiveStartKey = map[string]types.AttributeValue{"pk": strAV(cur.PK), "sk": strAV(cur.SK)}
+	}
+	out, err := d.Client.Scan(ctx, in)
+	if err != nil {
+		return nil, "", fmt.Errorf("dynamo: scan reachable audience of %s segment %d: %w", q.AppID, segment, err)
+	}
+	var ids, keys []string
+	for _, item := range out.Items {
+		pk, _ := item["pk"].(*types.AttributeValueMemberS)
+		openID, _ := item["openId"].(*types.AttributeValueMemberS)
+		if pk == nil || openID == nil || openID.Value == "" || pk.Value == cur.Last {
+			continue
+		}
+		cur.Last = pk.Value
+		ids = append(ids, openID.Value)
+		keys = append(keys, pk.Value)
+	}
+	if q.SkipOptedOut && len(ids) > 0 {
+		if ids, err = d.dropOptedOut(ctx, ids, keys); err != nil {
+			return nil, "", err
+		}
+	}
+	next := ""
+	pk, _ := out.LastEvaluatedKey["pk"].(*types.AttributeValueMemberS)
+	sk, _ := out.LastEvaluatedKey["sk"].(*types.AttributeValueMemberS)
+	if pk != nil && sk != nil {
+		cur.PK, cur.SK = pk.Value, sk.Value
+		b, err := json.Marshal(cur)
+		if err != nil {
+			return nil, "", fmt.Errorf("dynamo: encode reachable audience cursor: %w", err)
+		}
+		next = string(b)
+	}
+	return ids, next, nil
+}
+
+// dropOptedOut returns ids without the users whose users item says optOut; keys[i] is
+// ids[i]'s user key. A user without an item (never logged in, never given attributes) has
+// not opted out.
+func (d *DB) dropOptedOut(ctx context.Context, ids, keys []string) ([]string, error) {
+	reqs := make([]map[string]types.AttributeValue, len(keys))
+	for i, k := range keys {
+		reqs[i] = pkKey(k)
+	}
+	out := map[string]bool{}
+	err := d.batchGet(ctx, d.Tables.Users, "pk, optOut", nil, reqs, func(item map[string]types.AttributeValue) error {
+		pk, _ := item["pk"].(*types.AttributeValueMemberS)
+		if b, ok := item["optOut"].(*types.AttributeValueMemberBOOL); ok && b.Value && pk != nil {
+			out[pk.Value] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	kept := ids[:0]
+	for i, id := range ids {
+		if !out[keys[i]] {
+			kept = append(kept, id)
+		}
+	}
+	return kept, nil
 }

@@ -295,15 +295,38 @@ func (d *DB) RollCampaign(ctx context.Context, id string, run int, next, now tim
 	return ignoreConflict(err, "dynamo: take done campaign %s out of the due index", id)
 }
 
+// SkipOccurrence moves a scheduled campaign still due at dueAt to its next occurrence
+// without starting a run: the planner skips an occurrence that is too late to send
+// (schedule.LateTolerance). ECONFLICT when the campaign is no longer scheduled and due
+// at dueAt (another planner began or skipped it, an operator moved it).
+func (d *DB) SkipOccurrence(ctx context.Context, id string, dueAt, next, now time.Time) error {
+	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(id, "meta"),
+		ConditionExpression:      aws.String("#status = :scheduled AND dueShard = :due AND dueAt = :at"),
+		UpdateExpression:         aws.String("SET dueAt = :next, nextRunAt = :next, updatedAt = :now"),
+		ExpressionAttributeNames: map[string]string{"#status": "status"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":scheduled": strAV(string(minipush.StatusScheduled)), ":due": strAV(DueShard),
+			":at": numAV(dueAt.Unix()), ":next": numAV(next.Unix()), ":now": numAV(now.Unix()),
+		},
+	})
+	if err != nil {
+		return conflict(err, "dynamo: skip occurrence of campaign %s", id)
+	}
+	return nil
+}
+
 // AudienceScan selects users of an app for a segment or reachable audience.
 type AudienceScan struct {
 	AppID string
 	// Segment filters on region, industry and tags; nil matches every user of the app.
 	Segment *minipush.Segment
-	// Reachable keeps users holding a live grant at Now (liveGrants > 0 and
-	// latestExpiry > Now).
+	// Reachable selects, instead of Segment, the users holding a grant of Channel that is
+	// spendable at Now, read from the grants table (scanReachable in audience.go).
 	Reachable bool
-	Now       time.Time
+	// Channel is the grant channel of the campaign's message (minipush.Message.Channel).
+	Channel string
+	Now     time.Time
 	// SkipOptedOut drops users who opted out (send re-checks; this saves the message).
 	SkipOptedOut bool
 }
@@ -311,8 +334,12 @@ type AudienceScan struct {
 // ScanAudience reads one page of one parallel-scan segment of the users table (Limit
 // users evaluated, before the filter) after the user key after ("" to start), and
 // returns the openids that match and the key to continue after ("" when the segment is
-// exhausted). A page may match nobody and still not be the last.
+// exhausted). A page may match nobody and still not be the last. A reachable audience
+// scans the grants table instead, with a cursor of its own (scanReachable).
 func (d *DB) ScanAudience(ctx context.Context, q AudienceScan, segment, segments int, after string, limit int) ([]string, string, error) {
+	if q.Reachable {
+		return d.scanReachable(ctx, q, segment, segments, after, limit)
+	}
 	filter := []string{"appId = :app"}
 	names := map[string]string{}
 	vals := map[string]types.AttributeValue{":app": strAV(q.AppID)}
@@ -336,11 +363,6 @@ func (d *DB) ScanAudience(ctx context.Context, q AudienceScan, segment, segments
 			vals[ph] = strAV(t)
 			filter = append(filter, "contains(tags, "+ph+")")
 		}
-	}
-	if q.Reachable {
-		vals[":zero"] = numAV(0)
-		vals[":now"] = numAV(q.Now.Unix())
-		filter = append(filter, "liveGrants > :zero AND latestExpiry > :now")
 	}
 	if q.SkipOptedOut {
 		vals[":true"] = &types.AttributeValueMemberBOOL{Value: true}

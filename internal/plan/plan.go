@@ -37,6 +37,7 @@ type Store interface {
 	SavePlanCursor(ctx context.Context, campaignID string, run int, owner string, st dynamo.PlanState, leaseUntil time.Time) error
 	FinishRun(ctx context.Context, campaignID string, run int, owner string, planned int, next, now time.Time) error
 	RollCampaign(ctx context.Context, id string, run int, next, now time.Time) error
+	SkipOccurrence(ctx context.Context, id string, dueAt, next, now time.Time) error
 	AudiencePage(ctx context.Context, campaignID, startAfter string, limit int) ([]string, string, error)
 	ScanAudience(ctx context.Context, q dynamo.AudienceScan, segment, segments int, after string, limit int) ([]string, string, error)
 	StalledRuns(ctx context.Context, quietSince time.Time, limit int) ([]dynamo.RunRef, error)
@@ -72,7 +73,7 @@ func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) 
 	if err != nil {
 		return nil, fmt.Errorf("plan: %w", err)
 	}
-	if err := cfg.Require("CAMPAIGNS_TABLE", "AUDIENCE_TABLE", "USERS_TABLE", "DELIVERIES_TABLE", "SEND_QUEUE_URL"); err != nil {
+	if err := cfg.Require("CAMPAIGNS_TABLE", "AUDIENCE_TABLE", "USERS_TABLE", "GRANTS_TABLE", "DELIVERIES_TABLE", "SEND_QUEUE_URL"); err != nil {
 		return nil, fmt.Errorf("plan: %w", err)
 	}
 	clients, err := awsenv.Load(ctx, getenv)
@@ -227,6 +228,9 @@ func (h *Handler) planCampaign(ctx context.Context, c dynamo.DueCampaign, owner 
 	var run int
 	switch c.Status {
 	case minipush.StatusScheduled:
+		if c.Schedule.Cron != "" && schedule.Missed(c.DueAt, now) {
+			return h.skipMissed(ctx, c, now, log)
+		}
 		n, err := h.DB.BeginRun(ctx, c.ID, now)
 		switch {
 		case err == nil:
@@ -299,6 +303,31 @@ func (h *Handler) planCampaign(ctx context.Context, c dynamo.DueCampaign, owner 
 			return fmt.Errorf("plan: campaign %s run %d: %w", c.ID, run, err)
 		}
 	}
+	return nil
+}
+
+// skipMissed moves a recurring campaign whose occurrence is more than
+// schedule.LateTolerance overdue (the planner was down or throttled) to its next
+// occurrence, so a daily 10:00 reminder is not sent in the small hours; the operator
+// can still run it at once with resume's catchUp or a new schedule. A one-off is
+// never skipped: its occurrence is the only one.
+func (h *Handler) skipMissed(ctx context.Context, c dynamo.DueCampaign, now time.Time, log *slog.Logger) error {
+	next, err := nextRun(c.Campaign, c.DueAt, now)
+	if err != nil {
+		return fmt.Errorf("plan: campaign %s: %w", c.ID, err)
+	}
+	if next.IsZero() {
+		return fmt.Errorf("plan: campaign %s: cron %q has no next occurrence", c.ID, c.Schedule.Cron)
+	}
+	err = h.DB.SkipOccurrence(ctx, c.ID, c.DueAt, next, now)
+	switch {
+	case minipush.ErrorCode(err) == minipush.ECONFLICT:
+		return nil // another planner or the operator moved it first
+	case err != nil:
+		return fmt.Errorf("plan: campaign %s: %w", c.ID, err)
+	}
+	log.WarnContext(ctx, "plan: occurrence missed by more than the tolerance; skipped to the next",
+		"campaign", c.ID, "due", c.DueAt, "late", now.Sub(c.DueAt).Round(time.Second), "next", next)
 	return nil
 }
 

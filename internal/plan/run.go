@@ -161,7 +161,7 @@ func (p *runPlanner) read(ctx context.Context, pages []page) error {
 			} else {
 				q := dynamo.AudienceScan{
 					AppID: p.c.AppID, Segment: p.c.Audience.Segment, SkipOptedOut: p.c.Policy.SkipOptedOut,
-					Reachable: p.c.Audience.Kind == minipush.AudienceReachable, Now: p.h.now(),
+					Reachable: p.c.Audience.Kind == minipush.AudienceReachable, Channel: p.c.Message.Channel(), Now: p.h.now(),
 				}
 				pg.ids, pg.next, pg.err = p.h.DB.ScanAudience(ctx, q, i, len(pages), s.After, size)
 			}
