@@ -37,7 +37,7 @@ type Store interface {
 	ScheduleCampaign(ctx context.Context, id string, s minipush.Schedule, next time.Time) (minipush.Campaign, error)
 	CancelCampaign(ctx context.Context, id string) (minipush.Campaign, error)
 	OperatorPause(ctx context.Context, id string) (minipush.Campaign, error)
-	ResumeCampaign(ctx context.Context, id string) (minipush.Campaign, error)
+	ResumeCampaign(ctx context.Context, id string, catchUp bool) (minipush.Campaign, error)
 	CampaignRuns(ctx context.Context, id string) ([]dynamo.Run, error)
 	AddAudience(ctx context.Context, campaignID string, openIDs []string) (int, error)
 	ListDeliveries(ctx context.Context, campaignID string, run int, outcome minipush.Outcome, limit int, cursor string) ([]dynamo.Delivery, string, error)

@@ -346,8 +346,26 @@ func (h *Handler) scheduleCampaign(ctx context.Context, r request) (events.APIGa
 	return httpapi.JSON(http.StatusOK, c), nil
 }
 
+// resumeIn is resume's optional body.
+type resumeIn struct {
+	// CatchUp runs a recurring campaign's missed occurrence once, now, instead of
+	// skipping to the next one (dynamo.DB.ResumeCampaign).
+	CatchUp bool `json:"catchUp"`
+}
+
+// decodeResume reads resume's body: none, or {"catchUp": true|false}.
+func decodeResume(r request) (resumeIn, error) {
+	var in resumeIn
+	b, err := httpapi.Body(r.APIGatewayV2HTTPRequest, maxCampaignBody)
+	if err != nil || len(bytes.TrimSpace(b)) == 0 {
+		return in, err
+	}
+	return in, httpapi.Unmarshal(b, &in)
+}
+
 // transition cancels, pauses or resumes a campaign.
-// POST /v1/admin/campaigns/{id}/cancel|pause|resume
+// POST /v1/admin/campaigns/{id}/cancel|pause|resume; resume takes an optional
+// {"catchUp": true}.
 func (h *Handler) transition(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
 	id, err := campaignID(r)
 	if err != nil {
@@ -360,7 +378,11 @@ func (h *Handler) transition(ctx context.Context, r request) (events.APIGatewayV
 	case "pause":
 		c, err = h.Store.OperatorPause(ctx, id)
 	default:
-		c, err = h.Store.ResumeCampaign(ctx, id)
+		var in resumeIn
+		if in, err = decodeResume(r); err != nil {
+			return events.APIGatewayV2HTTPResponse{}, err
+		}
+		c, err = h.Store.ResumeCampaign(ctx, id, in.CatchUp)
 	}
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"minipush"
+	"minipush/internal/schedule"
 )
 
 // This file is the operator's side of the campaign item (pk "c#<id>", sk "meta"):
@@ -350,11 +351,18 @@ func (d *DB) OperatorPause(ctx context.Context, id string) (minipush.Campaign, e
 }
 
 // ResumeCampaign returns a paused campaign to the status its pause interrupted and, when
-// it resumes to scheduled or planning with a dueAt, to the due index. A campaign paused by send (WeChat refused
-// every recipient) records no pausedFrom; it resumes to its current run's status
-// (planning or sending) or, with no unfinished run, to scheduled. ECONFLICT when it is
-// not paused, ENOTFOUND when there is none.
-func (d *DB) ResumeCampaign(ctx context.Context, id string) (minipush.Campaign, error) {
+// it resumes to scheduled or planning with a dueAt, to the due index. A campaign paused
+// without a pausedFrom (by send before it recorded one) resumes to its current run's
+// status (planning or sending) or, with no unfinished run, to scheduled.
+//
+// A recurring campaign never resumes to sending: between runs it waits scheduled for
+// its next occurrence, and a run still sending goes on by itself (send only holds the
+// batches of a paused campaign). When its due occurrence was missed by more than
+// schedule.LateTolerance it moves to the next occurrence after now, unless catchUp
+// asks to run once now (one run, however many occurrences were missed). A one-off
+// campaign's only occurrence is never skipped. ECONFLICT when it is not paused,
+// ENOTFOUND when there is none.
+func (d *DB) ResumeCampaign(ctx context.Context, id string, catchUp bool) (minipush.Campaign, error) {
 	for range optimisticRetries {
 		cur, err := d.getCampaign(ctx, id)
 		if err != nil {
@@ -378,10 +386,29 @@ func (d *DB) ResumeCampaign(ctx context.Context, id string) (minipush.Campaign, 
 				}
 			}
 		}
+		now := d.Now()
+		recurring := cur.Schedule.Cron != ""
+		if recurring && to == minipush.StatusSending {
+			to = minipush.StatusScheduled
+		}
 		set := "SET #status = :to, updatedAt = :now, rev = if_not_exists(rev, :zero) + :one"
 		vals := map[string]types.AttributeValue{
 			":paused": strAV(string(minipush.StatusPaused)), ":rev": numAV(int64(cur.Rev)), ":to": strAV(string(to)),
-			":now": numAV(d.Now().Unix()), ":one": numAV(1), ":zero": numAV(0),
+			":now": numAV(now.Unix()), ":one": numAV(1), ":zero": numAV(0),
+		}
+		if recurring && to == minipush.StatusScheduled && (cur.DueAt.IsZero() || schedule.Missed(cur.DueAt, now)) {
+			due := now
+			if !catchUp {
+				s := schedule.Schedule{Cron: cur.Schedule.Cron, TimeZone: cur.Schedule.TimeZone}
+				next, ok, err := s.Next(now)
+				if err != nil || !ok {
+					return minipush.Campaign{}, fmt.Errorf("dynamo: resume campaign %s: next occurrence: %w", id, err)
+				}
+				due = next
+			}
+			cur.DueAt = due
+			set += ", dueAt = :due, nextRunAt = :due"
+			vals[":due"] = numAV(due.Unix())
 		}
 		// Only a campaign waiting for a run or still planning one is the planner's work;
 		// a sending run's batches are all queued already.

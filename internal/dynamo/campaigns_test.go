@@ -121,14 +121,14 @@ func TestCampaignStorage(t *testing.T) {
 		if _, ok := rawMeta(t, db, "c3")["dueShard"]; ok {
 			t.Fatal("a paused campaign stays in the due index")
 		}
-		r, err := db.ResumeCampaign(ctx, "c3")
+		r, err := db.ResumeCampaign(ctx, "c3", false)
 		if err != nil || r.Status != minipush.StatusScheduled {
 			t.Fatalf("resume: %+v %v", r, err)
 		}
 		if _, ok := rawMeta(t, db, "c3")["dueShard"]; !ok {
 			t.Fatal("a resumed campaign is not back in the due index")
 		}
-		if _, err := db.ResumeCampaign(ctx, "c3"); minipush.ErrorCode(err) != minipush.ECONFLICT {
+		if _, err := db.ResumeCampaign(ctx, "c3", false); minipush.ErrorCode(err) != minipush.ECONFLICT {
 			t.Fatalf("resume of a scheduled campaign: %v", err)
 		}
 		cc, err := db.CancelCampaign(ctx, "c3")
@@ -166,7 +166,7 @@ func TestCampaignStorage(t *testing.T) {
 		if err := db.PauseCampaign(ctx, "c4", "template gone"); err != nil {
 			t.Fatal(err)
 		}
-		r, err := db.ResumeCampaign(ctx, "c4")
+		r, err := db.ResumeCampaign(ctx, "c4", false)
 		if err != nil || r.Status != minipush.StatusSending {
 			t.Fatalf("resume: %+v %v", r, err)
 		}

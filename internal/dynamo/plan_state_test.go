@@ -160,7 +160,7 @@ func TestPlanState(t *testing.T) {
 			t.Fatalf("run %+v, want sending 7", p)
 		}
 		// Resume brings it back planning and due; rolling then takes it out.
-		c, err := db.ResumeCampaign(ctx, "c1")
+		c, err := db.ResumeCampaign(ctx, "c1", false)
 		if err != nil || c.Status != minipush.StatusPlanning {
 			t.Fatalf("resume: %s, %v", c.Status, err)
 		}

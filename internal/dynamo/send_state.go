@@ -56,14 +56,18 @@ func (d *DB) SendCampaign(ctx context.Context, id string) (minipush.Campaign, er
 	return d.GetCampaign(ctx, id)
 }
 
-// PauseCampaign pauses a campaign that is planning or sending, because WeChat answered
-// in a way that fails every recipient (bad template, quota, unauthorised). It returns
+// PauseCampaign pauses a campaign that is planning or sending (or, for a recurring
+// campaign whose run is still sending, scheduled), because WeChat answered in a way
+// that fails every recipient (bad template, quota, unauthorised). Like an operator's
+// pause it records the status it interrupted in pausedFrom, so resume returns a
+// recurring campaign to its schedule rather than to a status the planner ignores, and
+// it leaves the due index, so a paused campaign takes no place in the planner's Query.
 // ECONFLICT when the campaign is in another status (already paused, cancelled, done).
 func (d *DB) PauseCampaign(ctx context.Context, id, reason string) error {
 	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(id, "meta"),
 		ConditionExpression:      aws.String("#status IN (:planning, :sending, :scheduled)"),
-		UpdateExpression:         aws.String("SET #status = :paused, pausedReason = :reason, updatedAt = :now"),
+		UpdateExpression:         aws.String("SET pausedFrom = #status, #status = :paused, pausedReason = :reason, updatedAt = :now REMOVE dueShard"),
 		ExpressionAttributeNames: map[string]string{"#status": "status"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":planning": strAV(string(minipush.StatusPlanning)), ":sending": strAV(string(minipush.StatusSending)),

@@ -89,7 +89,7 @@ func TestPlanOperatorStops(t *testing.T) {
 		if p := f.mustRun(t, "cpause", 1); p.Planned != after*page {
 			t.Fatalf("planned %d while paused, want %d", p.Planned, after*page)
 		}
-		if _, err := f.db.ResumeCampaign(t.Context(), "cpause"); err != nil {
+		if _, err := f.db.ResumeCampaign(t.Context(), "cpause", false); err != nil {
 			t.Fatal(err)
 		}
 		h2 := f.handler("r")

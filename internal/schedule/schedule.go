@@ -12,6 +12,21 @@ import (
 // modest clock skew without letting a stale schedule through.
 const PastTolerance = time.Minute
 
+// LateTolerance is how late a recurring campaign's occurrence may still start. Later
+// than that (the planner was down, the campaign was paused over it) the occurrence is
+// skipped for the next one unless the operator asks to catch up: a "10:00 check-in
+// reminder" must not go out at 03:00. Thirty minutes covers a missed planner tick or
+// a few, a deploy, and a queue of big campaigns planned one after another in a tick
+// (each may take the 5-minute Lambda), while a message still arrives within the half
+// hour its wording was written for.
+const LateTolerance = 30 * time.Minute
+
+// Missed reports whether an occurrence due at dueAt is too late to start at now
+// (more than LateTolerance ago).
+func Missed(dueAt, now time.Time) bool {
+	return now.Sub(dueAt) > LateTolerance
+}
+
 // DefaultTimeZone is the zone used when Schedule.TimeZone is empty.
 const DefaultTimeZone = "UTC"
 
