@@ -11,6 +11,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"strconv"
 	"strings"
@@ -27,6 +28,11 @@ var (
 
 // maxTokenLen bounds the work Verify does on hostile input.
 const maxTokenLen = 1024
+
+// MinKeyLen is the shortest session key a deployment may use: 32 bytes, the output size
+// of SHA-256, below which HMAC-SHA256's strength is the key's, not the hash's. The stack
+// generates 64 characters and the local runner 48.
+const MinKeyLen = 32
 
 // enc is strict so that a token has exactly one spelling: lenient base64 would also
 // accept the signature with different unused trailing bits, a second valid token.
@@ -80,6 +86,18 @@ func Verify(key []byte, token string, now time.Time) (appID, openID string, err 
 		return "", "", ErrExpired
 	}
 	return parts[0], parts[1], nil
+}
+
+// Pseudonym is a keyed hash of value for purpose (e.g. "log" for an openid in a log
+// line, "ip" for a client address in a rate-limit key): stable for one deployment, so a
+// user's or a source's lines and counters still group, but not reversible without the
+// session key, and unlinkable across purposes. 16 hex digits are plenty to group by and
+// too short to be mistaken for the value itself.
+func Pseudonym(key []byte, purpose, value string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("minipush-pseudonym-v1\n" + purpose + "\n"))
+	m.Write([]byte(value))
+	return hex.EncodeToString(m.Sum(nil)[:8])
 }
 
 func mac(key []byte, payload string) []byte {

@@ -94,3 +94,23 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func TestPseudonym(t *testing.T) {
+	t.Parallel()
+	key := []byte("0123456789abcdef0123456789abcdef")
+	a := Pseudonym(key, "log", "oUser1")
+	switch {
+	case len(a) != 16:
+		t.Fatalf("pseudonym %q, want 16 hex digits", a)
+	case a != Pseudonym(key, "log", "oUser1"):
+		t.Fatal("pseudonym not stable")
+	case a == Pseudonym(key, "log", "oUser2"):
+		t.Fatal("two values, one pseudonym")
+	case a == Pseudonym(key, "ip", "oUser1"):
+		t.Fatal("purposes not separated")
+	case a == Pseudonym([]byte("another-key-another-key-another!!"), "log", "oUser1"):
+		t.Fatal("pseudonym does not depend on the key")
+	case strings.Contains(a, "oUser1"):
+		t.Fatal("pseudonym holds the value")
+	}
+}
