@@ -307,6 +307,54 @@ func (d *DB) DeleteGrantsOfTemplate(ctx context.Context, appID, openID, template
 	return len(keys), nil
 }
 
+// DeleteGrantsAcceptedBefore removes a user's subscribe grants of one template that
+// were accepted (collected) before the given time: a subscribe_msg_change_event reject
+// applies to the accepts that preceded it, so a late or retried old reject cannot wipe a
+// newer accept. Each delete is conditioned on collectedAt, and a grant that is gone or
+// changed meanwhile is skipped. The deletes are REMOVEs before the grants' expiry, which
+// the expire stream counts as spends, not expiries. It returns how many it removed.
+func (d *DB) DeleteGrantsAcceptedBefore(ctx context.Context, appID, openID, templateID string, before time.Time) (int, error) {
+	channel := minipush.GrantChannel(minipush.GrantSubscribe, templateID)
+	cut := &types.AttributeValueMemberN{Value: strconv.FormatInt(before.Unix(), 10)}
+	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
+		TableName:              aws.String(d.Tables.Grants),
+		IndexName:              aws.String(ExpiryIndex),
+		KeyConditionExpression: aws.String("pk = :pk AND begins_with(ek, :ch)"),
+		// tpl too: a template id holding "#" (stored before collect refused them) would
+		// otherwise fall into this template's begins_with range.
+		FilterExpression: aws.String("collectedAt < :before AND tpl = :tpl"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk":     &types.AttributeValueMemberS{Value: minipush.UserKey(appID, openID)},
+			":ch":     &types.AttributeValueMemberS{Value: channel + "#"},
+			":before": cut,
+			":tpl":    &types.AttributeValueMemberS{Value: templateID},
+		},
+		ProjectionExpression: aws.String("pk, sk"),
+	})
+	n := 0
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return n, fmt.Errorf("dynamo: grants of template %s: %w", templateID, err)
+		}
+		for _, key := range page.Items {
+			_, err := d.Client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+				TableName: aws.String(d.Tables.Grants), Key: key,
+				ConditionExpression:       aws.String("collectedAt < :before"),
+				ExpressionAttributeValues: map[string]types.AttributeValue{":before": cut},
+			})
+			if err == nil {
+				n++
+				continue
+			}
+			if err = conflict(err, "dynamo: delete grant of template %s", templateID); minipush.ErrorCode(err) != minipush.ECONFLICT {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
 // batchDelete deletes keys 25 at a time, retrying unprocessed items with backoff.
 func (d *DB) batchDelete(ctx context.Context, table string, keys []map[string]types.AttributeValue) error {
 	for start := 0; start < len(keys); start += 25 {
