@@ -11,10 +11,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,6 +55,8 @@ type fixture struct {
 	db  *dynamo.DB // the handler's own storage, for reading back
 	sb  *sandbox.Sandbox
 	now time.Time
+	// nonces numbers the message pushes: WeChat signs each push with a nonce of its own.
+	nonces atomic.Int64
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -69,6 +73,12 @@ func newFixtureEnv(t *testing.T, extra map[string]string) *fixture {
 // newFixtureSource is newFixtureEnv with the app's subscribeSource set in the WeChat secret.
 func newFixtureSource(t *testing.T, extra map[string]string, subscribeSource string) *fixture {
 	t.Helper()
+	return newFixtureApp(t, extra, map[string]string{"subscribeSource": subscribeSource})
+}
+
+// newFixtureApp is newFixtureEnv with more fields of the app in the WeChat secret.
+func newFixtureApp(t *testing.T, extra map[string]string, appFields map[string]string) *fixture {
+	t.Helper()
 	sb := sandbox.New(sandbox.Options{Apps: []sandbox.App{{AppID: appID, Secret: appSecret}}, Seed: 3})
 	srv := httptest.NewServer(sb)
 	t.Cleanup(srv.Close)
@@ -78,11 +88,12 @@ func newFixtureSource(t *testing.T, extra map[string]string, subscribeSource str
 		k, v, _ := strings.Cut(kv, "=")
 		fnEnv[k] = v
 	}
-	secrets, _ := json.Marshal(map[string]string{
-		"WeChatSecret": fmt.Sprintf(`{"apps":[{"appId":%q,"appSecret":%q,"eventToken":%q,"subscribeSource":%q}]}`,
-			appID, appSecret, eventToken, subscribeSource),
-		"SessionSigningSecret": sessionKey,
-	})
+	app := map[string]string{"appId": appID, "appSecret": appSecret, "eventToken": eventToken}
+	for k, v := range appFields {
+		app[k] = v
+	}
+	wechatSecret, _ := json.Marshal(map[string]any{"apps": []map[string]string{app}})
+	secrets, _ := json.Marshal(map[string]string{"WeChatSecret": string(wechatSecret), "SessionSigningSecret": sessionKey})
 	fnEnv[config.LocalSecretsEnv] = string(secrets)
 	for k, v := range extra {
 		fnEnv[k] = v
@@ -209,12 +220,26 @@ func (f *fixture) snapshot(t *testing.T) string {
 	return strings.Join(all, "\n")
 }
 
-// mustUnchanged fails when storage differs from the snapshot taken before.
-func (f *fixture) mustUnchanged(t *testing.T, before string) {
+// mustUnchanged fails when storage differs from the snapshot taken before, leaving out
+// the items whose pk starts with one of except (state the request may write: a rate
+// counter, a remembered push URL).
+func (f *fixture) mustUnchanged(t *testing.T, before string, except ...string) {
 	t.Helper()
-	if after := f.snapshot(t); after != before {
-		t.Fatalf("storage changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	after := f.snapshot(t)
+	if b, a := without(before, except), without(after, except); a != b {
+		t.Fatalf("storage changed:\nbefore:\n%s\nafter:\n%s", b, a)
 	}
+}
+
+// without drops the snapshot lines of items whose pk starts with one of prefixes.
+func without(snapshot string, prefixes []string) string {
+	var keep []string
+	for line := range strings.Lines(snapshot) {
+		if !slices.ContainsFunc(prefixes, func(p string) bool { return strings.Contains(line, `"pk":"`+p) }) {
+			keep = append(keep, strings.TrimSuffix(line, "\n"))
+		}
+	}
+	return strings.Join(keep, "\n")
 }
 
 func statuses(ans collect.UploadAnswer) string {
@@ -466,7 +491,9 @@ func TestErrorsChangeNothing(t *testing.T) {
 			t.Fatalf("answer %d %s, want 502", resp.StatusCode, resp.Body)
 		}
 	})
-	f.mustUnchanged(t, before)
+	// A login refused by WeChat was counted against its source's rate (the limit is
+	// checked before WeChat is called); nothing else changed.
+	f.mustUnchanged(t, before, "rate#session#")
 }
 
 func TestRateLimit(t *testing.T) {
@@ -596,10 +623,11 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-// push builds a signed message-push request.
+// push builds a signed message-push request with a nonce of its own.
 func (f *fixture) push(method, body string, sign func(q url.Values)) events.APIGatewayV2HTTPRequest {
 	ts := strconv.FormatInt(f.now.Unix(), 10)
-	q := url.Values{"appId": {appID}, "timestamp": {ts}, "nonce": {"n0nce"}, "signature": {collect.Signature(eventToken, ts, "n0nce")}}
+	nonce := "n" + strconv.FormatInt(f.nonces.Add(1), 10)
+	q := url.Values{"appId": {appID}, "timestamp": {ts}, "nonce": {nonce}, "signature": {collect.Signature(eventToken, ts, nonce)}}
 	if method == "GET" {
 		q.Set("echostr", "echo-123")
 	}
@@ -650,18 +678,20 @@ func TestEventPush(t *testing.T) {
 		name string
 		sign func(q url.Values)
 	}{
-		{"ErrBadSignature", func(q url.Values) { q.Set("signature", collect.Signature("wrong-token", q.Get("timestamp"), "n0nce")) }},
+		{"ErrBadSignature", func(q url.Values) {
+			q.Set("signature", collect.Signature("wrong-token", q.Get("timestamp"), q.Get("nonce")))
+		}},
 		{"ErrNoSignature", func(q url.Values) { q.Del("signature") }},
 		{"ErrSignedOtherNonce", func(q url.Values) { q.Set("nonce", "other") }},
 		{"ErrStale", func(q url.Values) {
 			ts := strconv.FormatInt(f.now.Add(-collect.MaxPushAge-time.Second).Unix(), 10)
 			q.Set("timestamp", ts)
-			q.Set("signature", collect.Signature(eventToken, ts, "n0nce"))
+			q.Set("signature", collect.Signature(eventToken, ts, q.Get("nonce")))
 		}},
 		{"ErrFuture", func(q url.Values) {
 			ts := strconv.FormatInt(f.now.Add(collect.MaxPushAge+time.Second).Unix(), 10)
 			q.Set("timestamp", ts)
-			q.Set("signature", collect.Signature(eventToken, ts, "n0nce"))
+			q.Set("signature", collect.Signature(eventToken, ts, q.Get("nonce")))
 		}},
 		{"ErrUnknownApp", func(q url.Values) { q.Set("appId", "wxother") }},
 	} {
@@ -677,8 +707,9 @@ func TestEventPush(t *testing.T) {
 	f.mustUnchanged(t, before)
 
 	t.Run("PopupXML", func(t *testing.T) {
+		req := f.push("POST", fmt.Sprintf(popupXML, openID), nil)
 		for range 2 { // WeChat retries a push it got no answer to: stored once
-			resp := f.do(t, f.push("POST", fmt.Sprintf(popupXML, openID), nil))
+			resp := f.do(t, req)
 			if resp.StatusCode != http.StatusOK || resp.Body != "success" {
 				t.Fatalf("push %d %s", resp.StatusCode, resp.Body)
 			}
@@ -801,6 +832,7 @@ func TestFromEnvMissing(t *testing.T) {
 		{"ErrNoTables", map[string]string{}, "GRANTS_TABLE"},
 		{"ErrNoSessionSecret", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W"}, "SESSION_SECRET_ARN"},
 		{"ErrBadRate", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S", collect.RateEnv: "0"}, collect.RateEnv},
+		{"ErrBadSessionRate", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S", collect.SessionRateEnv: "-1"}, collect.SessionRateEnv},
 		{"ErrBadSessionTTL", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S", collect.SessionTTLEnv: "7d"}, collect.SessionTTLEnv},
 		{"ErrShortSessionTTL", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S", collect.SessionTTLEnv: "30s"}, collect.SessionTTLEnv},
 		{"ErrShortSessionKey", map[string]string{

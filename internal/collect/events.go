@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha1"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -19,15 +21,29 @@ import (
 
 	"minipush"
 	"minipush/internal/config"
+	"minipush/internal/dynamo"
 	"minipush/internal/httpapi"
 )
 
-// Message push (消息推送) of subscribe-message events. WeChat signs each request with the
-// token configured in the mini-program's admin console (the app's eventToken):
-// signature = sha1(sort(token, timestamp, nonce) joined). Only plaintext mode is
-// supported; in compatible mode the plaintext fields are read and Encrypt is ignored. A
-// safe-mode push (only Encrypt) is refused with 422 rather than acknowledged, so the
-// misconfiguration shows in WeChat's console and our logs instead of losing grants.
+// Message push (消息推送) of subscribe-message events. WeChat signs each request's URL with
+// the token configured in the mini-program's admin console (the app's eventToken):
+// signature = sha1(sort(token, timestamp, nonce) joined).
+//
+// That signature does not cover the body, so two more defences stand behind it:
+//
+//   - Each signed URL (appid, timestamp, nonce) is remembered in the state table until
+//     its timestamp goes stale (dynamo.DB.ClaimPush), bound to the body it first came
+//     with. Another body under the same URL is a replay and is refused (401); the same
+//     body again is WeChat's retry: acknowledged, and applied only if it was not yet
+//     (the URL is marked applied after the push's writes succeed, so a retry of a push
+//     that failed midway is applied again, and every push effect is idempotent).
+//   - Safe mode (see crypt.go): with the app's encodingAESKey, the body is encrypted and
+//     msg_signature covers it, so nothing can be swapped. An app with an encodingAESKey
+//     refuses plaintext pushes (401): an attacker with a captured URL could otherwise
+//     simply send plaintext. In compatible mode the Encrypt field is used and the
+//     plaintext copy ignored. An encrypted push to an app without a key is refused with
+//     422 rather than acknowledged, so the misconfiguration shows in WeChat's console and
+//     our logs instead of losing grants.
 //
 // https://developers.weixin.qq.com/miniprogram/dev/framework/server-ability/message-push.html
 // https://developers.weixin.qq.com/miniprogram/dev/OpenApiDoc/mp-message-management/subscribe-message/subscribeMessage.onPopupEvent.html
@@ -42,6 +58,9 @@ const (
 	statusReject  = "reject"
 	maxPushOpenID = 128
 	maxEchoLen    = 128 // WeChat's echostr is a random string of about 20 characters
+	// pushMemory is how long a signed URL is remembered past its timestamp: the
+	// timestamp is accepted MaxPushAge either side of now, plus a minute of clock slack.
+	pushMemory = MaxPushAge + time.Minute
 )
 
 // Signature computes WeChat's message-push signature for token, timestamp and nonce.
@@ -52,11 +71,22 @@ func Signature(token, timestamp, nonce string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// errPushDenied is the one answer to a push that fails any check of its origin. The
+// caller's reason, when it has one worth an operator's time, goes only to the log (as
+// the error's cause), never to the answer.
+func errPushDenied(reason ...string) *minipush.Error {
+	e := minipush.Errorf(minipush.EUNAUTHORIZED, "push signature invalid or stale")
+	if len(reason) > 0 {
+		e.Err = errors.New(reason[0])
+	}
+	return e
+}
+
 // verifyPush checks a push request's appId, signature and freshness, returning its app.
 // Every failure is EUNAUTHORIZED, with one message, so a prober learns nothing.
 func (h *Handler) verifyPush(req events.APIGatewayV2HTTPRequest) (config.App, error) {
 	q := req.QueryStringParameters
-	denied := minipush.Errorf(minipush.EUNAUTHORIZED, "push signature invalid or stale")
+	denied := errPushDenied()
 	appID := q["appId"]
 	if appID == "" && len(h.Apps.Apps) == 1 {
 		appID = h.Apps.Apps[0].AppID
@@ -173,82 +203,162 @@ type pushEvent struct {
 }
 
 // decodePush reads an XML or JSON push body (WeChat sends the format chosen in the
-// console; the first byte tells them apart).
-func decodePush(body []byte) (pushEvent, error) {
+// console; the first byte tells them apart). It returns the event's plaintext fields and
+// the Encrypt field, either of which may be empty; checkEvent validates the event.
+func decodePush(body []byte) (ev pushEvent, encrypt string, err error) {
 	body = bytes.TrimSpace(body)
-	var (
-		ev      pushEvent
-		encrypt string
-	)
 	if len(body) > 0 && body[0] == '<' {
 		var x pushXML
 		if err := xml.Unmarshal(body, &x); err != nil {
-			return ev, minipush.Errorf(minipush.EMALFORMED, "push body is not WeChat XML")
+			return ev, "", minipush.Errorf(minipush.EMALFORMED, "push body is not WeChat XML")
 		}
 		ev = pushEvent{OpenID: x.FromUserName, CreateTime: strings.TrimSpace(x.CreateTime), Event: x.Event, Items: x.Popup.List}
-		encrypt = x.Encrypt
 		if x.Event == eventChange {
 			ev.Items = x.Change.List
 		}
-	} else {
-		var j pushJSON
-		if err := json.Unmarshal(body, &j); err != nil {
-			return ev, minipush.Errorf(minipush.EMALFORMED, "push body is not WeChat JSON")
-		}
-		ev = pushEvent{OpenID: j.FromUserName, CreateTime: string(j.CreateTime), Event: j.Event, Items: j.List}
-		encrypt = j.Encrypt
+		return ev, strings.TrimSpace(x.Encrypt), nil
 	}
-	if ev.Event == "" && encrypt != "" {
-		return ev, minipush.Errorf(minipush.EINVALID, "encrypted (safe-mode) push is not supported: set message push to plaintext or compatible mode")
+	var j pushJSON
+	if err := json.Unmarshal(body, &j); err != nil {
+		return ev, "", minipush.Errorf(minipush.EMALFORMED, "push body is not WeChat JSON")
 	}
+	return pushEvent{OpenID: j.FromUserName, CreateTime: string(j.CreateTime), Event: j.Event, Items: j.List}, strings.TrimSpace(j.Encrypt), nil
+}
+
+// checkEvent refuses a subscribe event without a usable user or time.
+func checkEvent(ev pushEvent) error {
 	if ev.Event == eventPopup || ev.Event == eventChange {
 		if ev.OpenID == "" || len(ev.OpenID) > maxPushOpenID {
-			return ev, minipush.Errorf(minipush.EMALFORMED, "push without a valid FromUserName")
+			return minipush.Errorf(minipush.EMALFORMED, "push without a valid FromUserName")
 		}
 		if _, err := strconv.ParseInt(ev.CreateTime, 10, 64); err != nil {
-			return ev, minipush.Errorf(minipush.EMALFORMED, "push without a valid CreateTime")
+			return minipush.Errorf(minipush.EMALFORMED, "push without a valid CreateTime")
 		}
 	}
-	return ev, nil
+	return nil
+}
+
+// digest identifies what a push says (not how it was encoded or encrypted), so that
+// WeChat's retry of one push matches its first delivery.
+func (ev pushEvent) digest() string {
+	b, _ := json.Marshal(ev) // plain strings: cannot fail
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
+}
+
+// openPush reads a verified push request's event: in safe mode (the app has an
+// encodingAESKey) from the Encrypt field, after checking msg_signature over it; in
+// plaintext mode from the body itself.
+func (h *Handler) openPush(app config.App, req events.APIGatewayV2HTTPRequest) (pushEvent, error) {
+	body, err := httpapi.Body(req, maxPushBody)
+	if err != nil {
+		return pushEvent{}, err
+	}
+	ev, encrypt, err := decodePush(body)
+	if err != nil {
+		return pushEvent{}, err
+	}
+	q := req.QueryStringParameters
+	switch {
+	case app.EncodingAESKey != "":
+		if encrypt == "" {
+			return pushEvent{}, errPushDenied("plaintext push refused: the app has an encodingAESKey, so its pushes must be encrypted")
+		}
+		if !checkMsgSignature(app.EventToken, q["timestamp"], q["nonce"], encrypt, q["msg_signature"]) {
+			return pushEvent{}, errPushDenied()
+		}
+		key, err := app.AESKey()
+		if err != nil {
+			return pushEvent{}, err // ParseApps checked it: not reached
+		}
+		msg, err := decryptPush(key, app.AppID, encrypt)
+		if err != nil {
+			// Signed by WeChat with our token, yet it does not open: the key is wrong.
+			return pushEvent{}, &minipush.Error{Code: minipush.EINVALID, Message: "safe-mode push does not decrypt: check the app's encodingAESKey in the WeChat secret", Err: err}
+		}
+		var inner string
+		if ev, inner, err = decodePush(msg); err != nil {
+			return pushEvent{}, err
+		}
+		if inner != "" {
+			return pushEvent{}, minipush.Errorf(minipush.EMALFORMED, "safe-mode push holds another Encrypt")
+		}
+	case ev.Event == "" && encrypt != "":
+		return pushEvent{}, minipush.Errorf(minipush.EINVALID, "encrypted (safe-mode) push, but the app has no encodingAESKey: add it to the WeChat secret, or set message push to plaintext mode")
+	}
+	return ev, checkEvent(ev)
 }
 
 // eventPush handles a signed message push: a popup accept becomes a subscribe grant
 // (its id from the user, the event time and the template, so WeChat's retries of the
-// same push store it once), a change reject drops the user's grants of that template.
-// Other events are acknowledged and ignored. A storage failure answers 500 so WeChat
-// retries the push.
+// same push store it once), a change reject drops the user's grants of that template
+// accepted before the reject. Other events are acknowledged and ignored. Every push's
+// URL is claimed first and marked applied after (see the top of this file), so a replay
+// changes nothing. A storage failure answers 500 so WeChat retries the push.
 func (h *Handler) eventPush(ctx context.Context, log *slog.Logger, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
 	app, err := h.verifyPush(req)
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
 	log = log.With("appid", app.AppID)
-	body, err := httpapi.Body(req, maxPushBody)
+	ev, err := h.openPush(app, req)
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
-	ev, err := decodePush(body)
+	if ev.OpenID != "" {
+		log = log.With("user", h.userTag(app.AppID, ev.OpenID))
+	}
+	q := req.QueryStringParameters
+	ts, _ := strconv.ParseInt(q["timestamp"], 10, 64) // verifyPush parsed it
+	digest := ev.digest()
+	claim, err := h.Store.ClaimPush(ctx, app.AppID, q["timestamp"], q["nonce"], digest, time.Unix(ts, 0).Add(pushMemory))
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
+	switch claim {
+	case dynamo.PushApplied:
+		log.Info("push already applied: acknowledged", "event", ev.Event)
+		return text(http.StatusOK, pushOK), nil
+	case dynamo.PushOtherBody:
+		return events.APIGatewayV2HTTPResponse{}, errPushDenied("replay refused: this signed URL came before with another body")
+	}
+	if err := h.applyPush(ctx, log, app, ev); err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	if err := h.Store.MarkPushApplied(ctx, app.AppID, q["timestamp"], q["nonce"], digest); err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	return text(http.StatusOK, pushOK), nil
+}
+
+// applyPush makes a claimed push's changes. Each is idempotent: WeChat's retry of a push
+// that failed midway applies it again.
+func (h *Handler) applyPush(ctx context.Context, log *slog.Logger, app config.App, ev pushEvent) error {
 	switch ev.Event {
 	case eventPopup:
 		if !app.AcceptsFrom(config.SourcePush) {
 			// The app records accepts from the client's upload; storing the push's copy
 			// too would count the one accept twice.
-			log.Info("push accepts ignored: the app records subscribe accepts from the client", "openid", ev.OpenID)
-			break
+			log.Info("push accepts ignored: the app records subscribe accepts from the client")
+			return nil
 		}
 		now := h.Now().Truncate(time.Second).UTC()
+		// The accept's time is WeChat's CreateTime (a later reject compares with it),
+		// not later than now: a grant collected in the future would outlive rejects.
+		created, _ := strconv.ParseInt(ev.CreateTime, 10, 64) // checkEvent parsed it
+		accepted := time.Unix(created, 0).UTC()
+		if accepted.After(now) {
+			accepted = now
+		}
 		var grants []minipush.Grant
 		for _, it := range ev.Items {
-			if it.Status != statusAccept || checkValue(it.TemplateID) != "" {
+			if it.Status != statusAccept || checkValue(it.TemplateID) != "" || checkKeyPart(it.TemplateID) != "" {
 				continue
 			}
 			grants = append(grants, minipush.Grant{
 				AppID: app.AppID, OpenID: ev.OpenID, Kind: minipush.GrantSubscribe,
 				ID:         minipush.GrantID(minipush.GrantSubscribe, it.TemplateID, "push#"+ev.OpenID+"#"+ev.CreateTime),
-				TemplateID: it.TemplateID, Uses: 1, CollectedAt: now, ExpiresAt: now.Add(h.SubscribeRetention),
+				TemplateID: it.TemplateID, Uses: 1, CollectedAt: accepted, ExpiresAt: now.Add(h.SubscribeRetention),
 			})
 		}
 		if len(grants) > MaxGrantsPerUpload {
@@ -257,26 +367,29 @@ func (h *Handler) eventPush(ctx context.Context, log *slog.Logger, req events.AP
 		if len(grants) > 0 {
 			st, err := h.Store.AddGrants(ctx, app.AppID, ev.OpenID, grants, h.MaxLiveGrants)
 			if err != nil {
-				return events.APIGatewayV2HTTPResponse{}, err
+				return err
 			}
-			log.Info("push accepts stored", "openid", ev.OpenID, "grants", len(grants), "statuses", st)
+			log.Info("push accepts stored", "grants", len(grants), "statuses", st)
 		}
 	case eventChange:
+		created, _ := strconv.ParseInt(ev.CreateTime, 10, 64) // checkEvent parsed it
 		for _, it := range ev.Items {
-			if it.Status != statusReject || checkValue(it.TemplateID) != "" {
+			if it.Status != statusReject || checkValue(it.TemplateID) != "" || checkKeyPart(it.TemplateID) != "" {
 				continue
 			}
-			n, err := h.Store.DeleteGrantsOfTemplate(ctx, app.AppID, ev.OpenID, it.TemplateID)
+			// Only the accepts before the reject: an old reject that arrives late (or is
+			// retried) must not wipe an accept the user gave after it.
+			n, err := h.Store.DeleteGrantsAcceptedBefore(ctx, app.AppID, ev.OpenID, it.TemplateID, time.Unix(created, 0))
 			if err != nil {
-				return events.APIGatewayV2HTTPResponse{}, err
+				return err
 			}
 			if _, err := h.Store.RecomputeInventory(ctx, app.AppID, ev.OpenID); err != nil {
-				return events.APIGatewayV2HTTPResponse{}, err
+				return err
 			}
-			log.Info("template turned off", "openid", ev.OpenID, "template", it.TemplateID, "dropped", n)
+			log.Info("template turned off", "template", it.TemplateID, "dropped", n)
 		}
 	default:
 		log.Info("push ignored", "event", ev.Event)
 	}
-	return text(http.StatusOK, pushOK), nil
+	return nil
 }

@@ -23,7 +23,10 @@ func FuzzDecodePush(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		ev, err := decodePush(body)
+		ev, _, err := decodePush(body)
+		if err == nil {
+			err = checkEvent(ev)
+		}
 		if err != nil {
 			if c := minipush.ErrorCode(err); c != minipush.EMALFORMED && c != minipush.EINVALID {
 				t.Fatalf("error %v has code %q, want malformed or invalid", err, c)

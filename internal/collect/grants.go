@@ -46,6 +46,11 @@ const (
 	ReasonBadResult        = "bad_result"         // a result other than accept, reject, ban, filter
 	ReasonTooManyTemplates = "too_many_templates" // more templates than one WeChat call can ask for
 	ReasonFromPush         = "recorded_from_push" // ignored: the app records subscribe accepts from WeChat's push
+	// ReasonBadCharacters: a template id or key holds a character that storage keys use
+	// as a separator ("#") or a control character (NUL separates the parts of a grant's
+	// id). A template id is part of the grants' expiry-index key, so "A#0" would fall
+	// into template "A"'s key range.
+	ReasonBadCharacters = "bad_characters"
 )
 
 // uploadBody is the JSON of POST /v1/grants.
@@ -123,6 +128,18 @@ func checkValue(v string) string {
 	return ""
 }
 
+// checkKeyPart refuses the characters that the storage keys a client-chosen string
+// enters use to separate their parts (internal/dynamo, minipush.GrantChannel,
+// minipush.GrantID): "#", and every control character, NUL among them.
+func checkKeyPart(v string) string {
+	for _, r := range v {
+		if r == '#' || r < 0x20 || r == 0x7f {
+			return ReasonBadCharacters
+		}
+	}
+	return ""
+}
+
 func (it uploadItem) validate(appID, openID string, now time.Time, retention time.Duration) Item {
 	kind := minipush.GrantKind(it.Type)
 	switch kind {
@@ -162,6 +179,8 @@ func (it uploadItem) validate(appID, openID string, now time.Time, retention tim
 			return rejected(ReasonMissingKey)
 		case len(it.Key) > MaxKeyLen:
 			return rejected(ReasonTooLong)
+		case checkKeyPart(it.Key) != "":
+			return rejected(ReasonBadCharacters)
 		case len(it.Results) == 0:
 			return rejected(ReasonEmpty)
 		case len(it.Results) > MaxTemplatesPerItem:
@@ -175,6 +194,9 @@ func (it uploadItem) validate(appID, openID string, now time.Time, retention tim
 		var out Item
 		for _, tpl := range tpls {
 			if r := checkValue(tpl); r != "" {
+				return rejected(r)
+			}
+			if r := checkKeyPart(tpl); r != "" {
 				return rejected(r)
 			}
 			switch it.Results[tpl] {

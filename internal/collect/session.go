@@ -50,6 +50,17 @@ func (h *Handler) session(ctx context.Context, log *slog.Logger, req events.APIG
 		return events.APIGatewayV2HTTPResponse{}, minipush.Errorf(minipush.EINVALID, "unknown appId")
 	}
 	log = log.With("appid", app.AppID)
+	// Counted before WeChat is called: a flood from one source is refused here, before
+	// it costs a jscode2session call. The source address enters the key only as a keyed
+	// hash, so the state table holds no client addresses.
+	source := session.Pseudonym(h.SessionKey, "ip", req.RequestContext.HTTP.SourceIP)
+	ok, err := h.Limiter.Allow(ctx, "session#"+source, h.SessionRatePerMinute, time.Minute)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	if !ok {
+		return events.APIGatewayV2HTTPResponse{}, minipush.Errorf(minipush.ERATELIMIT, "at most %d logins a minute from one address: retry later", h.SessionRatePerMinute)
+	}
 	s, err := h.WeChat.Code2Session(ctx, app.AppID, app.AppSecret, in.Code)
 	if err != nil {
 		switch wechat.Reason(err) {
@@ -63,7 +74,7 @@ func (h *Handler) session(ctx context.Context, log *slog.Logger, req events.APIG
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
 	expires := h.Now().Add(h.SessionTTL).Truncate(time.Second).UTC()
-	log.Info("session issued", "openid", s.OpenID)
+	log.Info("session issued", "user", h.userTag(app.AppID, s.OpenID))
 	return httpapi.JSON(200, SessionAnswer{Token: session.Sign(h.SessionKey, app.AppID, s.OpenID, expires), ExpiresAt: expires}), nil
 }
 

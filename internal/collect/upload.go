@@ -48,7 +48,7 @@ func (h *Handler) grants(ctx context.Context, log *slog.Logger, req events.APIGa
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
-	log = log.With("appid", appID, "openid", openID)
+	log = log.With("appid", appID, "user", h.userTag(appID, openID))
 	body, err := httpapi.Body(req, MaxUploadBytes)
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
