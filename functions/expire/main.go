@@ -17,5 +17,5 @@ func main() {
 		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Error("expire: init failed", "err", err)
 		os.Exit(1)
 	}
-	lambda.Start(h.Handle)
+	lambda.Start(h.Invoke)
 }

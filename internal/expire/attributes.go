@@ -4,7 +4,9 @@ import (
 	"fmt"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 )
 
 // sdkAttributes converts a stream image as Lambda delivers it to the SDK's attribute
@@ -60,4 +62,93 @@ func sdkAttribute(v events.DynamoDBAttributeValue) (types.AttributeValue, error)
 	default:
 		return nil, fmt.Errorf("unsupported attribute type %v", v.DataType())
 	}
+}
+
+// eventRecord converts a record read from DynamoDB Streams to the form Lambda delivers,
+// so a replayed record goes through Handle exactly like one from the event source
+// mapping (the same eventName, images, sequence number, creation time and userIdentity
+// that tells a TTL deletion apart).
+func eventRecord(streamARN string, rec streamtypes.Record) (events.DynamoDBEventRecord, error) {
+	ev := events.DynamoDBEventRecord{
+		AWSRegion:      aws.ToString(rec.AwsRegion),
+		EventID:        aws.ToString(rec.EventID),
+		EventName:      string(rec.EventName),
+		EventSource:    aws.ToString(rec.EventSource),
+		EventVersion:   aws.ToString(rec.EventVersion),
+		EventSourceArn: streamARN,
+	}
+	if id := rec.UserIdentity; id != nil {
+		ev.UserIdentity = &events.DynamoDBUserIdentity{Type: aws.ToString(id.Type), PrincipalID: aws.ToString(id.PrincipalId)}
+	}
+	sr := rec.Dynamodb
+	ev.Change.SequenceNumber = aws.ToString(sr.SequenceNumber)
+	ev.Change.SizeBytes = aws.ToInt64(sr.SizeBytes)
+	ev.Change.StreamViewType = string(sr.StreamViewType)
+	if sr.ApproximateCreationDateTime != nil {
+		ev.Change.ApproximateCreationDateTime = events.SecondsEpochTime{Time: *sr.ApproximateCreationDateTime}
+	}
+	var err error
+	if ev.Change.Keys, err = eventImage(sr.Keys); err != nil {
+		return ev, fmt.Errorf("expire: stream record %s keys: %w", ev.EventID, err)
+	}
+	if ev.Change.OldImage, err = eventImage(sr.OldImage); err != nil {
+		return ev, fmt.Errorf("expire: stream record %s old image: %w", ev.EventID, err)
+	}
+	if ev.Change.NewImage, err = eventImage(sr.NewImage); err != nil {
+		return ev, fmt.Errorf("expire: stream record %s new image: %w", ev.EventID, err)
+	}
+	return ev, nil
+}
+
+func eventImage(m map[string]streamtypes.AttributeValue) (map[string]events.DynamoDBAttributeValue, error) {
+	if m == nil {
+		return nil, nil
+	}
+	out := make(map[string]events.DynamoDBAttributeValue, len(m))
+	for k, v := range m {
+		ev, err := eventAttribute(v)
+		if err != nil {
+			return nil, fmt.Errorf("attribute %s: %w", k, err)
+		}
+		out[k] = ev
+	}
+	return out, nil
+}
+
+func eventAttribute(v streamtypes.AttributeValue) (events.DynamoDBAttributeValue, error) {
+	switch v := v.(type) {
+	case *streamtypes.AttributeValueMemberS:
+		return events.NewStringAttribute(v.Value), nil
+	case *streamtypes.AttributeValueMemberN:
+		return events.NewNumberAttribute(v.Value), nil
+	case *streamtypes.AttributeValueMemberB:
+		return events.NewBinaryAttribute(v.Value), nil
+	case *streamtypes.AttributeValueMemberBOOL:
+		return events.NewBooleanAttribute(v.Value), nil
+	case *streamtypes.AttributeValueMemberNULL:
+		return events.NewNullAttribute(), nil
+	case *streamtypes.AttributeValueMemberSS:
+		return events.NewStringSetAttribute(v.Value), nil
+	case *streamtypes.AttributeValueMemberNS:
+		return events.NewNumberSetAttribute(v.Value), nil
+	case *streamtypes.AttributeValueMemberBS:
+		return events.NewBinarySetAttribute(v.Value), nil
+	case *streamtypes.AttributeValueMemberL:
+		l := make([]events.DynamoDBAttributeValue, 0, len(v.Value))
+		for i, e := range v.Value {
+			ev, err := eventAttribute(e)
+			if err != nil {
+				return events.DynamoDBAttributeValue{}, fmt.Errorf("[%d]: %w", i, err)
+			}
+			l = append(l, ev)
+		}
+		return events.NewListAttribute(l), nil
+	case *streamtypes.AttributeValueMemberM:
+		m, err := eventImage(v.Value)
+		if err != nil {
+			return events.DynamoDBAttributeValue{}, err
+		}
+		return events.NewMapAttribute(m), nil
+	}
+	return events.DynamoDBAttributeValue{}, fmt.Errorf("unsupported attribute value %T", v)
 }

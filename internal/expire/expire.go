@@ -19,6 +19,8 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 
 	"minipush"
 	"minipush/internal/awsenv"
@@ -39,6 +41,9 @@ const parallelUsers = 8
 type Handler struct {
 	DB  *dynamo.DB
 	Log *slog.Logger
+	// Streams reads the grants stream back when Replay applies a batch the stream
+	// mapping gave up on; Handle does not use it.
+	Streams StreamsAPI
 
 	// RecordTimeOnly makes the record's ApproximateCreationDateTime the only witness of
 	// when a grant was removed. FromEnv sets it when talking to real DynamoDB, whose
@@ -76,6 +81,13 @@ func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) 
 	}
 	h := New(dynamo.New(clients.DynamoDB, cfg.Tables), slog.New(slog.NewJSONHandler(os.Stdout, nil)))
 	h.RecordTimeOnly = getenv("AWS_ENDPOINT_URL_DYNAMODB") == ""
+	// awsenv reads endpoints through getenv, which the SDK's own loader does not; the
+	// local stack serves the streams API on its DynamoDB endpoint and says so here.
+	h.Streams = dynamodbstreams.NewFromConfig(clients.Config, func(o *dynamodbstreams.Options) {
+		if u := getenv("AWS_ENDPOINT_URL_DYNAMODB_STREAMS"); u != "" {
+			o.BaseEndpoint = aws.String(u)
+		}
+	})
 	return h, nil
 }
 

@@ -51,7 +51,7 @@ func Builders() map[string]localrun.Builder {
 			if err != nil {
 				return nil, err
 			}
-			return h.Handle, nil
+			return h.Invoke, nil // the stream and the failure queue's replay
 		},
 	}
 }

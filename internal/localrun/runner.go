@@ -170,6 +170,13 @@ func Start(ctx context.Context, opts Options) (_ *Runner, err error) {
 				r.Schedules[id] = s
 				r.goRun(runCtx, s.Run)
 			case ev.SQS != nil:
+				if on, err := samtemplate.MappingEnabled(ev.SQS.Enabled, r.Resources); err != nil || !on {
+					if err != nil {
+						return nil, fmt.Errorf("localrun: %s event %s: %w", id, name, err)
+					}
+					log.Info("event source mapping disabled by the template", "function", id, "event", name)
+					continue
+				}
 				qh, ok := asSQS(h)
 				if !ok {
 					return nil, fmt.Errorf("localrun: %s has an SQS event but its handler is %T", id, h)
@@ -188,9 +195,13 @@ func Start(ctx context.Context, opts Options) (_ *Runner, err error) {
 				if !ok {
 					return nil, fmt.Errorf("localrun: %s has a DynamoDB event but its handler is %T", id, h)
 				}
-				m, err := r.streamMapping(id, ev.DynamoDB, dh, timeout)
+				m, on, err := TemplateStreamMapping(r.Resources, r.clients, id, ev.DynamoDB, dh, timeout, log)
 				if err != nil {
 					return nil, err
+				}
+				if !on {
+					log.Info("event source mapping disabled by the template", "function", id, "event", name)
+					continue
 				}
 				r.goRun(runCtx, m.Run)
 			default:
@@ -313,12 +324,17 @@ func (r *Runner) seconds(v samtemplate.Value, def int) (time.Duration, error) {
 }
 
 func (r *Runner) intValue(v samtemplate.Value, def int) (int, error) {
+	return intValue(r.Resources, v, def)
+}
+
+// intValue resolves an integer property; absent (or AWS::NoValue) is def.
+func intValue(res *localstack.Resources, v samtemplate.Value, def int) (int, error) {
 	if !v.IsSet() {
 		return def, nil
 	}
-	s, err := v.Resolve(r.Resources)
-	if err != nil {
-		return 0, err
+	s, err := v.Resolve(res)
+	if err != nil || s == "" {
+		return def, err
 	}
 	return strconv.Atoi(s)
 }
@@ -354,18 +370,26 @@ func (r *Runner) sqsMapping(id string, ev *samtemplate.SQSEvent, h SQSHandler, t
 	}, nil
 }
 
-func (r *Runner) streamMapping(id string, ev *samtemplate.DynamoDBEvent, h StreamHandler, timeout time.Duration) (*StreamMapping, error) {
-	arn, err := ev.Stream.Resolve(r.Resources)
-	if err != nil {
-		return nil, err
+// TemplateStreamMapping builds the stream mapping a function's DynamoDB event declares,
+// on the local resources: batch size, retries, filters, partial batch responses and the
+// on-failure destination (an SQS queue of the template). It reports false, and builds
+// nothing, when the event's Enabled resolves to false.
+func TemplateStreamMapping(res *localstack.Resources, clients localstack.Clients, id string, ev *samtemplate.DynamoDBEvent, h StreamHandler, timeout time.Duration, log *slog.Logger) (*StreamMapping, bool, error) {
+	on, err := samtemplate.MappingEnabled(ev.Enabled, res)
+	if err != nil || !on {
+		return nil, false, err
 	}
-	batch, err := r.intValue(ev.BatchSize, 100)
+	arn, err := ev.Stream.Resolve(res)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	retries, err := r.intValue(ev.MaximumRetryAttempts, -1)
+	batch, err := intValue(res, ev.BatchSize, 100)
 	if err != nil {
-		return nil, err
+		return nil, false, err
+	}
+	retries, err := intValue(res, ev.MaximumRetryAttempts, -1)
+	if err != nil {
+		return nil, false, err
 	}
 	var patterns []string
 	if ev.FilterCriteria != nil {
@@ -373,11 +397,32 @@ func (r *Runner) streamMapping(id string, ev *samtemplate.DynamoDBEvent, h Strea
 			patterns = append(patterns, f.Pattern)
 		}
 	}
-	return NewStreamMapping(StreamMappingOptions{
-		Function: id, StreamARN: arn, BatchSize: batch, MaxRetries: retries, Patterns: patterns,
+	opts := StreamMappingOptions{
+		Function: id, FunctionARN: fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s%s", localstack.Region, localstack.AccountID, res.Prefix, id),
+		StreamARN: arn, BatchSize: batch, MaxRetries: retries, Patterns: patterns,
 		ReportFailures: ev.ReportsBatchItemFailures(), StartingPosition: ev.StartingPosition,
-		Timeout: timeout, Handler: h, Client: r.clients.Streams, Log: r.log,
-	})
+		Timeout: timeout, Handler: h, Client: clients.Streams, Log: log,
+	}
+	if dc := ev.DestinationConfig; dc != nil {
+		dest, err := dc.OnFailure.Destination.Resolve(res)
+		if err != nil {
+			return nil, false, fmt.Errorf("localrun: %s: on-failure destination: %w", id, err)
+		}
+		var q *localstack.Queue
+		for _, cand := range res.Queues {
+			if cand.ARN == dest {
+				q = &cand
+				break
+			}
+		}
+		if q == nil {
+			// An SNS topic (or anything else) has no local stand-in to receive the record.
+			return nil, false, fmt.Errorf("localrun: %s: on-failure destination %s is not a queue of the template", id, dest)
+		}
+		opts.OnFailureQueueURL, opts.OnFailureSQS = q.URL, clients.SQS
+	}
+	m, err := NewStreamMapping(opts)
+	return m, err == nil, err
 }
 
 func asHTTP(h any) (HTTPHandler, bool) {
@@ -406,6 +451,12 @@ func asSQS(h any) (SQSHandler, bool) {
 		return f, true
 	case func(context.Context, events.SQSEvent) (events.SQSEventResponse, error):
 		return f, true
+	case func(context.Context, json.RawMessage) (any, error):
+		return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+			var resp events.SQSEventResponse
+			err := invokeRaw(ctx, f, ev, &resp)
+			return resp, err
+		}, true
 	}
 	return nil, false
 }
@@ -416,8 +467,36 @@ func asStream(h any) (StreamHandler, bool) {
 		return f, true
 	case func(context.Context, events.DynamoDBEvent) (events.DynamoDBEventResponse, error):
 		return f, true
+	case func(context.Context, json.RawMessage) (any, error):
+		return func(ctx context.Context, ev events.DynamoDBEvent) (events.DynamoDBEventResponse, error) {
+			var resp events.DynamoDBEventResponse
+			err := invokeRaw(ctx, f, ev, &resp)
+			return resp, err
+		}, true
 	}
 	return nil, false
+}
+
+// invokeRaw calls a handler that takes Lambda's raw event JSON (a function with several
+// event sources routes on it), the way the Lambda runtime does: the event marshalled in,
+// the answer marshalled out and decoded as the event source reads it.
+func invokeRaw(ctx context.Context, f func(context.Context, json.RawMessage) (any, error), ev, resp any) error {
+	in, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("localrun: marshal event: %w", err)
+	}
+	out, err := f(ctx, in)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return fmt.Errorf("localrun: marshal answer: %w", err)
+	}
+	if err := json.Unmarshal(b, resp); err != nil {
+		return fmt.Errorf("localrun: answer %s: %w", b, err)
+	}
+	return nil
 }
 
 // localSecrets returns the local: secrets: the given ones, plus signing keys generated

@@ -40,7 +40,10 @@ type Resources struct {
 
 // Provision creates every table and queue of tpl, named prefix+LogicalID, with the keys,
 // indexes, TTL, streams, visibility timeouts and redrive policies the template declares.
-// params override parameter defaults.
+// params override parameter defaults. What has no local meaning is read and deliberately
+// not applied: point-in-time recovery (DynamoDB Local keeps no backups), encryption at
+// rest (SqsManagedSseEnabled; the SQS server keeps messages in memory), deletion and
+// replacement policies (local resources live as long as the test or run).
 func Provision(ctx context.Context, c Clients, tpl *samtemplate.Template, prefix string, params map[string]string) (*Resources, error) {
 	r := &Resources{
 		Prefix:     prefix,
@@ -324,4 +327,10 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Condition implements samtemplate.ConditionResolver: the template's conditions,
+// evaluated on the parameter values this stack resolved.
+func (r *Resources) Condition(name string) (bool, error) {
+	return r.tpl.EvalCondition(name, r)
 }

@@ -68,9 +68,27 @@ func NewStreamReader(client StreamsClient, streamARN string, patterns []string) 
 	return r, nil
 }
 
+// ShardRecord is a stream record and the shard it was read from: Lambda batches a
+// stream shard by shard, and its failure records name the shard.
+type ShardRecord struct {
+	ShardID string
+	Record  events.DynamoDBEventRecord
+}
+
 // Next returns the records written since the previous call (all of them on the first),
 // in order within each shard, filtered; an empty result means nothing new yet.
 func (r *StreamReader) Next(ctx context.Context) ([]events.DynamoDBEventRecord, error) {
+	recs, err := r.NextInShards(ctx)
+	out := make([]events.DynamoDBEventRecord, 0, len(recs))
+	for _, sr := range recs {
+		out = append(out, sr.Record)
+	}
+	return out, err
+}
+
+// NextInShards is Next with the shard of each record; records of one shard are
+// contiguous and in order.
+func (r *StreamReader) NextInShards(ctx context.Context) ([]ShardRecord, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.discoverShards(ctx); err != nil {
@@ -81,7 +99,7 @@ func (r *StreamReader) Next(ctx context.Context) ([]events.DynamoDBEventRecord, 
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	out := []events.DynamoDBEventRecord{}
+	out := []ShardRecord{}
 	// Reading a parent to its end can unblock its children: loop until no shard moves.
 	for progressed := true; progressed; {
 		progressed = false
@@ -131,8 +149,8 @@ func (r *StreamReader) discoverShards(ctx context.Context) error {
 }
 
 // readShard reads a shard from its cursor until a page comes back empty.
-func (r *StreamReader) readShard(ctx context.Context, id string, c *shardCursor) ([]events.DynamoDBEventRecord, error) {
-	var out []events.DynamoDBEventRecord
+func (r *StreamReader) readShard(ctx context.Context, id string, c *shardCursor) ([]ShardRecord, error) {
+	var out []ShardRecord
 	reacquired := false
 	for {
 		if c.iterator == nil {
@@ -174,7 +192,7 @@ func (r *StreamReader) readShard(ctx context.Context, id string, c *shardCursor)
 			}
 			c.lastSeq = ev.Change.SequenceNumber
 			if r.match(ev) {
-				out = append(out, ev)
+				out = append(out, ShardRecord{ShardID: id, Record: ev})
 			}
 		}
 		c.iterator = page.NextShardIterator

@@ -21,21 +21,25 @@ import (
 )
 
 // Resource types the model understands. Others listed in passiveTypes are accepted and
-// checked for dangling references but have no local stand-in.
+// checked for dangling references but have no local stand-in. Log groups, alarms and
+// subscriptions have no local stand-in either, but they are decoded strictly into the
+// model so tests can hold the template to its operational promises (retention, alarms).
 const (
-	TypeTable    = "AWS::DynamoDB::Table"
-	TypeQueue    = "AWS::SQS::Queue"
-	TypeFunction = "AWS::Serverless::Function"
-	TypeHTTPAPI  = "AWS::Serverless::HttpApi"
-	TypeSecret   = "AWS::SecretsManager::Secret"
+	TypeTable        = "AWS::DynamoDB::Table"
+	TypeQueue        = "AWS::SQS::Queue"
+	TypeFunction     = "AWS::Serverless::Function"
+	TypeHTTPAPI      = "AWS::Serverless::HttpApi"
+	TypeSecret       = "AWS::SecretsManager::Secret"
+	TypeLogGroup     = "AWS::Logs::LogGroup"
+	TypeAlarm        = "AWS::CloudWatch::Alarm"
+	TypeTopic        = "AWS::SNS::Topic"
+	TypeSubscription = "AWS::SNS::Subscription"
 )
 
 var passiveTypes = map[string]bool{
 	TypeSecret:                   true,
-	"AWS::SNS::Topic":            true,
-	"AWS::CloudWatch::Alarm":     true,
+	TypeTopic:                    true,
 	"AWS::SSM::Parameter":        true,
-	"AWS::Logs::LogGroup":        true,
 	"AWS::SQS::QueuePolicy":      true,
 	"AWS::SNS::TopicPolicy":      true,
 	"AWS::Serverless::Api":       false, // REST APIs: the local runner emulates HTTP APIs only
@@ -46,15 +50,15 @@ var passiveTypes = map[string]bool{
 
 // attributes lists the GetAtt attributes each resource type has.
 var attributes = map[string][]string{
-	TypeTable:                {"Arn", "StreamArn"},
-	TypeQueue:                {"Arn", "QueueName", "QueueUrl"},
-	TypeFunction:             {"Arn"},
-	TypeHTTPAPI:              {"ApiEndpoint", "ApiId"},
-	TypeSecret:               {"Id"},
-	"AWS::SNS::Topic":        {"TopicArn", "TopicName"},
-	"AWS::CloudWatch::Alarm": {"Arn"},
-	"AWS::SSM::Parameter":    {"Type", "Value"},
-	"AWS::Logs::LogGroup":    {"Arn"},
+	TypeTable:             {"Arn", "StreamArn"},
+	TypeQueue:             {"Arn", "QueueName", "QueueUrl"},
+	TypeFunction:          {"Arn"},
+	TypeHTTPAPI:           {"ApiEndpoint", "ApiId"},
+	TypeSecret:            {"Id"},
+	TypeTopic:             {"TopicArn", "TopicName"},
+	TypeAlarm:             {"Arn"},
+	"AWS::SSM::Parameter": {"Type", "Value"},
+	TypeLogGroup:          {"Arn"},
 }
 
 var pseudoParameters = map[string]bool{
@@ -69,7 +73,20 @@ type Template struct {
 	Queues     map[string]*Queue
 	Functions  map[string]*Function
 	HTTPAPIs   []string
-	Types      map[string]string // every resource's logical id -> type
+	HTTPAPI    map[string]*HTTPAPI // by logical id, the same ids as HTTPAPIs
+	LogGroups  map[string]*LogGroup
+	Alarms     map[string]*Alarm
+	// Subscriptions are AWS::SNS::Subscription resources.
+	Subscriptions map[string]*Subscription
+	Types         map[string]string // every resource's logical id -> type
+	// Conditions are the template's named conditions; ResourceConditions maps the logical
+	// id of a conditional resource to its condition's name.
+	Conditions         map[string]*Condition
+	ResourceConditions map[string]string
+	// DeletionPolicies and UpdateReplacePolicies are the resources' attributes of those
+	// names, by logical id (absent: CloudFormation's default, Delete).
+	DeletionPolicies      map[string]string
+	UpdateReplacePolicies map[string]string
 
 	root *yaml.Node
 }
@@ -100,6 +117,12 @@ type Table struct {
 	PointInTimeRecoverySpecification map[string]bool       `yaml:"PointInTimeRecoverySpecification"`
 	SSESpecification                 map[string]bool       `yaml:"SSESpecification"`
 	DeletionProtectionEnabled        bool                  `yaml:"DeletionProtectionEnabled"`
+}
+
+// PITREnabled reports whether the table declares point-in-time recovery. DynamoDB Local
+// has no backups, so the local stack records it and does nothing with it.
+func (t *Table) PITREnabled() bool {
+	return t.PointInTimeRecoverySpecification["PointInTimeRecoveryEnabled"]
 }
 
 // AttributeDefinition declares a key attribute's type (S, N or B).
@@ -147,7 +170,7 @@ type Queue struct {
 	DelaySeconds                  *int           `yaml:"DelaySeconds"`
 	ReceiveMessageWaitTimeSeconds *int           `yaml:"ReceiveMessageWaitTimeSeconds"`
 	MaximumMessageSize            *int           `yaml:"MaximumMessageSize"`
-	SqsManagedSseEnabled          *bool          `yaml:"SqsManagedSseEnabled"`
+	SqsManagedSseEnabled          *bool          `yaml:"SqsManagedSseEnabled"` // no local meaning: the local SQS server keeps messages in memory
 	RedrivePolicy                 *RedrivePolicy `yaml:"RedrivePolicy"`
 }
 
@@ -168,11 +191,20 @@ type Function struct {
 	MemorySize                   Value             `yaml:"MemorySize"`
 	Timeout                      Value             `yaml:"Timeout"`
 	Description                  string            `yaml:"Description"`
-	LoggingConfig                map[string]string `yaml:"LoggingConfig"`
+	LoggingConfig                LoggingConfig     `yaml:"LoggingConfig"`
 	Environment                  Environment       `yaml:"Environment"`
 	Policies                     []Policy          `yaml:"Policies"`
 	Events                       map[string]*Event `yaml:"Events"`
 	ReservedConcurrentExecutions Value             `yaml:"ReservedConcurrentExecutions"`
+}
+
+// LoggingConfig is where and how a function logs. Locally functions log to the runner's
+// logger whatever it says.
+type LoggingConfig struct {
+	LogFormat           string `yaml:"LogFormat"`
+	LogGroup            Value  `yaml:"LogGroup"`
+	ApplicationLogLevel string `yaml:"ApplicationLogLevel"`
+	SystemLogLevel      string `yaml:"SystemLogLevel"`
 }
 
 // Environment holds a function's environment variables.
@@ -185,11 +217,15 @@ type Policy struct {
 	Statement []Statement `yaml:"Statement"`
 }
 
-// Statement is one IAM statement.
+// Statement is one IAM statement. DynamoDB Local does not check IAM, so statements are
+// only read for the template tests (least privilege, the token items' Deny).
 type Statement struct {
+	Sid      string   `yaml:"Sid"`
 	Effect   string   `yaml:"Effect"`
 	Action   []string `yaml:"Action"`
 	Resource []Value  `yaml:"Resource"`
+	// Condition maps an operator (ForAnyValue:StringLike) to condition keys and values.
+	Condition map[string]map[string][]string `yaml:"Condition"`
 }
 
 // Event is one event source of a function. Exactly one of the typed fields is set,
@@ -210,6 +246,66 @@ type HTTPAPIEvent struct {
 	Path                 string `yaml:"Path"`
 	PayloadFormatVersion string `yaml:"PayloadFormatVersion"`
 	TimeoutInMillis      int    `yaml:"TimeoutInMillis"`
+	// RouteSettings throttle this route on the stage; not emulated locally (see HTTPAPI).
+	RouteSettings *RouteSettings `yaml:"RouteSettings"`
+}
+
+// HTTPAPI is an AWS::Serverless::HttpApi. Stage throttling is read but not emulated by
+// the local gateway: local load tests (make demo, make bench, make chaos) would measure
+// the throttle instead of the system, and API Gateway's token bucket is AWS's to test.
+type HTTPAPI struct {
+	LogicalID            string                   `yaml:"-"`
+	Description          string                   `yaml:"Description"`
+	StageName            string                   `yaml:"StageName"`
+	DefaultRouteSettings *RouteSettings           `yaml:"DefaultRouteSettings"`
+	RouteSettings        map[string]RouteSettings `yaml:"RouteSettings"`
+}
+
+// RouteSettings are an HTTP API stage's per-route settings.
+type RouteSettings struct {
+	ThrottlingBurstLimit   Value `yaml:"ThrottlingBurstLimit"`
+	ThrottlingRateLimit    Value `yaml:"ThrottlingRateLimit"`
+	DetailedMetricsEnabled *bool `yaml:"DetailedMetricsEnabled"`
+}
+
+// LogGroup is an AWS::Logs::LogGroup (no local stand-in: functions log to the runner).
+type LogGroup struct {
+	LogicalID       string `yaml:"-"`
+	LogGroupName    Value  `yaml:"LogGroupName"`
+	RetentionInDays Value  `yaml:"RetentionInDays"`
+	LogGroupClass   string `yaml:"LogGroupClass"`
+}
+
+// Alarm is an AWS::CloudWatch::Alarm on one metric (no local stand-in).
+type Alarm struct {
+	LogicalID          string      `yaml:"-"`
+	AlarmDescription   string      `yaml:"AlarmDescription"`
+	Namespace          string      `yaml:"Namespace"`
+	MetricName         string      `yaml:"MetricName"`
+	Dimensions         []Dimension `yaml:"Dimensions"`
+	Statistic          string      `yaml:"Statistic"`
+	Period             int         `yaml:"Period"`
+	EvaluationPeriods  int         `yaml:"EvaluationPeriods"`
+	DatapointsToAlarm  int         `yaml:"DatapointsToAlarm"`
+	Threshold          Value       `yaml:"Threshold"`
+	ComparisonOperator string      `yaml:"ComparisonOperator"`
+	TreatMissingData   string      `yaml:"TreatMissingData"`
+	AlarmActions       []Value     `yaml:"AlarmActions"`
+	OKActions          []Value     `yaml:"OKActions"`
+}
+
+// Dimension names the resource an alarm's metric is about.
+type Dimension struct {
+	Name  string `yaml:"Name"`
+	Value Value  `yaml:"Value"`
+}
+
+// Subscription is an AWS::SNS::Subscription (no local stand-in).
+type Subscription struct {
+	LogicalID string `yaml:"-"`
+	Protocol  string `yaml:"Protocol"`
+	Endpoint  Value  `yaml:"Endpoint"`
+	TopicArn  Value  `yaml:"TopicArn"`
 }
 
 // ScheduleEvent is an EventBridge schedule (Type Schedule or ScheduleV2).
@@ -238,7 +334,7 @@ type SQSEvent struct {
 	MaximumBatchingWindowInSeconds Value          `yaml:"MaximumBatchingWindowInSeconds"`
 	FunctionResponseTypes          []string       `yaml:"FunctionResponseTypes"`
 	ScalingConfig                  *ScalingConfig `yaml:"ScalingConfig"`
-	Enabled                        *bool          `yaml:"Enabled"`
+	Enabled                        Value          `yaml:"Enabled"` // a parameter may switch a mapping off
 }
 
 // ScalingConfig bounds how many instances an SQS event source drives at once.
@@ -257,7 +353,39 @@ type DynamoDBEvent struct {
 	ParallelizationFactor          Value           `yaml:"ParallelizationFactor"`
 	FunctionResponseTypes          []string        `yaml:"FunctionResponseTypes"`
 	FilterCriteria                 *FilterCriteria `yaml:"FilterCriteria"`
-	Enabled                        *bool           `yaml:"Enabled"`
+	Enabled                        Value           `yaml:"Enabled"`
+	MaximumRecordAgeInSeconds      Value           `yaml:"MaximumRecordAgeInSeconds"`
+	// DestinationConfig is where Lambda sends a record of a batch it gave up on.
+	DestinationConfig *StreamDestinationConfig `yaml:"DestinationConfig"`
+}
+
+// StreamDestinationConfig is a stream mapping's on-failure destination.
+type StreamDestinationConfig struct {
+	OnFailure struct {
+		// Type (SQS or SNS) is SAM's: it makes SAM grant the function's role the right to
+		// send there, and is removed from the CloudFormation resource.
+		Type        string `yaml:"Type"`
+		Destination Value  `yaml:"Destination"`
+	} `yaml:"OnFailure"`
+}
+
+// MappingEnabled resolves an event source mapping's Enabled property: true when absent,
+// as in Lambda, else the resolved value, which must be true or false.
+func MappingEnabled(v Value, r Resolver) (bool, error) {
+	if !v.IsSet() {
+		return true, nil
+	}
+	s, err := v.Resolve(r)
+	if err != nil {
+		return false, err
+	}
+	switch strings.ToLower(s) {
+	case "true", "":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("samtemplate: Enabled %q is not true or false", s)
 }
 
 // FilterCriteria are event-source filter patterns (JSON strings).
@@ -316,8 +444,17 @@ func Parse(b []byte) (*Template, error) {
 		Tables:     map[string]*Table{},
 		Queues:     map[string]*Queue{},
 		Functions:  map[string]*Function{},
-		Types:      map[string]string{},
-		root:       root,
+		HTTPAPI:    map[string]*HTTPAPI{},
+		LogGroups:  map[string]*LogGroup{},
+		Alarms:     map[string]*Alarm{},
+
+		Subscriptions:         map[string]*Subscription{},
+		Types:                 map[string]string{},
+		Conditions:            map[string]*Condition{},
+		ResourceConditions:    map[string]string{},
+		DeletionPolicies:      map[string]string{},
+		UpdateReplacePolicies: map[string]string{},
+		root:                  root,
 	}
 	if n := mapGet(root, "Parameters"); n != nil {
 		if err := strictDecode(n, &t.Parameters); err != nil {
@@ -334,7 +471,9 @@ func Parse(b []byte) (*Template, error) {
 		globalFn = mapGet(g, "Function")
 	}
 	if n := mapGet(root, "Conditions"); n != nil {
-		return nil, errors.New("Conditions are not supported by the local stack")
+		if err := t.parseConditions(n); err != nil {
+			return nil, err
+		}
 	}
 	resources := mapGet(root, "Resources")
 	if resources == nil || resources.Kind != yaml.MappingNode {
@@ -358,13 +497,37 @@ func (t *Template) addResource(id string, res, globalFn *yaml.Node) error {
 		return errors.New("no Type")
 	}
 	for i := 0; i < len(res.Content); i += 2 {
-		switch k := res.Content[i].Value; k {
-		case "Type", "Properties", "Metadata", "DependsOn", "DeletionPolicy", "UpdateReplacePolicy":
+		switch k, v := res.Content[i].Value, res.Content[i+1]; k {
+		case "Type", "Properties", "Metadata", "DependsOn":
+		case "DeletionPolicy", "UpdateReplacePolicy":
+			switch v.Value {
+			case "Delete", "Retain", "RetainExceptOnCreate", "Snapshot":
+			default:
+				return fmt.Errorf("%s %q is not a CloudFormation policy", k, v.Value)
+			}
+			if k == "DeletionPolicy" {
+				t.DeletionPolicies[id] = v.Value
+			} else {
+				t.UpdateReplacePolicies[id] = v.Value
+			}
+		case "Condition":
+			if _, ok := t.Conditions[v.Value]; !ok {
+				return fmt.Errorf("Condition %s: no such condition", v.Value)
+			}
+			t.ResourceConditions[id] = v.Value
 		default:
 			return fmt.Errorf("attribute %s is not supported by the local stack", k)
 		}
 	}
 	t.Types[id] = typ.Value
+	if _, ok := t.ResourceConditions[id]; ok {
+		switch typ.Value {
+		case TypeTable, TypeQueue, TypeFunction, TypeHTTPAPI:
+			// The local stack always creates these; a condition it ignored would make local
+			// and cloud differ, so it is refused rather than guessed.
+			return fmt.Errorf("a conditional %s has no local emulation", typ.Value)
+		}
+	}
 	props := mapGet(res, "Properties")
 	if props == nil {
 		props = &yaml.Node{Kind: yaml.MappingNode}
@@ -394,7 +557,34 @@ func (t *Template) addResource(id string, res, globalFn *yaml.Node) error {
 		}
 		t.Functions[id] = f
 	case TypeHTTPAPI:
+		api := &HTTPAPI{}
+		if err := strictDecode(props, api); err != nil {
+			return err
+		}
+		api.LogicalID = id
 		t.HTTPAPIs = append(t.HTTPAPIs, id)
+		t.HTTPAPI[id] = api
+	case TypeLogGroup:
+		lg := &LogGroup{}
+		if err := strictDecode(props, lg); err != nil {
+			return err
+		}
+		lg.LogicalID = id
+		t.LogGroups[id] = lg
+	case TypeAlarm:
+		a := &Alarm{}
+		if err := strictDecode(props, a); err != nil {
+			return err
+		}
+		a.LogicalID = id
+		t.Alarms[id] = a
+	case TypeSubscription:
+		s := &Subscription{}
+		if err := strictDecode(props, s); err != nil {
+			return err
+		}
+		s.LogicalID = id
+		t.Subscriptions[id] = s
 	default:
 		if !passiveTypes[typ.Value] {
 			return fmt.Errorf("type %s is not supported by the local stack", typ.Value)
@@ -571,6 +761,12 @@ func (t *Template) checkReferences() error {
 }
 
 func (t *Template) checkReference(r string) error {
+	if name, ok := strings.CutPrefix(r, conditionRef); ok {
+		if _, ok := t.Conditions[name]; !ok {
+			return fmt.Errorf("If %s: no condition of that name", name)
+		}
+		return nil
+	}
 	if res, attr, ok := strings.Cut(r, "."); ok {
 		typ, exists := t.Types[res]
 		if !exists {

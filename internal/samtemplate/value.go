@@ -9,16 +9,27 @@ import (
 )
 
 // Value is a template value that may be a literal or one of the intrinsics the local
-// stack understands: Ref, GetAtt and the one-argument form of Sub. Anything else (If,
-// Select, Join, ImportValue, ...) is refused when the template is read, because the local
-// stack could not give it the meaning CloudFormation would.
+// stack understands: Ref, GetAtt, the one-argument form of Sub, and If on a named
+// condition between two such values. Anything else (Select, Join, ImportValue, ...) is
+// refused when the template is read, because the local stack could not give it the
+// meaning CloudFormation would.
 type Value struct {
 	Literal string
 	Ref     string    // logical id or parameter name, for Ref
 	GetAtt  [2]string // resource, attribute, for GetAtt
 	Sub     string    // template string, for Sub
+	If      *IfValue  // for If
 	kind    valueKind
 }
+
+// IfValue is Fn::If: Then when the named condition holds, else Else.
+type IfValue struct {
+	Condition  string
+	Then, Else Value
+}
+
+// noValue is the pseudo parameter that removes a property; it resolves to "".
+const noValue = "AWS::NoValue"
 
 type valueKind int
 
@@ -27,6 +38,7 @@ const (
 	refValue
 	getAttValue
 	subValue
+	ifValue
 )
 
 // Lit returns a literal Value.
@@ -44,6 +56,8 @@ func (v Value) String() string {
 		return "!GetAtt " + v.GetAtt[0] + "." + v.GetAtt[1]
 	case subValue:
 		return "!Sub " + v.Sub
+	case ifValue:
+		return "!If [" + v.If.Condition + ", " + v.If.Then.String() + ", " + v.If.Else.String() + "]"
 	}
 	return v.Literal
 }
@@ -85,16 +99,37 @@ func parseValue(n *yaml.Node) (Value, error) {
 				return parseGetAtt(arg.Value, arg.Line)
 			case k == "Fn::GetAtt" && arg.Kind == yaml.SequenceNode && len(arg.Content) == 2:
 				return Value{GetAtt: [2]string{arg.Content[0].Value, arg.Content[1].Value}, kind: getAttValue}, nil
+			case k == "Fn::If":
+				return parseIf(arg)
 			}
 			if strings.HasPrefix(k, "Fn::") {
 				return Value{}, fmt.Errorf("line %d: intrinsic %s is not supported by the local stack", n.Line, k)
 			}
 		}
 	}
+	if n.Kind == yaml.SequenceNode && n.Tag == "!If" {
+		return parseIf(n)
+	}
 	if n.Kind == yaml.SequenceNode && strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!") {
 		return Value{}, fmt.Errorf("line %d: intrinsic %s in list form is not supported by the local stack", n.Line, n.Tag)
 	}
 	return Value{}, fmt.Errorf("line %d: expected a scalar or Ref/GetAtt/Sub, got %s", n.Line, kindName(n.Kind))
+}
+
+// parseIf reads the arguments of Fn::If: [condition name, value if true, value if false].
+func parseIf(n *yaml.Node) (Value, error) {
+	if n.Kind != yaml.SequenceNode || len(n.Content) != 3 || n.Content[0].Kind != yaml.ScalarNode {
+		return Value{}, fmt.Errorf("line %d: If takes [condition, value, value]", n.Line)
+	}
+	then, err := parseValue(n.Content[1])
+	if err != nil {
+		return Value{}, err
+	}
+	els, err := parseValue(n.Content[2])
+	if err != nil {
+		return Value{}, err
+	}
+	return Value{If: &IfValue{Condition: n.Content[0].Value, Then: then, Else: els}, kind: ifValue}, nil
 }
 
 func parseGetAtt(s string, line int) (Value, error) {
@@ -128,13 +163,33 @@ type Resolver interface {
 	GetAtt(resource, attribute string) (string, error)
 }
 
+// conditionRef prefixes a condition's name among a value's references.
+const conditionRef = "Condition "
+
 var subVar = regexp.MustCompile(`\$\{([^}]*)\}`)
 
-// Resolve evaluates v against r.
+// Resolve evaluates v against r. AWS::NoValue resolves to "", which callers read as the
+// property being absent; If needs r to be a ConditionResolver.
 func (v Value) Resolve(r Resolver) (string, error) {
 	switch v.kind {
 	case refValue:
+		if v.Ref == noValue {
+			return "", nil
+		}
 		return r.Ref(v.Ref)
+	case ifValue:
+		cr, ok := r.(ConditionResolver)
+		if !ok {
+			return "", fmt.Errorf("samtemplate: %s needs a resolver of conditions", v)
+		}
+		holds, err := cr.Condition(v.If.Condition)
+		if err != nil {
+			return "", err
+		}
+		if holds {
+			return v.If.Then.Resolve(r)
+		}
+		return v.If.Else.Resolve(r)
 	case getAttValue:
 		return r.GetAtt(v.GetAtt[0], v.GetAtt[1])
 	case subValue:
@@ -161,9 +216,12 @@ func (v Value) Resolve(r Resolver) (string, error) {
 	return v.Literal, nil
 }
 
-// references lists the names a value points at, as Ref targets or "Resource.Attribute".
+// references lists the names a value points at, as Ref targets, "Resource.Attribute",
+// or conditionRef+name for the condition of an If.
 func (v Value) references() []string {
 	switch v.kind {
+	case ifValue:
+		return append(append([]string{conditionRef + v.If.Condition}, v.If.Then.references()...), v.If.Else.references()...)
 	case refValue:
 		return []string{v.Ref}
 	case getAttValue:
