@@ -16,6 +16,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -232,30 +233,36 @@ func missingReads(params, result any) float64 {
 	}
 	units := 0.0
 	for table, ka := range in.RequestItems {
-		missing := len(ka.Keys) - len(out.Responses[table]) - len(out.UnprocessedKeys[table].Keys)
-		per := 0.5
-		if ka.ConsistentRead != nil && *ka.ConsistentRead {
-			per = 1
-		}
-		units += float64(max(missing, 0)) * per
+		units += MissingReads(len(ka.Keys), len(out.Responses[table]), len(out.UnprocessedKeys[table].Keys), aws.ToBool(ka.ConsistentRead))
 	}
 	return units
 }
 
+// MissingReads is the read units DynamoDB Local leaves out of a BatchGetItem answer for
+// one table: AWS bills each key that found no item (of keys asked, found answered and
+// unprocessed returned) its minimum read, which Local reports as nothing.
+func MissingReads(keys, found, unprocessed int, consistent bool) float64 {
+	return float64(max(keys-found-unprocessed, 0)) * MinimumRead(consistent)
+}
+
 // minimumRead is the read a Query or Scan that DynamoDB Local answered with 0 units
-// (it found nothing) is counted as: the least read AWS bills (1 RRU strongly
-// consistent, 0.5 eventually). An upper bound: erring high is the safe side of a cost.
+// (it found nothing) is counted as: the least read AWS bills. An upper bound: erring
+// high is the safe side of a cost.
 func minimumRead(params any) float64 {
-	var consistent *bool
 	switch in := params.(type) {
 	case *dynamodb.QueryInput:
-		consistent = in.ConsistentRead
+		return MinimumRead(aws.ToBool(in.ConsistentRead))
 	case *dynamodb.ScanInput:
-		consistent = in.ConsistentRead
-	default:
-		return 0
+		return MinimumRead(aws.ToBool(in.ConsistentRead))
 	}
-	if consistent != nil && *consistent {
+	return 0
+}
+
+// MinimumRead is the least AWS bills for a read, or for each key of a batch read, even
+// when it finds nothing: 1 RRU strongly consistent, 0.5 eventually consistent.
+// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html
+func MinimumRead(consistent bool) float64 {
+	if consistent {
 		return 1
 	}
 	return 0.5
