@@ -2,6 +2,8 @@ package functions_test
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -183,8 +185,20 @@ func newWorld(t *testing.T) *world {
 	srv := httptest.NewServer(sb)
 	t.Cleanup(srv.Close)
 	w := &world{env: testenv.NewWithParams(t, map[string]string{"WeChatBaseURL": srv.URL}), sandbox: sb,
-		secrets: map[string]string{"WeChatSecret": demo.SecretJSON(), "SessionSigningSecret": "rie-session-key", "OperatorTokenSecret": "rie-operator-token"}}
+		// Keys of this run only: make events writes them into events/env.json, which is
+		// not tracked, so no fixed key sits in the repository for anyone to reuse.
+		secrets: map[string]string{"WeChatSecret": demo.SecretJSON(), "SessionSigningSecret": randomKey(t), "OperatorTokenSecret": randomKey(t)}}
 	return w
+}
+
+// randomKey is 32 random bytes in hex: 64 characters, like the stack's generated keys.
+func randomKey(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
 }
 
 func (w *world) functionEnv(t *testing.T, id string) map[string]string {
