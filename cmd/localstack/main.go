@@ -5,6 +5,9 @@
 //	                                 every test binary), stop the stack, exit as CMD did
 //	localstack serve [-data DIR]     start the stack, create the template's tables and
 //	                                 queues, print the endpoints, run until interrupted
+//
+// Both take -scale-k K: DynamoDB is then served through the scale model of AWS's
+// partition limits divided by K (internal/dev/scalemodel).
 package main
 
 import (
@@ -46,7 +49,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: localstack exec -- CMD [ARGS...] | localstack serve [-data DIR]")
+	fmt.Fprintln(os.Stderr, "usage: localstack exec [-scale-k K] -- CMD [ARGS...] | localstack serve [-data DIR] [-scale-k K]")
 	os.Exit(2)
 }
 
@@ -66,9 +69,10 @@ func root() string {
 }
 
 func execCmd(log *slog.Logger, args []string) (int, error) {
-	if len(args) > 0 && args[0] == "--" {
-		args = args[1:]
-	}
+	fs := flag.NewFlagSet("exec", flag.ExitOnError)
+	scaleK := scaleFlag(fs)
+	_ = fs.Parse(args) // stops at "--" or CMD
+	args = fs.Args()
 	if len(args) == 0 {
 		usage()
 	}
@@ -79,10 +83,15 @@ func execCmd(log *slog.Logger, args []string) (int, error) {
 		return 0, err
 	}
 	defer st.Stop(context.Background())
+	ep, stopModel, err := withScaleModel(ctx, log, st.Endpoints, *scaleK)
+	if err != nil {
+		return 0, err
+	}
+	defer stopModel()
 
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), localstack.EnvDynamoDB+"="+st.DynamoDB, localstack.EnvSQS+"="+st.SQS)
+	cmd.Env = append(os.Environ(), localstack.EnvDynamoDB+"="+ep.DynamoDB, localstack.EnvSQS+"="+ep.SQS)
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("exec %s: %w", args[0], err)
 	}
@@ -101,6 +110,7 @@ func execCmd(log *slog.Logger, args []string) (int, error) {
 func serve(log *slog.Logger, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
 	data := fs.String("data", "", "keep DynamoDB data in this directory (default: in memory)")
+	scaleK := scaleFlag(fs)
 	_ = fs.Parse(args)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -118,7 +128,12 @@ func serve(log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
-	for _, env := range st.Environ() {
+	ep, stopModel, err := withScaleModel(ctx, log, st.Endpoints, *scaleK)
+	if err != nil {
+		return err
+	}
+	defer stopModel()
+	for _, env := range ep.Environ() {
 		fmt.Println("export " + env)
 	}
 	for id, name := range res.Tables {
@@ -127,7 +142,7 @@ func serve(log *slog.Logger, args []string) error {
 	for id, q := range res.Queues {
 		log.Info("queue", "id", id, "url", q.URL)
 	}
-	log.Info("ready: local stack serving until interrupted", "dynamodb", st.DynamoDB, "sqs", st.SQS)
+	log.Info("ready: local stack serving until interrupted", "dynamodb", ep.DynamoDB, "sqs", ep.SQS)
 	<-ctx.Done()
 	return nil
 }
