@@ -42,10 +42,15 @@ type tcase struct {
 	code string
 	// says is part of the message (or, for a 2xx, of the body): what was wrong.
 	says string
-	// rateOf, on a 2xx re-upload, is the user key whose upload counter the request may
-	// (and must) raise by one: the limiter counts every upload that carries a valid
-	// grant, before the store knows it is a duplicate. Nothing else may change.
+	// rateOf is the rate-limit key (the one collect passes to the limiter) whose
+	// counter the request may (and must) raise by one: the upload limiter counts every
+	// upload that carries a valid grant, before the store knows it is a duplicate, and
+	// the login limiter every login with a valid body, before WeChat is asked. Nothing
+	// else may change.
 	rateOf string
+	// pushClaim, on an acknowledged push, means the request may (and must) add one
+	// remembered push URL (a state item push#<appid>#…), and nothing else.
+	pushClaim bool
 }
 
 // TestBadInput starts the whole system, stores a fixture through the public API, and
@@ -90,13 +95,26 @@ func TestBadInput(t *testing.T) {
 				leaked(t, a, "the presented token", tok)
 			}
 			after := s.snapshot(t)
+			if tc.pushClaim {
+				isClaim := func(table, item string) bool {
+					return table == "StateTable" && strings.Contains(item, `"pk":"push#`+demo.AppID+`#`)
+				}
+				if d := diff(base, after, isClaim); d != "" {
+					t.Fatalf("storage changed beyond the push's URL:\n%s", d)
+				}
+				if d := diff(base, after, nil); strings.Contains(d, "\n") || !strings.HasPrefix(d, "StateTable: + ") {
+					t.Fatalf("want exactly one remembered push URL added, got:\n%s", d)
+				}
+				base = after
+				return
+			}
 			if tc.rateOf == "" {
 				if d := diff(base, after, nil); d != "" {
 					t.Fatalf("%d answer, but storage changed:\n%s", a.status, d)
 				}
 				return
 			}
-			// Only the caller's counter may differ, and by exactly one upload.
+			// Only the caller's counter may differ, and by exactly one request.
 			isRate := func(table, item string) bool {
 				return table == "StateTable" && strings.Contains(item, `"pk":"`+rateKey(tc.rateOf)+`"`)
 			}

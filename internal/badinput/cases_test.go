@@ -149,6 +149,11 @@ func (fx *fixture) cases() []tcase {
 	signed := func(body string) request { // a push signed right, now
 		return jsonPost("/v1/wechat/events?"+pushQuery(demo.AppID, demo.EventToken, now, "n1"), body, "")
 	}
+	// signedOwn is a push signed right with a nonce of its own: one that is applied is
+	// remembered, and its URL cannot carry another body.
+	signedOwn := func(nonce, body string) request {
+		return jsonPost("/v1/wechat/events?"+pushQuery(demo.AppID, demo.EventToken, now, nonce), body, "")
+	}
 	signedXML := func(body string) request {
 		return with(signed(body), "Content-Type", "text/xml")
 	}
@@ -160,7 +165,9 @@ func (fx *fixture) cases() []tcase {
 		return fmt.Sprintf(`{"type":"subscribe","key":"k%d","results":{"T1":"accept","T2":"accept","T3":"accept"}}`, i)
 	}
 	c := "/v1/admin/campaigns/"
-	userKey := minipush.UserKey(demo.AppID, fx.openID)
+	userKey := "collect#" + minipush.UserKey(demo.AppID, fx.openID)
+	// The emulated gateway sees this machine as every request's source.
+	sourceKey := "session#" + session.Pseudonym(s.key, "ip", "127.0.0.1")
 
 	cs := []tcase{
 		// POST /v1/session
@@ -179,9 +186,11 @@ func (fx *fixture) cases() []tcase {
 		{route: sessionRoute, kind: wrongType, name: "SessionAppOmittedOfTwo", req: jsonPost("/v1/session", `{"code":"abc"}`, ""), want: 422, code: minipush.EINVALID, says: "appId"},
 		{route: sessionRoute, kind: oversized, name: "SessionBodyOver4KiB", req: jsonPost("/v1/session", `{"code":"`+strings.Repeat("c", 5000)+`"}`, ""), want: 413, code: minipush.ETOOLARGE, says: "4096"},
 		{route: sessionRoute, kind: oversized, name: "SessionCodeTooLong", req: jsonPost("/v1/session", `{"code":"`+strings.Repeat("c", 129)+`","appId":"`+demo.AppID+`"}`, ""), want: 400, code: minipush.EMALFORMED, says: "128"},
-		{route: sessionRoute, kind: forged, name: "SessionCodeNotIssued", req: jsonPost("/v1/session", `{"code":"0a1b2c3d4e5f-forged","appId":"`+demo.AppID+`"}`, ""), want: 401, code: minipush.EUNAUTHORIZED, says: "wx.login"},
-		{route: sessionRoute, kind: forged, name: "SessionCodeOfOtherApp", req: jsonPost("/v1/session", `{"code":"`+fx.newCode()+`","appId":"`+other.AppID+`"}`, ""), want: 401, code: minipush.EUNAUTHORIZED, says: "wx.login"},
-		{route: sessionRoute, kind: replayed, name: "SessionCodeUsed", req: jsonPost("/v1/session", `{"code":"`+fx.usedCode+`","appId":"`+demo.AppID+`"}`, ""), want: 401, code: minipush.EUNAUTHORIZED, says: "wx.login"},
+		// A login WeChat refuses still counts against its source's rate: the limit is
+		// checked before jscode2session is called (that call is what a flood costs).
+		{route: sessionRoute, kind: forged, name: "SessionCodeNotIssued", req: jsonPost("/v1/session", `{"code":"0a1b2c3d4e5f-forged","appId":"`+demo.AppID+`"}`, ""), want: 401, code: minipush.EUNAUTHORIZED, says: "wx.login", rateOf: sourceKey},
+		{route: sessionRoute, kind: forged, name: "SessionCodeOfOtherApp", req: jsonPost("/v1/session", `{"code":"`+fx.newCode()+`","appId":"`+other.AppID+`"}`, ""), want: 401, code: minipush.EUNAUTHORIZED, says: "wx.login", rateOf: sourceKey},
+		{route: sessionRoute, kind: replayed, name: "SessionCodeUsed", req: jsonPost("/v1/session", `{"code":"`+fx.usedCode+`","appId":"`+demo.AppID+`"}`, ""), want: 401, code: minipush.EUNAUTHORIZED, says: "wx.login", rateOf: sourceKey},
 
 		// POST /v1/grants
 		{route: grantsRoute, kind: malformed, name: "GrantsTruncated", req: jsonPost("/v1/grants", `{"grants":[{"type":"form",`, auth), want: 400, code: minipush.EMALFORMED, says: "invalid JSON"},
@@ -214,6 +223,10 @@ func (fx *fixture) cases() []tcase {
 		}()+`]}`, auth), want: 413, code: minipush.ETOOLARGE, says: "at most 99"},
 		{route: grantsRoute, kind: oversized, name: "GrantsBodyOver64KiB", req: jsonPost("/v1/grants", `{"grants":[{"type":"form","formId":"`+strings.Repeat("x", collect.MaxUploadBytes)+`"}]}`, auth), want: 413, code: minipush.ETOOLARGE, says: "65536"},
 		{route: grantsRoute, kind: oversized, name: "GrantsFormIDTooLong", req: jsonPost("/v1/grants", `{"grants":[{"type":"form","formId":"`+strings.Repeat("x", 129)+`"}]}`, auth), want: 422, code: minipush.EINVALID, says: "too_long"},
+		// Characters the storage keys use as separators ("#", NUL) in a template id or key.
+		{route: grantsRoute, kind: wrongType, name: "GrantsTemplateWithHash", req: jsonPost("/v1/grants", `{"grants":[{"type":"subscribe","key":"k","results":{"`+localrun.DemoSubscribeTemplate+`#0":"accept"}}]}`, auth), want: 422, code: minipush.EINVALID, says: "bad_characters"},
+		{route: grantsRoute, kind: wrongType, name: "GrantsKeyWithHash", req: jsonPost("/v1/grants", `{"grants":[{"type":"subscribe","key":"k#1","results":{"`+localrun.DemoSubscribeTemplate+`":"accept"}}]}`, auth), want: 422, code: minipush.EINVALID, says: "bad_characters"},
+		{route: grantsRoute, kind: wrongType, name: "GrantsKeyWithNUL", req: jsonPost("/v1/grants", `{"grants":[{"type":"subscribe","key":"k\u00001","results":{"`+localrun.DemoSubscribeTemplate+`":"accept"}}]}`, auth), want: 422, code: minipush.EINVALID, says: "bad_characters"},
 		{route: grantsRoute, kind: oversized, name: "GrantsFourTemplates", req: jsonPost("/v1/grants", `{"grants":[{"type":"subscribe","key":"k","results":{"T1":"accept","T2":"accept","T3":"accept","T4":"accept"}}]}`, auth), want: 422, code: minipush.EINVALID, says: "too_many_templates"},
 		{route: grantsRoute, kind: forged, name: "GrantsNoToken", req: jsonPost("/v1/grants", string(fx.upload), ""), want: 401, code: minipush.EUNAUTHORIZED, says: "Bearer"},
 		{route: grantsRoute, kind: forged, name: "GrantsBasicScheme", req: jsonPost("/v1/grants", string(fx.upload), "Basic "+base64.StdEncoding.EncodeToString([]byte("user:"+tok))), want: 401, code: minipush.EUNAUTHORIZED, says: "Bearer"},
@@ -241,9 +254,11 @@ func (fx *fixture) cases() []tcase {
 		{route: pushRoute, kind: wrongType, name: "PushFromUserNumber", req: signed(strings.Replace(popup("X"), `"X"`, `12345`, 1)), want: 400, code: minipush.EMALFORMED, says: "JSON"},
 		{route: pushRoute, kind: wrongType, name: "PushListString", req: signed(`{"FromUserName":"oX","CreateTime":1,"Event":"subscribe_msg_popup_event","List":"accept"}`), want: 400, code: minipush.EMALFORMED, says: "JSON"},
 		// WeChat pushes many event types; acknowledging the ones it does not store is
-		// what keeps WeChat from retrying them. 200 "success", nothing stored.
-		{route: pushRoute, kind: wrongType, name: "PushUnknownEventAcknowledged", req: signed(strings.Replace(popup("oPushUser3"), "subscribe_msg_popup_event", "no_such_event", 1)), want: 200, says: "success"},
-		{route: pushRoute, kind: wrongType, name: "PushBadStatusStoresNothing", req: signed(strings.Replace(popup("oPushUser3"), `"accept"`, `"maybe"`, 1)), want: 200, says: "success"},
+		// what keeps WeChat from retrying them. 200 "success", nothing stored but the
+		// push's URL, remembered so that it cannot carry another body.
+		{route: pushRoute, kind: wrongType, name: "PushUnknownEventAcknowledged", req: signedOwn("n3", strings.Replace(popup("oPushUser3"), "subscribe_msg_popup_event", "no_such_event", 1)), want: 200, says: "success", pushClaim: true},
+		{route: pushRoute, kind: wrongType, name: "PushBadStatusStoresNothing", req: signedOwn("n4", strings.Replace(popup("oPushUser3"), `"accept"`, `"maybe"`, 1)), want: 200, says: "success", pushClaim: true},
+		{route: pushRoute, kind: wrongType, name: "PushTemplateWithHashStoresNothing", req: signedOwn("n5", strings.Replace(popup("oPushUser3"), localrun.DemoSubscribeTemplate, localrun.DemoSubscribeTemplate+"#0", 1)), want: 200, says: "success", pushClaim: true},
 		{route: pushRoute, kind: oversized, name: "PushBodyOver64KiB", req: signed(popup(strings.Repeat("o", 70<<10))), want: 413, code: minipush.ETOOLARGE, says: "65536"},
 		{route: pushRoute, kind: oversized, name: "PushFromUserTooLong", req: signed(popup(strings.Repeat("o", 129))), want: 400, code: minipush.EMALFORMED, says: "FromUserName"},
 		{route: pushRoute, kind: forged, name: "PushUnsigned", req: jsonPost("/v1/wechat/events?appId="+demo.AppID, popup("oForged1"), ""), want: 401, code: minipush.EUNAUTHORIZED, says: "signature"},
@@ -254,10 +269,12 @@ func (fx *fixture) cases() []tcase {
 		{route: pushRoute, kind: forged, name: "PushAppOmittedOfTwo", req: jsonPost("/v1/wechat/events?"+pushQuery("", demo.EventToken, now, "n1"), popup("oForged1"), ""), want: 401, code: minipush.EUNAUTHORIZED, says: "signature"},
 		{route: pushRoute, kind: replayed, name: "PushStale", req: jsonPost("/v1/wechat/events?"+pushQuery(demo.AppID, demo.EventToken, now.Add(-collect.MaxPushAge-time.Minute), "n1"), popup("oReplay1"), ""), want: 401, code: minipush.EUNAUTHORIZED, says: "stale"},
 		{route: pushRoute, kind: replayed, name: "PushFromTheFuture", req: jsonPost("/v1/wechat/events?"+pushQuery(demo.AppID, demo.EventToken, now.Add(collect.MaxPushAge+time.Minute), "n1"), popup("oReplay1"), ""), want: 401, code: minipush.EUNAUTHORIZED, says: "stale"},
-		// The push delivered again within its window, same nonce (WeChat retries so):
-		// nonces are not remembered, but the grant id comes from the user, CreateTime
-		// and template, so the replay stores nothing new. 200 "success".
+		// The push delivered again within its window, same URL and body (WeChat retries
+		// so): its URL is remembered as applied, so 200 "success" and nothing changes.
 		{route: pushRoute, kind: replayed, name: "PushSameAgainIsIdempotent", req: jsonPost(fx.pushTarget, string(fx.push), ""), want: 200, says: "success"},
+		// The applied push's signed URL with another body (a captured URL replayed):
+		// refused, nothing minted.
+		{route: pushRoute, kind: replayed, name: "PushURLWithOtherBody", req: jsonPost(fx.pushTarget, fmt.Sprintf(popupJSON, "oReplayAttacker", now.Unix()), ""), want: 401, code: minipush.EUNAUTHORIZED, says: "signature"},
 
 		// GET /v1/wechat/events (the URL check)
 		{route: echoRoute, kind: malformed, name: "EchoTimestampNotNumber", req: echo("appId=" + demo.AppID + "&timestamp=abc&nonce=n1&signature=" + collect.Signature(demo.EventToken, "abc", "n1") + "&echostr=e1"), want: 401, code: minipush.EUNAUTHORIZED, says: "signature"},

@@ -246,24 +246,24 @@ func setOf(items []string) map[string]bool {
 	return m
 }
 
-// rateCount sums the collect rate counter of one user over the windows in the state table.
-func rateCount(snap snapshot, userKey string) int {
+// rateCount sums one rate counter over the windows in the state table.
+func rateCount(snap snapshot, key string) int {
 	n := 0
 	for _, it := range snap.tables["StateTable"] {
 		var item struct {
 			PK string `json:"pk"`
 			N  int    `json:"n"`
 		}
-		if json.Unmarshal([]byte(it), &item) == nil && item.PK == rateKey(userKey) {
+		if json.Unmarshal([]byte(it), &item) == nil && item.PK == rateKey(key) {
 			n += item.N
 		}
 	}
 	return n
 }
 
-// rateKey is the state-table pk of a user's upload counter (dynamo.DB.Allow's
-// "rate#" + the key collect passes).
-func rateKey(userKey string) string { return "rate#collect#" + userKey }
+// rateKey is the state-table pk of a rate counter (dynamo.DB.Allow's "rate#" + the key
+// collect passes).
+func rateKey(key string) string { return "rate#" + key }
 
 // answer is what came back over HTTP.
 type answer struct {
