@@ -112,7 +112,13 @@ func Start(ctx context.Context, opts Options) (_ *Runner, err error) {
 		r.Stack = r.stack.Endpoints
 	}
 	r.clients = r.Stack.NewClients()
-	params := map[string]string{"WeChatSecretArn": localstack.LocalSecretArn}
+	params := map[string]string{
+		"WeChatSecretArn": localstack.LocalSecretArn,
+		// Every user the demo, the chaos suite or a benchmark simulates logs in from this
+		// machine, one source address to the emulated gateway: the per-source login limit
+		// would refuse them all after the first minute's worth. Params can set it back.
+		"SessionRatePerMinute": "1000000",
+	}
 	for k, v := range opts.Params {
 		params[k] = v
 	}
@@ -195,13 +201,17 @@ func Start(ctx context.Context, opts Options) (_ *Runner, err error) {
 				if !ok {
 					return nil, fmt.Errorf("localrun: %s has a DynamoDB event but its handler is %T", id, h)
 				}
-				m, on, err := TemplateStreamMapping(r.Resources, r.clients, id, ev.DynamoDB, dh, timeout, log)
+				opts, on, err := TemplateStreamMapping(r.Resources, r.clients, id, ev.DynamoDB, dh, timeout, log)
 				if err != nil {
 					return nil, err
 				}
 				if !on {
 					log.Info("event source mapping disabled by the template", "function", id, "event", name)
 					continue
+				}
+				m, err := NewStreamMapping(opts)
+				if err != nil {
+					return nil, err
 				}
 				r.goRun(runCtx, m.Run)
 			default:
@@ -370,26 +380,27 @@ func (r *Runner) sqsMapping(id string, ev *samtemplate.SQSEvent, h SQSHandler, t
 	}, nil
 }
 
-// TemplateStreamMapping builds the stream mapping a function's DynamoDB event declares,
-// on the local resources: batch size, retries, filters, partial batch responses and the
-// on-failure destination (an SQS queue of the template). It reports false, and builds
-// nothing, when the event's Enabled resolves to false.
-func TemplateStreamMapping(res *localstack.Resources, clients localstack.Clients, id string, ev *samtemplate.DynamoDBEvent, h StreamHandler, timeout time.Duration, log *slog.Logger) (*StreamMapping, bool, error) {
+// TemplateStreamMapping returns the options of the stream mapping a function's DynamoDB
+// event declares, on the local resources: batch size, retries, filters, partial batch
+// responses and the on-failure destination (an SQS queue of the template). It reports
+// false when the event's Enabled resolves to false: the mapping must not run.
+func TemplateStreamMapping(res *localstack.Resources, clients localstack.Clients, id string, ev *samtemplate.DynamoDBEvent, h StreamHandler, timeout time.Duration, log *slog.Logger) (StreamMappingOptions, bool, error) {
+	var opts StreamMappingOptions
 	on, err := samtemplate.MappingEnabled(ev.Enabled, res)
 	if err != nil || !on {
-		return nil, false, err
+		return opts, false, err
 	}
 	arn, err := ev.Stream.Resolve(res)
 	if err != nil {
-		return nil, false, err
+		return opts, false, err
 	}
 	batch, err := intValue(res, ev.BatchSize, 100)
 	if err != nil {
-		return nil, false, err
+		return opts, false, err
 	}
 	retries, err := intValue(res, ev.MaximumRetryAttempts, -1)
 	if err != nil {
-		return nil, false, err
+		return opts, false, err
 	}
 	var patterns []string
 	if ev.FilterCriteria != nil {
@@ -397,7 +408,7 @@ func TemplateStreamMapping(res *localstack.Resources, clients localstack.Clients
 			patterns = append(patterns, f.Pattern)
 		}
 	}
-	opts := StreamMappingOptions{
+	opts = StreamMappingOptions{
 		Function: id, FunctionARN: fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s%s", localstack.Region, localstack.AccountID, res.Prefix, id),
 		StreamARN: arn, BatchSize: batch, MaxRetries: retries, Patterns: patterns,
 		ReportFailures: ev.ReportsBatchItemFailures(), StartingPosition: ev.StartingPosition,
@@ -406,7 +417,7 @@ func TemplateStreamMapping(res *localstack.Resources, clients localstack.Clients
 	if dc := ev.DestinationConfig; dc != nil {
 		dest, err := dc.OnFailure.Destination.Resolve(res)
 		if err != nil {
-			return nil, false, fmt.Errorf("localrun: %s: on-failure destination: %w", id, err)
+			return opts, false, fmt.Errorf("localrun: %s: on-failure destination: %w", id, err)
 		}
 		var q *localstack.Queue
 		for _, cand := range res.Queues {
@@ -417,12 +428,11 @@ func TemplateStreamMapping(res *localstack.Resources, clients localstack.Clients
 		}
 		if q == nil {
 			// An SNS topic (or anything else) has no local stand-in to receive the record.
-			return nil, false, fmt.Errorf("localrun: %s: on-failure destination %s is not a queue of the template", id, dest)
+			return opts, false, fmt.Errorf("localrun: %s: on-failure destination %s is not a queue of the template", id, dest)
 		}
 		opts.OnFailureQueueURL, opts.OnFailureSQS = q.URL, clients.SQS
 	}
-	m, err := NewStreamMapping(opts)
-	return m, err == nil, err
+	return opts, true, nil
 }
 
 func asHTTP(h any) (HTTPHandler, bool) {
