@@ -79,6 +79,14 @@ func (rec *recorder) builders() map[string]localrun.Builder {
 				return resp, nil
 			}, nil
 		},
+		// The send DLQ's consumer; nothing in these tests reaches the DLQ.
+		"DeadLetterFunction": func(context.Context, func(string) string) (any, error) {
+			return func(context.Context, events.SQSEvent) (events.SQSEventResponse, error) {
+				return events.SQSEventResponse{}, nil
+			}, nil
+		},
+		// A stream handler only: the template's Replay event (an SQS mapping) is disabled
+		// by default, and the runner must not start it (it would refuse this handler).
 		"ExpireFunction": func(context.Context, func(string) string) (any, error) {
 			return func(_ context.Context, ev events.DynamoDBEvent) (events.DynamoDBEventResponse, error) {
 				rec.mu.Lock()
