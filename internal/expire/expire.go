@@ -6,6 +6,10 @@
 // spent by send, or dropped because the user turned a subscribe template off. Only the
 // first kind is an expiry. Every removal, of either kind, leaves the user's inventory to
 // be recomputed.
+//
+// A batch the stream mapping gives up on (after its retries) is recorded by Lambda in the
+// on-failure queue as a range of the stream; Replay reads that range back and applies it
+// through the same idempotent Handle once the operator has fixed the cause (replay.go).
 package expire
 
 import (

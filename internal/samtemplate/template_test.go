@@ -112,3 +112,81 @@ func TestResolveSub(t *testing.T) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }
+
+// condResolver resolves parameters from a map and evaluates the template's conditions.
+type condResolver struct {
+	tpl    *Template
+	params fakeResolver
+}
+
+func (c condResolver) Ref(n string) (string, error)        { return c.params.Ref(n) }
+func (c condResolver) GetAtt(r, a string) (string, error)  { return c.params.GetAtt(r, a) }
+func (c condResolver) Condition(name string) (bool, error) { return c.tpl.EvalCondition(name, c) }
+
+func TestConditionsAndIf(t *testing.T) {
+	t.Parallel()
+	const src = `Parameters:
+  Email:
+    Type: String
+    Default: ""
+  Reserve:
+    Type: String
+    Default: "true"
+Conditions:
+  HasEmail: !Not [!Equals [!Ref Email, ""]]
+  DoReserve:
+    Fn::Equals: [!Ref Reserve, "true"]
+  Both: !And [!Condition HasEmail, !Condition DoReserve]
+Resources:
+  Topic:
+    Type: AWS::SNS::Topic
+    Properties:
+      DisplayName: !If [DoReserve, reserved, !Ref AWS::NoValue]
+  Sub:
+    Type: AWS::SNS::Subscription
+    Condition: Both
+    Properties:
+      Protocol: email
+      Endpoint: !Ref Email
+      TopicArn: !Ref Topic
+`
+	tpl, err := Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tpl.ResourceConditions["Sub"] != "Both" || tpl.Subscriptions["Sub"] == nil {
+		t.Fatalf("conditional subscription not read: %v %+v", tpl.ResourceConditions, tpl.Subscriptions)
+	}
+	v, err := parseIfFromTopic(tpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		email, reserve string
+		both           bool
+		display        string
+	}{
+		{"", "true", false, "reserved"},
+		{"a@b.c", "true", true, "reserved"},
+		{"a@b.c", "false", false, ""}, // AWS::NoValue: the property is absent
+	} {
+		r := condResolver{tpl: tpl, params: fakeResolver{"Email": tc.email, "Reserve": tc.reserve}}
+		got, err := tpl.EvalCondition("Both", r)
+		if err != nil || got != tc.both {
+			t.Errorf("%+v: Both = %v (%v)", tc, got, err)
+		}
+		if s, err := v.Resolve(r); err != nil || s != tc.display {
+			t.Errorf("%+v: If = %q (%v), want %q", tc, s, err, tc.display)
+		}
+	}
+	if _, err := v.Resolve(fakeResolver{}); err == nil {
+		t.Error("If resolved without a condition resolver")
+	}
+}
+
+// parseIfFromTopic reads the Topic's DisplayName back as a Value (passive resources keep
+// no model of their properties).
+func parseIfFromTopic(tpl *Template) (Value, error) {
+	n := mapGet(mapGet(mapGet(mapGet(tpl.root, "Resources"), "Topic"), "Properties"), "DisplayName")
+	return parseValue(n)
+}
