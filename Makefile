@@ -2,7 +2,7 @@
 # on a fresh machine (infra/install.sh installs the local stand-ins they need).
 
 GO        ?= go
-FUNCTIONS := collect admin plan send expire
+FUNCTIONS := collect admin plan send expire deadletter
 BUILD     := .build
 LAMBDA_ENV := CGO_ENABLED=0 GOOS=linux GOARCH=arm64
 LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
@@ -10,7 +10,8 @@ LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
 FUZZTIME  ?= 10s
 
 .PHONY: all build build-lambda build-host test fuzz bench chaos vet fmt deps run demo events stack clean \
-	build-CollectFunction build-AdminFunction build-PlanFunction build-SendFunction build-ExpireFunction
+	build-CollectFunction build-AdminFunction build-PlanFunction build-SendFunction build-ExpireFunction \
+	build-DeadLetterFunction
 
 all: build
 
@@ -37,6 +38,7 @@ $(eval $(call sam_target,AdminFunction,admin))
 $(eval $(call sam_target,PlanFunction,plan))
 $(eval $(call sam_target,SendFunction,send))
 $(eval $(call sam_target,ExpireFunction,expire))
+$(eval $(call sam_target,DeadLetterFunction,deadletter))
 
 ## deps: install the local stack (Java if missing, npm packages, DynamoDB Local)
 deps:

@@ -14,7 +14,7 @@ import (
 	"minipush/internal/send"
 )
 
-// Builders returns the production constructors of the five functions, keyed by their
+// Builders returns the production constructors of the functions, keyed by their
 // template logical ids: the runner builds each exactly as its main.go does in Lambda.
 func Builders() map[string]localrun.Builder {
 	return map[string]localrun.Builder{
@@ -52,6 +52,13 @@ func Builders() map[string]localrun.Builder {
 				return nil, err
 			}
 			return h.Invoke, nil // the stream and the failure queue's replay
+		},
+		"DeadLetterFunction": func(ctx context.Context, getenv func(string) string) (any, error) {
+			h, err := send.DeadLetterFromEnv(ctx, getenv)
+			if err != nil {
+				return nil, err
+			}
+			return h.Handle, nil
 		},
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"minipush/internal/config"
+	"minipush/internal/dynamo"
 	"minipush/internal/localrun"
 	"minipush/internal/sandbox"
 	"minipush/internal/testenv"
@@ -201,6 +202,15 @@ func randomKey(t *testing.T) string {
 	return hex.EncodeToString(b)
 }
 
+// db is the storage adapter on the world's tables, to read what a function wrote.
+func (w *world) db(t *testing.T) *dynamo.DB {
+	t.Helper()
+	return dynamo.New(w.env.DynamoDB, config.Tables{
+		Grants: w.env.Table("GrantsTable"), Users: w.env.Table("UsersTable"), Campaigns: w.env.Table("CampaignsTable"),
+		Audience: w.env.Table("AudienceTable"), Deliveries: w.env.Table("DeliveriesTable"), State: w.env.Table("StateTable"),
+	})
+}
+
 func (w *world) functionEnv(t *testing.T, id string) map[string]string {
 	t.Helper()
 	env := w.env.MustFunctionEnv(t, id)
@@ -326,6 +336,30 @@ func TestFunctionsUnderRIE(t *testing.T) {
 		for _, f := range resp.BatchItemFailures {
 			if f.ItemIdentifier != ev.Records[0].MessageId {
 				t.Fatalf("batchItemFailures names %q, not the message", f.ItemIdentifier)
+			}
+		}
+	})
+
+	t.Run("DeadLetterFunction", func(t *testing.T) {
+		t.Parallel()
+		url := function(t, "deadletter", w.functionEnv(t, "DeadLetterFunction"))
+		q := w.env.Queue("SendDeadLetterQueue")
+		body, _ := json.Marshal(map[string]any{"id": "rie-c2-r1-b0", "campaignId": "rie-dead", "run": 1, "appId": demo.AppID, "openIds": []string{"o1", "o2"}})
+		ev := receiveOne(t, w, q.URL, q.ARN, string(body))
+		writeSample(t, "deadletter-batch", ev)
+		var resp events.SQSEventResponse
+		invoke(t, url, ev, &resp)
+		if len(resp.BatchItemFailures) != 0 {
+			t.Fatalf("failures %+v", resp.BatchItemFailures)
+		}
+		// Nobody had claimed them: both end failed/dead_letter.
+		got, err := w.db(t).Deliveries(t.Context(), "rie-dead#1", []string{"o1", "o2"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{"o1", "o2"} {
+			if d := got[id]; !d.Final() || d.Outcome != "failed" || d.Reason != "dead_letter" {
+				t.Errorf("%s: %+v, want final failed/dead_letter", id, d)
 			}
 		}
 	})

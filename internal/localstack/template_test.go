@@ -22,11 +22,12 @@ func TestTemplateWiring(t *testing.T) {
 		t.Fatal(err)
 	}
 	required := map[string][]string{
-		"CollectFunction": {"GRANTS_TABLE", "USERS_TABLE", "STATE_TABLE", "SESSION_SECRET_ARN", "WECHAT_SECRET_ARN", "WECHAT_BASE_URL"},
-		"AdminFunction":   {"CAMPAIGNS_TABLE", "AUDIENCE_TABLE", "USERS_TABLE", "DELIVERIES_TABLE", "OPERATOR_SECRET_ARN"},
-		"PlanFunction":    {"CAMPAIGNS_TABLE", "AUDIENCE_TABLE", "USERS_TABLE", "DELIVERIES_TABLE", "SEND_QUEUE_URL"},
-		"SendFunction":    {"GRANTS_TABLE", "DELIVERIES_TABLE", "CAMPAIGNS_TABLE", "STATE_TABLE", "SEND_QUEUE_URL", "WECHAT_SECRET_ARN", "SEND_RATE_PER_SECOND"},
-		"ExpireFunction":  {"GRANTS_TABLE", "USERS_TABLE", "STATE_TABLE"},
+		"CollectFunction":    {"GRANTS_TABLE", "USERS_TABLE", "STATE_TABLE", "SESSION_SECRET_ARN", "WECHAT_SECRET_ARN", "WECHAT_BASE_URL"},
+		"AdminFunction":      {"CAMPAIGNS_TABLE", "AUDIENCE_TABLE", "USERS_TABLE", "DELIVERIES_TABLE", "OPERATOR_SECRET_ARN"},
+		"PlanFunction":       {"CAMPAIGNS_TABLE", "AUDIENCE_TABLE", "USERS_TABLE", "DELIVERIES_TABLE", "SEND_QUEUE_URL"},
+		"SendFunction":       {"GRANTS_TABLE", "DELIVERIES_TABLE", "CAMPAIGNS_TABLE", "STATE_TABLE", "SEND_QUEUE_URL", "WECHAT_SECRET_ARN", "SEND_RATE_PER_SECOND"},
+		"ExpireFunction":     {"GRANTS_TABLE", "USERS_TABLE", "STATE_TABLE"},
+		"DeadLetterFunction": {"GRANTS_TABLE", "DELIVERIES_TABLE", "CAMPAIGNS_TABLE"},
 	}
 	if got, want := len(tpl.Functions), len(required); got != want {
 		t.Errorf("template has %d functions, want %d", got, want)

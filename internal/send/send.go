@@ -498,12 +498,23 @@ func (inv *invocation) settle(ctx context.Context, b minipush.Batch, st *campaig
 // far from the end of a run nothing is recounted. Errors are logged: the recipients
 // are final either way, and Reconcile recounts exactly from the delivery items.
 func (inv *invocation) account(ctx context.Context, b minipush.Batch, counted minipush.Counters, alreadyFinal int) {
+	log := inv.h.log().With(slog.String("campaign", b.CampaignID), slog.Int("run", b.Run), slog.String("request_id", inv.reqID), slog.String("batch", b.ID))
+	accountRun(ctx, inv.h.Store, log, b, counted, alreadyFinal)
+}
+
+// runCounters is the part of the store that counts a run and finishes it.
+type runCounters interface {
+	AddRunCounters(ctx context.Context, campaignID string, run int, c minipush.Counters) (dynamo.RunProgress, error)
+	Reconcile(ctx context.Context, campaignID string, run int) (minipush.Counters, bool, error)
+}
+
+// accountRun is account for any handler that finalizes recipients of a batch (send,
+// and the dead-letter handler).
+func accountRun(ctx context.Context, store runCounters, log *slog.Logger, b minipush.Batch, counted minipush.Counters, alreadyFinal int) {
 	if counted.Final() == 0 && alreadyFinal == 0 {
 		return
 	}
-	h := inv.h
-	log := h.log().With(slog.String("campaign", b.CampaignID), slog.Int("run", b.Run), slog.String("request_id", inv.reqID), slog.String("batch", b.ID))
-	prog, err := h.Store.AddRunCounters(ctx, b.CampaignID, b.Run, counted)
+	prog, err := store.AddRunCounters(ctx, b.CampaignID, b.Run, counted)
 	switch {
 	case err != nil:
 		log.LogAttrs(ctx, slog.LevelWarn, "send: counter update lost; reconcile will recount", slog.String("error", err.Error()))
@@ -515,7 +526,7 @@ func (inv *invocation) account(ctx context.Context, b minipush.Batch, counted mi
 	default:
 		return
 	}
-	sum, done, err := h.Store.Reconcile(ctx, b.CampaignID, b.Run)
+	sum, done, err := store.Reconcile(ctx, b.CampaignID, b.Run)
 	if err != nil {
 		log.LogAttrs(ctx, slog.LevelWarn, "send: reconcile failed; the planner retries it", slog.String("error", err.Error()))
 	} else if done {
