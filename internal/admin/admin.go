@@ -44,6 +44,12 @@ type Store interface {
 	PutUserAttrs(ctx context.Context, appID string, a dynamo.UserAttrs) error
 	ImportUserAttrs(ctx context.Context, appID string, users []dynamo.UserAttrs) error
 	GrantInventory(ctx context.Context, appID string) (minipush.GrantInventory, error)
+	// Idempotency-Key records (dynamo/idempotency.go): ClaimIdempotencyKey returns false
+	// with the stored record when the key is taken; FinishIdempotencyKey returns
+	// ECONFLICT when owner lost the key and ETOOLARGE for an answer too big to keep.
+	ClaimIdempotencyKey(ctx context.Context, key, fingerprint, owner string, now, lockUntil time.Time) (dynamo.IdempotentRequest, bool, error)
+	FinishIdempotencyKey(ctx context.Context, key, owner string, a dynamo.IdempotentAnswer) error
+	ReleaseIdempotencyKey(ctx context.Context, key, owner string) error
 }
 
 // Handler serves the admin routes.
@@ -51,22 +57,28 @@ type Handler struct {
 	Store Store
 	// Token is the operator bearer token (from OPERATOR_SECRET_ARN).
 	Token string
-	Now   func() time.Time
+	// AppIDs are the mini-programs this deployment serves (the WeChat secret's apps):
+	// an appId outside them is refused, since its campaigns could only end no_grant and
+	// its users would never log in.
+	AppIDs []string
+	Now    func() time.Time
 	// NewID returns a fresh campaign id: letters and digits only, since campaign ids
 	// become part of run keys ("<id>#<run>").
 	NewID func() string
 	Log   *slog.Logger
 }
 
-// FromEnv builds the handler from its environment: the tables, and the operator token
-// read once at init from OPERATOR_SECRET_ARN (Secrets Manager, or the local stand-in).
+// FromEnv builds the handler from its environment: the tables, the operator token read
+// once at init from OPERATOR_SECRET_ARN, and the served appIds from the WeChat secret
+// (WECHAT_SECRET_ARN; its app secrets are not kept). Both secrets come from Secrets
+// Manager, or the local stand-in.
 func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) {
 	cfg, err := config.FromEnv(getenv)
 	if err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
 	if err := cfg.Require("GRANTS_TABLE", "USERS_TABLE", "CAMPAIGNS_TABLE", "AUDIENCE_TABLE", "DELIVERIES_TABLE",
-		"STATE_TABLE", "OPERATOR_SECRET_ARN"); err != nil {
+		"STATE_TABLE", "OPERATOR_SECRET_ARN", "WECHAT_SECRET_ARN"); err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
 	clients, err := awsenv.Load(ctx, getenv)
@@ -77,22 +89,36 @@ func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) 
 	if err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
-	token, err := config.Secrets{Client: clients.SecretsManager, Local: local}.Get(ctx, cfg.OperatorSecretARN)
+	secrets := config.Secrets{Client: clients.SecretsManager, Local: local}
+	token, err := secrets.Get(ctx, cfg.OperatorSecretARN)
 	if err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
 	if token = strings.TrimSpace(token); token == "" {
 		return nil, fmt.Errorf("admin: the operator token secret is empty")
 	}
+	raw, err := secrets.Get(ctx, cfg.WeChatSecretARN)
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	apps, err := config.ParseApps(raw)
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	ids := make([]string, len(apps.Apps))
+	for i, a := range apps.Apps {
+		ids[i] = a.AppID
+	}
 	db := dynamo.New(clients.DynamoDB, cfg.Tables)
 	db.Retention = cfg.Retention
-	return New(db, token), nil
+	return New(db, token, ids), nil
 }
 
-// New returns a handler on store with the wall clock, random ids and JSON logs.
-func New(store Store, token string) *Handler {
+// New returns a handler on store serving appIDs, with the wall clock, random ids and
+// JSON logs.
+func New(store Store, token string, appIDs []string) *Handler {
 	return &Handler{
-		Store: store, Token: token, Now: time.Now, NewID: randomID,
+		Store: store, Token: token, AppIDs: appIDs, Now: time.Now, NewID: randomID,
 		Log: slog.New(slog.NewJSONHandler(os.Stderr, nil)),
 	}
 }
@@ -108,9 +134,17 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest
 	if !h.authorized(req) {
 		return httpapi.Error(minipush.Errorf(minipush.EUNAUTHORIZED, "operator bearer token missing or wrong")), nil
 	}
-	resp, err := h.route(ctx, req)
-	if err != nil {
+	var resp events.APIGatewayV2HTTPResponse
+	key, keyed, err := idempotencyKey(req)
+	switch {
+	case err != nil:
 		resp = httpapi.Error(err)
+	case keyed:
+		resp, err = h.once(ctx, req, key)
+	default:
+		if resp, err = h.route(ctx, req); err != nil {
+			resp = httpapi.Error(err)
+		}
 	}
 	// Errors are logged once, here; every operator change is logged as an audit trail.
 	switch {
@@ -127,6 +161,9 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest
 func logAttrs(req events.APIGatewayV2HTTPRequest, resp events.APIGatewayV2HTTPResponse) []any {
 	attrs := []any{"route", req.RequestContext.HTTP.Method + " " + req.RawPath, "status", resp.StatusCode,
 		"request_id", req.RequestContext.RequestID}
+	if resp.Headers[ReplayedHeader] == "true" {
+		attrs = append(attrs, "replayed", true)
+	}
 	p := strings.Split(strings.TrimPrefix(req.RawPath, "/v1/admin/"), "/")
 	if len(p) >= 2 && p[0] == "campaigns" {
 		attrs = append(attrs, "campaign", p[1])

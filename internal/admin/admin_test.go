@@ -34,7 +34,7 @@ func MustAdmin(t *testing.T) (*admin.Handler, *dynamo.DB) {
 		Audience: env.Table("AudienceTable"), Deliveries: env.Table("DeliveriesTable"), State: env.Table("StateTable"),
 	})
 	db.Now = func() time.Time { return now }
-	h := admin.New(db, token)
+	h := admin.New(db, token, []string{"wx1", "wx2"})
 	h.Now = db.Now
 	var n atomic.Int64
 	h.NewID = func() string { return fmt.Sprintf("c%d", n.Add(1)) }
@@ -44,6 +44,7 @@ func MustAdmin(t *testing.T) (*admin.Handler, *dynamo.DB) {
 type call struct {
 	method, target, body, contentType string
 	auth                              string // "" means the operator token
+	header                            map[string]string
 }
 
 func do(t *testing.T, h *admin.Handler, c call) events.APIGatewayV2HTTPResponse {
@@ -56,6 +57,9 @@ func do(t *testing.T, h *admin.Handler, c call) events.APIGatewayV2HTTPResponse 
 		delete(headers, "authorization")
 	default:
 		headers["authorization"] = c.auth
+	}
+	for k, v := range c.header {
+		headers[k] = v
 	}
 	if c.contentType != "" {
 		headers["content-type"] = c.contentType

@@ -75,6 +75,9 @@ func (h *Handler) createCampaign(ctx context.Context, r request) (events.APIGate
 	if err := validateCampaign(c); err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
+	if err := h.servedApp("appId", c.AppID); err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
 	if err := h.Store.CreateCampaign(ctx, c); err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
@@ -172,7 +175,11 @@ func (h *Handler) patchCampaign(ctx context.Context, r request) (events.APIGatew
 			c.Audience = *p.Audience
 		}
 		p.Policy.apply(&c.Policy)
-		return validateCampaign(*c)
+		if err := validateCampaign(*c); err != nil {
+			return err
+		}
+		// The app cannot be edited, but the deployment may have stopped serving it.
+		return h.servedApp("appId", c.AppID)
 	})
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err

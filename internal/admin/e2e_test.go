@@ -33,7 +33,7 @@ func TestOperatorToPlanner(t *testing.T) {
 		Audience: env.Table("AudienceTable"), Deliveries: env.Table("DeliveriesTable"), State: env.Table("StateTable"),
 	})
 	db.Now = func() time.Time { return now }
-	h := admin.New(db, token)
+	h := admin.New(db, token, []string{"wx1"})
 	h.Now, h.NewID = db.Now, func() string { return "e2e" }
 	url := env.Queue("SendQueue").URL
 

@@ -3,6 +3,7 @@ package admin_test
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -47,8 +48,24 @@ func TestFromEnv(t *testing.T) {
 			t.Fatal("FromEnv without OPERATOR_SECRET_ARN succeeded")
 		}
 	})
+	wechat, ok := strings.CutPrefix(env["WECHAT_SECRET_ARN"], "local:")
+	if !ok {
+		t.Fatalf("WECHAT_SECRET_ARN = %q, want a local: secret", env["WECHAT_SECRET_ARN"])
+	}
+	apps := `{"apps":[{"appId":"wx1","appSecret":"s1"},{"appId":"wx2","appSecret":"s2"}]}`
+	t.Run("ErrNoWeChatSecret", func(t *testing.T) {
+		local, _ := json.Marshal(map[string]string{name: token})
+		if _, err := admin.FromEnv(t.Context(), func(k string) string {
+			if k == config.LocalSecretsEnv {
+				return string(local)
+			}
+			return env[k]
+		}); err == nil || !strings.Contains(err.Error(), wechat) {
+			t.Fatalf("FromEnv without the WeChat secret: %v, want an error naming it", err)
+		}
+	})
 	t.Run("Serves", func(t *testing.T) {
-		local, _ := json.Marshal(map[string]string{name: token + "\n"})
+		local, _ := json.Marshal(map[string]string{name: token + "\n", wechat: apps})
 		env[config.LocalSecretsEnv] = string(local)
 		h, err := admin.FromEnv(t.Context(), func(k string) string { return env[k] })
 		if err != nil {
@@ -63,5 +80,13 @@ func TestFromEnv(t *testing.T) {
 			t.Fatalf("%d drafts listed", len(list.Campaigns))
 		}
 		mustOK(t, h, call{method: "GET", target: "/v1/admin/campaigns?status=draft", auth: "Bearer wrong"}, http.StatusUnauthorized, nil)
+		// The served apps are the WeChat secret's, and its app secrets are not kept.
+		if !slices.Equal(h.AppIDs, []string{"wx1", "wx2"}) {
+			t.Fatalf("AppIDs %v, want the secret's wx1, wx2", h.AppIDs)
+		}
+		resp := do(t, h, call{method: "POST", target: "/v1/admin/campaigns", body: strings.Replace(subscribeCampaign, `"wx1"`, `"wx3"`, 1)})
+		if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(resp.Body, "appId") {
+			t.Fatalf("campaign of an app the secret does not list: %d %s, want 422 naming appId", resp.StatusCode, resp.Body)
+		}
 	})
 }

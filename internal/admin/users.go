@@ -3,7 +3,9 @@ package admin
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/aws/aws-lambda-go/events"
 
@@ -37,18 +39,29 @@ func validateUser(field string, a dynamo.UserAttrs) error {
 	return validateAttrs(field+"tags", a.Tags, maxTags)
 }
 
-func appIDParam(r request) (string, error) {
+// appIDParam returns the appId query parameter, which must name an app the deployment
+// serves.
+func (h *Handler) appIDParam(r request) (string, error) {
 	app := r.param("appId")
 	if app == "" || len(app) > 64 {
 		return "", invalid("appId: required query parameter")
 	}
-	return app, nil
+	return app, h.servedApp("appId", app)
+}
+
+// servedApp refuses an appId the deployment does not serve: a typo would otherwise store
+// users no login ever reaches, or a campaign whose every recipient ends no_grant.
+func (h *Handler) servedApp(field, appID string) error {
+	if slices.Contains(h.AppIDs, appID) {
+		return nil
+	}
+	return invalid("%s: %q is not an app this deployment serves (its WeChat secret lists %s)", field, appID, strings.Join(h.AppIDs, ", "))
 }
 
 // putUser replaces one user's segment attributes and opt-out.
 // PUT /v1/admin/users/{openId}?appId=wx...
 func (h *Handler) putUser(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
-	app, err := appIDParam(r)
+	app, err := h.appIDParam(r)
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
@@ -80,6 +93,9 @@ func (h *Handler) importUsers(ctx context.Context, r request) (events.APIGateway
 	if in.AppID == "" || len(in.AppID) > 64 {
 		return events.APIGatewayV2HTTPResponse{}, invalid("appId: required")
 	}
+	if err := h.servedApp("appId", in.AppID); err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
 	if len(in.Users) > maxImport {
 		return events.APIGatewayV2HTTPResponse{}, minipush.Errorf(minipush.ETOOLARGE, "users: %d in one request, at most %d; split the import", len(in.Users), maxImport)
 	}
@@ -108,7 +124,7 @@ func (h *Handler) importUsers(ctx context.Context, r request) (events.APIGateway
 
 // inventory answers an app's grant stock. GET /v1/admin/inventory?appId=wx...
 func (h *Handler) inventory(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
-	app, err := appIDParam(r)
+	app, err := h.appIDParam(r)
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
