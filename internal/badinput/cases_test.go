@@ -95,6 +95,8 @@ func setUp(t *testing.T, s *system) *fixture {
 	fx.attrsUser = "oAttrUser1"
 	fx.attrs = []byte(`{"region":"sh","tags":["vip"]}`)
 	mustJSON[map[string]any](t, s.do(t, fx.admin("PUT", "/v1/admin/users/"+fx.attrsUser+"?appId="+demo.AppID, string(fx.attrs))), 200)
+	// The operator creates a campaign with an Idempotency-Key; cases retry it.
+	mustJSON[created](t, s.do(t, with(fx.admin("POST", "/v1/admin/campaigns", campaignBody), "Idempotency-Key", idempotencyFixtureKey)), 201)
 	return fx
 }
 
@@ -376,6 +378,20 @@ func (fx *fixture) cases() []tcase {
 		{route: adminRoute, op: "GET inventory", kind: wrongType, name: "InventoryNoApp", req: fx.admin("GET", "/v1/admin/inventory", ""), want: 422, code: minipush.EINVALID, says: "appId"},
 		{route: adminRoute, op: "GET inventory", kind: oversized, name: "InventoryAppTooLong", req: fx.admin("GET", "/v1/admin/inventory?appId="+strings.Repeat("w", 65), ""), want: 422, code: minipush.EINVALID, says: "appId"},
 
+		// Idempotency-Key on the admin writes: refused keys change nothing; the fixture's key
+		// replays its answer for the same request and refuses any other.
+		{route: adminRoute, op: "POST campaigns", kind: malformed, name: "IdempotencyKeyEmpty", req: with(fx.admin("POST", "/v1/admin/campaigns", campaignBody), "Idempotency-Key", `""`), want: 400, code: minipush.EMALFORMED, says: "Idempotency-Key"},
+		{route: adminRoute, op: "PATCH campaigns/{id}", kind: oversized, name: "IdempotencyKeyOver255", req: with(fx.admin("PATCH", c+fx.draft, `{"name":"renamed"}`), "Idempotency-Key", strings.Repeat("k", 256)), want: 400, code: minipush.EMALFORMED, says: "Idempotency-Key"},
+		{route: adminRoute, op: "POST campaigns/{id}/schedule", kind: wrongType, name: "IdempotencyKeyBadCharacters", req: with(fx.admin("POST", c+fx.draft+"/schedule", `{"now":true}`), "Idempotency-Key", "key with spaces;"), want: 400, code: minipush.EMALFORMED, says: "Idempotency-Key"},
+		{route: adminRoute, op: "POST campaigns", kind: replayed, name: "IdempotencyKeyOtherBody", req: with(fx.admin("POST", "/v1/admin/campaigns", strings.Replace(campaignBody, `"bad-input fixture"`, `"another"`, 1)), "Idempotency-Key", idempotencyFixtureKey), want: 422, code: minipush.EINVALID, says: "Idempotency-Key"},
+		{route: adminRoute, op: "POST campaigns/{id}/cancel", kind: replayed, name: "IdempotencyKeyOtherRoute", req: with(fx.admin("POST", c+fx.draft+"/cancel", ""), "Idempotency-Key", idempotencyFixtureKey), want: 422, code: minipush.EINVALID, says: "Idempotency-Key"},
+		{route: adminRoute, op: "POST campaigns", kind: replayed, name: "IdempotencyKeyRetryReplaysTheDraft", req: with(fx.admin("POST", "/v1/admin/campaigns", campaignBody), "Idempotency-Key", idempotencyFixtureKey), want: 201, says: `"name":"bad-input fixture"`},
+		// An appId the deployment does not serve (not in the WeChat secret).
+		{route: adminRoute, op: "POST campaigns", kind: wrongType, name: "CreateUnservedApp", req: fx.admin("POST", "/v1/admin/campaigns", strings.Replace(campaignBody, demo.AppID, "wx0000000000typo", 1)), want: 422, code: minipush.EINVALID, says: "appId"},
+		{route: adminRoute, op: "PUT users/{openId}", kind: wrongType, name: "UserUnservedApp", req: fx.admin("PUT", "/v1/admin/users/"+fx.attrsUser+"?appId=wx0000000000typo", string(fx.attrs)), want: 422, code: minipush.EINVALID, says: "appId"},
+		{route: adminRoute, op: "POST users:import", kind: wrongType, name: "ImportUnservedApp", req: fx.admin("POST", "/v1/admin/users:import", `{"appId":"wx0000000000typo","users":[{"openId":"oI1"}]}`), want: 422, code: minipush.EINVALID, says: "appId"},
+		{route: adminRoute, op: "GET inventory", kind: wrongType, name: "InventoryUnservedApp", req: fx.admin("GET", "/v1/admin/inventory?appId=wx0000000000typo", ""), want: 422, code: minipush.EINVALID, says: "appId"},
+
 		// Requests no route takes: API Gateway's own 404.
 		{kind: wrongType, name: "NoRouteDeleteGrants", req: request{method: "DELETE", target: "/v1/grants", header: bearer(tok)}, want: 404, says: "Not Found"},
 		{kind: wrongType, name: "NoRoutePutSession", req: request{method: "PUT", target: "/v1/session", header: map[string]string{"Content-Type": "application/json"}, body: []byte(`{"code":"c"}`)}, want: 404, says: "Not Found"},
@@ -437,3 +453,6 @@ func swapPayload(tok, appID, openID string, exp time.Time) string {
 	payload := base64.RawURLEncoding.EncodeToString([]byte(appID + "\n" + openID + "\n" + fmt.Sprint(exp.Unix())))
 	return payload + "." + sig
 }
+
+// idempotencyFixtureKey is the Idempotency-Key of the fixture's keyed campaign create.
+const idempotencyFixtureKey = "bad-input-fixture-create-1"
