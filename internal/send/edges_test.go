@@ -391,3 +391,22 @@ func TestParallelismOneHandler(t *testing.T) {
 	}
 	f.allSent(t, "c", ids)
 }
+
+// TestTokenGateway5xx: a gateway 5xx on the token endpoint sends no message, so unlike
+// one on the send endpoint it is retried: every recipient is sent, once.
+func TestTokenGateway5xx(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ids := f.grantedUsers(t, 4)
+	f.putCampaign(t, "c", subscribeMessage(), minipush.Policy{}, len(ids))
+	if err := f.sb.AddFault(sandbox.Fault{Path: sandbox.PathStableToken, Kind: sandbox.FaultGatewayAfter, Times: 1}); err != nil {
+		t.Fatal(err)
+	}
+	h := f.handler(4)
+	handle(t, h, events10(t, batches("c", ids, 4))[0])
+	f.drain(t, h, 30*time.Second, f.runDone(t, "c"))
+	f.allSent(t, "c", ids)
+	if st := f.sb.Stats(); st.Faults != 1 || st.Requests[sandbox.PathStableToken] < 2 {
+		t.Errorf("token requests %d, faults %d: the 5xx did not fire or was not retried", st.Requests[sandbox.PathStableToken], st.Faults)
+	}
+}
