@@ -32,7 +32,7 @@ func dailyShanghai(t *testing.T, f *fixture, id string, n int) time.Time {
 func tickAt(t *testing.T, f *fixture, now time.Time) {
 	t.Helper()
 	f.clk.Set(now)
-	if err := f.handler("tick-" + now.Format("0102T1504")).Handle(t.Context(), tick); err != nil {
+	if err := f.handler("tick-"+now.Format("0102T1504")).Handle(t.Context(), tick); err != nil {
 		t.Fatal(err)
 	}
 }
