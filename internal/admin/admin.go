@@ -159,7 +159,7 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest
 // logAttrs names the request in logs: route, status, request id, and the campaign and
 // run it addresses when it does.
 func logAttrs(req events.APIGatewayV2HTTPRequest, resp events.APIGatewayV2HTTPResponse) []any {
-	attrs := []any{"route", req.RequestContext.HTTP.Method + " " + req.RawPath, "status", resp.StatusCode,
+	attrs := []any{"route", req.RequestContext.HTTP.Method + " " + logPath(req.RawPath), "status", resp.StatusCode,
 		"request_id", req.RequestContext.RequestID}
 	if resp.Headers[ReplayedHeader] == "true" {
 		attrs = append(attrs, "replayed", true)
@@ -172,6 +172,16 @@ func logAttrs(req events.APIGatewayV2HTTPRequest, resp events.APIGatewayV2HTTPRe
 		}
 	}
 	return attrs
+}
+
+// logPath is the request path with the openid of a users/{openId} route replaced by its
+// placeholder: openids never reach logs.
+func logPath(path string) string {
+	prefix, _, found := strings.Cut(path, "/v1/admin/users/")
+	if !found || prefix != "" {
+		return path
+	}
+	return "/v1/admin/users/{openId}"
 }
 
 // authorized compares the bearer token with the operator token in constant time

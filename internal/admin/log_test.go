@@ -99,6 +99,27 @@ func TestLogs(t *testing.T) {
 		}
 	})
 
+	t.Run("NoOpenIDInLogs", func(t *testing.T) {
+		t.Parallel()
+		h, _ := MustAdmin(t)
+		var buf syncBuffer
+		h.Log = slog.New(slog.NewJSONHandler(&buf, nil))
+		const openID = "oSecretOpenID123"
+		resp := withRequestID(t, h, call{method: "PUT", target: "/v1/admin/users/" + openID + "?appId=wx1", body: `{"region":"north"}`}, "req-44")
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("put user: %d %s", resp.StatusCode, resp.Body)
+		}
+		withRequestID(t, h, call{method: "PUT", target: "/v1/admin/users/" + openID + "?appId=wx1", body: `{"region":`}, "req-45")
+		if len(buf.lines(t)) == 0 {
+			t.Fatal("no log line for the user change")
+		}
+		buf.mu.Lock()
+		defer buf.mu.Unlock()
+		if strings.Contains(buf.b.String(), openID) {
+			t.Fatalf("an openid reached the logs: %s", buf.b.String())
+		}
+	})
+
 	t.Run("ErrInternalLoggedNotLeaked", func(t *testing.T) {
 		t.Parallel()
 		h, _ := MustAdmin(t)
