@@ -14,7 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"minipush/internal/samtemplate"
+	"minipush/internal/dev/samtemplate"
 )
 
 // AccountID is the account the local SQS server writes into queue ARNs and URLs.
@@ -109,14 +109,11 @@ func (r *Resources) createTable(ctx context.Context, db *dynamodb.Client, t *sam
 		}
 	}
 	var desc *ddbtypes.TableDescription
-	reused := false
 	out, err := db.CreateTable(ctx, in)
 	var inUse *ddbtypes.ResourceInUseException
 	switch {
 	case errors.As(err, &inUse):
-		// Kept from an earlier run (make run keeps its data): reuse it as it is, TTL
-		// included (DynamoDB refuses to enable TTL twice).
-		reused = true
+		// Kept from an earlier run (make run keeps its data): reuse it as it is.
 		d, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(name)})
 		if err != nil {
 			return fmt.Errorf("localstack: describe table %s: %w", name, err)
@@ -131,17 +128,11 @@ func (r *Resources) createTable(ctx context.Context, db *dynamodb.Client, t *sam
 	if desc.LatestStreamArn != nil {
 		r.StreamARNs[t.LogicalID] = *desc.LatestStreamArn
 	}
-	if ttl := t.TimeToLiveSpecification; ttl != nil && !reused {
-		_, err := db.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
-			TableName: aws.String(name),
-			TimeToLiveSpecification: &ddbtypes.TimeToLiveSpecification{
-				AttributeName: aws.String(ttl.AttributeName), Enabled: aws.Bool(ttl.Enabled),
-			},
-		})
-		if err != nil {
-			return fmt.Errorf("localstack: table %s: ttl: %w", name, err)
-		}
-	}
+	// TTL is deliberately not enabled on DynamoDB Local: it deletes expired items by the
+	// wall clock, late and at random, while tests run on test clocks (an item a test wrote
+	// with a fixed "now" in the past could vanish mid-test). The Reaper is the one TTL
+	// service locally: it reads the template's TimeToLiveSpecification and deletes on a
+	// clock the caller controls.
 	return nil
 }
 
