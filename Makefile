@@ -62,14 +62,14 @@ fuzz:
 ## messages on the local stack, and write BENCHMARKS.md (no -race: it measures speed)
 bench: deps
 	MINIPUSH_BENCH_OUT="$(CURDIR)/BENCHMARKS.md" MINIPUSH_BENCH_CMD="make bench" \
-	  $(GO) run ./cmd/localstack exec -- $(GO) test -count=1 -timeout 60m -run '^TestBench' -v ./internal/bench
+	  $(GO) run ./cmd/localstack exec -- $(GO) test -count=1 -timeout 60m -run '^TestBench' -v ./internal/dev/bench
 
 ## chaos: the whole system through the local runner under injected WeChat errors,
 ## latency, lost answers, token invalidation, runner kills, duplicated SQS messages and
 ## overlapping planners, over 20,000 recipients; writes CHAOS.md (make test runs a short form)
 chaos: deps
 	MINIPUSH_CHAOS_USERS=20000 MINIPUSH_CHAOS_REPORT="$(CURDIR)/CHAOS.md" \
-	  $(GO) run ./cmd/localstack exec -- $(GO) test -count=1 -timeout 30m -run '^TestChaos$$' -v ./internal/chaos
+	  $(GO) run ./cmd/localstack exec -- $(GO) test -count=1 -timeout 30m -run '^TestChaos$$' -v ./internal/dev/chaos
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -22,8 +22,8 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"minipush/internal/localstack"
-	"minipush/internal/samtemplate"
+	"minipush/internal/dev/localstack"
+	"minipush/internal/dev/samtemplate"
 )
 
 func main() {

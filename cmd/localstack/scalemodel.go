@@ -5,8 +5,8 @@ import (
 	"flag"
 	"log/slog"
 
+	"minipush/internal/dev/localstack"
 	"minipush/internal/dev/scalemodel"
-	"minipush/internal/localstack"
 )
 
 // scaleFlag registers -scale-k, which puts the scale model of DynamoDB's partition

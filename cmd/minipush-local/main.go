@@ -25,11 +25,11 @@ import (
 	"syscall"
 	"time"
 
-	"minipush/internal/demo"
+	"minipush/internal/dev/demo"
+	"minipush/internal/dev/localrun"
+	"minipush/internal/dev/localstack"
+	"minipush/internal/dev/sandbox"
 	"minipush/internal/functions"
-	"minipush/internal/localrun"
-	"minipush/internal/localstack"
-	"minipush/internal/sandbox"
 )
 
 func main() {

@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"minipush/internal/sandbox"
+	"minipush/internal/dev/sandbox"
 )
 
 // demoApp is used when no -app is given, so `wechat-sandbox` alone is usable.

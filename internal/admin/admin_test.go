@@ -14,8 +14,8 @@ import (
 	"minipush"
 	"minipush/internal/admin"
 	"minipush/internal/config"
+	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
-	"minipush/internal/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -16,10 +16,10 @@ import (
 	"minipush"
 	"minipush/internal/admin"
 	"minipush/internal/config"
+	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
 	"minipush/internal/plan"
 	"minipush/internal/queue"
-	"minipush/internal/testenv"
 )
 
 // TestOperatorToPlanner drives a campaign through the operator API only and lets the

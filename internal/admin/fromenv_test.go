@@ -9,7 +9,7 @@ import (
 
 	"minipush/internal/admin"
 	"minipush/internal/config"
-	"minipush/internal/testenv"
+	"minipush/internal/dev/testenv"
 )
 
 // TestFromEnv builds the handler the way the function does, from the template's

@@ -29,10 +29,10 @@ import (
 	"minipush"
 	"minipush/internal/collect"
 	"minipush/internal/config"
+	"minipush/internal/dev/sandbox"
+	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
-	"minipush/internal/sandbox"
 	"minipush/internal/session"
-	"minipush/internal/testenv"
 	"minipush/internal/wechat"
 )
 

@@ -12,8 +12,8 @@ import (
 
 	"minipush"
 	"minipush/internal/config"
+	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
-	"minipush/internal/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

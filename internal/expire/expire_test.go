@@ -16,10 +16,10 @@ import (
 
 	"minipush"
 	"minipush/internal/config"
+	"minipush/internal/dev/localstack"
+	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
 	"minipush/internal/expire"
-	"minipush/internal/localstack"
-	"minipush/internal/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -15,9 +15,9 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"minipush"
+	"minipush/internal/dev/localrun"
 	"minipush/internal/dynamo"
 	"minipush/internal/expire"
-	"minipush/internal/localrun"
 )
 
 // TestFailedBatchReplay (issue 13, item 3): a removal expire keeps failing on is not

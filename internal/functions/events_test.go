@@ -12,9 +12,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"minipush/internal/localrun"
-	"minipush/internal/localstack"
-	"minipush/internal/testenv"
+	"minipush/internal/dev/localrun"
+	"minipush/internal/dev/localstack"
+	"minipush/internal/dev/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

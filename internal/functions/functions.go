@@ -8,8 +8,8 @@ import (
 
 	"minipush/internal/admin"
 	"minipush/internal/collect"
+	"minipush/internal/dev/localrun"
 	"minipush/internal/expire"
-	"minipush/internal/localrun"
 	"minipush/internal/plan"
 	"minipush/internal/send"
 )

@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"minipush/internal/demo"
-	"minipush/internal/localrun"
-	"minipush/internal/sandbox"
-	"minipush/internal/testenv"
+	"minipush/internal/dev/demo"
+	"minipush/internal/dev/localrun"
+	"minipush/internal/dev/sandbox"
+	"minipush/internal/dev/testenv"
 )
 
 // TestRunnerSurvivesRestart sends a campaign through the real runner binary (HTTP in,

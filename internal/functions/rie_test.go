@@ -23,10 +23,10 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"minipush/internal/config"
+	"minipush/internal/dev/localrun"
+	"minipush/internal/dev/sandbox"
+	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
-	"minipush/internal/localrun"
-	"minipush/internal/sandbox"
-	"minipush/internal/testenv"
 )
 
 // rieVersion pins the runtime interface emulator (the one Lambda's provided.al2023

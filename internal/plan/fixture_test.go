@@ -18,10 +18,10 @@ import (
 
 	"minipush"
 	"minipush/internal/config"
+	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
 	"minipush/internal/plan"
 	"minipush/internal/queue"
-	"minipush/internal/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -18,9 +18,9 @@ import (
 
 	"minipush"
 	"minipush/internal/config"
+	"minipush/internal/dev/localstack"
+	"minipush/internal/dev/sandbox"
 	"minipush/internal/dynamo"
-	"minipush/internal/localstack"
-	"minipush/internal/sandbox"
 	"minipush/internal/send"
 )
 

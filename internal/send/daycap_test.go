@@ -11,7 +11,7 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"minipush"
-	"minipush/internal/sandbox"
+	"minipush/internal/dev/sandbox"
 )
 
 // setScheduleZone gives a stored campaign a recurring schedule in zone, the zone the

@@ -12,9 +12,9 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"minipush"
+	"minipush/internal/dev/localrun"
+	"minipush/internal/dev/sandbox"
 	"minipush/internal/dynamo"
-	"minipush/internal/localrun"
-	"minipush/internal/sandbox"
 	"minipush/internal/send"
 )
 

@@ -16,8 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"minipush"
+	"minipush/internal/dev/sandbox"
 	"minipush/internal/dynamo"
-	"minipush/internal/sandbox"
 	"minipush/internal/send"
 )
 

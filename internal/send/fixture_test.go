@@ -22,11 +22,11 @@ import (
 
 	"minipush"
 	"minipush/internal/config"
+	"minipush/internal/dev/localstack"
+	"minipush/internal/dev/sandbox"
+	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
-	"minipush/internal/localstack"
-	"minipush/internal/sandbox"
 	"minipush/internal/send"
-	"minipush/internal/testenv"
 	"minipush/internal/token"
 	"minipush/internal/wechat"
 )

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"minipush"
+	"minipush/internal/dev/sandbox"
 	"minipush/internal/dynamo"
-	"minipush/internal/sandbox"
 )
 
 // TestLeasedElsewhere: the recipient's only grant is leased by another live sender

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"minipush"
-	"minipush/internal/sandbox"
+	"minipush/internal/dev/sandbox"
 	"minipush/internal/send"
 )
 

@@ -10,7 +10,7 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"minipush"
-	"minipush/internal/sandbox"
+	"minipush/internal/dev/sandbox"
 )
 
 // want is a recipient's expected final state.

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"minipush/internal/config"
+	"minipush/internal/dev/sandbox"
+	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
-	"minipush/internal/sandbox"
-	"minipush/internal/testenv"
 	"minipush/internal/token"
 	"minipush/internal/wechat"
 )

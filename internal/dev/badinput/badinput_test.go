@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"minipush/internal/testenv"
+	"minipush/internal/dev/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -9,7 +9,7 @@ import (
 
 	"minipush"
 	"minipush/internal/collect"
-	"minipush/internal/localrun"
+	"minipush/internal/dev/localrun"
 	"minipush/internal/session"
 )
 

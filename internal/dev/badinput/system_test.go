@@ -24,10 +24,10 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"minipush/internal/collect"
+	"minipush/internal/dev/localrun"
+	"minipush/internal/dev/sandbox"
+	"minipush/internal/dev/testenv"
 	"minipush/internal/functions"
-	"minipush/internal/localrun"
-	"minipush/internal/sandbox"
-	"minipush/internal/testenv"
 )
 
 // The deployment serves two mini-programs: the demo app, registered in the sandbox and

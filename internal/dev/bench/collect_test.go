@@ -21,11 +21,11 @@ import (
 
 	"minipush"
 	"minipush/internal/collect"
+	"minipush/internal/dev/localrun"
+	"minipush/internal/dev/sandbox"
+	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
 	"minipush/internal/functions"
-	"minipush/internal/localrun"
-	"minipush/internal/sandbox"
-	"minipush/internal/testenv"
 )
 
 // Collect load: each client owns its users and uploads for them in turn, so one user's

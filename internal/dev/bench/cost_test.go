@@ -24,13 +24,13 @@ import (
 
 	"minipush"
 	"minipush/internal/collect"
+	"minipush/internal/dev/localrun"
+	"minipush/internal/dev/localstack"
+	"minipush/internal/dev/reqcount"
 	"minipush/internal/dynamo"
 	"minipush/internal/expire"
-	"minipush/internal/localrun"
-	"minipush/internal/localstack"
 	"minipush/internal/plan"
 	"minipush/internal/queue"
-	"minipush/internal/reqcount"
 	"minipush/internal/send"
 )
 

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"minipush/internal/localstack"
-	"minipush/internal/testenv"
+	"minipush/internal/dev/localstack"
+	"minipush/internal/dev/testenv"
 )
 
 // OutEnv names the file make bench writes; unset, the benchmarks run at smoke size.

@@ -20,9 +20,9 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"minipush"
+	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
 	"minipush/internal/plan"
-	"minipush/internal/testenv"
 )
 
 // planResult is one measured plan of a list audience.

@@ -24,14 +24,14 @@ import (
 
 	"minipush"
 	"minipush/internal/config"
+	"minipush/internal/dev/localrun"
+	"minipush/internal/dev/localstack"
+	"minipush/internal/dev/sandbox"
+	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
-	"minipush/internal/localrun"
-	"minipush/internal/localstack"
 	"minipush/internal/plan"
 	"minipush/internal/queue"
-	"minipush/internal/sandbox"
 	"minipush/internal/send"
-	"minipush/internal/testenv"
 	"minipush/internal/wechat"
 )
 

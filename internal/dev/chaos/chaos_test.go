@@ -16,10 +16,10 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"minipush"
-	"minipush/internal/localrun"
-	"minipush/internal/localstack"
-	"minipush/internal/sandbox"
-	"minipush/internal/testenv"
+	"minipush/internal/dev/localrun"
+	"minipush/internal/dev/localstack"
+	"minipush/internal/dev/sandbox"
+	"minipush/internal/dev/testenv"
 )
 
 // Environment knobs.

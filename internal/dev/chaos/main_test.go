@@ -11,7 +11,7 @@ package chaos
 import (
 	"testing"
 
-	"minipush/internal/testenv"
+	"minipush/internal/dev/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"minipush"
-	"minipush/internal/sandbox"
+	"minipush/internal/dev/sandbox"
 )
 
 // delivery is one recipient's record as the operator API shows it.

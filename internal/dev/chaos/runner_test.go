@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"minipush/internal/localstack"
-	"minipush/internal/testenv"
+	"minipush/internal/dev/localstack"
+	"minipush/internal/dev/testenv"
 )
 
 // fleet is the runner processes of one chaos run: they share one prefix (tables and

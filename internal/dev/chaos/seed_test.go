@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"minipush/internal/collect"
-	"minipush/internal/localrun"
-	"minipush/internal/sandbox"
+	"minipush/internal/dev/localrun"
+	"minipush/internal/dev/sandbox"
 )
 
 // user is one seeded mini-program user and what WeChat (the sandbox) issued them.

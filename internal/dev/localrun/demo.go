@@ -3,7 +3,7 @@ package localrun
 import (
 	"encoding/json"
 
-	"minipush/internal/sandbox"
+	"minipush/internal/dev/sandbox"
 )
 
 // App is a mini-program the local system serves, known to both the sandbox and the

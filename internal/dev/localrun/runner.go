@@ -28,8 +28,8 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"minipush/internal/config"
-	"minipush/internal/localstack"
-	"minipush/internal/samtemplate"
+	"minipush/internal/dev/localstack"
+	"minipush/internal/dev/samtemplate"
 )
 
 // Builder builds a function's handler from its environment, as its main.go does in

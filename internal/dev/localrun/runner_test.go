@@ -18,8 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"minipush/internal/localrun"
-	"minipush/internal/testenv"
+	"minipush/internal/dev/localrun"
+	"minipush/internal/dev/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

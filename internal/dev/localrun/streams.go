@@ -12,7 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"minipush/internal/localstack"
+	"minipush/internal/dev/localstack"
 )
 
 // StreamHandler is a function behind a DynamoDB stream event source mapping.

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"minipush/internal/localstack"
-	"minipush/internal/testenv"
+	"minipush/internal/dev/localstack"
+	"minipush/internal/dev/testenv"
 )
 
 // TestChildrenDieWithParent starts a stack in a child test process, SIGKILLs that

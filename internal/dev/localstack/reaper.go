@@ -13,7 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
-	"minipush/internal/samtemplate"
+	"minipush/internal/dev/samtemplate"
 )
 
 // ReaperAPI is the part of the DynamoDB API a Reaper uses; *dynamodb.Client satisfies it.

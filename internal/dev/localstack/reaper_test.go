@@ -10,8 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
-	"minipush/internal/localstack"
-	"minipush/internal/testenv"
+	"minipush/internal/dev/localstack"
+	"minipush/internal/dev/testenv"
 )
 
 // bumpingAPI extends the TTL of one item between the reaper's scan and its deletes, the

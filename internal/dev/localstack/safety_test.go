@@ -14,10 +14,10 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"minipush/internal/config"
+	"minipush/internal/dev/localstack"
+	"minipush/internal/dev/samtemplate"
+	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
-	"minipush/internal/localstack"
-	"minipush/internal/samtemplate"
-	"minipush/internal/testenv"
 )
 
 // withParams returns the stack's resolver with some parameters overridden, to evaluate

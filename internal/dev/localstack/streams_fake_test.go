@@ -12,7 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 
-	"minipush/internal/localstack"
+	"minipush/internal/dev/localstack"
 )
 
 // fakeStreams is a DynamoDB Streams API over in-memory shards, for the shard handling

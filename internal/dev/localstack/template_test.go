@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"minipush/internal/testenv"
+	"minipush/internal/dev/testenv"
 )
 
 // TestTemplateWiring fails when a function lacks its build target, code, event, policy or

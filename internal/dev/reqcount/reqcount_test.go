@@ -9,9 +9,9 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"minipush/internal/localstack"
-	"minipush/internal/reqcount"
-	"minipush/internal/testenv"
+	"minipush/internal/dev/localstack"
+	"minipush/internal/dev/reqcount"
+	"minipush/internal/dev/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

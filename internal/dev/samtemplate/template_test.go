@@ -10,7 +10,7 @@ import (
 func repoTemplate(t *testing.T) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "template.yaml")
+	return filepath.Join(filepath.Dir(file), "..", "..", "..", "template.yaml")
 }
 
 func TestParseRepoTemplate(t *testing.T) {

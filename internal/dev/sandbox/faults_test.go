@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"minipush/internal/sandbox"
+	"minipush/internal/dev/sandbox"
 	"minipush/internal/wechat"
 )
 

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"minipush/internal/sandbox"
+	"minipush/internal/dev/sandbox"
 )
 
 const (

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"minipush/internal/sandbox"
+	"minipush/internal/dev/sandbox"
 )
 
 func TestValidateValue(t *testing.T) {

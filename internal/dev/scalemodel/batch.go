@@ -5,7 +5,7 @@ import (
 	"maps"
 	"slices"
 
-	"minipush/internal/reqcount"
+	"minipush/internal/dev/reqcount"
 )
 
 // batchEntry is one request of a BatchWriteItem or one item of a TransactWriteItems.

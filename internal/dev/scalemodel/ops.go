@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"slices"
 
-	"minipush/internal/reqcount"
+	"minipush/internal/dev/reqcount"
 )
 
 // exchange is one client request on its way through the model.

@@ -20,7 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
-	"minipush/internal/reqcount"
+	"minipush/internal/dev/reqcount"
 )
 
 // AWS's per-partition limits, before scaling.

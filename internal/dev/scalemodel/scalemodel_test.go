@@ -18,9 +18,9 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 
+	"minipush/internal/dev/localstack"
 	"minipush/internal/dev/scalemodel"
-	"minipush/internal/localstack"
-	"minipush/internal/testenv"
+	"minipush/internal/dev/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

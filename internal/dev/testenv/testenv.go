@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"minipush/internal/localstack"
-	"minipush/internal/samtemplate"
+	"minipush/internal/dev/localstack"
+	"minipush/internal/dev/samtemplate"
 )
 
 var (
@@ -33,7 +33,7 @@ var (
 // Root returns the repository root.
 func Root() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
+	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }
 
 // Main runs a package's tests and stops the stack this binary started, if any. Use it
