@@ -4,11 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"minipush"
 )
 
 // The audience table holds a list campaign's explicit recipients: pk = campaign id (bare,
@@ -22,7 +27,7 @@ const batchWriteSize = 25
 // AddAudience stores one uploaded page of a campaign's recipients and returns how many
 // distinct openids the page held. Duplicates, within the page or with earlier pages,
 // collapse onto one item. Writes go 25 per BatchWriteItem, up to 8 calls at once;
-// unprocessed items are retried with backoff (batchWrite of grants.go). On an error
+// unprocessed items are retried with backoff (batchWrite). On an error
 // some of the page may be stored; uploading the page again is safe.
 func (d *DB) AddAudience(ctx context.Context, campaignID string, openIDs []string) (int, error) {
 	seen := make(map[string]struct{}, len(openIDs))
@@ -216,4 +221,84 @@ func (d *DB) dropOptedOut(ctx context.Context, ids, keys []string) ([]string, er
 		}
 	}
 	return kept, nil
+}
+
+// AudienceScan selects users of an app for a segment or reachable audience.
+type AudienceScan struct {
+	AppID string
+	// Segment filters on region, industry and tags; nil matches every user of the app.
+	Segment *minipush.Segment
+	// Reachable selects, instead of Segment, the users holding a grant of Channel that is
+	// spendable at Now, read from the grants table (scanReachable).
+	Reachable bool
+	// Channel is the grant channel of the campaign's message (minipush.Message.Channel).
+	Channel string
+	Now     time.Time
+	// SkipOptedOut drops users who opted out (send re-checks; this saves the message).
+	SkipOptedOut bool
+}
+
+// ScanAudience reads one page of one parallel-scan segment of the users table (Limit
+// users evaluated, before the filter) after the user key after ("" to start), and
+// returns the openids that match and the key to continue after ("" when the segment is
+// exhausted). A page may match nobody and still not be the last. A reachable audience
+// scans the grants table instead, with a cursor of its own (scanReachable).
+func (d *DB) ScanAudience(ctx context.Context, q AudienceScan, segment, segments int, after string, limit int) ([]string, string, error) {
+	if q.Reachable {
+		return d.scanReachable(ctx, q, segment, segments, after, limit)
+	}
+	filter := []string{"appId = :app"}
+	names := map[string]string{}
+	vals := map[string]types.AttributeValue{":app": strAV(q.AppID)}
+	in := func(attr string, values []string) {
+		if len(values) == 0 {
+			return
+		}
+		names["#"+attr] = attr
+		ph := make([]string, len(values))
+		for i, v := range values {
+			ph[i] = ":" + attr + strconv.Itoa(i)
+			vals[ph[i]] = strAV(v)
+		}
+		filter = append(filter, "#"+attr+" IN ("+strings.Join(ph, ", ")+")")
+	}
+	if s := q.Segment; s != nil {
+		in("region", s.Regions)
+		in("industry", s.Industries)
+		for i, t := range s.Tags {
+			ph := ":tag" + strconv.Itoa(i)
+			vals[ph] = strAV(t)
+			filter = append(filter, "contains(tags, "+ph+")")
+		}
+	}
+	if q.SkipOptedOut {
+		vals[":true"] = &types.AttributeValueMemberBOOL{Value: true}
+		filter = append(filter, "(attribute_not_exists(optOut) OR optOut <> :true)")
+	}
+	input := &dynamodb.ScanInput{
+		TableName: aws.String(d.Tables.Users), Segment: aws.Int32(int32(segment)), TotalSegments: aws.Int32(int32(segments)),
+		FilterExpression: aws.String(strings.Join(filter, " AND ")), ExpressionAttributeValues: vals,
+		ProjectionExpression: aws.String("pk, openId"), Limit: aws.Int32(int32(max(limit, 1))),
+	}
+	if len(names) > 0 {
+		input.ExpressionAttributeNames = names
+	}
+	if after != "" {
+		input.ExclusiveStartKey = pkKey(after)
+	}
+	out, err := d.Client.Scan(ctx, input)
+	if err != nil {
+		return nil, "", fmt.Errorf("dynamo: scan audience of %s segment %d: %w", q.AppID, segment, err)
+	}
+	ids := make([]string, 0, len(out.Items))
+	for _, item := range out.Items {
+		if s, ok := item["openId"].(*types.AttributeValueMemberS); ok && s.Value != "" {
+			ids = append(ids, s.Value)
+		}
+	}
+	next := ""
+	if s, ok := out.LastEvaluatedKey["pk"].(*types.AttributeValueMemberS); ok {
+		next = s.Value
+	}
+	return ids, next, nil
 }

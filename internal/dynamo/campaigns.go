@@ -2,11 +2,8 @@ package dynamo
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -33,7 +30,7 @@ import (
 //	rev                       N, bumped by every operator write: optimistic edits
 //	pausedFrom                S, the status an operator pause interrupted
 //
-// Run items (sk "run#<n>") belong to the planner and send (send_state.go); they carry no
+// Run items (sk "run#<n>") belong to the planner and send (runs.go); they carry no
 // createdAt, so they never enter ByStatus, and listing filters on sk anyway. A sending
 // run sits in ByDue under its own shard (WatchShard), apart from due campaigns.
 
@@ -47,9 +44,6 @@ const (
 // shard keeps "what is due" one Query; the index holds only waiting campaigns, so the
 // partition stays small even with many campaigns in the table.
 const DueShard = "due"
-
-// MaxListLimit bounds one page of any operator listing.
-const MaxListLimit = 100
 
 func marshalJSONTags(v any) (types.AttributeValue, error) {
 	return attributevalue.MarshalWithOptions(v, func(o *attributevalue.EncoderOptions) { o.TagKey = "json" })
@@ -435,109 +429,190 @@ func (d *DB) ResumeCampaign(ctx context.Context, id string, catchUp bool) (minip
 	return minipush.Campaign{}, minipush.Errorf(minipush.ECONFLICT, "campaign %s changed concurrently; retry", id)
 }
 
-// Run is one run of a campaign as the operator sees it.
-type Run struct {
-	N        int               `json:"run"`
-	Status   string            `json:"status"`
-	Counters minipush.Counters `json:"counters"`
+// DueCampaign is a campaign the ByDue index says is due.
+type DueCampaign struct {
+	minipush.Campaign
+	DueAt time.Time
 }
 
-// CampaignRuns returns a campaign's runs, oldest first: one Query of its partition.
-func (d *DB) CampaignRuns(ctx context.Context, id string) ([]Run, error) {
-	var runs []Run
-	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
-		TableName:              aws.String(d.Tables.Campaigns),
-		KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :run)"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pk": strAV(campaignPK(id)), ":run": strAV("run#"),
-		},
-		ConsistentRead: aws.Bool(true),
-	})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
+// DueCampaigns returns up to limit campaigns whose dueAt is at or before now, earliest
+// first: one Query of the sparse ByDue index (paged only when limit needs it).
+func (d *DB) DueCampaigns(ctx context.Context, now time.Time, limit int) ([]DueCampaign, error) {
+	var out []DueCampaign
+	var start map[string]types.AttributeValue
+	for {
+		page, err := d.Client.Query(ctx, &dynamodb.QueryInput{
+			TableName: aws.String(d.Tables.Campaigns), IndexName: aws.String(CampaignsByDue),
+			KeyConditionExpression: aws.String("dueShard = :due AND dueAt <= :now"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":due": strAV(DueShard), ":now": numAV(now.Unix()),
+			},
+			Limit:             aws.Int32(int32(max(limit-len(out), 1))),
+			ExclusiveStartKey: start,
+		})
 		if err != nil {
-			return nil, fmt.Errorf("dynamo: runs of %s: %w", id, err)
+			return nil, fmt.Errorf("dynamo: due campaigns: %w", err)
 		}
 		for _, item := range page.Items {
-			sk, _ := item["sk"].(*types.AttributeValueMemberS)
-			if sk == nil {
-				continue
-			}
-			n, err := strconv.Atoi(strings.TrimPrefix(sk.Value, "run#"))
+			c, err := decodeCampaign(item)
 			if err != nil {
-				continue // not a run item
+				return nil, err
 			}
-			prog := runProgress(item)
-			runs = append(runs, Run{N: n, Status: prog.Status, Counters: prog.Counters})
+			out = append(out, DueCampaign{Campaign: c.Campaign, DueAt: c.DueAt})
+		}
+		start = page.LastEvaluatedKey
+		if len(start) == 0 || len(out) >= limit {
+			return out, nil
 		}
 	}
-	slices.SortFunc(runs, func(a, b Run) int { return a.N - b.N })
-	return runs, nil
 }
 
-func clampLimit(n int) int {
-	if n <= 0 || n > MaxListLimit {
-		return MaxListLimit
-	}
-	return n
-}
-
-// encodeCursor turns a LastEvaluatedKey into an opaque page cursor. Keys of our
-// tables and indexes are strings and numbers only.
-func encodeCursor(key map[string]types.AttributeValue) (string, error) {
-	if len(key) == 0 {
-		return "", nil
-	}
-	m := make(map[string]string, len(key))
-	for k, v := range key {
-		switch v := v.(type) {
-		case *types.AttributeValueMemberS:
-			m[k] = "s" + v.Value
-		case *types.AttributeValueMemberN:
-			m[k] = "n" + v.Value
-		default:
-			return "", fmt.Errorf("dynamo: cursor attribute %s has type %T", k, v)
-		}
-	}
-	b, err := json.Marshal(m)
+// BeginRun starts the next run of a due, scheduled campaign: status planning and
+// runSeq + 1, which is the new run's number. ECONFLICT when the campaign is no longer
+// scheduled and due (another planner began it, an operator paused or cancelled it).
+func (d *DB) BeginRun(ctx context.Context, id string, now time.Time) (int, error) {
+	out, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(id, "meta"),
+		ConditionExpression:      aws.String("#status = :scheduled AND dueShard = :due AND dueAt <= :now"),
+		UpdateExpression:         aws.String("SET #status = :planning, runSeq = if_not_exists(runSeq, :zero) + :one, updatedAt = :now"),
+		ExpressionAttributeNames: map[string]string{"#status": "status"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":scheduled": strAV(string(minipush.StatusScheduled)), ":planning": strAV(string(minipush.StatusPlanning)),
+			":due": strAV(DueShard), ":now": numAV(now.Unix()), ":zero": numAV(0), ":one": numAV(1),
+		},
+		ReturnValues: types.ReturnValueUpdatedNew,
+	})
 	if err != nil {
-		return "", fmt.Errorf("dynamo: encode cursor: %w", err)
+		return 0, conflict(err, "dynamo: begin run of campaign %s", id)
 	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
+	return intAttr(out.Attributes["runSeq"]), nil
 }
 
-// decodeCursor reverses encodeCursor and checks that the cursor belongs to the listing
-// it is used for (attr == want), so a cursor of another listing is a clear EINVALID
-// rather than a DynamoDB validation error.
-func decodeCursor(cursor, attr, want string) (map[string]types.AttributeValue, error) {
-	if cursor == "" {
-		return nil, nil
+// rollUpdate moves a planning campaign past run: to next, or out of the due index.
+func rollUpdate(table, id string, run int, next, now time.Time) *types.Update {
+	u := &types.Update{
+		TableName: aws.String(table), Key: campaignKey(id, "meta"),
+		ConditionExpression:      aws.String("#status = :planning AND runSeq = :run"),
+		ExpressionAttributeNames: map[string]string{"#status": "status"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":planning": strAV(string(minipush.StatusPlanning)), ":run": numAV(int64(run)), ":now": numAV(now.Unix()),
+		},
 	}
-	bad := minipush.Errorf(minipush.EINVALID, "cursor is not one this listing returned")
-	b, err := base64.RawURLEncoding.DecodeString(cursor)
-	if err != nil {
-		return nil, bad
+	if next.IsZero() {
+		u.UpdateExpression = aws.String("SET #status = :sending, updatedAt = :now REMOVE dueShard, dueAt, nextRunAt")
+		u.ExpressionAttributeValues[":sending"] = strAV(string(minipush.StatusSending))
+	} else {
+		u.UpdateExpression = aws.String("SET #status = :scheduled, dueAt = :next, nextRunAt = :next, updatedAt = :now")
+		u.ExpressionAttributeValues[":scheduled"] = strAV(string(minipush.StatusScheduled))
+		u.ExpressionAttributeValues[":next"] = numAV(next.Unix())
 	}
-	var m map[string]string
-	if err := json.Unmarshal(b, &m); err != nil || len(m) == 0 || len(m) > 4 {
-		return nil, bad
+	return u
+}
+
+// RollCampaign is FinishRun's campaign half on its own, for a campaign whose run n is
+// already past planning (its planner crashed between the two, or the operator resumed
+// it). A campaign no longer planning run n is left alone, except that a one-off that
+// send already marked done leaves the due index.
+func (d *DB) RollCampaign(ctx context.Context, id string, run int, next, now time.Time) error {
+	u := rollUpdate(d.Tables.Campaigns, id, run, next, now)
+	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: u.TableName, Key: u.Key, ConditionExpression: u.ConditionExpression,
+		UpdateExpression: u.UpdateExpression, ExpressionAttributeNames: u.ExpressionAttributeNames,
+		ExpressionAttributeValues: u.ExpressionAttributeValues,
+	})
+	if err == nil {
+		return nil
 	}
-	key := make(map[string]types.AttributeValue, len(m))
-	for k, v := range m {
-		switch {
-		case strings.HasPrefix(v, "s"):
-			key[k] = strAV(v[1:])
-		case strings.HasPrefix(v, "n"):
-			if _, err := strconv.ParseFloat(v[1:], 64); err != nil {
-				return nil, bad
-			}
-			key[k] = &types.AttributeValueMemberN{Value: v[1:]}
-		default:
-			return nil, bad
+	if err = conflict(err, "dynamo: roll campaign %s", id); minipush.ErrorCode(err) != minipush.ECONFLICT || !next.IsZero() {
+		if minipush.ErrorCode(err) == minipush.ECONFLICT {
+			return nil // no longer planning run n: someone else rolled it, or an operator moved it
 		}
+		return err
 	}
-	if s, ok := key[attr].(*types.AttributeValueMemberS); !ok || s.Value != want {
-		return nil, bad
+	_, err = d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(id, "meta"),
+		ConditionExpression:      aws.String("#status = :done AND runSeq = :run AND attribute_exists(dueShard)"),
+		UpdateExpression:         aws.String("REMOVE dueShard, dueAt, nextRunAt"),
+		ExpressionAttributeNames: map[string]string{"#status": "status"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":done": strAV(string(minipush.StatusDone)), ":run": numAV(int64(run)),
+		},
+	})
+	return ignoreConflict(err, "dynamo: take done campaign %s out of the due index", id)
+}
+
+// SkipOccurrence moves a scheduled campaign still due at dueAt to its next occurrence
+// without starting a run: the planner skips an occurrence that is too late to send
+// (schedule.LateTolerance). ECONFLICT when the campaign is no longer scheduled and due
+// at dueAt (another planner began or skipped it, an operator moved it).
+func (d *DB) SkipOccurrence(ctx context.Context, id string, dueAt, next, now time.Time) error {
+	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(id, "meta"),
+		ConditionExpression:      aws.String("#status = :scheduled AND dueShard = :due AND dueAt = :at"),
+		UpdateExpression:         aws.String("SET dueAt = :next, nextRunAt = :next, updatedAt = :now"),
+		ExpressionAttributeNames: map[string]string{"#status": "status"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":scheduled": strAV(string(minipush.StatusScheduled)), ":due": strAV(DueShard),
+			":at": numAV(dueAt.Unix()), ":next": numAV(next.Unix()), ":now": numAV(now.Unix()),
+		},
+	})
+	if err != nil {
+		return conflict(err, "dynamo: skip occurrence of campaign %s", id)
 	}
-	return key, nil
+	return nil
+}
+
+func campaignPK(id string) string { return "c#" + id }
+
+func campaignKey(id, sk string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{"pk": strAV(campaignPK(id)), "sk": strAV(sk)}
+}
+
+// SendCampaign reads what send needs of a campaign: app, message, schedule, policy
+// and status. ENOTFOUND when there is no such campaign. It is GetCampaign under the
+// name send's Store interface asks for: one decoder for the campaign item.
+func (d *DB) SendCampaign(ctx context.Context, id string) (minipush.Campaign, error) {
+	return d.GetCampaign(ctx, id)
+}
+
+// PauseCampaign pauses a campaign that is planning or sending (or, for a recurring
+// campaign whose run is still sending, scheduled), because WeChat answered in a way
+// that fails every recipient (bad template, quota, unauthorised). Like an operator's
+// pause it records the status it interrupted in pausedFrom, so resume returns a
+// recurring campaign to its schedule rather than to a status the planner ignores, and
+// it leaves the due index, so a paused campaign takes no place in the planner's Query.
+// ECONFLICT when the campaign is in another status (already paused, cancelled, done).
+func (d *DB) PauseCampaign(ctx context.Context, id, reason string) error {
+	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(id, "meta"),
+		ConditionExpression:      aws.String("#status IN (:planning, :sending, :scheduled)"),
+		UpdateExpression:         aws.String("SET pausedFrom = #status, #status = :paused, pausedReason = :reason, updatedAt = :now REMOVE dueShard"),
+		ExpressionAttributeNames: map[string]string{"#status": "status"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":planning": strAV(string(minipush.StatusPlanning)), ":sending": strAV(string(minipush.StatusSending)),
+			":scheduled": strAV(string(minipush.StatusScheduled)), ":paused": strAV(string(minipush.StatusPaused)),
+			":reason": strAV(reason), ":now": numAV(d.Now().Unix()),
+		},
+	})
+	if err != nil {
+		return conflict(err, "dynamo: pause campaign %s", id)
+	}
+	return nil
+}
+
+// markCampaignDone finishes a one-off campaign whose run is done, unless an operator
+// cancelled it meanwhile.
+func (d *DB) markCampaignDone(ctx context.Context, id string) error {
+	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(id, "meta"),
+		ConditionExpression:      aws.String("#status IN (:planning, :sending, :paused)"),
+		UpdateExpression:         aws.String("SET #status = :done, updatedAt = :now"),
+		ExpressionAttributeNames: map[string]string{"#status": "status"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":planning": strAV(string(minipush.StatusPlanning)), ":sending": strAV(string(minipush.StatusSending)),
+			":paused": strAV(string(minipush.StatusPaused)), ":done": strAV(string(minipush.StatusDone)),
+			":now": numAV(d.Now().Unix()),
+		},
+	})
+	return ignoreConflict(err, "dynamo: mark campaign %s done", id)
 }

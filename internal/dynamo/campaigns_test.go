@@ -243,3 +243,23 @@ func TestListCampaigns(t *testing.T) {
 		}
 	})
 }
+
+func TestPauseCampaign(t *testing.T) {
+	t.Parallel()
+	db, _, _ := MustDB(t)
+	ctx := t.Context()
+	putRun(t, db, "c", "sending", dynamo.RunSending, 1, "")
+	if err := db.PauseCampaign(ctx, "c", "template_invalid (errcode 40037)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PauseCampaign(ctx, "c", "again"); minipush.ErrorCode(err) != minipush.ECONFLICT {
+		t.Errorf("second pause: %v, want ECONFLICT (log once)", err)
+	}
+	putRun(t, db, "x", "cancelled", dynamo.RunSending, 1, "")
+	if err := db.PauseCampaign(ctx, "x", "r"); minipush.ErrorCode(err) != minipush.ECONFLICT {
+		t.Errorf("pause of a cancelled campaign: %v, want ECONFLICT", err)
+	}
+	if c, err := db.SendCampaign(ctx, "x"); err != nil || c.Status != minipush.StatusCancelled {
+		t.Errorf("cancelled campaign became %s, %v", c.Status, err)
+	}
+}

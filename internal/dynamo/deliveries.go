@@ -2,7 +2,9 @@ package dynamo
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
@@ -11,6 +13,237 @@ import (
 
 	"minipush"
 )
+
+// A delivery is one recipient of one run, in the deliveries table: pk = minipush.RunKey,
+// sk = openid. Every write that decides who may talk to WeChat about a recipient is
+// conditional, so at-least-once SQS delivery, concurrent senders and crashed senders
+// never produce a second message.
+
+// Delivery states. A delivery is claimed (sending) just before the WeChat call and
+// becomes final exactly once; a final item never changes again.
+const (
+	DeliverySending = "sending"
+	DeliveryFinal   = "final"
+)
+
+// Delivery is one recipient of one run as stored: pk = minipush.RunKey, sk = openid.
+// Outcome is set only on final items, so the ByOutcome index holds only those.
+type Delivery struct {
+	RunKey     string
+	OpenID     string
+	State      string
+	Owner      string    // the sender invocation that holds the claim
+	LeaseUntil time.Time // a claim older than this belongs to a crashed sender
+	GrantID    string    // the grant the claim is spending
+	Outcome    minipush.Outcome
+	Reason     string
+	ErrCode    int
+	UpdatedAt  time.Time
+	ExpiresAt  time.Time // TTL: now + retention
+}
+
+// Final reports whether the delivery reached its final state.
+func (d Delivery) Final() bool { return d.State == DeliveryFinal }
+
+type deliveryItem struct {
+	PK         string `dynamodbav:"pk"`
+	SK         string `dynamodbav:"sk"`
+	State      string `dynamodbav:"state"`
+	Owner      string `dynamodbav:"owner,omitempty"`
+	LeaseUntil int64  `dynamodbav:"leaseUntil,omitempty"`
+	GrantID    string `dynamodbav:"grantId,omitempty"`
+	Outcome    string `dynamodbav:"outcome,omitempty"` // sparse: final items only (ByOutcome index)
+	Reason     string `dynamodbav:"reason,omitempty"`
+	ErrCode    int    `dynamodbav:"errcode,omitempty"`
+	UpdatedAt  int64  `dynamodbav:"updatedAt"`
+	ExpiresAt  int64  `dynamodbav:"expiresAt"`
+}
+
+func (it deliveryItem) delivery() Delivery {
+	return Delivery{
+		RunKey: it.PK, OpenID: it.SK, State: it.State, Owner: it.Owner, LeaseUntil: fromEpoch(it.LeaseUntil),
+		GrantID: it.GrantID, Outcome: minipush.Outcome(it.Outcome), Reason: it.Reason, ErrCode: it.ErrCode,
+		UpdatedAt: fromEpoch(it.UpdatedAt), ExpiresAt: fromEpoch(it.ExpiresAt),
+	}
+}
+
+func deliveryKey(runKey, openID string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		"pk": &types.AttributeValueMemberS{Value: runKey},
+		"sk": &types.AttributeValueMemberS{Value: openID},
+	}
+}
+
+// Deliveries returns the stored deliveries (final or sending) of the given recipients
+// of one run, by openid; recipients without an item are absent. It is one
+// BatchGetItem per 100 recipients, so a redelivered SQS message finds its finished
+// recipients without writing anything.
+func (d *DB) Deliveries(ctx context.Context, runKey string, openIDs []string) (map[string]Delivery, error) {
+	keys := make([]map[string]types.AttributeValue, 0, len(openIDs))
+	for _, id := range openIDs {
+		keys = append(keys, deliveryKey(runKey, id))
+	}
+	out := make(map[string]Delivery, len(openIDs))
+	err := d.batchGet(ctx, d.Tables.Deliveries, "", nil, keys, func(item map[string]types.AttributeValue) error {
+		var it deliveryItem
+		if err := attributevalue.UnmarshalMap(item, &it); err != nil {
+			return fmt.Errorf("dynamo: decode delivery: %w", err)
+		}
+		out[it.SK] = it.delivery()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// CreateDelivery writes a new delivery item if the recipient has none yet: a claim
+// (State sending, with Owner, LeaseUntil and GrantID) or a final outcome reached
+// without a claim (no grant, skipped). When an item already exists it returns an
+// ECONFLICT error and the existing delivery, which the caller must respect.
+func (d *DB) CreateDelivery(ctx context.Context, dl Delivery) (Delivery, error) {
+	it := deliveryItem{
+		PK: dl.RunKey, SK: dl.OpenID, State: dl.State, Owner: dl.Owner, LeaseUntil: epoch(dl.LeaseUntil),
+		GrantID: dl.GrantID, Reason: dl.Reason, ErrCode: dl.ErrCode,
+		UpdatedAt: epoch(d.Now()), ExpiresAt: epoch(dl.ExpiresAt),
+	}
+	if dl.State == DeliveryFinal {
+		it.Outcome = string(dl.Outcome)
+	}
+	av, err := attributevalue.MarshalMap(it)
+	if err != nil {
+		return Delivery{}, fmt.Errorf("dynamo: encode delivery: %w", err)
+	}
+	_, err = d.Client.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(d.Tables.Deliveries), Item: av,
+		ConditionExpression:                 aws.String("attribute_not_exists(pk)"),
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	if err == nil {
+		return Delivery{}, nil
+	}
+	var ccf *types.ConditionalCheckFailedException
+	if !errors.As(err, &ccf) {
+		return Delivery{}, fmt.Errorf("dynamo: create delivery of %s: %w", dl.RunKey, err)
+	}
+	existing := ccf.Item
+	if existing == nil {
+		// Not every DynamoDB (Local) returns the old item; read it.
+		out, gerr := d.Client.GetItem(ctx, &dynamodb.GetItemInput{
+			TableName: aws.String(d.Tables.Deliveries), Key: deliveryKey(dl.RunKey, dl.OpenID), ConsistentRead: aws.Bool(true),
+		})
+		if gerr != nil {
+			return Delivery{}, fmt.Errorf("dynamo: read existing delivery of %s: %w", dl.RunKey, gerr)
+		}
+		existing = out.Item
+	}
+	var old deliveryItem
+	if err := attributevalue.UnmarshalMap(existing, &old); err != nil {
+		return Delivery{}, fmt.Errorf("dynamo: decode delivery: %w", err)
+	}
+	return old.delivery(), conflict(err, "dynamo: delivery of %s exists", dl.RunKey)
+}
+
+// FinishDelivery makes a claimed delivery final, only if it is still claimed by owner
+// (and, when leaseUntil is not zero, with exactly that lease: taking over a crashed
+// sender's claim). It returns ECONFLICT when the claim is no longer owner's.
+func (d *DB) FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, outcome minipush.Outcome, reason string, errcode int) error {
+	cond := "#state = :sending AND #owner = :owner"
+	vals := map[string]types.AttributeValue{
+		":sending": strAV(DeliverySending), ":owner": strAV(owner), ":final": strAV(DeliveryFinal),
+		":outcome": strAV(string(outcome)), ":now": numAV(d.Now().Unix()),
+	}
+	if !leaseUntil.IsZero() {
+		cond += " AND leaseUntil = :lease"
+		vals[":lease"] = numAV(leaseUntil.Unix())
+	}
+	set := "SET #state = :final, outcome = :outcome, updatedAt = :now"
+	if reason != "" {
+		set += ", reason = :reason"
+		vals[":reason"] = strAV(reason)
+	}
+	if errcode != 0 {
+		set += ", errcode = :errcode"
+		vals[":errcode"] = numAV(int64(errcode))
+	}
+	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Deliveries), Key: deliveryKey(runKey, openID),
+		ConditionExpression: aws.String(cond), UpdateExpression: aws.String(set + " REMOVE leaseUntil"),
+		ExpressionAttributeNames:  map[string]string{"#state": "state", "#owner": "owner"},
+		ExpressionAttributeValues: vals,
+	})
+	if err != nil {
+		return conflict(err, "dynamo: finish delivery of %s", runKey)
+	}
+	return nil
+}
+
+// SetDeliveryGrant records that owner's claim now spends grantID (after WeChat
+// rejected the previous grant), so a crash recovery drops the right one.
+func (d *DB) SetDeliveryGrant(ctx context.Context, runKey, openID, owner, grantID string) error {
+	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Deliveries), Key: deliveryKey(runKey, openID),
+		ConditionExpression:      aws.String("#state = :sending AND #owner = :owner"),
+		UpdateExpression:         aws.String("SET grantId = :g, updatedAt = :now"),
+		ExpressionAttributeNames: map[string]string{"#state": "state", "#owner": "owner"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":sending": strAV(DeliverySending), ":owner": strAV(owner), ":g": strAV(grantID), ":now": numAV(d.Now().Unix()),
+		},
+	})
+	if err != nil {
+		return conflict(err, "dynamo: set delivery grant of %s", runKey)
+	}
+	return nil
+}
+
+// DeleteClaim removes owner's claim when WeChat proved nothing was sent (a retryable
+// answer, or an abort), so a later attempt can claim again. ECONFLICT when the claim is
+// not owner's any more.
+func (d *DB) DeleteClaim(ctx context.Context, runKey, openID, owner string) error {
+	_, err := d.Client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName: aws.String(d.Tables.Deliveries), Key: deliveryKey(runKey, openID),
+		ConditionExpression:      aws.String("#state = :sending AND #owner = :owner"),
+		ExpressionAttributeNames: map[string]string{"#state": "state", "#owner": "owner"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":sending": strAV(DeliverySending), ":owner": strAV(owner),
+		},
+	})
+	if err != nil {
+		return conflict(err, "dynamo: delete claim of %s", runKey)
+	}
+	return nil
+}
+
+// CountOutcomes recounts a run's final deliveries from the sparse ByOutcome index,
+// which holds final items only: the exact summary, whatever counter update was lost.
+func (d *DB) CountOutcomes(ctx context.Context, campaignID string, run int) (minipush.Counters, error) {
+	var c minipush.Counters
+	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
+		TableName: aws.String(d.Tables.Deliveries), IndexName: aws.String(DeliveriesByOutcome),
+		KeyConditionExpression:    aws.String("pk = :pk"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": strAV(minipush.RunKey(campaignID, run))},
+		ProjectionExpression:      aws.String("outcome, reason"),
+		ConsistentRead:            aws.Bool(true),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return c, fmt.Errorf("dynamo: count outcomes of %s#%d: %w", campaignID, run, err)
+		}
+		for _, item := range page.Items {
+			var it struct {
+				Outcome string `dynamodbav:"outcome"`
+				Reason  string `dynamodbav:"reason"`
+			}
+			if err := attributevalue.UnmarshalMap(item, &it); err != nil {
+				return c, fmt.Errorf("dynamo: decode outcome: %w", err)
+			}
+			c.Count(minipush.Outcome(it.Outcome), it.Reason)
+		}
+	}
+	return c, nil
+}
 
 // ListDeliveries returns up to limit deliveries of one run and a cursor for the next
 // page ("" on the last). With an outcome it reads the sparse ByOutcome index (final
@@ -57,3 +290,6 @@ func (d *DB) ListDeliveries(ctx context.Context, campaignID string, run int, out
 	next, err := encodeCursor(out.LastEvaluatedKey)
 	return dls, next, err
 }
+
+// DeliveriesByOutcome is the deliveries table's sparse index on outcome.
+const DeliveriesByOutcome = "ByOutcome"

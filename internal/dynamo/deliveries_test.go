@@ -84,3 +84,64 @@ func TestListDeliveries(t *testing.T) {
 		}
 	})
 }
+
+func TestDeliveryClaim(t *testing.T) {
+	t.Parallel()
+	db, _, clk := MustDB(t)
+	ctx := t.Context()
+	rk := minipush.RunKey("c", 1)
+	claim := dynamo.Delivery{RunKey: rk, OpenID: "u1", State: dynamo.DeliverySending, Owner: "a",
+		LeaseUntil: clk.Now().Add(time.Minute), GrantID: "g1", ExpiresAt: clk.Now().Add(24 * time.Hour)}
+	if _, err := db.CreateDelivery(ctx, claim); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("SecondClaimSeesTheFirst", func(t *testing.T) {
+		other := claim
+		other.Owner = "b"
+		got, err := db.CreateDelivery(ctx, other)
+		if minipush.ErrorCode(err) != minipush.ECONFLICT || got.Owner != "a" || got.State != dynamo.DeliverySending || got.GrantID != "g1" {
+			t.Fatalf("second claim = %+v, %v; want ECONFLICT with a's claim", got, err)
+		}
+	})
+	t.Run("OnlyTheOwnerFinishes", func(t *testing.T) {
+		if err := db.FinishDelivery(ctx, rk, "u1", "b", time.Time{}, minipush.OutcomeSent, "", 0); minipush.ErrorCode(err) != minipush.ECONFLICT {
+			t.Errorf("finish by b: %v, want ECONFLICT", err)
+		}
+		if err := db.DeleteClaim(ctx, rk, "u1", "b"); minipush.ErrorCode(err) != minipush.ECONFLICT {
+			t.Errorf("delete by b: %v, want ECONFLICT", err)
+		}
+		// Taking over a crashed claim names its lease: a stale view of it loses.
+		if err := db.FinishDelivery(ctx, rk, "u1", "a", clk.Now(), minipush.OutcomeUnknown, "sender_lost", 0); minipush.ErrorCode(err) != minipush.ECONFLICT {
+			t.Errorf("take-over with the wrong lease: %v, want ECONFLICT", err)
+		}
+	})
+	t.Run("FinalIsFinal", func(t *testing.T) {
+		if err := db.FinishDelivery(ctx, rk, "u1", "a", time.Time{}, minipush.OutcomeFailed, "user_refused", 43101); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.FinishDelivery(ctx, rk, "u1", "a", time.Time{}, minipush.OutcomeSent, "", 0); minipush.ErrorCode(err) != minipush.ECONFLICT {
+			t.Errorf("second finish: %v, want ECONFLICT", err)
+		}
+		if err := db.DeleteClaim(ctx, rk, "u1", "a"); minipush.ErrorCode(err) != minipush.ECONFLICT {
+			t.Errorf("delete of a final item: %v, want ECONFLICT", err)
+		}
+		got, err := db.Deliveries(ctx, rk, []string{"u1", "nobody"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, ok := got["u1"]
+		if len(got) != 1 || !ok || !d.Final() || d.Outcome != minipush.OutcomeFailed || d.ErrCode != 43101 || d.Reason != "user_refused" || !d.LeaseUntil.IsZero() {
+			t.Errorf("Deliveries = %+v, want u1 final failed/user_refused 43101 without a lease", got)
+		}
+	})
+	t.Run("ClaimIsNotInTheOutcomeIndex", func(t *testing.T) {
+		if _, err := db.CreateDelivery(ctx, dynamo.Delivery{RunKey: rk, OpenID: "u2", State: dynamo.DeliverySending, Owner: "a",
+			LeaseUntil: clk.Now().Add(time.Minute), ExpiresAt: clk.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		c, err := db.CountOutcomes(ctx, "c", 1)
+		if err != nil || c.Final() != 1 || c.Failed["user_refused"] != 1 {
+			t.Errorf("CountOutcomes = %+v, %v; want only u1's failure", c, err)
+		}
+	})
+}

@@ -5,10 +5,15 @@ package dynamo
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -117,4 +122,181 @@ func fromEpoch(s int64) time.Time {
 // package localstack deletes them).
 func RetentionExpiry(now time.Time, retention time.Duration) int64 {
 	return now.Add(retention).Unix()
+}
+
+// MaxListLimit bounds one page of any operator listing.
+const MaxListLimit = 100
+
+func clampLimit(n int) int {
+	if n <= 0 || n > MaxListLimit {
+		return MaxListLimit
+	}
+	return n
+}
+
+// encodeCursor turns a LastEvaluatedKey into an opaque page cursor. Keys of our
+// tables and indexes are strings and numbers only.
+func encodeCursor(key map[string]types.AttributeValue) (string, error) {
+	if len(key) == 0 {
+		return "", nil
+	}
+	m := make(map[string]string, len(key))
+	for k, v := range key {
+		switch v := v.(type) {
+		case *types.AttributeValueMemberS:
+			m[k] = "s" + v.Value
+		case *types.AttributeValueMemberN:
+			m[k] = "n" + v.Value
+		default:
+			return "", fmt.Errorf("dynamo: cursor attribute %s has type %T", k, v)
+		}
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return "", fmt.Errorf("dynamo: encode cursor: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// decodeCursor reverses encodeCursor and checks that the cursor belongs to the listing
+// it is used for (attr == want), so a cursor of another listing is a clear EINVALID
+// rather than a DynamoDB validation error.
+func decodeCursor(cursor, attr, want string) (map[string]types.AttributeValue, error) {
+	if cursor == "" {
+		return nil, nil
+	}
+	bad := minipush.Errorf(minipush.EINVALID, "cursor is not one this listing returned")
+	b, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil {
+		return nil, bad
+	}
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil || len(m) == 0 || len(m) > 4 {
+		return nil, bad
+	}
+	key := make(map[string]types.AttributeValue, len(m))
+	for k, v := range m {
+		switch {
+		case strings.HasPrefix(v, "s"):
+			key[k] = strAV(v[1:])
+		case strings.HasPrefix(v, "n"):
+			if _, err := strconv.ParseFloat(v[1:], 64); err != nil {
+				return nil, bad
+			}
+			key[k] = &types.AttributeValueMemberN{Value: v[1:]}
+		default:
+			return nil, bad
+		}
+	}
+	if s, ok := key[attr].(*types.AttributeValueMemberS); !ok || s.Value != want {
+		return nil, bad
+	}
+	return key, nil
+}
+
+func numAV(n int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+}
+
+func strAV(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
+
+// batchGet reads keys of one table 100 at a time, strongly consistent, retrying
+// unprocessed keys with backoff, and calls each with every item found.
+func (d *DB) batchGet(ctx context.Context, table, projection string, names map[string]string, keys []map[string]types.AttributeValue, each func(map[string]types.AttributeValue) error) error {
+	for start := 0; start < len(keys); start += 100 {
+		end := min(start+100, len(keys))
+		ka := &types.KeysAndAttributes{Keys: keys[start:end], ConsistentRead: aws.Bool(true)}
+		if projection != "" {
+			ka.ProjectionExpression = aws.String(projection)
+			ka.ExpressionAttributeNames = names
+		}
+		pending := map[string]types.KeysAndAttributes{table: *ka}
+		for attempt := 0; len(pending[table].Keys) > 0; attempt++ {
+			out, err := d.Client.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: pending})
+			if err != nil {
+				return fmt.Errorf("dynamo: batch get %s: %w", table, err)
+			}
+			for _, item := range out.Responses[table] {
+				if err := each(item); err != nil {
+					return err
+				}
+			}
+			pending = out.UnprocessedKeys
+			if len(pending[table].Keys) == 0 {
+				break
+			}
+			if attempt >= optimisticRetries {
+				return fmt.Errorf("dynamo: batch get %s: %d keys still unprocessed", table, len(pending[table].Keys))
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(25<<attempt) * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// batchDelete deletes keys 25 at a time, retrying unprocessed items with backoff.
+func (d *DB) batchDelete(ctx context.Context, table string, keys []map[string]types.AttributeValue) error {
+	for start := 0; start < len(keys); start += 25 {
+		end := min(start+25, len(keys))
+		reqs := make([]types.WriteRequest, 0, end-start)
+		for _, k := range keys[start:end] {
+			reqs = append(reqs, types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: k}})
+		}
+		if err := d.batchWrite(ctx, table, reqs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// batchWrite runs one BatchWriteItem of at most 25 requests to completion.
+func (d *DB) batchWrite(ctx context.Context, table string, reqs []types.WriteRequest) error {
+	pending := map[string][]types.WriteRequest{table: reqs}
+	for attempt := 0; len(pending[table]) > 0; attempt++ {
+		out, err := d.Client.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: pending})
+		if err != nil {
+			return fmt.Errorf("dynamo: batch write %s: %w", table, err)
+		}
+		pending = out.UnprocessedItems
+		if len(pending[table]) == 0 {
+			return nil
+		}
+		if attempt >= optimisticRetries {
+			return fmt.Errorf("dynamo: batch write %s: %d items still unprocessed", table, len(pending[table]))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(25<<attempt) * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func pkKey(pk string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: pk}}
+}
+
+func intAttr(av types.AttributeValue) int {
+	if n, ok := av.(*types.AttributeValueMemberN); ok {
+		v, _ := strconv.Atoi(n.Value)
+		return v
+	}
+	return 0
+}
+
+// ignoreConflict is conflict for writes whose lost condition means "already done by
+// someone else": nil then.
+func ignoreConflict(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	if err = conflict(err, format, args...); minipush.ErrorCode(err) == minipush.ECONFLICT {
+		return nil
+	}
+	return err
 }

@@ -355,45 +355,162 @@ func (d *DB) DeleteGrantsAcceptedBefore(ctx context.Context, appID, openID, temp
 	return n, nil
 }
 
-// batchDelete deletes keys 25 at a time, retrying unprocessed items with backoff.
-func (d *DB) batchDelete(ctx context.Context, table string, keys []map[string]types.AttributeValue) error {
-	for start := 0; start < len(keys); start += 25 {
-		end := min(start+25, len(keys))
-		reqs := make([]types.WriteRequest, 0, end-start)
-		for _, k := range keys[start:end] {
-			reqs = append(reqs, types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: k}})
-		}
-		if err := d.batchWrite(ctx, table, reqs); err != nil {
-			return err
-		}
+func grantKey(appID, openID, grantID string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		"pk": strAV(minipush.UserKey(appID, openID)),
+		"sk": strAV(grantSK(grantID)),
+	}
+}
+
+// LeaseGrant reserves g for owner until until, if it is still spendable at the DB's
+// now: uses left, unexpired, and not leased (or its lease ran out after a crash). It
+// returns the grant as leased (with its current uses), or ECONFLICT when another
+// sender got it first or it was spent or expired meanwhile.
+func (d *DB) LeaseGrant(ctx context.Context, g minipush.Grant, owner string, until time.Time) (minipush.Grant, error) {
+	now := d.Now().Unix()
+	out, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Grants), Key: grantKey(g.AppID, g.OpenID, g.ID),
+		ConditionExpression: aws.String("attribute_exists(pk) AND uses > :zero AND expiresAt > :now AND leaseUntil <= :now"),
+		UpdateExpression:    aws.String("SET leaseUntil = :until, leaseOwner = :owner"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":zero": numAV(0), ":now": numAV(now), ":until": numAV(until.Unix()), ":owner": strAV(owner),
+		},
+		ReturnValues: types.ReturnValueAllNew,
+	})
+	if err != nil {
+		return minipush.Grant{}, conflict(err, "dynamo: lease grant of %s", g.AppID)
+	}
+	var it grantItem
+	if err := attributevalue.UnmarshalMap(out.Attributes, &it); err != nil {
+		return minipush.Grant{}, fmt.Errorf("dynamo: decode grant: %w", err)
+	}
+	return it.grant(), nil
+}
+
+// ReleaseGrant ends owner's lease on g without spending it (WeChat did not consume
+// it). A lease that is no longer owner's is left alone and is not an error.
+func (d *DB) ReleaseGrant(ctx context.Context, g minipush.Grant, owner string) error {
+	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Grants), Key: grantKey(g.AppID, g.OpenID, g.ID),
+		ConditionExpression: aws.String("leaseOwner = :owner"),
+		UpdateExpression:    aws.String("SET leaseUntil = :zero REMOVE leaseOwner"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":owner": strAV(owner), ":zero": numAV(0),
+		},
+	})
+	return ignoreConflict(err, "dynamo: release grant of %s", g.AppID)
+}
+
+// SpendGrant consumes one use of g, which owner leased: a grant with one use left is
+// deleted, a prepay grant with more has its uses decremented and its lease cleared.
+// g.Uses must be the count LeaseGrant returned. ECONFLICT when the lease is not
+// owner's any more (nothing is changed then).
+func (d *DB) SpendGrant(ctx context.Context, g minipush.Grant, owner string) error {
+	var err error
+	if g.Uses > 1 {
+		_, err = d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName: aws.String(d.Tables.Grants), Key: grantKey(g.AppID, g.OpenID, g.ID),
+			ConditionExpression: aws.String("leaseOwner = :owner AND uses > :one"),
+			UpdateExpression:    aws.String("SET uses = uses - :one, leaseUntil = :zero REMOVE leaseOwner"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":owner": strAV(owner), ":one": numAV(1), ":zero": numAV(0),
+			},
+		})
+	} else {
+		_, err = d.Client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+			TableName: aws.String(d.Tables.Grants), Key: grantKey(g.AppID, g.OpenID, g.ID),
+			ConditionExpression:       aws.String("leaseOwner = :owner"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":owner": strAV(owner)},
+		})
+	}
+	if err != nil {
+		return conflict(err, "dynamo: spend grant of %s", g.AppID)
 	}
 	return nil
 }
 
-// batchWrite runs one BatchWriteItem of at most 25 requests to completion.
-func (d *DB) batchWrite(ctx context.Context, table string, reqs []types.WriteRequest) error {
-	pending := map[string][]types.WriteRequest{table: reqs}
-	for attempt := 0; len(pending[table]) > 0; attempt++ {
-		out, err := d.Client.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: pending})
+// DropGrant deletes a grant WeChat rejected as invalid or used (41028/41029), whoever
+// holds it: it can never pay for a message.
+func (d *DB) DropGrant(ctx context.Context, appID, openID, grantID string) error {
+	_, err := d.Client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName: aws.String(d.Tables.Grants), Key: grantKey(appID, openID, grantID),
+	})
+	if err != nil {
+		return fmt.Errorf("dynamo: drop grant of %s: %w", appID, err)
+	}
+	return nil
+}
+
+// GetGrant reads one grant, or returns ENOTFOUND.
+func (d *DB) GetGrant(ctx context.Context, appID, openID, grantID string) (minipush.Grant, error) {
+	out, err := d.Client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(d.Tables.Grants), Key: grantKey(appID, openID, grantID), ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return minipush.Grant{}, fmt.Errorf("dynamo: get grant of %s: %w", appID, err)
+	}
+	if out.Item == nil {
+		return minipush.Grant{}, minipush.Errorf(minipush.ENOTFOUND, "no such grant")
+	}
+	var it grantItem
+	if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
+		return minipush.Grant{}, fmt.Errorf("dynamo: decode grant: %w", err)
+	}
+	return it.grant(), nil
+}
+
+// SpendableGrant is the sender's grant lookup: it returns the user's earliest-expiring
+// grant of channel that can pay for a message now (unexpired, uses left, not leased),
+// in one Query on the expiry index in the common case (expired grants sort before the
+// key condition's lower bound, so they are never read). It tells the two kinds of
+// "none" apart:
+//
+//   - ENOTFOUND: the user holds no unexpired grant of the channel with uses left;
+//     the recipient's outcome is no_grant.
+//   - ECONFLICT: they do, but every one is leased by a live sender. That is not
+//     no_grant: the other sender may yet release the grant (WeChat answered retry),
+//     and when it is a duplicate of the same batch in flight, recording no_grant
+//     here would decide the recipient's outcome before that sender's claim and
+//     leave them unsent. The caller looks again after the lease.
+//
+// The leaseUntil test moves from the filter to the client so leased grants are
+// seen; they are read (and billed) by the Query either way.
+func (d *DB) SpendableGrant(ctx context.Context, appID, openID, channel string) (minipush.Grant, error) {
+	now := d.Now()
+	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
+		TableName:              aws.String(d.Tables.Grants),
+		IndexName:              aws.String(ExpiryIndex),
+		KeyConditionExpression: aws.String("pk = :pk AND ek BETWEEN :from AND :to"),
+		// Expiring at or before now is expired: start just past now.
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk":   &types.AttributeValueMemberS{Value: minipush.UserKey(appID, openID)},
+			":from": &types.AttributeValueMemberS{Value: minipush.ExpiryKeyAt(channel, now.Add(time.Second))},
+			":to":   &types.AttributeValueMemberS{Value: channel + "#~"},
+			":zero": &types.AttributeValueMemberN{Value: "0"},
+		},
+		FilterExpression: aws.String("uses > :zero"),
+		ConsistentRead:   aws.Bool(true),
+		Limit:            aws.Int32(8),
+	})
+	leased := false
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
 		if err != nil {
-			return fmt.Errorf("dynamo: batch write %s: %w", table, err)
+			return minipush.Grant{}, fmt.Errorf("dynamo: spendable grant of %s: %w", appID, err)
 		}
-		pending = out.UnprocessedItems
-		if len(pending[table]) == 0 {
-			return nil
-		}
-		if attempt >= optimisticRetries {
-			return fmt.Errorf("dynamo: batch write %s: %d items still unprocessed", table, len(pending[table]))
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(25<<attempt) * time.Millisecond):
+		for _, item := range page.Items {
+			var it grantItem
+			if err := attributevalue.UnmarshalMap(item, &it); err != nil {
+				return minipush.Grant{}, fmt.Errorf("dynamo: decode grant: %w", err)
+			}
+			if it.LeaseUntil <= now.Unix() {
+				return it.grant(), nil
+			}
+			leased = true
 		}
 	}
-	return nil
-}
-
-func pkKey(pk string) map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: pk}}
+	if leased {
+		return minipush.Grant{}, minipush.Errorf(minipush.ECONFLICT, "every spendable grant of %s is leased", channel)
+	}
+	return minipush.Grant{}, minipush.Errorf(minipush.ENOTFOUND, "no spendable grant")
 }

@@ -237,3 +237,187 @@ func TestDeleteGrantsOfTemplate(t *testing.T) {
 		t.Fatalf("inventory after delete = %d, %v; want 2", u.LiveGrants, err)
 	}
 }
+
+// TestImportGrants loads more than one batch of grants and reads each back as the
+// sender finds it, with the fields AddGrants would have stored.
+func TestImportGrants(t *testing.T) {
+	t.Parallel()
+	db, _, clk := MustDB(t)
+	var grants []minipush.Grant
+	for i := range 30 {
+		grants = append(grants, formGrant("wximport", fmt.Sprintf("o%d", i), fmt.Sprintf("form-%d", i), clk.Now()))
+	}
+	if err := db.ImportGrants(t.Context(), grants); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range grants {
+		got, err := db.SpendableGrant(t.Context(), want.AppID, want.OpenID, minipush.GrantChannel(minipush.GrantForm, ""))
+		if err != nil {
+			t.Fatalf("%s: %v", want.OpenID, err)
+		}
+		if got.ID != want.ID || got.Value != want.Value || got.Uses != want.Uses || !got.ExpiresAt.Equal(want.ExpiresAt.Truncate(time.Second)) {
+			t.Errorf("%s: got %+v, want %+v", want.OpenID, got, want)
+		}
+	}
+}
+
+// TestDeleteGrantsAcceptedBefore: a reject removes the template's grants collected
+// before it, and nothing else.
+func TestDeleteGrantsAcceptedBefore(t *testing.T) {
+	t.Parallel()
+	db, _, clk := MustDB(t)
+	ctx := t.Context()
+	now := clk.Now()
+	gs := []minipush.Grant{
+		subscribeGrant("wx1", "u1", "A", "old", now.Add(-time.Hour)), subscribeGrant("wx1", "u1", "A", "new", now),
+		subscribeGrant("wx1", "u1", "A#0", "other-template", now.Add(-time.Hour)), formGrant("wx1", "u1", "f", now.Add(-time.Hour)),
+	}
+	if _, err := db.AddGrants(ctx, "wx1", "u1", gs, 200); err != nil {
+		t.Fatal(err)
+	}
+	n, err := db.DeleteGrantsAcceptedBefore(ctx, "wx1", "u1", "A", now)
+	if err != nil || n != 1 {
+		t.Fatalf("deleted %d, %v; want the one accepted before", n, err)
+	}
+	live, err := db.LiveGrants(ctx, "wx1", "u1")
+	if err != nil || len(live) != 3 {
+		t.Fatalf("%d grants left, %v; want 3", len(live), err)
+	}
+	for _, g := range live {
+		if g.TemplateID == "A" && !g.CollectedAt.Equal(now) {
+			t.Fatalf("the accept before the reject survived: %+v", g)
+		}
+	}
+}
+
+func mustAddGrant(t *testing.T, db *dynamo.DB, g minipush.Grant) {
+	t.Helper()
+	st, err := db.AddGrants(t.Context(), g.AppID, g.OpenID, []minipush.Grant{g}, 10)
+	if err != nil || st[0] != dynamo.AddAccepted {
+		t.Fatalf("AddGrants = %v, %v", st, err)
+	}
+}
+
+func TestGrantLease(t *testing.T) {
+	t.Parallel()
+	const app = "wxlease"
+	t.Run("OneOwnerAtATime", func(t *testing.T) {
+		t.Parallel()
+		db, _, clk := MustDB(t)
+		g := formGrant(app, "u1", "f1", clk.Now())
+		mustAddGrant(t, db, g)
+		leased, err := db.LeaseGrant(t.Context(), g, "a", clk.Now().Add(time.Minute))
+		if err != nil || leased.LeaseOwner != "a" || leased.Uses != 1 {
+			t.Fatalf("LeaseGrant = %+v, %v", leased, err)
+		}
+		if _, err := db.LeaseGrant(t.Context(), g, "b", clk.Now().Add(time.Minute)); minipush.ErrorCode(err) != minipush.ECONFLICT {
+			t.Fatalf("second lease while the first is live: %v, want ECONFLICT", err)
+		}
+		if _, err := db.SpendableGrant(t.Context(), app, "u1", minipush.GrantChannel(minipush.GrantForm, "")); minipush.ErrorCode(err) != minipush.ECONFLICT {
+			t.Errorf("SpendableGrant of a leased grant: %v, want ECONFLICT (held by a live sender)", err)
+		}
+		// Released by someone else: nothing changes.
+		if err := db.ReleaseGrant(t.Context(), g, "b"); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := db.GetGrant(t.Context(), app, "u1", g.ID); got.LeaseOwner != "a" {
+			t.Errorf("release by a non-owner changed the lease to %q", got.LeaseOwner)
+		}
+		if err := db.SpendGrant(t.Context(), leased, "b"); minipush.ErrorCode(err) != minipush.ECONFLICT {
+			t.Errorf("spend by a non-owner: %v, want ECONFLICT", err)
+		}
+		if err := db.ReleaseGrant(t.Context(), g, "a"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.LeaseGrant(t.Context(), g, "b", clk.Now().Add(time.Minute)); err != nil {
+			t.Errorf("lease after release: %v", err)
+		}
+	})
+	t.Run("CrashedLeaseRunsOut", func(t *testing.T) {
+		t.Parallel()
+		db, _, clk := MustDB(t)
+		g := formGrant(app, "u1", "f1", clk.Now())
+		mustAddGrant(t, db, g)
+		if _, err := db.LeaseGrant(t.Context(), g, "crashed", clk.Now().Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		clk.Add(time.Minute)
+		if _, err := db.LeaseGrant(t.Context(), g, "b", clk.Now().Add(time.Minute)); err != nil {
+			t.Errorf("lease after the crashed sender's lease ran out: %v", err)
+		}
+	})
+	t.Run("ExpiredNeverLeased", func(t *testing.T) {
+		t.Parallel()
+		db, _, clk := MustDB(t)
+		g := formGrant(app, "u1", "f1", clk.Now())
+		mustAddGrant(t, db, g)
+		clk.Add(minipush.FormGrantValidity)
+		if _, err := db.LeaseGrant(t.Context(), g, "a", clk.Now().Add(time.Minute)); minipush.ErrorCode(err) != minipush.ECONFLICT {
+			t.Errorf("lease of a grant expiring now: %v, want ECONFLICT", err)
+		}
+	})
+	t.Run("PrepayUsesDecrement", func(t *testing.T) {
+		t.Parallel()
+		db, _, clk := MustDB(t)
+		g := formGrant(app, "u1", "p1", clk.Now())
+		g.Kind, g.ID, g.Uses = minipush.GrantPrepay, minipush.GrantID(minipush.GrantPrepay, "p1"), 3
+		mustAddGrant(t, db, g)
+		for want := 2; want >= 0; want-- {
+			leased, err := db.LeaseGrant(t.Context(), g, "a", clk.Now().Add(time.Minute))
+			if err != nil {
+				t.Fatalf("lease with %d uses left: %v", want+1, err)
+			}
+			if err := db.SpendGrant(t.Context(), leased, "a"); err != nil {
+				t.Fatal(err)
+			}
+			got, err := db.GetGrant(t.Context(), app, "u1", g.ID)
+			switch {
+			case want == 0 && minipush.ErrorCode(err) != minipush.ENOTFOUND:
+				t.Errorf("after the last use: %+v, %v; want the grant deleted", got, err)
+			case want > 0 && (err != nil || got.Uses != want || got.LeaseOwner != ""):
+				t.Errorf("after a spend: %+v, %v; want %d uses, no lease", got, err, want)
+			}
+		}
+	})
+}
+
+func TestSpendableGrant(t *testing.T) {
+	t.Parallel()
+	const app = "wxspend"
+	db, _, clk := MustDB(t)
+	ctx := t.Context()
+	ch := minipush.GrantChannel(minipush.GrantForm, "")
+	lookup := func() (minipush.Grant, error) { return db.SpendableGrant(ctx, app, "u1", ch) }
+	if _, err := lookup(); minipush.ErrorCode(err) != minipush.ENOTFOUND {
+		t.Fatalf("no grants: %v, want ENOTFOUND", err)
+	}
+	early := formGrant(app, "u1", "early", clk.Now().Add(-2*time.Hour))
+	late := formGrant(app, "u1", "late", clk.Now())
+	mustAddGrant(t, db, early)
+	mustAddGrant(t, db, late)
+	if _, err := db.LeaseGrant(ctx, early, "other", clk.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := lookup(); err != nil || g.ID != late.ID {
+		t.Errorf("earliest leased: %+v, %v; want the later grant", g, err)
+	}
+	if _, err := db.LeaseGrant(ctx, late, "other", clk.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lookup(); minipush.ErrorCode(err) != minipush.ECONFLICT {
+		t.Errorf("every grant leased: %v, want ECONFLICT (not no grant)", err)
+	}
+	clk.Add(time.Minute)
+	if g, err := lookup(); err != nil || g.ID != early.ID {
+		t.Errorf("leases ran out: %+v, %v; want the earliest grant again", g, err)
+	}
+	// Past the earlier grant's expiry only the later one is left; past both, none.
+	clk.Add(minipush.FormGrantValidity - time.Hour - time.Minute)
+	if g, err := lookup(); err != nil || g.ID != late.ID {
+		t.Errorf("earliest expired: %+v, %v; want the later grant", g, err)
+	}
+	clk.Add(2 * time.Hour)
+	if _, err := lookup(); minipush.ErrorCode(err) != minipush.ENOTFOUND {
+		t.Errorf("all expired: %v, want ENOTFOUND", err)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"minipush"
 	"minipush/internal/dynamo"
 )
 
@@ -54,34 +53,5 @@ func TestClaimPush(t *testing.T) {
 	}
 	if c, err := db.ClaimPush(ctx, "wx2", "100", "n1", "body-b", until); err != nil || c != dynamo.PushNew {
 		t.Fatalf("other app: %v %v, want new", c, err)
-	}
-}
-
-// TestDeleteGrantsAcceptedBefore: a reject removes the template's grants collected
-// before it, and nothing else.
-func TestDeleteGrantsAcceptedBefore(t *testing.T) {
-	t.Parallel()
-	db, _, clk := MustDB(t)
-	ctx := t.Context()
-	now := clk.Now()
-	gs := []minipush.Grant{
-		subscribeGrant("wx1", "u1", "A", "old", now.Add(-time.Hour)), subscribeGrant("wx1", "u1", "A", "new", now),
-		subscribeGrant("wx1", "u1", "A#0", "other-template", now.Add(-time.Hour)), formGrant("wx1", "u1", "f", now.Add(-time.Hour)),
-	}
-	if _, err := db.AddGrants(ctx, "wx1", "u1", gs, 200); err != nil {
-		t.Fatal(err)
-	}
-	n, err := db.DeleteGrantsAcceptedBefore(ctx, "wx1", "u1", "A", now)
-	if err != nil || n != 1 {
-		t.Fatalf("deleted %d, %v; want the one accepted before", n, err)
-	}
-	live, err := db.LiveGrants(ctx, "wx1", "u1")
-	if err != nil || len(live) != 3 {
-		t.Fatalf("%d grants left, %v; want 3", len(live), err)
-	}
-	for _, g := range live {
-		if g.TemplateID == "A" && !g.CollectedAt.Equal(now) {
-			t.Fatalf("the accept before the reject survived: %+v", g)
-		}
 	}
 }

@@ -1,8 +1,13 @@
 package dynamo_test
 
 import (
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"minipush"
 	"minipush/internal/dynamo"
@@ -197,6 +202,94 @@ func TestPlanState(t *testing.T) {
 		}
 		if run, err := db.BeginRun(ctx, "c1", next); err != nil || run != 2 {
 			t.Fatalf("next run: %d, %v", run, err)
+		}
+	})
+}
+
+// putRun stores a campaign and one run as the planner leaves them.
+func putRun(t *testing.T, db *dynamo.DB, id, status, runStatus string, planned int, cron string) {
+	t.Helper()
+	s := func(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
+	meta := map[string]types.AttributeValue{"pk": s("c#" + id), "sk": s("meta"), "id": s(id), "appId": s("wxrun"), "status": s(status)}
+	if cron != "" {
+		meta["schedule"] = &types.AttributeValueMemberM{Value: map[string]types.AttributeValue{"cron": s(cron), "timeZone": s("UTC")}}
+	}
+	run := map[string]types.AttributeValue{"pk": s("c#" + id), "sk": s("run#1"), "status": s(runStatus),
+		"planned": &types.AttributeValueMemberN{Value: strconv.Itoa(planned)}}
+	for _, it := range []map[string]types.AttributeValue{meta, run} {
+		if _, err := db.Client.PutItem(t.Context(), &dynamodb.PutItemInput{TableName: aws.String(db.Tables.Campaigns), Item: it}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func finalDelivery(t *testing.T, db *dynamo.DB, id, openID string, o minipush.Outcome, reason string) {
+	t.Helper()
+	if _, err := db.CreateDelivery(t.Context(), dynamo.Delivery{RunKey: minipush.RunKey(id, 1), OpenID: openID,
+		State: dynamo.DeliveryFinal, Outcome: o, Reason: reason, ExpiresAt: db.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunCompletion(t *testing.T) {
+	t.Parallel()
+	t.Run("DoneWithTheRecount", func(t *testing.T) {
+		t.Parallel()
+		db, _, _ := MustDB(t)
+		ctx := t.Context()
+		putRun(t, db, "c", "sending", dynamo.RunSending, 4, "")
+		finalDelivery(t, db, "c", "u1", minipush.OutcomeSent, "")
+		finalDelivery(t, db, "c", "u2", minipush.OutcomeNoGrant, "")
+		finalDelivery(t, db, "c", "u3", minipush.OutcomeFailed, "user_refused")
+		// A counter update that ran twice (or a wrong one) is corrected by the recount.
+		if _, err := db.AddRunCounters(ctx, "c", 1, minipush.Counters{Sent: 2, NoGrant: 1, Failed: map[string]int{"stale": 1}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, done, err := db.Reconcile(ctx, "c", 1); err != nil || done {
+			t.Fatalf("Reconcile with 3 of 4 final = done %v, %v; want not done", done, err)
+		}
+		finalDelivery(t, db, "c", "u4", minipush.OutcomeUnknown, "timeout")
+		sum, done, err := db.Reconcile(ctx, "c", 1)
+		if err != nil || !done {
+			t.Fatalf("Reconcile = %v, %v; want done", done, err)
+		}
+		p, err := db.RunCounters(ctx, "c", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := minipush.Counters{Planned: 4, Sent: 1, NoGrant: 1, Unknown: 1, Failed: map[string]int{"user_refused": 1, "stale": 0}}
+		if p.Status != dynamo.RunDone || p.Counters.Sent != 1 || p.Counters.NoGrant != 1 || p.Counters.Unknown != 1 ||
+			p.Counters.Failed["user_refused"] != 1 || p.Counters.Failed["stale"] != 0 || p.Counters.Final() != 4 || sum.Final() != want.Final() {
+			t.Errorf("run %s %+v (recount %+v), want done %+v", p.Status, p.Counters, sum, want)
+		}
+		c, err := db.SendCampaign(ctx, "c")
+		if err != nil || c.Status != minipush.StatusDone {
+			t.Errorf("one-off campaign %s, %v; want done", c.Status, err)
+		}
+		// Idempotent: again changes nothing and still reports done.
+		if _, done, err := db.Reconcile(ctx, "c", 1); err != nil || !done {
+			t.Errorf("second Reconcile = %v, %v", done, err)
+		}
+	})
+	t.Run("NotBeforePlanningEnds", func(t *testing.T) {
+		t.Parallel()
+		db, _, _ := MustDB(t)
+		putRun(t, db, "c", "planning", dynamo.RunPlanning, 1, "")
+		finalDelivery(t, db, "c", "u1", minipush.OutcomeSent, "")
+		if _, done, err := db.Reconcile(t.Context(), "c", 1); err != nil || done {
+			t.Errorf("Reconcile while planning = %v, %v; want not done", done, err)
+		}
+	})
+	t.Run("RecurringCampaignStays", func(t *testing.T) {
+		t.Parallel()
+		db, _, _ := MustDB(t)
+		putRun(t, db, "c", "sending", dynamo.RunSending, 1, "0 10 * * *")
+		finalDelivery(t, db, "c", "u1", minipush.OutcomeSent, "")
+		if _, done, err := db.Reconcile(t.Context(), "c", 1); err != nil || !done {
+			t.Fatalf("Reconcile = %v, %v", done, err)
+		}
+		if c, err := db.SendCampaign(t.Context(), "c"); err != nil || c.Status != "sending" {
+			t.Errorf("recurring campaign %s, %v after a run; want it left to the planner", c.Status, err)
 		}
 	})
 }

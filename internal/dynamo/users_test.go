@@ -5,8 +5,28 @@ import (
 	"slices"
 	"testing"
 
+	"minipush"
 	"minipush/internal/dynamo"
 )
+
+func TestDailySlot(t *testing.T) {
+	t.Parallel()
+	db, _, _ := MustDB(t)
+	ctx := t.Context()
+	take := func(day, run string) error { return db.TakeDailySlot(ctx, "wxday", "u1", day, run) }
+	if err := take("2026-11-25", "a#1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := take("2026-11-25", "a#1"); err != nil {
+		t.Errorf("the same run again (a retried recipient): %v", err)
+	}
+	if err := take("2026-11-25", "b#1"); minipush.ErrorCode(err) != minipush.ECONFLICT {
+		t.Errorf("another run the same day: %v, want ECONFLICT", err)
+	}
+	if err := take("2026-11-26", "b#1"); err != nil {
+		t.Errorf("another run the next day: %v", err)
+	}
+}
 
 func TestUserAttrs(t *testing.T) {
 	t.Parallel()

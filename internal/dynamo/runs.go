@@ -1,0 +1,513 @@
+package dynamo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"minipush"
+)
+
+// A run of a campaign is one item of the campaigns table, next to the campaign's meta
+// item (campaigns.go): pk "c#<id>", sk "run#<n>". The planner creates it and holds it
+// while it streams the audience; send adds its counters; whoever finds every planned
+// recipient final marks it done:
+//
+//	status              S, planning, sending or done
+//	owner, leaseUntil   S, N: which planner holds the run, until when (epoch ms)
+//	cursor              S, JSON PlanCursor: where each audience segment stopped
+//	nextSeq             N, the sequence number of the next batch
+//	planned             N, recipients queued so far; final once status is sending
+//	appId               S
+//	sent, noGrant, skipped, unknown, failed_<reason>
+//	                    N, flat counters, ADDed once per SQS message
+//	dueShard, dueAt     S, N: while sending, the run waits in ByDue's watch shard
+//	                      (WatchShard)
+//	sendingAt, doneAt   N, epoch seconds
+//	expiresAt           N, TTL, set when the run is done (RetentionExpiry)
+//
+// While it plans run n the campaign is in status planning with runSeq = n and keeps
+// dueShard/dueAt, so a planner that stopped (deadline, crash) finds it again on the next
+// tick. Finishing a run sets the run to sending and rolls the campaign in one
+// transaction, so Reconcile can never see a finished run of a campaign that is still
+// waiting.
+
+// Run statuses on the run item. The planner writes planning while it streams the
+// audience and sending once every batch is queued, so "planned" is final then.
+const (
+	RunPlanning = "planning"
+	RunSending  = "sending"
+	RunDone     = "done"
+)
+
+// WatchShard is the ByDue hash key of runs in status sending: each carries dueAt = the
+// epoch second of its last sign of progress (planning finished, a counter update, a
+// recount that found it incomplete), so the planner finds the runs that went quiet
+// (StalledRuns) with one Query and recounts them. A run whose last counter update died
+// with its sender, or whose sends all finished before its planner marked it sending,
+// is completed that way instead of staying sending forever. Done runs leave the index.
+const WatchShard = "watch"
+
+func runSK(run int) string { return "run#" + strconv.Itoa(run) }
+
+// RunProgress is what a counter update reports back about a run.
+type RunProgress struct {
+	Status   string
+	Planned  int
+	Counters minipush.Counters
+}
+
+// PlanningDone reports whether the planner queued every batch of the run.
+func (p RunProgress) PlanningDone() bool { return p.Status == RunSending || p.Status == RunDone }
+
+// Complete reports whether every planned recipient reached a final state.
+func (p RunProgress) Complete() bool {
+	return p.PlanningDone() && p.Counters.Final() >= p.Planned
+}
+
+// PlanCursor is where the planner stopped in each audience segment.
+type PlanCursor struct {
+	Segments []SegmentCursor `json:"segments"`
+}
+
+// SegmentCursor is one segment's position: the key to continue after, or Done.
+type SegmentCursor struct {
+	After string `json:"after,omitempty"`
+	Done  bool   `json:"done,omitempty"`
+}
+
+// PlanState is a run as the planner sees it.
+type PlanState struct {
+	Status  string // RunPlanning, RunSending or RunDone
+	Cursor  PlanCursor
+	NextSeq int
+	Planned int
+}
+
+// ClaimRun takes the plan lease of a run until leaseUntil, creating the run item in
+// status planning when it does not exist. The lease is granted when the run is
+// unclaimed, its lease has run out (the holder crashed or stopped) or owner already
+// holds it. It returns the run's state; a run that is past planning is returned as is,
+// without a lease, so the caller can finish what the crashed planner left (rolling the
+// campaign). ECONFLICT when another planner holds a live lease.
+func (d *DB) ClaimRun(ctx context.Context, campaignID string, run int, appID, owner string, now, leaseUntil time.Time) (PlanState, error) {
+	out, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
+		ConditionExpression: aws.String("attribute_not_exists(pk) OR (#status = :planning AND " +
+			"(attribute_not_exists(leaseUntil) OR leaseUntil < :now OR #owner = :owner))"),
+		UpdateExpression: aws.String("SET #status = if_not_exists(#status, :planning), #owner = :owner, leaseUntil = :until, " +
+			"appId = :app, planned = if_not_exists(planned, :zero), nextSeq = if_not_exists(nextSeq, :zero)"),
+		ExpressionAttributeNames: map[string]string{"#status": "status", "#owner": "owner"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":planning": strAV(RunPlanning), ":now": numAV(now.UnixMilli()), ":until": numAV(leaseUntil.UnixMilli()),
+			":owner": strAV(owner), ":app": strAV(appID), ":zero": numAV(0),
+		},
+		ReturnValues:                        types.ReturnValueAllNew,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	if err == nil {
+		return planState(out.Attributes)
+	}
+	err = conflict(err, "dynamo: claim run %s#%d", campaignID, run)
+	if minipush.ErrorCode(err) != minipush.ECONFLICT {
+		return PlanState{}, err
+	}
+	var ccf *types.ConditionalCheckFailedException
+	if errors.As(err, &ccf) && ccf.Item != nil {
+		if st, derr := planState(ccf.Item); derr == nil && st.Status != RunPlanning {
+			return st, nil
+		}
+	}
+	return PlanState{}, minipush.Errorf(minipush.ECONFLICT, "run %s#%d is being planned by another planner", campaignID, run)
+}
+
+func planState(item map[string]types.AttributeValue) (PlanState, error) {
+	st := PlanState{NextSeq: intAttr(item["nextSeq"]), Planned: intAttr(item["planned"])}
+	if s, ok := item["status"].(*types.AttributeValueMemberS); ok {
+		st.Status = s.Value
+	}
+	if s, ok := item["cursor"].(*types.AttributeValueMemberS); ok && s.Value != "" {
+		if err := json.Unmarshal([]byte(s.Value), &st.Cursor); err != nil {
+			return st, fmt.Errorf("dynamo: decode plan cursor: %w", err)
+		}
+	}
+	return st, nil
+}
+
+// SavePlanCursor records progress after a page's batches are queued and renews (or,
+// with a zero leaseUntil, releases) owner's lease. ECONFLICT when owner no longer holds
+// the run: its lease ran out and another planner took over, so owner must stop.
+func (d *DB) SavePlanCursor(ctx context.Context, campaignID string, run int, owner string, st PlanState, leaseUntil time.Time) error {
+	cur, err := json.Marshal(st.Cursor)
+	if err != nil {
+		return fmt.Errorf("dynamo: encode plan cursor: %w", err)
+	}
+	_, err = d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
+		ConditionExpression:      aws.String("#status = :planning AND #owner = :owner"),
+		UpdateExpression:         aws.String("SET #cursor = :cursor, nextSeq = :seq, planned = :planned, leaseUntil = :until"),
+		ExpressionAttributeNames: map[string]string{"#status": "status", "#owner": "owner", "#cursor": "cursor"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":planning": strAV(RunPlanning), ":owner": strAV(owner), ":cursor": strAV(string(cur)),
+			":seq": numAV(int64(st.NextSeq)), ":planned": numAV(int64(st.Planned)), ":until": numAV(leaseUntil.UnixMilli()),
+		},
+	})
+	if err != nil {
+		return conflict(err, "dynamo: save plan cursor of %s#%d", campaignID, run)
+	}
+	return nil
+}
+
+// FinishRun records that every batch of the run is queued (status sending, planned
+// final) and rolls the campaign in one transaction: to next (status scheduled, still in
+// the due index) when it recurs, or out of the due index (status sending) when next is
+// zero. A run of nobody is done at once (the campaign too, for a one-off): no send
+// message will ever reconcile it. ECONFLICT when owner lost the lease; when only the campaign moved (an operator
+// paused or cancelled it while planning) the run is finished alone and the campaign left
+// to the operator: a resumed campaign comes back through the due index and is rolled
+// then (RollCampaign).
+func (d *DB) FinishRun(ctx context.Context, campaignID string, run int, owner string, planned int, next time.Time, now time.Time) error {
+	runUpdate := &types.Update{
+		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
+		ConditionExpression: aws.String("#status = :planning AND #owner = :owner"),
+		UpdateExpression: aws.String("SET #status = :sending, planned = :planned, sendingAt = :now, " +
+			"dueShard = :watch, dueAt = :now REMOVE #owner, leaseUntil, #cursor"),
+		ExpressionAttributeNames: map[string]string{"#status": "status", "#owner": "owner", "#cursor": "cursor"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":planning": strAV(RunPlanning), ":owner": strAV(owner), ":sending": strAV(RunSending),
+			":planned": numAV(int64(planned)), ":now": numAV(now.Unix()),
+			":watch": strAV(WatchShard),
+		},
+	}
+	roll := rollUpdate(d.Tables.Campaigns, campaignID, run, next, now)
+	if planned == 0 {
+		// Nobody to send to means no send message, so no Reconcile would ever finish the
+		// run: it is done now, and a one-off campaign with it.
+		runUpdate.UpdateExpression = aws.String("SET #status = :done, planned = :planned, sendingAt = :now, doneAt = :now, " +
+			"expiresAt = :exp REMOVE #owner, leaseUntil, #cursor")
+		delete(runUpdate.ExpressionAttributeValues, ":sending")
+		delete(runUpdate.ExpressionAttributeValues, ":watch")
+		runUpdate.ExpressionAttributeValues[":done"] = strAV(RunDone)
+		runUpdate.ExpressionAttributeValues[":exp"] = numAV(RetentionExpiry(now, d.retention()))
+		if next.IsZero() {
+			roll.ExpressionAttributeValues[":sending"] = strAV(string(minipush.StatusDone))
+		}
+	}
+	_, err := d.Client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+		{Update: runUpdate}, {Update: roll},
+	}})
+	if err == nil {
+		return nil
+	}
+	if !transactionLost(err) {
+		return fmt.Errorf("dynamo: finish run %s#%d: %w", campaignID, run, err)
+	}
+	// Find out which condition failed: the run's (lease lost) is a conflict; the
+	// campaign's alone means the operator moved it, and the run still finishes.
+	_, err = d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: runUpdate.TableName, Key: runUpdate.Key, ConditionExpression: runUpdate.ConditionExpression,
+		UpdateExpression: runUpdate.UpdateExpression, ExpressionAttributeNames: runUpdate.ExpressionAttributeNames,
+		ExpressionAttributeValues: runUpdate.ExpressionAttributeValues,
+	})
+	if err != nil {
+		return conflict(err, "dynamo: finish run %s#%d", campaignID, run)
+	}
+	return d.RollCampaign(ctx, campaignID, run, next, now)
+}
+
+func failedAttr(reason string) string { return "failed_" + reason }
+
+// AddRunCounters adds one SQS message's finalized recipients to the run item's
+// counters (one UpdateItem per message, not per recipient) and returns the run's
+// progress after it. ENOTFOUND when the run item does not exist.
+func (d *DB) AddRunCounters(ctx context.Context, campaignID string, run int, c minipush.Counters) (RunProgress, error) {
+	names := map[string]string{}
+	vals := map[string]types.AttributeValue{}
+	var adds []string
+	add := func(attr string, n int) {
+		if n == 0 {
+			return
+		}
+		i := strconv.Itoa(len(adds))
+		names["#a"+i] = attr
+		vals[":v"+i] = numAV(int64(n))
+		adds = append(adds, "#a"+i+" :v"+i)
+	}
+	add("sent", c.Sent)
+	add("noGrant", c.NoGrant)
+	add("skipped", c.Skipped)
+	add("unknown", c.Unknown)
+	for _, r := range sortedReasons(c.Failed) {
+		add(failedAttr(r), c.Failed[r])
+	}
+	in := &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
+		ConditionExpression: aws.String("attribute_exists(pk)"),
+		ReturnValues:        types.ReturnValueAllNew,
+	}
+	if len(adds) == 0 {
+		// Nothing to add: read the progress instead of writing.
+		out, err := d.Client.GetItem(ctx, &dynamodb.GetItemInput{
+			TableName: in.TableName, Key: in.Key, ConsistentRead: aws.Bool(true),
+		})
+		if err != nil {
+			return RunProgress{}, fmt.Errorf("dynamo: get run %s#%d: %w", campaignID, run, err)
+		}
+		if out.Item == nil {
+			return RunProgress{}, minipush.Errorf(minipush.ENOTFOUND, "no run %s#%d", campaignID, run)
+		}
+		return runProgress(out.Item), nil
+	}
+	// dueAt alone (without dueShard) keeps a done run out of the watch.
+	vals[":now"] = numAV(d.Now().Unix())
+	in.UpdateExpression = aws.String("ADD " + strings.Join(adds, ", ") + " SET dueAt = :now")
+	in.ExpressionAttributeNames = names
+	in.ExpressionAttributeValues = vals
+	out, err := d.Client.UpdateItem(ctx, in)
+	if err != nil {
+		err = conflict(err, "dynamo: add counters of run %s#%d", campaignID, run)
+		if minipush.ErrorCode(err) == minipush.ECONFLICT {
+			return RunProgress{}, minipush.Errorf(minipush.ENOTFOUND, "no run %s#%d", campaignID, run)
+		}
+		return RunProgress{}, err
+	}
+	return runProgress(out.Attributes), nil
+}
+
+func sortedReasons(m map[string]int) []string {
+	// Deterministic expressions make requests easy to compare in logs.
+	return slices.Sorted(maps.Keys(m))
+}
+
+// runProgress decodes the run item's status, planned count and counters.
+func runProgress(item map[string]types.AttributeValue) RunProgress {
+	p := RunProgress{Planned: intAttr(item["planned"])}
+	if s, ok := item["status"].(*types.AttributeValueMemberS); ok {
+		p.Status = s.Value
+	}
+	p.Counters = minipush.Counters{
+		Planned: p.Planned, Sent: intAttr(item["sent"]), NoGrant: intAttr(item["noGrant"]),
+		Skipped: intAttr(item["skipped"]), Unknown: intAttr(item["unknown"]),
+	}
+	for k, v := range item {
+		if r, ok := strings.CutPrefix(k, "failed_"); ok {
+			if p.Counters.Failed == nil {
+				p.Counters.Failed = map[string]int{}
+			}
+			p.Counters.Failed[r] = intAttr(v)
+		}
+	}
+	return p
+}
+
+// RunCounters reads a run's progress (status, planned, counters).
+func (d *DB) RunCounters(ctx context.Context, campaignID string, run int) (RunProgress, error) {
+	out, err := d.Client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)), ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return RunProgress{}, fmt.Errorf("dynamo: get run %s#%d: %w", campaignID, run, err)
+	}
+	if out.Item == nil {
+		return RunProgress{}, minipush.Errorf(minipush.ENOTFOUND, "no run %s#%d", campaignID, run)
+	}
+	return runProgress(out.Item), nil
+}
+
+// Reconcile recounts a run from its delivery items and, when planning has finished
+// and every planned recipient is final, marks the run done with that exact summary
+// and a one-off campaign done. It is idempotent and safe to call concurrently (the
+// sender calls it when its counters say the run is complete; the planner may call it
+// for runs that look idle, e.g. after a lost counter update). It returns the recount
+// and whether the run is done.
+func (d *DB) Reconcile(ctx context.Context, campaignID string, run int) (minipush.Counters, bool, error) {
+	prog, err := d.RunCounters(ctx, campaignID, run)
+	if err != nil {
+		return minipush.Counters{}, false, err
+	}
+	// Decide what can be decided without the recount (a Query over the whole run): a
+	// done run holds its recount already, and a run still being planned cannot finish.
+	if prog.Status == RunDone {
+		return prog.Counters, true, nil
+	}
+	if !prog.PlanningDone() {
+		return prog.Counters, false, nil
+	}
+	c, err := d.CountOutcomes(ctx, campaignID, run)
+	if err != nil {
+		return minipush.Counters{}, false, err
+	}
+	c.Planned = prog.Planned
+	if c.Final() < prog.Planned {
+		// Still short (pending recipients wait for a retry, a campaign is paused): the
+		// recount counts as activity, so a quiet run is recounted once per idle period,
+		// not on every planner tick.
+		return c, false, d.touchRun(ctx, campaignID, run)
+	}
+	if err := d.markRunDone(ctx, campaignID, run, prog, c); err != nil {
+		return c, false, err
+	}
+	camp, err := d.SendCampaign(ctx, campaignID)
+	if err != nil {
+		return c, true, err
+	}
+	if camp.Schedule.Cron == "" {
+		if err := d.markCampaignDone(ctx, campaignID); err != nil {
+			return c, true, err
+		}
+	}
+	return c, true, nil
+}
+
+// markRunDone sets the run's status to done and its counters to the recount, once:
+// a concurrent reconcile that got there first is not an error.
+func (d *DB) markRunDone(ctx context.Context, campaignID string, run int, prog RunProgress, c minipush.Counters) error {
+	names := map[string]string{"#status": "status"}
+	vals := map[string]types.AttributeValue{
+		":done": strAV(RunDone), ":now": numAV(d.Now().Unix()),
+		":exp": numAV(RetentionExpiry(d.Now(), d.retention())),
+	}
+	// A finished run is kept for the retention period, then TTL deletes it.
+	sets := []string{"#status = :done", "doneAt = :now", "expiresAt = :exp"}
+	const leaveWatch = " REMOVE dueShard, dueAt"
+	set := func(attr string, n int) {
+		i := strconv.Itoa(len(names))
+		names["#s"+i] = attr
+		vals[":s"+i] = numAV(int64(n))
+		sets = append(sets, "#s"+i+" = :s"+i)
+	}
+	set("sent", c.Sent)
+	set("noGrant", c.NoGrant)
+	set("skipped", c.Skipped)
+	set("unknown", c.Unknown)
+	failed := maps.Clone(c.Failed)
+	if failed == nil {
+		failed = map[string]int{}
+	}
+	// A counter of a reason the recount no longer finds goes to zero rather than
+	// staying wrong.
+	for r := range prog.Counters.Failed {
+		if _, ok := failed[r]; !ok {
+			failed[r] = 0
+		}
+	}
+	for _, r := range sortedReasons(failed) {
+		set(failedAttr(r), failed[r])
+	}
+	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
+		ConditionExpression:       aws.String("attribute_exists(pk) AND #status <> :done"),
+		UpdateExpression:          aws.String("SET " + strings.Join(sets, ", ") + leaveWatch),
+		ExpressionAttributeNames:  names,
+		ExpressionAttributeValues: vals,
+	})
+	return ignoreConflict(err, "dynamo: mark run %s#%d done", campaignID, run)
+}
+
+// touchRun records activity on a sending run (see WatchShard).
+func (d *DB) touchRun(ctx context.Context, campaignID string, run int) error {
+	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
+		ConditionExpression:      aws.String("#status = :sending"),
+		UpdateExpression:         aws.String("SET dueAt = :now"),
+		ExpressionAttributeNames: map[string]string{"#status": "status"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":sending": strAV(RunSending), ":now": numAV(d.Now().Unix()),
+		},
+	})
+	return ignoreConflict(err, "dynamo: touch run %s#%d", campaignID, run)
+}
+
+// RunRef names one run of a campaign.
+type RunRef struct {
+	CampaignID string
+	Run        int
+}
+
+// StalledRuns returns up to limit runs in status sending with no sign of progress since
+// quietSince, quietest first: one Query of the ByDue index's watch shard.
+func (d *DB) StalledRuns(ctx context.Context, quietSince time.Time, limit int) ([]RunRef, error) {
+	var out []RunRef
+	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
+		TableName: aws.String(d.Tables.Campaigns), IndexName: aws.String(CampaignsByDue),
+		KeyConditionExpression: aws.String("dueShard = :watch AND dueAt <= :since"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":watch": strAV(WatchShard), ":since": numAV(quietSince.Unix()),
+		},
+		Limit: aws.Int32(int32(max(limit, 1))),
+	})
+	for p.HasMorePages() && len(out) < limit {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("dynamo: stalled runs: %w", err)
+		}
+		for _, item := range page.Items {
+			var k struct {
+				PK string `dynamodbav:"pk"`
+				SK string `dynamodbav:"sk"`
+			}
+			if err := attributevalue.UnmarshalMap(item, &k); err != nil {
+				return nil, fmt.Errorf("dynamo: decode stalled run key: %w", err)
+			}
+			id, ok1 := strings.CutPrefix(k.PK, "c#")
+			n, ok2 := strings.CutPrefix(k.SK, "run#")
+			run, err := strconv.Atoi(n)
+			if !ok1 || !ok2 || err != nil {
+				return nil, fmt.Errorf("dynamo: stalled run with key %q/%q", k.PK, k.SK)
+			}
+			out = append(out, RunRef{CampaignID: id, Run: run})
+		}
+	}
+	return out[:min(len(out), limit)], nil
+}
+
+// Run is one run of a campaign as the operator sees it.
+type Run struct {
+	N        int               `json:"run"`
+	Status   string            `json:"status"`
+	Counters minipush.Counters `json:"counters"`
+}
+
+// CampaignRuns returns a campaign's runs, oldest first: one Query of its partition.
+func (d *DB) CampaignRuns(ctx context.Context, id string) ([]Run, error) {
+	var runs []Run
+	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
+		TableName:              aws.String(d.Tables.Campaigns),
+		KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :run)"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk": strAV(campaignPK(id)), ":run": strAV("run#"),
+		},
+		ConsistentRead: aws.Bool(true),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("dynamo: runs of %s: %w", id, err)
+		}
+		for _, item := range page.Items {
+			sk, _ := item["sk"].(*types.AttributeValueMemberS)
+			if sk == nil {
+				continue
+			}
+			n, err := strconv.Atoi(strings.TrimPrefix(sk.Value, "run#"))
+			if err != nil {
+				continue // not a run item
+			}
+			prog := runProgress(item)
+			runs = append(runs, Run{N: n, Status: prog.Status, Counters: prog.Counters})
+		}
+	}
+	slices.SortFunc(runs, func(a, b Run) int { return a.N - b.N })
+	return runs, nil
+}
