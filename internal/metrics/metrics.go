@@ -259,3 +259,12 @@ func (r *Recorder) Flush() error {
 	}
 	return nil
 }
+
+// StatusClass is the Status dimension of an HTTP answer: "2xx", "4xx", "5xx" (a class,
+// not the code, keeps the dimension small).
+func StatusClass(code int) string {
+	if code < 100 || code > 599 {
+		return "other"
+	}
+	return string(rune('0'+code/100)) + "xx"
+}

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"minipush/internal/metrics"
 )
 
 // Defaults applied by New.
@@ -123,7 +125,8 @@ type call struct {
 }
 
 // do performs c and decodes a successful answer into out (nil to discard).
-func (c *Client) do(ctx context.Context, cl call, out any) error {
+func (c *Client) do(ctx context.Context, cl call, out any) (err error) {
+	defer observe(ctx, cl.path, time.Now(), &err)
 	u := *c.BaseURL
 	u.Path = strings.TrimRight(u.Path, "/") + cl.path
 	u.RawQuery = cl.query.Encode()
@@ -257,4 +260,29 @@ func redact(s string, secrets []string) string {
 		}
 	}
 	return s
+}
+
+// observe records the call's latency by API and, when WeChat refused it for quota
+// (45009 daily, 45011 per minute, or an HTTP 429 from its gateway), a WeChat throttle,
+// in the invocation's metrics.
+func observe(ctx context.Context, path string, start time.Time, err *error) {
+	rec := metrics.FromContext(ctx)
+	if rec == nil {
+		return
+	}
+	rec.Duration(metrics.WeChatLatency, time.Since(start), metrics.Dim{Name: "API", Value: strings.TrimPrefix(path, "/")})
+	var we *Error
+	if errors.As(*err, &we) && (we.Code == 45009 || we.Code == 45011 || (we.Code == 0 && we.HTTPStatus == http.StatusTooManyRequests)) {
+		rec.Add(metrics.Throttles, 1, metrics.Dim{Name: "Service", Value: "WeChat"})
+	}
+}
+
+// NewHTTPClient returns an HTTP client for WeChat that keeps up to conns idle
+// connections to it: net/http's default keeps 2 per host, so a sender with more calls
+// in flight would open (and TLS-handshake) a new connection for most of them.
+func NewHTTPClient(conns int) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = max(conns, 2)
+	tr.MaxIdleConns = max(conns, tr.MaxIdleConns)
+	return &http.Client{Transport: tr}
 }
