@@ -89,6 +89,16 @@ var Units = map[string]Unit{
 	RecipientsPlanned: Count, Requests: Count,
 }
 
+// Dimensions lists, per metric, the dimensions besides Function it is recorded with;
+// each is published alone next to Function ([Function] and [Function, D] for each D).
+var Dimensions = map[string][]string{
+	Sent: {"AppId"}, Failed: {"AppId", "Reason"}, Unknown: {"AppId", "Reason"},
+	NoGrant: {"AppId"}, Skipped: {"AppId", "Reason"}, DeadLettered: {"AppId", "Outcome"},
+	GrantsHarvested: {"AppId", "Kind"}, GrantsExpired: {"AppId", "Kind"}, PushEvents: {"AppId", "Type"},
+	WeChatLatency: {"API"}, Throttles: {"Service"}, PlannerLag: {"AppId"},
+	RecipientsPlanned: {"AppId"}, Requests: {"Status"},
+}
+
 // FunctionDimension is the dimension every metric carries.
 const FunctionDimension = "Function"
 

@@ -34,18 +34,18 @@ const (
 	TypeAlarm        = "AWS::CloudWatch::Alarm"
 	TypeTopic        = "AWS::SNS::Topic"
 	TypeSubscription = "AWS::SNS::Subscription"
+	TypeDashboard    = "AWS::CloudWatch::Dashboard"
 )
 
 var passiveTypes = map[string]bool{
-	TypeSecret:                   true,
-	TypeTopic:                    true,
-	"AWS::SSM::Parameter":        true,
-	"AWS::SQS::QueuePolicy":      true,
-	"AWS::SNS::TopicPolicy":      true,
-	"AWS::Serverless::Api":       false, // REST APIs: the local runner emulates HTTP APIs only
-	"AWS::Serverless::Layer":     false,
-	"AWS::Lambda::Permission":    true,
-	"AWS::CloudWatch::Dashboard": true,
+	TypeSecret:                true,
+	TypeTopic:                 true,
+	"AWS::SSM::Parameter":     true,
+	"AWS::SQS::QueuePolicy":   true,
+	"AWS::SNS::TopicPolicy":   true,
+	"AWS::Serverless::Api":    false, // REST APIs: the local runner emulates HTTP APIs only
+	"AWS::Serverless::Layer":  false,
+	"AWS::Lambda::Permission": true,
 }
 
 // attributes lists the GetAtt attributes each resource type has.
@@ -78,7 +78,10 @@ type Template struct {
 	Alarms     map[string]*Alarm
 	// Subscriptions are AWS::SNS::Subscription resources.
 	Subscriptions map[string]*Subscription
-	Types         map[string]string // every resource's logical id -> type
+	// Dashboards are AWS::CloudWatch::Dashboard resources: read (so a test can check
+	// their metrics exist) and deliberately not emulated.
+	Dashboards map[string]*Dashboard
+	Types      map[string]string // every resource's logical id -> type
 	// Conditions are the template's named conditions; ResourceConditions maps the logical
 	// id of a conditional resource to its condition's name.
 	Conditions         map[string]*Condition
@@ -308,6 +311,15 @@ type Subscription struct {
 	TopicArn  Value  `yaml:"TopicArn"`
 }
 
+// Dashboard is an AWS::CloudWatch::Dashboard. The local stack has no CloudWatch: the
+// runner prints its own summary of the same metrics instead (localrun.Summary). The
+// body is kept as written (usually a !Sub template) for tests that read its widgets.
+type Dashboard struct {
+	LogicalID     string `yaml:"-"`
+	DashboardName Value  `yaml:"DashboardName"`
+	DashboardBody Value  `yaml:"DashboardBody"`
+}
+
 // ScheduleEvent is an EventBridge schedule (Type Schedule or ScheduleV2).
 type ScheduleEvent struct {
 	Schedule                   string `yaml:"Schedule"`           // Schedule
@@ -449,6 +461,7 @@ func Parse(b []byte) (*Template, error) {
 		Alarms:     map[string]*Alarm{},
 
 		Subscriptions:         map[string]*Subscription{},
+		Dashboards:            map[string]*Dashboard{},
 		Types:                 map[string]string{},
 		Conditions:            map[string]*Condition{},
 		ResourceConditions:    map[string]string{},
@@ -585,6 +598,16 @@ func (t *Template) addResource(id string, res, globalFn *yaml.Node) error {
 		}
 		s.LogicalID = id
 		t.Subscriptions[id] = s
+	case TypeDashboard:
+		d := &Dashboard{}
+		if err := strictDecode(props, d); err != nil {
+			return err
+		}
+		if !d.DashboardBody.IsSet() {
+			return errors.New("a dashboard without DashboardBody")
+		}
+		d.LogicalID = id
+		t.Dashboards[id] = d
 	default:
 		if !passiveTypes[typ.Value] {
 			return fmt.Errorf("type %s is not supported by the local stack", typ.Value)

@@ -80,6 +80,9 @@ func TestParseRefuses(t *testing.T) {
 		{"ErrLongFormIntrinsic", "  T:\n    Type: AWS::SNS::Topic\n    Properties:\n      DisplayName:\n        Fn::Join: [\"-\", [a, b]]\n", "Fn::Join"},
 		{"ErrIntrinsicInTable", "  T:\n    Type: AWS::DynamoDB::Table\n    Properties:\n      TableName: !Ref P\n", "not supported here"},
 		{"ErrUnknownType", "  B:\n    Type: AWS::S3::Bucket\n", "AWS::S3::Bucket"},
+		{"ErrDashboardField", "  D:\n    Type: AWS::CloudWatch::Dashboard\n    Properties:\n      DashboardBdy: x\n", "DashboardBdy"},
+		{"ErrDashboardNoBody", "  D:\n    Type: AWS::CloudWatch::Dashboard\n    Properties:\n      DashboardName: x\n", "without DashboardBody"},
+		{"ErrDashboardDanglingSub", "  D:\n    Type: AWS::CloudWatch::Dashboard\n    Properties:\n      DashboardBody: !Sub '{\"q\": \"${Nope.QueueName}\"}'\n", "no resource Nope"},
 		{"ErrUnknownEvent", "  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      Events:\n        E:\n          Type: S3\n          Properties:\n            Bucket: b\n", "event type S3"},
 		{"ErrSQSEventField", "  Q:\n    Type: AWS::SQS::Queue\n  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      Events:\n        E:\n          Type: SQS\n          Properties:\n            Queue: !GetAtt Q.Arn\n            ScalingConfig:\n              MaxConcurrency: 3\n", "MaxConcurrency"},
 	}
