@@ -92,7 +92,7 @@ demo: deps
 
 ## events: regenerate events/*.json (samples for sam local invoke -e) from real requests
 events: deps
-	MINIPUSH_UPDATE_EVENTS=1 $(GO) run ./cmd/localstack exec -- $(GO) test -count=1 -run TestFunctionsUnderRIE ./internal/functions
+	MINIPUSH_UPDATE_EVENTS=1 $(GO) run ./cmd/localstack exec -- $(GO) test -count=1 -run TestFunctionsUnderRIE ./internal/dev/e2e
 
 ## stack: the local stack alone, in memory
 stack: deps

@@ -3,11 +3,18 @@
 //
 //	minipush-local [-addr 127.0.0.1:3000] [-data .local] [-reset]
 //	               [-dynamodb URL -sqs URL] [-wechat URL] [-sqs-duplicate P]
+//	               [-logs] [-summary 5s]
 //
 // Data is kept in -data between runs unless -reset is given. -dynamodb/-sqs use an
 // already running local stack and -wechat an already running sandbox (tests use them to
 // kill and restart the runner while the "cloud" stays up). -sqs-duplicate P delivers each
 // received SQS message a second time with probability P (fault-injection tests).
+//
+// Every -summary interval in which something happened it prints one line of the
+// functions' metrics (the EMF lines they emit, summed by localrun.Summary): recipients
+// per second by outcome, WeChat latency p50/p99, throttles. When stderr is a terminal
+// and -data is set, the functions' JSON logs go to <data>/functions.log so they do not
+// drown it; -logs keeps them on stderr.
 package main
 
 import (
@@ -29,7 +36,7 @@ import (
 	"minipush/internal/dev/localrun"
 	"minipush/internal/dev/localstack"
 	"minipush/internal/dev/sandbox"
-	"minipush/internal/functions"
+	"minipush/internal/lambdaenv"
 )
 
 func main() {
@@ -53,7 +60,15 @@ func run(log *slog.Logger) error {
 	prefix := flag.String("prefix", "minipush-", "name prefix of the tables and queues")
 	sqsDup := flag.Float64("sqs-duplicate", 0, "deliver each received SQS message a second time with this probability (0..1), as SQS's at-least-once delivery may; for fault-injection tests")
 	demoUsers := flag.Int("demo", 0, "seed this many users, send them a campaign, show progress, print the summary and exit")
+	showLogs := flag.Bool("logs", false, "keep the functions' JSON logs on stderr instead of <data>/functions.log")
+	summaryEvery := flag.Duration("summary", 5*time.Second, "print a metrics summary this often while something changes; 0 never")
 	flag.Parse()
+	term := os.Stderr
+	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 && !*showLogs && *data != "" && *demoUsers == 0 {
+		if term, err = logsToFile(filepath.Join(*data, "functions.log")); err != nil {
+			return err
+		}
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -67,7 +82,7 @@ func run(log *slog.Logger) error {
 		}
 	}
 	opts := localrun.Options{Root: root, DataDir: *data, Addr: *addr, Log: log, Reap: 10 * time.Second,
-		Builders: functions.Builders(), Params: params, Env: env, Prefix: *prefix, SQSDuplicate: *sqsDup}
+		Builders: lambdaenv.Builders(), Params: params, Env: env, Prefix: *prefix, SQSDuplicate: *sqsDup}
 	if *ddb != "" || *sqsURL != "" {
 		if *ddb == "" || *sqsURL == "" {
 			return fmt.Errorf("-dynamodb and -sqs go together")
@@ -108,6 +123,9 @@ func run(log *slog.Logger) error {
 	log.Info("ready", "api", r.URL, "wechat_sandbox", sandboxURL, "data", *data)
 	if *demoUsers > 0 {
 		return runDemo(ctx, r, sandboxURL, app.AppID, *demoUsers)
+	}
+	if *summaryEvery > 0 {
+		go r.Metrics.Report(ctx, term, *summaryEvery)
 	}
 	<-ctx.Done()
 	log.Info("shutting down")
@@ -162,4 +180,23 @@ func repoRoot() (string, error) {
 			return "", fmt.Errorf("no template.yaml above %s", wd)
 		}
 	}
+}
+
+// logsToFile sends stderr (every function's JSON logs, and the runner's) to path and
+// returns the terminal's stderr for the summary.
+func logsToFile(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	term, err := redirectStderr(f)
+	if err != nil {
+		f.Close()
+		return os.Stderr, nil // logs stay on stderr where the descriptor cannot move
+	}
+	fmt.Fprintf(term, "function logs: %s (-logs shows them here); metrics summary below\n", path)
+	return term, nil
 }

@@ -28,7 +28,7 @@ var demoApp = sandbox.App{AppID: "wx0000000000demo", Secret: "demosecret"}
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	if err := run(context.Background(), os.Args[1:], log); err != nil {
-		log.Error("wechat-sandbox failed", "error", err)
+		log.Error("wechat-sandbox failed", "err", err)
 		os.Exit(1)
 	}
 }

@@ -1,23 +1,13 @@
-// Command admin is the Admin Lambda function: wiring only, the logic is in internal/admin.
+// Command admin is the Admin Lambda function: the operator API (internal/admin).
+// Its wiring is lambdaenv.Admin, shared with the local runner and the end-to-end tests.
 package main
 
 import (
-	"context"
-	"log/slog"
-	"os"
-
 	"github.com/aws/aws-lambda-go/lambda"
 
-	"minipush/internal/admin"
+	"minipush/internal/lambdaenv"
 )
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	h, err := admin.FromEnv(context.Background(), os.Getenv)
-	if err != nil {
-		log.Error("admin: init failed", "error", err.Error())
-		os.Exit(1)
-	}
-	h.Log = log
-	lambda.Start(h.Handle)
+	lambda.Start(lambdaenv.Init("admin", lambdaenv.Admin).Handle)
 }

@@ -1,21 +1,13 @@
-// Command collect is the Collect Lambda function: wiring only, the logic is in internal/collect.
+// Command collect is the Collect Lambda function: sessions, grant uploads and WeChat's message push (internal/collect).
+// Its wiring is lambdaenv.Collect, shared with the local runner and the end-to-end tests.
 package main
 
 import (
-	"context"
-	"log/slog"
-	"os"
-
 	"github.com/aws/aws-lambda-go/lambda"
 
-	"minipush/internal/collect"
+	"minipush/internal/lambdaenv"
 )
 
 func main() {
-	h, err := collect.FromEnv(context.Background(), os.Getenv)
-	if err != nil {
-		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Error("collect: init failed", "error", err.Error())
-		os.Exit(1)
-	}
-	lambda.Start(h.Handle)
+	lambda.Start(lambdaenv.Init("collect", lambdaenv.Collect).Handle)
 }

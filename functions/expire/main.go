@@ -1,21 +1,13 @@
-// Command expire is the Expire Lambda function: wiring only, the logic is in internal/expire.
+// Command expire is the Expire Lambda function: grant removals into inventory and expiry counts, and their replay (internal/expire).
+// Its wiring is lambdaenv.Expire, shared with the local runner and the end-to-end tests.
 package main
 
 import (
-	"context"
-	"log/slog"
-	"os"
-
 	"github.com/aws/aws-lambda-go/lambda"
 
-	"minipush/internal/expire"
+	"minipush/internal/lambdaenv"
 )
 
 func main() {
-	h, err := expire.FromEnv(context.Background(), os.Getenv)
-	if err != nil {
-		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Error("expire: init failed", "err", err)
-		os.Exit(1)
-	}
-	lambda.Start(h.Invoke)
+	lambda.Start(lambdaenv.Init("expire", lambdaenv.Expire).Invoke)
 }

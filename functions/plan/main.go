@@ -1,21 +1,13 @@
-// Command plan is the Plan Lambda function: wiring only, the logic is in internal/plan.
+// Command plan is the Plan Lambda function: due campaigns into send batches (internal/plan).
+// Its wiring is lambdaenv.Plan, shared with the local runner and the end-to-end tests.
 package main
 
 import (
-	"context"
-	"log/slog"
-	"os"
-
 	"github.com/aws/aws-lambda-go/lambda"
 
-	"minipush/internal/plan"
+	"minipush/internal/lambdaenv"
 )
 
 func main() {
-	h, err := plan.FromEnv(context.Background(), os.Getenv)
-	if err != nil {
-		slog.Error("plan: init", "error", err.Error())
-		os.Exit(1)
-	}
-	lambda.Start(h.Handle)
+	lambda.Start(lambdaenv.Init("plan", lambdaenv.Plan).Handle)
 }

@@ -1,23 +1,13 @@
-// Command send is the Send Lambda function: wiring only, the logic is in internal/send.
+// Command send is the Send Lambda function: send batches to WeChat, exactly once per recipient (internal/send).
+// Its wiring is lambdaenv.Send, shared with the local runner and the end-to-end tests.
 package main
 
 import (
-	"context"
-	"log/slog"
-	"os"
-
 	"github.com/aws/aws-lambda-go/lambda"
 
-	"minipush/internal/send"
+	"minipush/internal/lambdaenv"
 )
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	h, err := send.FromEnv(context.Background(), os.Getenv)
-	if err != nil {
-		log.Error("send: init failed", "error", err.Error())
-		os.Exit(1)
-	}
-	h.Log = log
-	lambda.Start(h.Handle)
+	lambda.Start(lambdaenv.Init("send", lambdaenv.Send).Handle)
 }

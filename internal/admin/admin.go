@@ -14,17 +14,15 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
 	"minipush"
-	"minipush/internal/awsenv"
-	"minipush/internal/config"
-	"minipush/internal/dynamo"
 	"minipush/internal/httpapi"
+	"minipush/internal/logs"
+	"minipush/internal/metrics"
 )
 
 // Store is the storage the operator API uses; *dynamo.DB implements it. Methods return
@@ -38,17 +36,17 @@ type Store interface {
 	CancelCampaign(ctx context.Context, id string) (minipush.Campaign, error)
 	OperatorPause(ctx context.Context, id string) (minipush.Campaign, error)
 	ResumeCampaign(ctx context.Context, id string, catchUp bool) (minipush.Campaign, error)
-	CampaignRuns(ctx context.Context, id string) ([]dynamo.Run, error)
+	CampaignRuns(ctx context.Context, id string) ([]minipush.Run, error)
 	AddAudience(ctx context.Context, campaignID string, openIDs []string) (int, error)
-	ListDeliveries(ctx context.Context, campaignID string, run int, outcome minipush.Outcome, limit int, cursor string) ([]dynamo.Delivery, string, error)
-	PutUserAttrs(ctx context.Context, appID string, a dynamo.UserAttrs) error
-	ImportUserAttrs(ctx context.Context, appID string, users []dynamo.UserAttrs) error
+	ListDeliveries(ctx context.Context, campaignID string, run int, outcome minipush.Outcome, limit int, cursor string) ([]minipush.Delivery, string, error)
+	PutUserAttrs(ctx context.Context, appID string, a minipush.UserAttrs) error
+	ImportUserAttrs(ctx context.Context, appID string, users []minipush.UserAttrs) error
 	GrantInventory(ctx context.Context, appID string) (minipush.GrantInventory, error)
 	// Idempotency-Key records (dynamo/idempotency.go): ClaimIdempotencyKey returns false
 	// with the stored record when the key is taken; FinishIdempotencyKey returns
 	// ECONFLICT when owner lost the key and ETOOLARGE for an answer too big to keep.
-	ClaimIdempotencyKey(ctx context.Context, key, fingerprint, owner string, now, lockUntil time.Time) (dynamo.IdempotentRequest, bool, error)
-	FinishIdempotencyKey(ctx context.Context, key, owner string, a dynamo.IdempotentAnswer) error
+	ClaimIdempotencyKey(ctx context.Context, key, fingerprint, owner string, now, lockUntil time.Time) (minipush.IdempotentRequest, bool, error)
+	FinishIdempotencyKey(ctx context.Context, key, owner string, a minipush.IdempotentAnswer) error
 	ReleaseIdempotencyKey(ctx context.Context, key, owner string) error
 }
 
@@ -65,63 +63,17 @@ type Handler struct {
 	// NewID returns a fresh campaign id: letters and digits only, since campaign ids
 	// become part of run keys ("<id>#<run>").
 	NewID func() string
-	Log   *slog.Logger
+	// Log receives the request log and the audit trail; nil discards.
+	Log     *slog.Logger
+	Metrics *metrics.Emitter // one EMF flush per request; nil emits nothing
 }
 
-// FromEnv builds the handler from its environment: the tables, the operator token read
-// once at init from OPERATOR_SECRET_ARN, and the served appIds from the WeChat secret
-// (WECHAT_SECRET_ARN; its app secrets are not kept). Both secrets come from Secrets
-// Manager, or the local stand-in.
-func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) {
-	cfg, err := config.FromEnv(getenv)
-	if err != nil {
-		return nil, fmt.Errorf("admin: %w", err)
-	}
-	if err := cfg.Require("GRANTS_TABLE", "USERS_TABLE", "CAMPAIGNS_TABLE", "AUDIENCE_TABLE", "DELIVERIES_TABLE",
-		"STATE_TABLE", "OPERATOR_SECRET_ARN", "WECHAT_SECRET_ARN"); err != nil {
-		return nil, fmt.Errorf("admin: %w", err)
-	}
-	clients, err := awsenv.Load(ctx, getenv)
-	if err != nil {
-		return nil, fmt.Errorf("admin: %w", err)
-	}
-	local, err := config.ParseLocalSecrets(getenv(config.LocalSecretsEnv))
-	if err != nil {
-		return nil, fmt.Errorf("admin: %w", err)
-	}
-	secrets := config.Secrets{Client: clients.SecretsManager, Local: local}
-	token, err := secrets.Get(ctx, cfg.OperatorSecretARN)
-	if err != nil {
-		return nil, fmt.Errorf("admin: %w", err)
-	}
-	if token = strings.TrimSpace(token); token == "" {
-		return nil, fmt.Errorf("admin: the operator token secret is empty")
-	}
-	raw, err := secrets.Get(ctx, cfg.WeChatSecretARN)
-	if err != nil {
-		return nil, fmt.Errorf("admin: %w", err)
-	}
-	apps, err := config.ParseApps(raw)
-	if err != nil {
-		return nil, fmt.Errorf("admin: %w", err)
-	}
-	ids := make([]string, len(apps.Apps))
-	for i, a := range apps.Apps {
-		ids[i] = a.AppID
-	}
-	db := dynamo.New(clients.DynamoDB, cfg.Tables)
-	db.Retention = cfg.Retention
-	return New(db, token, ids), nil
-}
-
-// New returns a handler on store serving appIDs, with the wall clock, random ids and
-// JSON logs.
+// New returns a handler on store serving appIDs, with the wall clock and random ids.
 func New(store Store, token string, appIDs []string) *Handler {
-	return &Handler{
-		Store: store, Token: token, AppIDs: appIDs, Now: time.Now, NewID: randomID,
-		Log: slog.New(slog.NewJSONHandler(os.Stderr, nil)),
-	}
+	return &Handler{Store: store, Token: token, AppIDs: appIDs, Now: time.Now, NewID: randomID}
 }
+
+func (h *Handler) log() *slog.Logger { return logs.Or(h.Log) }
 
 func randomID() string {
 	b := make([]byte, 12)
@@ -129,8 +81,8 @@ func randomID() string {
 	return hex.EncodeToString(b)
 }
 
-// Handle answers one HTTP API request (payload format 2.0).
-func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+// handle answers one HTTP API request (payload format 2.0) for Handle.
+func (h *Handler) handle(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
 	if !h.authorized(req) {
 		return httpapi.Error(minipush.Errorf(minipush.EUNAUTHORIZED, "operator bearer token missing or wrong")), nil
 	}
@@ -149,9 +101,9 @@ func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest
 	// Errors are logged once, here; every operator change is logged as an audit trail.
 	switch {
 	case resp.StatusCode >= 500:
-		h.Log.ErrorContext(ctx, "admin: request failed", append(logAttrs(req, resp), "error", fmt.Sprint(err))...)
+		h.log().ErrorContext(ctx, "admin: request failed", append(logAttrs(req, resp), "err", fmt.Sprint(err))...)
 	case req.RequestContext.HTTP.Method != http.MethodGet:
-		h.Log.InfoContext(ctx, "admin: operator request", logAttrs(req, resp)...)
+		h.log().InfoContext(ctx, "admin: operator request", logAttrs(req, resp)...)
 	}
 	return resp, nil
 }

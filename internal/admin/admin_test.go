@@ -13,7 +13,6 @@ import (
 
 	"minipush"
 	"minipush/internal/admin"
-	"minipush/internal/config"
 	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
 )
@@ -29,7 +28,7 @@ var now = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 func MustAdmin(t *testing.T) (*admin.Handler, *dynamo.DB) {
 	t.Helper()
 	env := testenv.New(t)
-	db := dynamo.New(env.DynamoDB, config.Tables{
+	db := dynamo.New(env.DynamoDB, dynamo.Tables{
 		Grants: env.Table("GrantsTable"), Users: env.Table("UsersTable"), Campaigns: env.Table("CampaignsTable"),
 		Audience: env.Table("AudienceTable"), Deliveries: env.Table("DeliveriesTable"), State: env.Table("StateTable"),
 	})
@@ -101,7 +100,7 @@ func TestCampaignFlow(t *testing.T) {
 
 	var c minipush.Campaign
 	mustOK(t, h, call{method: "POST", target: "/v1/admin/campaigns", body: subscribeCampaign}, http.StatusCreated, &c)
-	if c.ID != "c1" || c.Status != minipush.StatusDraft || !c.Policy.SkipOptedOut || c.Policy.RetryBudget != admin.DefaultRetryBudget {
+	if c.ID != "c1" || c.Status != minipush.StatusDraft || !c.Policy.SkipOptedOut || c.Policy.RetryBudget != minipush.DefaultRetryBudget {
 		t.Fatalf("created %+v", c)
 	}
 
@@ -164,7 +163,7 @@ func TestCampaignFlow(t *testing.T) {
 		}
 		var prog struct {
 			Status minipush.CampaignStatus `json:"status"`
-			Runs   []dynamo.Run            `json:"runs"`
+			Runs   []minipush.Run          `json:"runs"`
 		}
 		mustOK(t, h, call{method: "GET", target: "/v1/admin/campaigns/c1/progress"}, 200, &prog)
 		if prog.Status != minipush.StatusScheduled || len(prog.Runs) != 0 {

@@ -16,7 +16,6 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"minipush"
-	"minipush/internal/dynamo"
 	"minipush/internal/httpapi"
 	"minipush/internal/schedule"
 )
@@ -29,7 +28,7 @@ const (
 )
 
 // policyIn is a policy as the operator sends it: absent fields take the defaults
-// (opted-out users skipped, DefaultRetryBudget retries).
+// (opted-out users skipped, minipush.DefaultRetryBudget retries).
 type policyIn struct {
 	SkipOptedOut *bool `json:"skipOptedOut"`
 	OnePerDay    *bool `json:"onePerDay"`
@@ -68,7 +67,7 @@ func (h *Handler) createCampaign(ctx context.Context, r request) (events.APIGate
 	now := h.Now().UTC().Truncate(time.Second)
 	c := minipush.Campaign{
 		ID: h.NewID(), AppID: in.AppID, Name: in.Name, Message: in.Message, Audience: in.Audience,
-		Policy: minipush.Policy{SkipOptedOut: true, RetryBudget: DefaultRetryBudget},
+		Policy: minipush.Policy{SkipOptedOut: true, RetryBudget: minipush.DefaultRetryBudget},
 		Status: minipush.StatusDraft, CreatedAt: now, UpdatedAt: now,
 	}
 	in.Policy.apply(&c.Policy)
@@ -117,8 +116,8 @@ func limitParam(r request) (int, error) {
 		return 50, nil
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > dynamo.MaxListLimit {
-		return 0, invalid("limit %q: want 1 to %d", v, dynamo.MaxListLimit)
+	if err != nil || n < 1 || n > minipush.MaxListLimit {
+		return 0, invalid("limit %q: want 1 to %d", v, minipush.MaxListLimit)
 	}
 	return n, nil
 }
@@ -413,14 +412,14 @@ func (h *Handler) progress(ctx context.Context, r request) (events.APIGatewayV2H
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
 	if runs == nil {
-		runs = []dynamo.Run{}
+		runs = []minipush.Run{}
 	}
 	out := struct {
 		ID        string                  `json:"id"`
 		Status    minipush.CampaignStatus `json:"status"`
 		NextRunAt time.Time               `json:"nextRunAt,omitzero"`
-		Current   *dynamo.Run             `json:"current,omitempty"`
-		Runs      []dynamo.Run            `json:"runs"`
+		Current   *minipush.Run           `json:"current,omitempty"`
+		Runs      []minipush.Run          `json:"runs"`
 	}{ID: c.ID, Status: c.Status, NextRunAt: c.NextRunAt, Runs: runs}
 	if len(runs) > 0 {
 		out.Current = &runs[len(runs)-1]
@@ -429,12 +428,12 @@ func (h *Handler) progress(ctx context.Context, r request) (events.APIGatewayV2H
 }
 
 type deliveryOut struct {
-	OpenID    string           `json:"openId"`
-	State     string           `json:"state"`
-	Outcome   minipush.Outcome `json:"outcome,omitempty"`
-	Reason    string           `json:"reason,omitempty"`
-	ErrCode   int              `json:"errcode,omitempty"`
-	UpdatedAt time.Time        `json:"updatedAt,omitzero"`
+	OpenID    string                 `json:"openId"`
+	State     minipush.DeliveryState `json:"state"`
+	Outcome   minipush.Outcome       `json:"outcome,omitempty"`
+	Reason    string                 `json:"reason,omitempty"`
+	ErrCode   int                    `json:"errcode,omitempty"`
+	UpdatedAt time.Time              `json:"updatedAt,omitzero"`
 }
 
 // deliveries pages through one run's deliveries, optionally of one outcome.

@@ -7,9 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"minipush/internal/admin"
-	"minipush/internal/config"
 	"minipush/internal/dev/testenv"
+	"minipush/internal/lambdaenv"
 )
 
 // TestFromEnv builds the handler the way the function does, from the template's
@@ -29,22 +28,22 @@ func TestFromEnv(t *testing.T) {
 
 	t.Run("ErrEmptySecret", func(t *testing.T) {
 		local, _ := json.Marshal(map[string]string{name: "  "})
-		if _, err := admin.FromEnv(t.Context(), func(k string) string {
-			if k == config.LocalSecretsEnv {
+		if _, err := lambdaenv.Admin(t.Context(), lambdaenv.Env{Getenv: func(k string) string {
+			if k == lambdaenv.LocalSecretsEnv {
 				return string(local)
 			}
 			return env[k]
-		}); err == nil {
+		}}); err == nil {
 			t.Fatal("FromEnv with a blank operator token succeeded")
 		}
 	})
 	t.Run("ErrMissingEnv", func(t *testing.T) {
-		if _, err := admin.FromEnv(t.Context(), func(k string) string {
+		if _, err := lambdaenv.Admin(t.Context(), lambdaenv.Env{Getenv: func(k string) string {
 			if k == "OPERATOR_SECRET_ARN" {
 				return ""
 			}
 			return env[k]
-		}); err == nil {
+		}}); err == nil {
 			t.Fatal("FromEnv without OPERATOR_SECRET_ARN succeeded")
 		}
 	})
@@ -55,19 +54,19 @@ func TestFromEnv(t *testing.T) {
 	apps := `{"apps":[{"appId":"wx1","appSecret":"s1"},{"appId":"wx2","appSecret":"s2"}]}`
 	t.Run("ErrNoWeChatSecret", func(t *testing.T) {
 		local, _ := json.Marshal(map[string]string{name: token})
-		if _, err := admin.FromEnv(t.Context(), func(k string) string {
-			if k == config.LocalSecretsEnv {
+		if _, err := lambdaenv.Admin(t.Context(), lambdaenv.Env{Getenv: func(k string) string {
+			if k == lambdaenv.LocalSecretsEnv {
 				return string(local)
 			}
 			return env[k]
-		}); err == nil || !strings.Contains(err.Error(), wechat) {
+		}}); err == nil || !strings.Contains(err.Error(), wechat) {
 			t.Fatalf("FromEnv without the WeChat secret: %v, want an error naming it", err)
 		}
 	})
 	t.Run("Serves", func(t *testing.T) {
 		local, _ := json.Marshal(map[string]string{name: token + "\n", wechat: apps})
-		env[config.LocalSecretsEnv] = string(local)
-		h, err := admin.FromEnv(t.Context(), func(k string) string { return env[k] })
+		env[lambdaenv.LocalSecretsEnv] = string(local)
+		h, err := lambdaenv.Admin(t.Context(), lambdaenv.Env{Getenv: func(k string) string { return env[k] }})
 		if err != nil {
 			t.Fatal(err)
 		}

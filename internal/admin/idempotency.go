@@ -14,14 +14,13 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"minipush"
-	"minipush/internal/dynamo"
 	"minipush/internal/httpapi"
 )
 
 // The Idempotency-Key contract of the operator API (after the IETF draft
 // draft-ietf-httpapi-idempotency-key-header, https://datatracker.ietf.org/doc/draft-ietf-httpapi-idempotency-key-header/):
 // a POST, PUT or PATCH may carry Idempotency-Key. The first request with a key runs and
-// its answer is kept for dynamo.IdempotencyRetention; the same key with the same request
+// its answer is kept for minipush.IdempotencyRetention; the same key with the same request
 // (method, path, query and body) gets that answer again with Idempotent-Replayed: true
 // and changes nothing; the same key with another request is 422; the same key while the
 // first request still runs is 409. Answers of 5xx and 429 are not kept (the key is
@@ -138,25 +137,25 @@ func (h *Handler) once(ctx context.Context, req events.APIGatewayV2HTTPRequest, 
 	// The route ran: record its outcome even if the caller has gone.
 	sctx := context.WithoutCancel(ctx)
 	if keptAnswer(resp.StatusCode) {
-		err := h.Store.FinishIdempotencyKey(sctx, key, owner, dynamo.IdempotentAnswer{Status: resp.StatusCode, Headers: resp.Headers, Body: resp.Body})
+		err := h.Store.FinishIdempotencyKey(sctx, key, owner, minipush.IdempotentAnswer{Status: resp.StatusCode, Headers: resp.Headers, Body: resp.Body})
 		switch minipush.ErrorCode(err) {
 		case "":
 			return resp, rerr
 		case minipush.ECONFLICT:
 			// A retry presumed this request dead and took the key: this answer stands.
-			h.Log.WarnContext(ctx, "admin: idempotency key taken over while the request ran", "request_id", req.RequestContext.RequestID)
+			h.log().WarnContext(ctx, "admin: idempotency key taken over while the request ran", "request_id", req.RequestContext.RequestID)
 			return resp, rerr
 		case minipush.ETOOLARGE:
 			// Not kept: release below, so a retry runs again rather than waiting.
 		default:
 			// The change happened: answer it rather than a 5xx that invites a retry, and
 			// keep the key pending, so a retry gets 409 until the lock runs out.
-			h.Log.ErrorContext(ctx, "admin: answer not kept for its idempotency key", "request_id", req.RequestContext.RequestID, "err", err.Error())
+			h.log().ErrorContext(ctx, "admin: answer not kept for its idempotency key", "request_id", req.RequestContext.RequestID, "err", err.Error())
 			return resp, rerr
 		}
 	}
 	if err := h.Store.ReleaseIdempotencyKey(sctx, key, owner); err != nil {
-		h.Log.ErrorContext(ctx, "admin: idempotency key not released", "request_id", req.RequestContext.RequestID, "err", err.Error())
+		h.log().ErrorContext(ctx, "admin: idempotency key not released", "request_id", req.RequestContext.RequestID, "err", err.Error())
 	}
 	return resp, rerr
 }

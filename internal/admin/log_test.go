@@ -137,7 +137,7 @@ func TestLogs(t *testing.T) {
 				continue
 			}
 			errLines++
-			if l["campaign"] != "c9" || l["request_id"] != "req-43" || !strings.Contains(l["error"].(string), "connection refused") {
+			if l["campaign"] != "c9" || l["request_id"] != "req-43" || !strings.Contains(l["err"].(string), "connection refused") {
 				t.Fatalf("error line %v lacks campaign, request id or cause", l)
 			}
 		}

@@ -21,9 +21,6 @@ const (
 	maxImport        = 1000 // users in one import request
 	// MaxAudiencePage is how many openids one audience upload may carry.
 	MaxAudiencePage = 5000
-	// DefaultRetryBudget applies when a campaign's policy does not name one; it is the
-	// domain's, so admin and send agree on it.
-	DefaultRetryBudget = minipush.DefaultRetryBudget
 )
 
 // openIDRE matches an openid as WeChat issues them (28 characters of base64url today);

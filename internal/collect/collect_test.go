@@ -24,14 +24,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"minipush"
 	"minipush/internal/collect"
-	"minipush/internal/config"
 	"minipush/internal/dev/sandbox"
 	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
+	"minipush/internal/lambdaenv"
 	"minipush/internal/session"
 	"minipush/internal/wechat"
 )
@@ -94,11 +93,11 @@ func newFixtureApp(t *testing.T, extra map[string]string, appFields map[string]s
 	}
 	wechatSecret, _ := json.Marshal(map[string]any{"apps": []map[string]string{app}})
 	secrets, _ := json.Marshal(map[string]string{"WeChatSecret": string(wechatSecret), "SessionSigningSecret": sessionKey})
-	fnEnv[config.LocalSecretsEnv] = string(secrets)
+	fnEnv[lambdaenv.LocalSecretsEnv] = string(secrets)
 	for k, v := range extra {
 		fnEnv[k] = v
 	}
-	h, err := collect.FromEnv(t.Context(), func(k string) string { return fnEnv[k] })
+	h, err := lambdaenv.Collect(t.Context(), lambdaenv.Env{Getenv: func(k string) string { return fnEnv[k] }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,21 +172,15 @@ func (f *fixture) upload(t *testing.T, token, body string) (int, collect.UploadA
 	return resp.StatusCode, ans
 }
 
-// grantItems reads every stored grant item of a user straight from the table.
-func (f *fixture) grantItems(t *testing.T, openID string) []map[string]types.AttributeValue {
+// grantItems reads a user's stored grants through the adapter. Every grant these tests
+// store is live at the fixture's fixed clock, so the live ones are all of them.
+func (f *fixture) grantItems(t *testing.T, openID string) []minipush.Grant {
 	t.Helper()
-	out, err := f.db.Client.Query(t.Context(), &dynamodb.QueryInput{
-		TableName:              aws.String(f.db.Tables.Grants),
-		KeyConditionExpression: aws.String("pk = :pk"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pk": &types.AttributeValueMemberS{Value: minipush.UserKey(appID, openID)},
-		},
-		ConsistentRead: aws.Bool(true),
-	})
+	gs, err := f.db.LiveGrants(t.Context(), appID, openID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out.Items
+	return gs
 }
 
 // snapshot reads every item of the tables collect writes (grants, users and the state
@@ -658,9 +651,9 @@ func TestEventPush(t *testing.T) {
 	openID, _ := f.login(t)
 	templates := func() map[string]int {
 		m := map[string]int{}
-		for _, it := range f.grantItems(t, openID) {
-			if tpl, ok := it["tpl"].(*types.AttributeValueMemberS); ok {
-				m[tpl.Value]++
+		for _, g := range f.grantItems(t, openID) {
+			if g.TemplateID != "" {
+				m[g.TemplateID]++
 			}
 		}
 		return m
@@ -812,7 +805,7 @@ func TestRouteFallback(t *testing.T) {
 
 func TestSessionTTLFromEnv(t *testing.T) {
 	t.Parallel()
-	f := newFixtureEnv(t, map[string]string{collect.SessionTTLEnv: "72h"})
+	f := newFixtureEnv(t, map[string]string{lambdaenv.SessionTTLEnv: "72h"})
 	openID, token := f.login(t)
 	if _, who, err := session.Verify([]byte(sessionKey), token, f.now.Add(72*time.Hour-time.Second)); err != nil || who != openID {
 		t.Fatalf("token just before 72h: %q %v", who, err)
@@ -831,19 +824,19 @@ func TestFromEnvMissing(t *testing.T) {
 	}{
 		{"ErrNoTables", map[string]string{}, "GRANTS_TABLE"},
 		{"ErrNoSessionSecret", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W"}, "SESSION_SECRET_ARN"},
-		{"ErrBadRate", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S", collect.RateEnv: "0"}, collect.RateEnv},
-		{"ErrBadSessionRate", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S", collect.SessionRateEnv: "-1"}, collect.SessionRateEnv},
-		{"ErrBadSessionTTL", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S", collect.SessionTTLEnv: "7d"}, collect.SessionTTLEnv},
-		{"ErrShortSessionTTL", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S", collect.SessionTTLEnv: "30s"}, collect.SessionTTLEnv},
+		{"ErrBadRate", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S", lambdaenv.CollectRateEnv: "0"}, lambdaenv.CollectRateEnv},
+		{"ErrBadSessionRate", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S", lambdaenv.SessionRateEnv: "-1"}, lambdaenv.SessionRateEnv},
+		{"ErrBadSessionTTL", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S", lambdaenv.SessionTTLEnv: "7d"}, lambdaenv.SessionTTLEnv},
+		{"ErrShortSessionTTL", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S", lambdaenv.SessionTTLEnv: "30s"}, lambdaenv.SessionTTLEnv},
 		{"ErrShortSessionKey", map[string]string{
 			"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S",
 			"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
-			config.LocalSecretsEnv: `{"W":"{\"apps\":[{\"appId\":\"wx1\",\"appSecret\":\"s\"}]}","S":"short"}`,
+			lambdaenv.LocalSecretsEnv: `{"W":"{\"apps\":[{\"appId\":\"wx1\",\"appSecret\":\"s\"}]}","S":"short"}`,
 		}, "SESSION_SECRET_ARN"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := collect.FromEnv(t.Context(), func(k string) string { return tc.env[k] })
+			_, err := lambdaenv.Collect(t.Context(), lambdaenv.Env{Getenv: func(k string) string { return tc.env[k] }})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want one naming %s", err, tc.want)
 			}
@@ -920,7 +913,7 @@ func TestBase64Body(t *testing.T) {
 		t.Fatalf("answer %d %s", resp.StatusCode, resp.Body)
 	}
 	items := f.grantItems(t, openID)
-	if len(items) != 1 || items[0]["value"].(*types.AttributeValueMemberS).Value != "b64" {
+	if len(items) != 1 || items[0].Value != "b64" {
 		t.Fatalf("stored %v", items)
 	}
 }

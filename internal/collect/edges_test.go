@@ -15,12 +15,10 @@ import (
 	"testing"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"minipush"
 	"minipush/internal/collect"
-	"minipush/internal/config"
-	"minipush/internal/dynamo"
+	"minipush/internal/lambdaenv"
 	"minipush/internal/session"
 	"minipush/internal/wechat"
 )
@@ -33,7 +31,7 @@ type failingAdd struct {
 	fail atomic.Bool
 }
 
-func (s *failingAdd) AddGrants(ctx context.Context, appID, openID string, grants []minipush.Grant, limit int) ([]dynamo.AddStatus, error) {
+func (s *failingAdd) AddGrants(ctx context.Context, appID, openID string, grants []minipush.Grant, limit int) ([]minipush.AddStatus, error) {
 	if s.fail.Swap(false) {
 		return nil, errors.New("dynamo: add grants: connection reset")
 	}
@@ -126,7 +124,7 @@ const aesKey = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
 // or JSON envelope, with msg_signature over it (and the URL's own signature).
 func (f *fixture) sealed(t *testing.T, app, message string, asJSON bool, change func(q url.Values)) events.APIGatewayV2HTTPRequest {
 	t.Helper()
-	cfg := config.App{AppID: app, EncodingAESKey: aesKey}
+	cfg := minipush.App{AppID: app, EncodingAESKey: aesKey}
 	key, err := cfg.AESKey()
 	if err != nil {
 		t.Fatal(err)
@@ -156,8 +154,8 @@ func TestPushSafeMode(t *testing.T) {
 	f := newFixtureApp(t, nil, map[string]string{"encodingAESKey": aesKey})
 	templates := func(openID string) map[string]int {
 		m := map[string]int{}
-		for _, it := range f.grantItems(t, openID) {
-			m[it["tpl"].(*types.AttributeValueMemberS).Value]++
+		for _, g := range f.grantItems(t, openID) {
+			m[g.TemplateID]++
 		}
 		return m
 	}
@@ -295,7 +293,7 @@ func TestRejectAppliesToOlderAccepts(t *testing.T) {
 // Retry-After before WeChat is called.
 func TestSessionSourceLimit(t *testing.T) {
 	t.Parallel()
-	f := newFixtureEnv(t, map[string]string{collect.SessionRateEnv: "2"})
+	f := newFixtureEnv(t, map[string]string{lambdaenv.SessionRateEnv: "2"})
 	rec := &countingLogin{Login: f.h.WeChat}
 	f.h.WeChat = rec
 	const ip, other = "203.0.113.7", "198.51.100.20"
@@ -432,9 +430,9 @@ func TestSessionKeyMinimum(t *testing.T) {
 			env := map[string]string{
 				"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S",
 				"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
-				config.LocalSecretsEnv: `{"W":"{\"apps\":[{\"appId\":\"wx1\",\"appSecret\":\"s\"}]}","S":"` + tc.key + `"}`,
+				lambdaenv.LocalSecretsEnv: `{"W":"{\"apps\":[{\"appId\":\"wx1\",\"appSecret\":\"s\"}]}","S":"` + tc.key + `"}`,
 			}
-			_, err := collect.FromEnv(t.Context(), func(k string) string { return env[k] })
+			_, err := lambdaenv.Collect(t.Context(), lambdaenv.Env{Getenv: func(k string) string { return env[k] }})
 			if tc.ok != (err == nil) {
 				t.Fatalf("FromEnv with a %d-byte key: %v", len(tc.key), err)
 			}

@@ -20,8 +20,6 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"minipush"
-	"minipush/internal/config"
-	"minipush/internal/dynamo"
 	"minipush/internal/httpapi"
 )
 
@@ -84,7 +82,7 @@ func errPushDenied(reason ...string) *minipush.Error {
 
 // verifyPush checks a push request's appId, signature and freshness, returning its app.
 // Every failure is EUNAUTHORIZED, with one message, so a prober learns nothing.
-func (h *Handler) verifyPush(req events.APIGatewayV2HTTPRequest) (config.App, error) {
+func (h *Handler) verifyPush(req events.APIGatewayV2HTTPRequest) (minipush.App, error) {
 	q := req.QueryStringParameters
 	denied := errPushDenied()
 	appID := q["appId"]
@@ -93,18 +91,18 @@ func (h *Handler) verifyPush(req events.APIGatewayV2HTTPRequest) (config.App, er
 	}
 	app, ok := h.Apps.Find(appID)
 	if !ok || app.EventToken == "" {
-		return config.App{}, denied
+		return minipush.App{}, denied
 	}
 	ts, err := strconv.ParseInt(q["timestamp"], 10, 64)
 	if err != nil {
-		return config.App{}, denied
+		return minipush.App{}, denied
 	}
 	if age := h.Now().Sub(time.Unix(ts, 0)); age > MaxPushAge || age < -MaxPushAge {
-		return config.App{}, denied
+		return minipush.App{}, denied
 	}
 	want := Signature(app.EventToken, q["timestamp"], q["nonce"])
 	if subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(q["signature"]))) != 1 {
-		return config.App{}, denied
+		return minipush.App{}, denied
 	}
 	return app, nil
 }
@@ -249,7 +247,7 @@ func (ev pushEvent) digest() string {
 // openPush reads a verified push request's event: in safe mode (the app has an
 // encodingAESKey) from the Encrypt field, after checking msg_signature over it; in
 // plaintext mode from the body itself.
-func (h *Handler) openPush(app config.App, req events.APIGatewayV2HTTPRequest) (pushEvent, error) {
+func (h *Handler) openPush(app minipush.App, req events.APIGatewayV2HTTPRequest) (pushEvent, error) {
 	body, err := httpapi.Body(req, maxPushBody)
 	if err != nil {
 		return pushEvent{}, err
@@ -316,10 +314,10 @@ func (h *Handler) eventPush(ctx context.Context, log *slog.Logger, req events.AP
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
 	switch claim {
-	case dynamo.PushApplied:
+	case minipush.PushApplied:
 		log.Info("push already applied: acknowledged", "event", ev.Event)
 		return text(http.StatusOK, pushOK), nil
-	case dynamo.PushOtherBody:
+	case minipush.PushOtherBody:
 		return events.APIGatewayV2HTTPResponse{}, errPushDenied("replay refused: this signed URL came before with another body")
 	}
 	if err := h.applyPush(ctx, log, app, ev); err != nil {
@@ -333,10 +331,11 @@ func (h *Handler) eventPush(ctx context.Context, log *slog.Logger, req events.AP
 
 // applyPush makes a claimed push's changes. Each is idempotent: WeChat's retry of a push
 // that failed midway applies it again.
-func (h *Handler) applyPush(ctx context.Context, log *slog.Logger, app config.App, ev pushEvent) error {
+func (h *Handler) applyPush(ctx context.Context, log *slog.Logger, app minipush.App, ev pushEvent) error {
+	countPush(ctx, app.AppID, ev.Event)
 	switch ev.Event {
 	case eventPopup:
-		if !app.AcceptsFrom(config.SourcePush) {
+		if !app.AcceptsFrom(minipush.SourcePush) {
 			// The app records accepts from the client's upload; storing the push's copy
 			// too would count the one accept twice.
 			log.Info("push accepts ignored: the app records subscribe accepts from the client")
@@ -369,6 +368,7 @@ func (h *Handler) applyPush(ctx context.Context, log *slog.Logger, app config.Ap
 			if err != nil {
 				return err
 			}
+			countHarvested(ctx, app.AppID, grants, st, minipush.AddAccepted)
 			log.Info("push accepts stored", "grants", len(grants), "statuses", st)
 		}
 	case eventChange:

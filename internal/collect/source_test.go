@@ -5,10 +5,8 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-
+	"minipush"
 	"minipush/internal/collect"
-	"minipush/internal/config"
 )
 
 // TestSubscribeSource: an app that names one source of subscribe accepts stores them from
@@ -21,7 +19,7 @@ func TestSubscribeSource(t *testing.T) {
 
 	t.Run("Push", func(t *testing.T) {
 		t.Parallel()
-		f := newFixtureSource(t, nil, config.SourcePush)
+		f := newFixtureSource(t, nil, minipush.SourcePush)
 		openID, token := f.login(t)
 		before := f.snapshot(t)
 		code, ans := f.upload(t, token, subscribeOnly)
@@ -52,7 +50,7 @@ func TestSubscribeSource(t *testing.T) {
 
 	t.Run("Client", func(t *testing.T) {
 		t.Parallel()
-		f := newFixtureSource(t, nil, config.SourceClient)
+		f := newFixtureSource(t, nil, minipush.SourceClient)
 		openID, token := f.login(t)
 		before := f.snapshot(t)
 		resp := f.do(t, f.push("POST", fmt.Sprintf(popupJSON, openID), nil))
@@ -73,10 +71,8 @@ func TestSubscribeSource(t *testing.T) {
 func countKinds(f *fixture, t *testing.T, openID string) map[string]int {
 	t.Helper()
 	m := map[string]int{}
-	for _, it := range f.grantItems(t, openID) {
-		if k, ok := it["kind"].(*types.AttributeValueMemberS); ok {
-			m[k.Value]++
-		}
+	for _, g := range f.grantItems(t, openID) {
+		m[string(g.Kind)]++
 	}
 	return m
 }

@@ -13,7 +13,6 @@ import (
 
 	"minipush"
 	"minipush/internal/collect"
-	"minipush/internal/dynamo"
 )
 
 // throttled is a narrow fake: the real store and limiter, except that the call under
@@ -32,7 +31,7 @@ func (s throttled) UpsertUser(ctx context.Context, appID, openID, unionID string
 	return s.Store.UpsertUser(ctx, appID, openID, unionID)
 }
 
-func (s throttled) AddGrants(ctx context.Context, appID, openID string, grants []minipush.Grant, limit int) ([]dynamo.AddStatus, error) {
+func (s throttled) AddGrants(ctx context.Context, appID, openID string, grants []minipush.Grant, limit int) ([]minipush.AddStatus, error) {
 	if s.add != nil {
 		return nil, fmt.Errorf("dynamo: add grants for %s: %w", appID, s.add)
 	}

@@ -11,8 +11,6 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"minipush"
-	"minipush/internal/config"
-	"minipush/internal/dynamo"
 	"minipush/internal/httpapi"
 )
 
@@ -57,7 +55,7 @@ func (h *Handler) grants(ctx context.Context, log *slog.Logger, req events.APIGa
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
-	if app, ok := h.Apps.Find(appID); ok && !app.AcceptsFrom(config.SourceClient) {
+	if app, ok := h.Apps.Find(appID); ok && !app.AcceptsFrom(minipush.SourceClient) {
 		ignoreSubscribe(items)
 	}
 	var all []minipush.Grant
@@ -86,6 +84,7 @@ func (h *Handler) grants(ctx context.Context, log *slog.Logger, req events.APIGa
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
+	countHarvested(ctx, appID, all, statuses, minipush.AddAccepted)
 	ans := answer(items, statuses)
 	log.Info("grants uploaded", "items", len(items), "accepted", ans.Accepted, "duplicate", ans.Duplicate, "rejected", ans.Rejected)
 	return httpapi.JSON(http.StatusOK, ans), nil
@@ -115,7 +114,7 @@ func reasons(items []Item) string {
 
 // answer merges the decoder's verdicts with the store's, which come flat in the order
 // of the items' grants.
-func answer(items []Item, statuses []dynamo.AddStatus) UploadAnswer {
+func answer(items []Item, statuses []minipush.AddStatus) UploadAnswer {
 	ans := UploadAnswer{Results: make([]ItemResult, len(items))}
 	next := 0
 	for i, it := range items {
@@ -130,9 +129,9 @@ func answer(items []Item, statuses []dynamo.AddStatus) UploadAnswer {
 				next++
 				var s string
 				switch st {
-				case dynamo.AddAccepted:
+				case minipush.AddAccepted:
 					accepted, s = true, StatusAccepted
-				case dynamo.AddDuplicate:
+				case minipush.AddDuplicate:
 					duplicate, s = true, StatusDuplicate
 				default:
 					s = string(st)

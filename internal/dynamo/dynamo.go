@@ -14,11 +14,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"minipush"
-	"minipush/internal/config"
 )
 
 // API is the subset of the DynamoDB client minipush uses; tests may wrap the real client
@@ -35,10 +35,15 @@ type API interface {
 	TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
 }
 
+// Tables are the DynamoDB table names of one deployment.
+type Tables struct {
+	Grants, Users, Campaigns, Audience, Deliveries, State string
+}
+
 // DB is the storage of one deployment.
 type DB struct {
 	Client API
-	Tables config.Tables
+	Tables Tables
 	// Now is the clock; tests move it to expire grants without waiting.
 	Now func() time.Time
 	// Retention is how long finished runs are kept (RETENTION_DAYS); zero means the
@@ -55,7 +60,7 @@ func (d *DB) retention() time.Duration {
 }
 
 // New returns a DB on the given tables with the wall clock.
-func New(client API, tables config.Tables) *DB {
+func New(client API, tables Tables) *DB {
 	return &DB{Client: client, Tables: tables, Now: time.Now}
 }
 
@@ -124,12 +129,9 @@ func RetentionExpiry(now time.Time, retention time.Duration) int64 {
 	return now.Add(retention).Unix()
 }
 
-// MaxListLimit bounds one page of any operator listing.
-const MaxListLimit = 100
-
 func clampLimit(n int) int {
-	if n <= 0 || n > MaxListLimit {
-		return MaxListLimit
+	if n <= 0 || n > minipush.MaxListLimit {
+		return minipush.MaxListLimit
 	}
 	return n
 }
@@ -245,6 +247,29 @@ func (d *DB) batchDelete(ctx context.Context, table string, keys []map[string]ty
 		reqs := make([]types.WriteRequest, 0, end-start)
 		for _, k := range keys[start:end] {
 			reqs = append(reqs, types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: k}})
+		}
+		if err := d.batchWrite(ctx, table, reqs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// batchWriteSize is DynamoDB's BatchWriteItem limit.
+const batchWriteSize = 25
+
+// putAll writes items as they are, batchWriteSize per BatchWriteItem, overwriting any
+// with the same key: the bulk loads (ImportGrants, ImportUsers). encode gives an item's
+// stored form; kind names it in errors.
+func putAll[T any](ctx context.Context, d *DB, table, kind string, items []T, encode func(T) any) error {
+	for start := 0; start < len(items); start += batchWriteSize {
+		reqs := make([]types.WriteRequest, 0, batchWriteSize)
+		for _, it := range items[start:min(start+batchWriteSize, len(items))] {
+			av, err := attributevalue.MarshalMap(encode(it))
+			if err != nil {
+				return fmt.Errorf("dynamo: encode %s: %w", kind, err)
+			}
+			reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: av}})
 		}
 		if err := d.batchWrite(ctx, table, reqs); err != nil {
 			return err

@@ -16,20 +16,16 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"minipush"
-	"minipush/internal/awsenv"
-	"minipush/internal/config"
-	"minipush/internal/dynamo"
+	"minipush/internal/logs"
+	"minipush/internal/metrics"
 )
 
 // parallelUsers bounds how many users' removals a batch processes at once: each user is
@@ -37,62 +33,52 @@ import (
 // users.
 const parallelUsers = 8
 
+// Store is the storage expire keeps right (implemented by *dynamo.DB).
+type Store interface {
+	// RecordExpiry counts g as expired unspent, once: false when it was counted
+	// already (a replayed record).
+	RecordExpiry(ctx context.Context, g minipush.Grant) (bool, error)
+	// RecomputeInventory recounts a user's live grants from the grants table onto the
+	// user; replaying it changes nothing.
+	RecomputeInventory(ctx context.Context, appID, openID string) (minipush.User, error)
+	// GrantFromImage decodes a removed item's old image, reporting false for an item
+	// that is not a grant.
+	GrantFromImage(image map[string]types.AttributeValue) (minipush.Grant, bool, error)
+	// IsGrantsStream reports whether a stream ARN is the grants table's.
+	IsGrantsStream(streamARN string) bool
+}
+
 // Handler consumes the grants table's stream of removals.
 //
 // Replays change nothing: a user's inventory is recomputed from the grants table
-// (dynamo.DB.RecomputeInventory), and an expiry is counted through dynamo.DB.RecordExpiry,
+// (Store.RecomputeInventory), and an expiry is counted through Store.RecordExpiry,
 // which writes a per-grant marker and the counter in one transaction.
 type Handler struct {
-	DB  *dynamo.DB
+	DB  Store
 	Log *slog.Logger
+	// Now is the handler's clock (nil: the wall clock); tests share the store's.
+	Now func() time.Time
 	// Streams reads the grants stream back when Replay applies a batch the stream
 	// mapping gave up on; Handle does not use it.
 	Streams StreamsAPI
 
 	// RecordTimeOnly makes the record's ApproximateCreationDateTime the only witness of
-	// when a grant was removed. FromEnv sets it when talking to real DynamoDB, whose
+	// when a grant was removed. The production wiring (package lambdaenv) sets it when talking to real DynamoDB, whose
 	// stream stamps records with the time of the change. When false (the zero value,
 	// and every local stack), a removal also counts as an expiry when the grant's expiry
-	// has passed by the handler's clock (DB.Now): DynamoDB Local stamps records with the
+	// has passed by the handler's clock (Now): DynamoDB Local stamps records with the
 	// wall clock while a test drives a clock of its own, so the record time alone would
 	// put every reaped grant before its expiry. The price is that a grant spent just
 	// before its expiry and processed after it counts as expired, which locally only
 	// happens when a test moves the clock between a spend and reading the stream.
 	RecordTimeOnly bool
+	// Metrics gets one EMF flush per batch; nil emits nothing.
+	Metrics *metrics.Emitter
 }
 
 // New returns a handler on db that logs to log (discarding when nil).
-func New(db *dynamo.DB, log *slog.Logger) *Handler {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Handler{DB: db, Log: log}
-}
-
-// FromEnv builds the production handler from a function's environment (os.Getenv in
-// Lambda): configuration, AWS clients and storage.
-func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) {
-	cfg, err := config.FromEnv(getenv)
-	if err != nil {
-		return nil, fmt.Errorf("expire: %w", err)
-	}
-	if err := cfg.Require("GRANTS_TABLE", "USERS_TABLE", "STATE_TABLE"); err != nil {
-		return nil, fmt.Errorf("expire: %w", err)
-	}
-	clients, err := awsenv.Load(ctx, getenv)
-	if err != nil {
-		return nil, fmt.Errorf("expire: %w", err)
-	}
-	h := New(dynamo.New(clients.DynamoDB, cfg.Tables), slog.New(slog.NewJSONHandler(os.Stdout, nil)))
-	h.RecordTimeOnly = getenv("AWS_ENDPOINT_URL_DYNAMODB") == ""
-	// awsenv reads endpoints through getenv, which the SDK's own loader does not; the
-	// local stack serves the streams API on its DynamoDB endpoint and says so here.
-	h.Streams = dynamodbstreams.NewFromConfig(clients.Config, func(o *dynamodbstreams.Options) {
-		if u := getenv("AWS_ENDPOINT_URL_DYNAMODB_STREAMS"); u != "" {
-			o.BaseEndpoint = aws.String(u)
-		}
-	})
-	return h, nil
+func New(db Store, log *slog.Logger) *Handler {
+	return &Handler{DB: db, Log: logs.Or(log)}
 }
 
 // removal is one REMOVE record decoded.
@@ -115,14 +101,23 @@ type userRemovals struct {
 // retrying cannot make it decodable and would only hold up the shard.
 func (h *Handler) Handle(ctx context.Context, ev events.DynamoDBEvent) (events.DynamoDBEventResponse, error) {
 	log := h.logger(ctx)
-	now := h.DB.Now()
+	ctx, mrec := h.Metrics.Start(ctx)
+	defer func() {
+		if err := mrec.Flush(); err != nil {
+			log.Warn("metrics lost", "err", err)
+		}
+	}()
+	now := time.Now()
+	if h.Now != nil {
+		now = h.Now()
+	}
 	var users []*userRemovals
 	byUser := map[string]*userRemovals{}
 	for _, rec := range ev.Records {
 		if rec.EventName != string(events.DynamoDBOperationTypeRemove) {
 			continue // the mapping filters to REMOVE; anything else is none of our business
 		}
-		g, ok, err := grantOf(rec)
+		g, ok, err := h.grantOf(rec)
 		if err != nil {
 			log.Error("undecodable grant removal skipped", "seq", rec.Change.SequenceNumber, "err", err)
 			continue
@@ -192,6 +187,9 @@ func (h *Handler) processUser(ctx context.Context, log *slog.Logger, u *userRemo
 		}
 		if first {
 			counted++
+			// Counted where the daily statistics count it, so a replay adds nothing.
+			metrics.FromContext(ctx).Add(metrics.GrantsExpired, 1,
+				metrics.Dim{Name: "Kind", Value: string(r.grant.Kind)}, metrics.Dim{Name: "AppId", Value: u.appID})
 		}
 	}
 	if _, err := h.DB.RecomputeInventory(ctx, u.appID, u.openID); err != nil {
@@ -224,20 +222,17 @@ func (h *Handler) isExpiry(rec events.DynamoDBEventRecord, g minipush.Grant, now
 
 // grantOf decodes the grant a REMOVE record removed. It reports false for items of the
 // grants table that are not grants and for records without an old image.
-func grantOf(rec events.DynamoDBEventRecord) (minipush.Grant, bool, error) {
+func (h *Handler) grantOf(rec events.DynamoDBEventRecord) (minipush.Grant, bool, error) {
 	old := rec.Change.OldImage
 	if len(old) == 0 {
 		return minipush.Grant{}, false, fmt.Errorf("REMOVE record without an old image (stream view %q)", rec.Change.StreamViewType)
-	}
-	if sk, ok := old["sk"]; !ok || sk.DataType() != events.DataTypeString || !strings.HasPrefix(sk.String(), "g#") {
-		return minipush.Grant{}, false, nil
 	}
 	av, err := sdkAttributes(old)
 	if err != nil {
 		return minipush.Grant{}, false, err
 	}
-	g, err := dynamo.UnmarshalGrant(av)
-	if err != nil {
+	g, ok, err := h.DB.GrantFromImage(av)
+	if err != nil || !ok {
 		return minipush.Grant{}, false, err
 	}
 	if g.AppID == "" || g.OpenID == "" || g.ID == "" {
@@ -247,10 +242,7 @@ func grantOf(rec events.DynamoDBEventRecord) (minipush.Grant, bool, error) {
 }
 
 func (h *Handler) logger(ctx context.Context) *slog.Logger {
-	log := h.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logs.Or(h.Log)
 	if lc, ok := lambdacontext.FromContext(ctx); ok {
 		log = log.With("request_id", lc.AwsRequestID)
 	}

@@ -12,14 +12,13 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"minipush"
-	"minipush/internal/config"
 	"minipush/internal/dev/localstack"
 	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
 	"minipush/internal/expire"
+	"minipush/internal/lambdaenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -54,7 +53,7 @@ func mustWorld(t *testing.T, api func(dynamo.API) dynamo.API) *world {
 	if api != nil {
 		client = api(client)
 	}
-	db := dynamo.New(client, config.Tables{
+	db := dynamo.New(client, dynamo.Tables{
 		Grants: env.Table("GrantsTable"), Users: env.Table("UsersTable"), Campaigns: env.Table("CampaignsTable"),
 		Audience: env.Table("AudienceTable"), Deliveries: env.Table("DeliveriesTable"), State: env.Table("StateTable"),
 	})
@@ -67,10 +66,12 @@ func mustWorld(t *testing.T, api func(dynamo.API) dynamo.API) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h := expire.New(db, nil)
+	h.Now = clk.Now
 	return &world{
 		env: env, clk: clk, db: db, stream: stream,
 		reaper: localstack.NewReaper(env.DynamoDB, env.Template, env.Resources, clk.Now),
-		h:      expire.New(db, nil),
+		h:      h,
 	}
 }
 
@@ -88,7 +89,7 @@ func (w *world) mustAdd(t *testing.T, openID string, grants ...minipush.Grant) {
 		t.Fatal(err)
 	}
 	for i, s := range st {
-		if s != dynamo.AddAccepted {
+		if s != minipush.AddAccepted {
 			t.Fatalf("grant %d: %s", i, s)
 		}
 	}
@@ -232,16 +233,10 @@ func TestSpentGrantIsNotAnExpiry(t *testing.T) {
 	spent := grant("carol", minipush.GrantForm, "spent", exp)
 	w.mustAdd(t, "carol", spent, grant("carol", minipush.GrantForm, "kept", exp.Add(time.Hour)))
 
-	// Send spends the grant a day before its expiry with a plain DeleteItem.
+	// Send spends the grant a day before its expiry with a plain DeleteItem (DropGrant
+	// is that delete, whoever holds the grant).
 	w.clk.Add(6 * 24 * time.Hour)
-	_, err := w.env.DynamoDB.DeleteItem(t.Context(), &dynamodb.DeleteItemInput{
-		TableName: aws.String(w.env.Table("GrantsTable")),
-		Key: map[string]ddbtypes.AttributeValue{
-			"pk": &ddbtypes.AttributeValueMemberS{Value: minipush.UserKey(app, "carol")},
-			"sk": &ddbtypes.AttributeValueMemberS{Value: "g#" + spent.ID},
-		},
-	})
-	if err != nil {
+	if err := w.db.DropGrant(t.Context(), app, "carol", spent.ID); err != nil {
 		t.Fatal(err)
 	}
 	recs := w.mustRecords(t)
@@ -431,11 +426,11 @@ func TestFromEnv(t *testing.T) {
 		vars[k] = v
 	}
 	t.Run("OK", func(t *testing.T) {
-		h, err := expire.FromEnv(t.Context(), func(k string) string { return vars[k] })
+		h, err := lambdaenv.Expire(t.Context(), lambdaenv.Env{Getenv: func(k string) string { return vars[k] }})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if h.DB == nil || h.DB.Tables.Grants != env.Table("GrantsTable") || h.DB.Tables.State != env.Table("StateTable") {
+		if db, ok := h.DB.(*dynamo.DB); !ok || db.Tables.Grants != env.Table("GrantsTable") || db.Tables.State != env.Table("StateTable") {
 			t.Fatalf("handler wired to %+v", h.DB)
 		}
 		if h.RecordTimeOnly {
@@ -447,12 +442,12 @@ func TestFromEnv(t *testing.T) {
 		}
 	})
 	t.Run("ErrMissingTable", func(t *testing.T) {
-		if _, err := expire.FromEnv(t.Context(), func(k string) string {
+		if _, err := lambdaenv.Expire(t.Context(), lambdaenv.Env{Getenv: func(k string) string {
 			if k == "STATE_TABLE" {
 				return ""
 			}
 			return vars[k]
-		}); err == nil || !strings.Contains(err.Error(), "STATE_TABLE") {
+		}}); err == nil || !strings.Contains(err.Error(), "STATE_TABLE") {
 			t.Fatalf("FromEnv without STATE_TABLE = %v, want an error naming it", err)
 		}
 	})

@@ -1,5 +1,6 @@
 // Package httpapi is the HTTP edge shared by the collect and admin functions: it maps
-// domain errors to statuses once, writes JSON answers, and reads JSON bodies with limits.
+// errors to statuses once (domain codes, and AWS throttling as 503 with Retry-After on
+// every route), writes JSON answers, and reads JSON bodies with limits.
 package httpapi
 
 import (
@@ -11,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -33,9 +35,25 @@ var statuses = map[string]int{
 	minipush.EUNAVAILABLE:  http.StatusServiceUnavailable,
 }
 
+// ThrottleRetryAfter is the Retry-After, in seconds, of a 503: the one transient
+// failure answered so is storage throttling, and on-demand tables absorb a burst
+// within seconds.
+const ThrottleRetryAfter = 2
+
+// Classify returns the error a client is answered with: an AWS throttle, after the
+// SDK's own retries, is not the API's failure, so it becomes EUNAVAILABLE (the client,
+// or WeChat for a push, should come back); any other error is itself. Status and Error
+// classify on their own; an edge calls Classify to log the code it answers.
+func Classify(err error) error {
+	if err != nil && throttled(err) {
+		return &minipush.Error{Code: minipush.EUNAVAILABLE, Message: "storage is busy: retry in a few seconds", Err: err}
+	}
+	return err
+}
+
 // Status returns the HTTP status for err.
 func Status(err error) int {
-	if s, ok := statuses[minipush.ErrorCode(err)]; ok {
+	if s, ok := statuses[minipush.ErrorCode(Classify(err))]; ok {
 		return s
 	}
 	return http.StatusInternalServerError
@@ -47,10 +65,17 @@ type ErrorBody struct {
 	Message string `json:"message"`
 }
 
-// Error answers err as {code, message}. Only an *minipush.Error's message reaches the
-// caller; anything else becomes "internal error", so causes and secrets never leak.
+// Error answers err as {code, message}, a 503 with Retry-After. Only an
+// *minipush.Error's message reaches the caller; anything else becomes "internal error",
+// so causes and secrets never leak.
 func Error(err error) events.APIGatewayV2HTTPResponse {
-	return JSON(Status(err), ErrorBody{Code: minipush.ErrorCode(err), Message: minipush.ErrorMessage(err)})
+	err = Classify(err)
+	status := Status(err)
+	resp := JSON(status, ErrorBody{Code: minipush.ErrorCode(err), Message: minipush.ErrorMessage(err)})
+	if status == http.StatusServiceUnavailable {
+		resp.Headers["Retry-After"] = strconv.Itoa(ThrottleRetryAfter)
+	}
+	return resp
 }
 
 // JSON answers v with the given status.

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"minipush/internal/plan"
+	"minipush/internal/lambdaenv"
 )
 
 func TestFromEnv(t *testing.T) {
@@ -18,7 +18,7 @@ func TestFromEnv(t *testing.T) {
 			k, v, _ := strings.Cut(kv, "=")
 			env[k] = v
 		}
-		h, err := plan.FromEnv(t.Context(), func(k string) string { return env[k] })
+		h, err := lambdaenv.Plan(t.Context(), lambdaenv.Env{Getenv: func(k string) string { return env[k] }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -33,7 +33,7 @@ func TestFromEnv(t *testing.T) {
 
 	t.Run("ErrMissingConfig", func(t *testing.T) {
 		t.Parallel()
-		_, err := plan.FromEnv(t.Context(), func(string) string { return "" })
+		_, err := lambdaenv.Plan(t.Context(), lambdaenv.Env{Getenv: func(string) string { return "" }})
 		if err == nil || !strings.Contains(err.Error(), "SEND_QUEUE_URL") {
 			t.Fatalf("err %v, want one naming the missing SEND_QUEUE_URL", err)
 		}

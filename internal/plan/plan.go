@@ -12,17 +12,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"strconv"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"minipush"
-	"minipush/internal/awsenv"
-	"minipush/internal/config"
-	"minipush/internal/dynamo"
+	"minipush/internal/logs"
+	"minipush/internal/metrics"
 	"minipush/internal/queue"
 	"minipush/internal/schedule"
 )
@@ -30,19 +27,18 @@ import (
 // Store is the storage the planner uses (implemented by *dynamo.DB). Conflicts are
 // minipush.ECONFLICT, missing items minipush.ENOTFOUND.
 type Store interface {
-	DueCampaigns(ctx context.Context, now time.Time, limit int) ([]dynamo.DueCampaign, error)
-	GetCampaign(ctx context.Context, id string) (minipush.Campaign, error)
+	// RunStore reads runs and campaigns and finishes runs (minipush.Reconcile).
+	minipush.RunStore
+	DueCampaigns(ctx context.Context, now time.Time, limit int) ([]minipush.DueCampaign, error)
 	BeginRun(ctx context.Context, id string, now time.Time) (int, error)
-	ClaimRun(ctx context.Context, campaignID string, run int, appID, owner string, now, leaseUntil time.Time) (dynamo.PlanState, error)
-	SavePlanCursor(ctx context.Context, campaignID string, run int, owner string, st dynamo.PlanState, leaseUntil time.Time) error
+	ClaimRun(ctx context.Context, campaignID string, run int, appID, owner string, now, leaseUntil time.Time) (minipush.PlanState, error)
+	SavePlanCursor(ctx context.Context, campaignID string, run int, owner string, st minipush.PlanState, leaseUntil time.Time) error
 	FinishRun(ctx context.Context, campaignID string, run int, owner string, planned int, next, now time.Time) error
 	RollCampaign(ctx context.Context, id string, run int, next, now time.Time) error
 	SkipOccurrence(ctx context.Context, id string, dueAt, next, now time.Time) error
 	AudiencePage(ctx context.Context, campaignID, startAfter string, limit int) ([]string, string, error)
-	ScanAudience(ctx context.Context, q dynamo.AudienceScan, segment, segments int, after string, limit int) ([]string, string, error)
-	StalledRuns(ctx context.Context, quietSince time.Time, limit int) ([]dynamo.RunRef, error)
-	RunCounters(ctx context.Context, campaignID string, run int) (dynamo.RunProgress, error)
-	Reconcile(ctx context.Context, campaignID string, run int) (minipush.Counters, bool, error)
+	ScanAudience(ctx context.Context, q minipush.AudienceScan, segment, segments int, after string, limit int) ([]string, string, error)
+	StalledRuns(ctx context.Context, quietSince time.Time, limit int) ([]minipush.RunRef, error)
 }
 
 // Queue takes send batches (implemented by *queue.Queue).
@@ -63,46 +59,12 @@ const (
 	maxBatchBodyOpenIDs = queue.MaxBytes - 1024 // room for the batch's other fields
 )
 
-// QuietEnv optionally overrides DefaultQuiet, in seconds. Tests that kill the local
-// runner shorten it.
-const QuietEnv = "PLAN_QUIET_SECONDS"
-
-// FromEnv builds the handler from the function's environment.
-func FromEnv(ctx context.Context, getenv func(string) string) (*Handler, error) {
-	cfg, err := config.FromEnv(getenv)
-	if err != nil {
-		return nil, fmt.Errorf("plan: %w", err)
-	}
-	if err := cfg.Require("CAMPAIGNS_TABLE", "AUDIENCE_TABLE", "USERS_TABLE", "GRANTS_TABLE", "DELIVERIES_TABLE", "SEND_QUEUE_URL"); err != nil {
-		return nil, fmt.Errorf("plan: %w", err)
-	}
-	clients, err := awsenv.Load(ctx, getenv)
-	if err != nil {
-		return nil, fmt.Errorf("plan: %w", err)
-	}
-	quiet := DefaultQuiet
-	if v := getenv(QuietEnv); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("plan: %s %q: want a positive number of seconds", QuietEnv, v)
-		}
-		quiet = time.Duration(n) * time.Second
-	}
-	db := dynamo.New(clients.DynamoDB, cfg.Tables)
-	db.Retention = cfg.Retention
-	return &Handler{
-		DB:    db,
-		Queue: queue.New(clients.SQS, cfg.SendQueueURL),
-		Log:   slog.New(slog.NewJSONHandler(os.Stderr, nil)),
-		Quiet: quiet,
-	}, nil
-}
-
 // Handler plans due campaigns on each schedule tick. Zero tunables take their defaults.
 type Handler struct {
-	DB    Store
-	Queue Queue
-	Log   *slog.Logger
+	DB      Store
+	Queue   Queue
+	Log     *slog.Logger
+	Metrics *metrics.Emitter // one EMF flush per tick; nil emits nothing
 	// Now is the clock of due times and leases.
 	Now func() time.Time
 	// Owner names one invocation as a lease holder; the default is random per call.
@@ -115,7 +77,7 @@ type Handler struct {
 	Margin    time.Duration // stop this long before the invocation's deadline
 	DueLimit  int           // campaigns planned per tick at most
 	// Quiet is how long a sending run may show no progress before the planner recounts
-	// it from its deliveries (see dynamo.WatchShard); StalledLimit bounds those recounts
+	// it from its deliveries (minipush.Reconcile); StalledLimit bounds those recounts
 	// per tick.
 	Quiet        time.Duration
 	StalledLimit int
@@ -137,12 +99,7 @@ func (h *Handler) owner() string {
 	return hex.EncodeToString(b)
 }
 
-func (h *Handler) log() *slog.Logger {
-	if h.Log != nil {
-		return h.Log
-	}
-	return slog.Default()
-}
+func (h *Handler) log() *slog.Logger { return logs.Or(h.Log) }
 
 func orDefault[T int | time.Duration](v, def T) T {
 	if v > 0 {
@@ -160,9 +117,15 @@ func (h *Handler) Handle(ctx context.Context, ev events.EventBridgeEvent) error 
 	if lc, ok := lambdacontext.FromContext(ctx); ok {
 		log = log.With("request_id", lc.AwsRequestID)
 	}
+	ctx, rec := h.Metrics.Start(ctx)
+	defer func() {
+		if err := rec.Flush(); err != nil {
+			log.WarnContext(ctx, "plan: metrics lost", "err", err.Error())
+		}
+	}()
 	due, err := h.DB.DueCampaigns(ctx, h.now(), orDefault(h.DueLimit, DefaultDueLimit))
 	if err != nil {
-		log.ErrorContext(ctx, "plan: due campaigns", "error", err.Error())
+		log.ErrorContext(ctx, "plan: due campaigns", "err", err.Error())
 		return fmt.Errorf("plan: %w", err)
 	}
 	var errs []error
@@ -172,7 +135,7 @@ func (h *Handler) Handle(ctx context.Context, ev events.EventBridgeEvent) error 
 			break
 		}
 		if err := h.planCampaign(ctx, c, owner, log); err != nil {
-			log.ErrorContext(ctx, "plan: campaign", "campaign", c.ID, "run", c.RunSeq, "error", err.Error())
+			log.ErrorContext(ctx, "plan: campaign", "campaign", c.ID, "run", c.RunSeq, "err", err.Error())
 			errs = append(errs, err)
 		}
 	}
@@ -192,7 +155,7 @@ func (h *Handler) reconcileStalled(ctx context.Context, log *slog.Logger) error 
 	}
 	runs, err := h.DB.StalledRuns(ctx, h.now().Add(-orDefault(h.Quiet, DefaultQuiet)), orDefault(h.StalledLimit, DefaultStalledLimit))
 	if err != nil {
-		log.ErrorContext(ctx, "plan: stalled runs", "error", err.Error())
+		log.ErrorContext(ctx, "plan: stalled runs", "err", err.Error())
 		return fmt.Errorf("plan: %w", err)
 	}
 	var errs []error
@@ -200,9 +163,9 @@ func (h *Handler) reconcileStalled(ctx context.Context, log *slog.Logger) error 
 		if h.stopping(ctx) {
 			break
 		}
-		c, done, err := h.DB.Reconcile(ctx, r.CampaignID, r.Run)
+		c, done, err := minipush.Reconcile(ctx, h.DB, r.CampaignID, r.Run)
 		if err != nil {
-			log.ErrorContext(ctx, "plan: reconcile quiet run", "campaign", r.CampaignID, "run", r.Run, "error", err.Error())
+			log.ErrorContext(ctx, "plan: reconcile quiet run", "campaign", r.CampaignID, "run", r.Run, "err", err.Error())
 			errs = append(errs, fmt.Errorf("plan: reconcile %s run %d: %w", r.CampaignID, r.Run, err))
 			continue
 		}
@@ -223,7 +186,7 @@ func (h *Handler) stopping(ctx context.Context) bool {
 }
 
 // planCampaign plans (or continues planning) the current run of one due campaign.
-func (h *Handler) planCampaign(ctx context.Context, c dynamo.DueCampaign, owner string, log *slog.Logger) error {
+func (h *Handler) planCampaign(ctx context.Context, c minipush.DueCampaign, owner string, log *slog.Logger) error {
 	now := h.now()
 	var run int
 	switch c.Status {
@@ -235,6 +198,10 @@ func (h *Handler) planCampaign(ctx context.Context, c dynamo.DueCampaign, owner 
 		switch {
 		case err == nil:
 			run = n
+			// How late the run began after it was due: a planner that is down, busy or
+			// throttled shows here before operators notice late messages.
+			metrics.FromContext(ctx).Observe(metrics.PlannerLag, max(now.Sub(c.DueAt), 0).Seconds(),
+				metrics.Dim{Name: "AppId", Value: c.AppID})
 		case minipush.ErrorCode(err) == minipush.ECONFLICT:
 			// Another planner began it first (or an operator moved it): look again.
 			cur, gerr := h.DB.GetCampaign(ctx, c.ID)
@@ -271,7 +238,7 @@ func (h *Handler) planCampaign(ctx context.Context, c dynamo.DueCampaign, owner 
 	if err != nil {
 		return fmt.Errorf("plan: campaign %s run %d: %w", c.ID, run, err)
 	}
-	if st.Status != dynamo.RunPlanning {
+	if st.Status != minipush.RunPlanning {
 		// Planned already; its planner stopped before rolling the campaign.
 		return h.DB.RollCampaign(ctx, c.ID, run, next, now)
 	}
@@ -298,8 +265,8 @@ func (h *Handler) planCampaign(ctx context.Context, c dynamo.DueCampaign, owner 
 	if err != nil {
 		return fmt.Errorf("plan: campaign %s run %d: %w", c.ID, run, err)
 	}
-	if prog.Complete() && prog.Status == dynamo.RunSending {
-		if _, _, err := h.DB.Reconcile(ctx, c.ID, run); err != nil {
+	if prog.Complete() && prog.Status == minipush.RunSending {
+		if _, _, err := minipush.Reconcile(ctx, h.DB, c.ID, run); err != nil {
 			return fmt.Errorf("plan: campaign %s run %d: %w", c.ID, run, err)
 		}
 	}
@@ -311,7 +278,7 @@ func (h *Handler) planCampaign(ctx context.Context, c dynamo.DueCampaign, owner 
 // occurrence, so a daily 10:00 reminder is not sent in the small hours; the operator
 // can still run it at once with resume's catchUp or a new schedule. A one-off is
 // never skipped: its occurrence is the only one.
-func (h *Handler) skipMissed(ctx context.Context, c dynamo.DueCampaign, now time.Time, log *slog.Logger) error {
+func (h *Handler) skipMissed(ctx context.Context, c minipush.DueCampaign, now time.Time, log *slog.Logger) error {
 	next, err := nextRun(c.Campaign, c.DueAt, now)
 	if err != nil {
 		return fmt.Errorf("plan: campaign %s: %w", c.ID, err)

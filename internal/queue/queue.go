@@ -1,5 +1,7 @@
-// Package queue is the send queue on SQS: the planner hands it send batches and it puts
-// them on the queue ten per SendMessageBatch call, retrying the entries SQS refused.
+// Package queue is the send queue on SQS, the one adapter of it: the planner hands it
+// send batches and it puts them on the queue ten per SendMessageBatch call; the sender
+// puts back the batches it re-queues or holds, each with a delay. Entries SQS refused
+// are retried.
 package queue
 
 import (
@@ -25,9 +27,12 @@ const (
 	// MaxBytes bounds one message body and the sum of the bodies of one call. SQS now
 	// accepts 1 MiB, but 256 KiB is the limit every queue and the local stand-in honour.
 	MaxBytes = 256 * 1024
+	// MaxDelay is the longest DelaySeconds SQS accepts.
+	MaxDelay = 15 * time.Minute
 )
 
-// API is the SQS call the queue makes.
+// API is the SQS call the queue makes (SendMessageBatch needs the sqs:SendMessage
+// permission).
 type API interface {
 	SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error)
 }
@@ -54,9 +59,11 @@ func New(client API, url string) *Queue { return &Queue{Client: client, URL: url
 // A batch whose body is over MaxBytes is ETOOLARGE. Sending the same batch twice puts two
 // messages on the queue: send dedupes recipients by their delivery claim.
 func (q *Queue) SendBatches(ctx context.Context, batches []minipush.Batch) error {
-	var group []types.SendMessageBatchRequestEntry
-	var ids []string
-	size := 0
+	var (
+		group []types.SendMessageBatchRequestEntry
+		ids   []string
+		size  int
+	)
 	flush := func() error {
 		if len(group) == 0 {
 			return nil
@@ -66,12 +73,9 @@ func (q *Queue) SendBatches(ctx context.Context, batches []minipush.Batch) error
 		return err
 	}
 	for _, b := range batches {
-		body, err := json.Marshal(b)
+		body, err := encode(b)
 		if err != nil {
-			return fmt.Errorf("queue: encode batch %s: %w", b.ID, err)
-		}
-		if len(body) > MaxBytes {
-			return minipush.Errorf(minipush.ETOOLARGE, "batch %s is %d bytes, over %d", b.ID, len(body), MaxBytes)
+			return err
 		}
 		if len(group) == MaxEntries || size+len(body) > MaxBytes {
 			if err := flush(); err != nil {
@@ -86,6 +90,30 @@ func (q *Queue) SendBatches(ctx context.Context, batches []minipush.Batch) error
 		size += len(body)
 	}
 	return flush()
+}
+
+// Enqueue puts one batch on the queue, visible after delay (rounded up to whole
+// seconds; beyond MaxDelay it is MaxDelay). A batch over MaxBytes is ETOOLARGE.
+func (q *Queue) Enqueue(ctx context.Context, b minipush.Batch, delay time.Duration) error {
+	body, err := encode(b)
+	if err != nil {
+		return err
+	}
+	secs := int32((min(max(delay, 0), MaxDelay) + time.Second - 1) / time.Second)
+	entry := types.SendMessageBatchRequestEntry{Id: aws.String("0"), MessageBody: aws.String(string(body)), DelaySeconds: secs}
+	return q.send(ctx, []types.SendMessageBatchRequestEntry{entry}, []string{b.ID})
+}
+
+// encode is a batch's message body.
+func encode(b minipush.Batch) ([]byte, error) {
+	body, err := json.Marshal(b)
+	if err != nil {
+		return nil, fmt.Errorf("queue: encode batch %s: %w", b.ID, err)
+	}
+	if len(body) > MaxBytes {
+		return nil, minipush.Errorf(minipush.ETOOLARGE, "batch %s is %d bytes, over %d", b.ID, len(body), MaxBytes)
+	}
+	return body, nil
 }
 
 // send makes one call for entries and retries what SQS refused.

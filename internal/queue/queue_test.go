@@ -181,3 +181,53 @@ func evenBatch(body string) bool {
 	n, _ := strconv.Atoi(b.ID[strings.LastIndex(b.ID, "b")+1:])
 	return n%2 == 0
 }
+
+// TestEnqueue: the sender's re-queue goes through the same adapter as the planner's
+// batches, with its delay rounded up to whole seconds and capped at SQS's 15 minutes,
+// and an entry SQS refuses is retried rather than lost.
+func TestEnqueue(t *testing.T) {
+	t.Parallel()
+	b := batches(1, 3, 28)[0]
+	for _, tc := range []struct {
+		name  string
+		delay time.Duration
+		want  int32
+	}{
+		{"Now", 0, 0},
+		{"RoundsUp", 1500 * time.Millisecond, 2},
+		{"Capped", time.Hour, 900},
+		{"NegativeIsNow", -time.Second, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeSQS{}
+			q := &queue.Queue{Client: f, URL: "u", Sleep: noSleep}
+			if err := q.Enqueue(t.Context(), b, tc.delay); err != nil {
+				t.Fatal(err)
+			}
+			if len(f.calls) != 1 || len(f.calls[0]) != 1 || f.calls[0][0].DelaySeconds != tc.want {
+				t.Fatalf("calls %+v, want one entry delayed %ds", f.calls, tc.want)
+			}
+			if len(f.sent) != 1 || f.sent[0].ID != b.ID || len(f.sent[0].OpenIDs) != 3 {
+				t.Fatalf("sent %+v, want the batch", f.sent)
+			}
+		})
+	}
+	t.Run("RetriesRefused", func(t *testing.T) {
+		f := &fakeSQS{fail: func(call int, _ string) (string, bool, bool) { return "InternalError", false, call == 0 }}
+		q := &queue.Queue{Client: f, URL: "u", Sleep: noSleep}
+		if err := q.Enqueue(t.Context(), b, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if len(f.calls) != 2 || len(f.sent) != 1 || f.calls[1][0].DelaySeconds != 1 {
+			t.Fatalf("%d calls, %d sent; want the refused entry retried once with its delay", len(f.calls), len(f.sent))
+		}
+	})
+	t.Run("ErrTooLarge", func(t *testing.T) {
+		f := &fakeSQS{}
+		q := &queue.Queue{Client: f, URL: "u", Sleep: noSleep}
+		big := batches(1, queue.MaxBytes/20, 28)[0]
+		if err := q.Enqueue(t.Context(), big, 0); minipush.ErrorCode(err) != minipush.ETOOLARGE || len(f.calls) != 0 {
+			t.Fatalf("err %v after %d calls, want ETOOLARGE before any call", err, len(f.calls))
+		}
+	})
+}

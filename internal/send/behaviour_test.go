@@ -17,10 +17,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"minipush"
-	"minipush/internal/config"
 	"minipush/internal/dev/localstack"
 	"minipush/internal/dev/sandbox"
 	"minipush/internal/dynamo"
+	"minipush/internal/lambdaenv"
 	"minipush/internal/send"
 )
 
@@ -49,7 +49,7 @@ func (f *fixture) allSent(t *testing.T, campaign string, ids []string) {
 	got := f.outcomes(t, campaign)
 	acc := f.acceptedBy(sandbox.PathSubscribeSend)
 	for _, u := range ids {
-		if d := got[u]; d.State != dynamo.DeliveryFinal || d.Outcome != minipush.OutcomeSent {
+		if d := got[u]; d.State != minipush.DeliveryFinal || d.Outcome != minipush.OutcomeSent {
 			t.Errorf("%s: %s %s, want final sent", u, d.State, d.Outcome)
 		}
 		if acc[u] != 1 {
@@ -60,15 +60,12 @@ func (f *fixture) allSent(t *testing.T, campaign string, ids []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if prog.Status != dynamo.RunDone || prog.Counters.Sent != len(ids) || prog.Counters.Final() != len(ids) {
+	if prog.Status != minipush.RunDone || prog.Counters.Sent != len(ids) || prog.Counters.Final() != len(ids) {
 		t.Errorf("run %s %+v, want done with %d sent", prog.Status, prog.Counters, len(ids))
 	}
 	// A finished run carries its retention TTL.
 	item, err := f.db.Client.GetItem(t.Context(), &dynamodb.GetItemInput{
-		TableName: aws.String(f.db.Tables.Campaigns),
-		Key: map[string]ddbtypes.AttributeValue{
-			"pk": &ddbtypes.AttributeValueMemberS{Value: "c#" + campaign}, "sk": &ddbtypes.AttributeValueMemberS{Value: "run#1"},
-		},
+		TableName: aws.String(f.db.Tables.Campaigns), Key: dynamo.RunItemKey(campaign, 1),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +176,7 @@ func TestAbortPausesCampaign(t *testing.T) {
 		// Through AddGrants, the collector's path, so the send path is pinned to the
 		// grants layout the rest of the system writes.
 		st, err := f.db.AddGrants(t.Context(), appID, u, []minipush.Grant{g}, 10)
-		if err != nil || st[0] != dynamo.AddAccepted {
+		if err != nil || st[0] != minipush.AddAccepted {
 			t.Fatalf("AddGrants = %v, %v", st, err)
 		}
 	}
@@ -299,8 +296,8 @@ func TestClaims(t *testing.T) {
 			f := newFixture(t)
 			ids := f.grantedUsers(t, 3)
 			f.putCampaign(t, "c", subscribeMessage(), minipush.Policy{}, len(ids))
-			if _, err := f.db.CreateDelivery(t.Context(), dynamo.Delivery{
-				RunKey: minipush.RunKey("c", 1), OpenID: ids[0], State: dynamo.DeliverySending, Owner: "other",
+			if _, err := f.db.CreateDelivery(t.Context(), minipush.Delivery{
+				RunKey: minipush.RunKey("c", 1), OpenID: ids[0], State: minipush.DeliverySending, Owner: "other",
 				LeaseUntil: time.Now().Add(tc.lease), ExpiresAt: time.Now().Add(time.Hour),
 			}); err != nil {
 				t.Fatal(err)
@@ -314,7 +311,7 @@ func TestClaims(t *testing.T) {
 				t.Errorf("crashed claim became %s/%s, want unknown/sender_lost", got.Outcome, got.Reason)
 			}
 			if !tc.wantFinal {
-				if got.State != dynamo.DeliverySending || got.Owner != "other" {
+				if got.State != minipush.DeliverySending || got.Owner != "other" {
 					t.Errorf("live claim became %+v, want untouched", got)
 				}
 				out, err := f.env.SQS.ReceiveMessage(t.Context(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(f.queueURL), WaitTimeSeconds: 1})
@@ -355,8 +352,8 @@ func TestParallelismBound(t *testing.T) {
 // lossyStore loses every counter update, as a throttled UpdateItem would.
 type lossyStore struct{ send.Store }
 
-func (lossyStore) AddRunCounters(context.Context, string, int, minipush.Counters) (dynamo.RunProgress, error) {
-	return dynamo.RunProgress{}, errors.New("throttled")
+func (lossyStore) AddRunCounters(context.Context, string, int, minipush.Counters) (minipush.RunProgress, error) {
+	return minipush.RunProgress{}, errors.New("throttled")
 }
 
 func TestPolicies(t *testing.T) {
@@ -372,7 +369,7 @@ func TestPolicies(t *testing.T) {
 		if f.runDone(t, "c")() {
 			t.Fatal("run done although every counter update was lost")
 		}
-		sum, done, err := f.db.Reconcile(t.Context(), "c", 1)
+		sum, done, err := minipush.Reconcile(t.Context(), f.db, "c", 1)
 		if err != nil || !done || sum.Sent != len(ids) {
 			t.Fatalf("Reconcile = %+v, %v, %v; want done with %d sent", sum, done, err, len(ids))
 		}
@@ -383,15 +380,7 @@ func TestPolicies(t *testing.T) {
 		f := newFixture(t)
 		ids := f.grantedUsers(t, 10)
 		f.putCampaign(t, "c", subscribeMessage(), minipush.Policy{}, len(ids))
-		if _, err := f.env.DynamoDB.UpdateItem(t.Context(), &dynamodb.UpdateItemInput{
-			TableName: aws.String(f.db.Tables.Campaigns),
-			Key: map[string]ddbtypes.AttributeValue{
-				"pk": &ddbtypes.AttributeValueMemberS{Value: "c#c"}, "sk": &ddbtypes.AttributeValueMemberS{Value: "meta"},
-			},
-			UpdateExpression:          aws.String("SET #s = :s"),
-			ExpressionAttributeNames:  map[string]string{"#s": "status"},
-			ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":s": &ddbtypes.AttributeValueMemberS{Value: "cancelled"}},
-		}); err != nil {
+		if _, err := f.db.CancelCampaign(t.Context(), "c"); err != nil {
 			t.Fatal(err)
 		}
 		handle(t, f.handler(4), events10(t, batches("c", ids, 10))[0])
@@ -469,25 +458,25 @@ func TestFromEnv(t *testing.T) {
 		env[k] = v
 	}
 	env["WECHAT_BASE_URL"] = f.wc.BaseURL.String()
-	secret, _ := json.Marshal(config.Apps{Apps: []config.App{{AppID: appID, AppSecret: secret}}})
+	secret, _ := json.Marshal(minipush.Apps{Apps: []minipush.App{{AppID: appID, AppSecret: secret}}})
 	local, _ := json.Marshal(map[string]string{"WeChatSecret": string(secret)})
-	env[config.LocalSecretsEnv] = string(local)
+	env[lambdaenv.LocalSecretsEnv] = string(local)
 	if env["WECHAT_SECRET_ARN"] != localstack.LocalSecretArn {
 		t.Fatalf("WECHAT_SECRET_ARN = %q, want the local secret", env["WECHAT_SECRET_ARN"])
 	}
 
 	t.Run("MissingEnv", func(t *testing.T) {
-		if _, err := send.FromEnv(t.Context(), func(k string) string {
+		if _, err := lambdaenv.Send(t.Context(), lambdaenv.Env{Getenv: func(k string) string {
 			if k == "SEND_QUEUE_URL" {
 				return ""
 			}
 			return env[k]
-		}); err == nil {
+		}}); err == nil {
 			t.Error("FromEnv without SEND_QUEUE_URL succeeded")
 		}
 	})
 	t.Run("Sends", func(t *testing.T) {
-		h, err := send.FromEnv(t.Context(), func(k string) string { return env[k] })
+		h, err := lambdaenv.Send(t.Context(), lambdaenv.Env{Getenv: func(k string) string { return env[k] }})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,9 +12,8 @@ import (
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"minipush"
-	"minipush/internal/awsenv"
-	"minipush/internal/config"
-	"minipush/internal/dynamo"
+	"minipush/internal/logs"
+	"minipush/internal/metrics"
 )
 
 // DeadLetterReason is the reason recorded for a recipient whose send message reached
@@ -25,13 +24,12 @@ const DeadLetterReason = "dead_letter"
 // DeadLetterStore is the storage the dead-letter handler needs (implemented by
 // *dynamo.DB), with the same error contract as Store.
 type DeadLetterStore interface {
-	Deliveries(ctx context.Context, runKey string, openIDs []string) (map[string]dynamo.Delivery, error)
-	CreateDelivery(ctx context.Context, d dynamo.Delivery) (dynamo.Delivery, error)
+	Deliveries(ctx context.Context, runKey string, openIDs []string) (map[string]minipush.Delivery, error)
+	CreateDelivery(ctx context.Context, d minipush.Delivery) (minipush.Delivery, error)
 	FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, outcome minipush.Outcome, reason string, errcode int) error
 	GetGrant(ctx context.Context, appID, openID, grantID string) (minipush.Grant, error)
 	SpendGrant(ctx context.Context, g minipush.Grant, owner string) error
-	AddRunCounters(ctx context.Context, campaignID string, run int, c minipush.Counters) (dynamo.RunProgress, error)
-	Reconcile(ctx context.Context, campaignID string, run int) (minipush.Counters, bool, error)
+	runCounters
 }
 
 // DeadLetter consumes the send dead-letter queue (DeadLetterFunction). A send message
@@ -60,7 +58,8 @@ type DeadLetter struct {
 	Store     DeadLetterStore
 	Now       func() time.Time // must agree with the store's clock (leases compare both)
 	Log       *slog.Logger
-	Retention time.Duration // delivery items' TTL; default 30 days
+	Retention time.Duration    // delivery items' TTL; default 30 days
+	Metrics   *metrics.Emitter // one EMF flush per invocation; nil emits nothing
 }
 
 func (d *DeadLetter) now() time.Time {
@@ -70,12 +69,7 @@ func (d *DeadLetter) now() time.Time {
 	return time.Now()
 }
 
-func (d *DeadLetter) log() *slog.Logger {
-	if d.Log != nil {
-		return d.Log
-	}
-	return defaultLog
-}
+func (d *DeadLetter) log() *slog.Logger { return logs.Or(d.Log) }
 
 // Handle processes one batch of dead messages. It answers batchItemFailures with the
 // messages to see again (a live claim, a storage error, an unreadable body) and never
@@ -85,6 +79,8 @@ func (d *DeadLetter) Handle(ctx context.Context, ev events.SQSEvent) (events.SQS
 	if lc, ok := lambdacontext.FromContext(ctx); ok {
 		reqID = lc.AwsRequestID
 	}
+	ctx, mrec := d.Metrics.Start(ctx)
+	defer flushMetrics(ctx, d.log(), mrec)
 	var resp events.SQSEventResponse
 	for _, rec := range ev.Records {
 		b, err := d.message(ctx, rec, reqID)
@@ -99,7 +95,7 @@ func (d *DeadLetter) Handle(ctx context.Context, ev events.SQSEvent) (events.SQS
 		}
 		d.log().LogAttrs(ctx, level, "deadletter: message kept for another look",
 			slog.String("campaign", b.CampaignID), slog.Int("run", b.Run), slog.String("request_id", reqID),
-			slog.String("message_id", rec.MessageId), slog.String("batch", b.ID), slog.String("error", err.Error()))
+			slog.String("message_id", rec.MessageId), slog.String("batch", b.ID), slog.String("err", err.Error()))
 		resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: rec.MessageId})
 	}
 	return resp, nil
@@ -140,6 +136,8 @@ func (d *DeadLetter) message(ctx context.Context, rec events.SQSMessage, reqID s
 			errs = append(errs, err)
 		case o != "":
 			counted.Count(o, DeadLetterReason)
+			metrics.FromContext(ctx).Add(metrics.DeadLettered, 1,
+				metrics.Dim{Name: "AppId", Value: b.AppID}, metrics.Dim{Name: "Outcome", Value: string(o)})
 		default:
 			alreadyFinal++ // finalized meanwhile by a sender
 		}
@@ -164,11 +162,11 @@ func (d *DeadLetter) message(ctx context.Context, rec events.SQSMessage, reqID s
 // returns the outcome it recorded, or "" when someone else made it final first. It
 // looks at most twice: a sender may claim the recipient between the read and the
 // write.
-func (d *DeadLetter) finalize(ctx context.Context, b minipush.Batch, runKey, openID string, dl dynamo.Delivery, exists bool) (minipush.Outcome, error) {
+func (d *DeadLetter) finalize(ctx context.Context, b minipush.Batch, runKey, openID string, dl minipush.Delivery, exists bool) (minipush.Outcome, error) {
 	for range 2 {
 		if !exists {
-			existing, err := d.Store.CreateDelivery(ctx, dynamo.Delivery{
-				RunKey: runKey, OpenID: openID, State: dynamo.DeliveryFinal,
+			existing, err := d.Store.CreateDelivery(ctx, minipush.Delivery{
+				RunKey: runKey, OpenID: openID, State: minipush.DeliveryFinal,
 				Outcome: minipush.OutcomeFailed, Reason: DeadLetterReason,
 				ExpiresAt: d.now().Add(orDur(d.Retention, 30*24*time.Hour)),
 			})
@@ -208,7 +206,7 @@ func (d *DeadLetter) finalize(ctx context.Context, b minipush.Batch, runKey, ope
 // spendClaimed retires the grant a lost claim leased: its message may have gone out,
 // so the grant counts as used (as send's resolve does). A failure only leaves the
 // grant to be answered 41028/41029 next time, so it is logged.
-func (d *DeadLetter) spendClaimed(ctx context.Context, b minipush.Batch, openID string, dl dynamo.Delivery) {
+func (d *DeadLetter) spendClaimed(ctx context.Context, b minipush.Batch, openID string, dl minipush.Delivery) {
 	if dl.GrantID == "" || b.AppID == "" {
 		return
 	}
@@ -218,25 +216,6 @@ func (d *DeadLetter) spendClaimed(ctx context.Context, b minipush.Batch, openID 
 	}
 	if err != nil && minipush.ErrorCode(err) != minipush.ENOTFOUND && minipush.ErrorCode(err) != minipush.ECONFLICT {
 		d.log().LogAttrs(ctx, slog.LevelWarn, "deadletter: spend grant of a lost claim failed",
-			slog.String("campaign", b.CampaignID), slog.Int("run", b.Run), slog.String("error", err.Error()))
+			slog.String("campaign", b.CampaignID), slog.Int("run", b.Run), slog.String("err", err.Error()))
 	}
-}
-
-// DeadLetterFromEnv builds the dead-letter handler from a function's environment (see
-// FromEnv). It needs only the tables: it calls neither WeChat nor SQS.
-func DeadLetterFromEnv(ctx context.Context, getenv func(string) string) (*DeadLetter, error) {
-	cfg, err := config.FromEnv(getenv)
-	if err != nil {
-		return nil, fmt.Errorf("deadletter: %w", err)
-	}
-	if err := cfg.Require("GRANTS_TABLE", "CAMPAIGNS_TABLE", "DELIVERIES_TABLE"); err != nil {
-		return nil, fmt.Errorf("deadletter: %w", err)
-	}
-	clients, err := awsenv.Load(ctx, getenv)
-	if err != nil {
-		return nil, fmt.Errorf("deadletter: %w", err)
-	}
-	db := dynamo.New(clients.DynamoDB, cfg.Tables)
-	db.Retention = cfg.Retention
-	return &DeadLetter{Store: db, Now: db.Now, Retention: cfg.Retention}, nil
 }

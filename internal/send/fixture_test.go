@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -15,17 +14,15 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"minipush"
-	"minipush/internal/config"
 	"minipush/internal/dev/localstack"
 	"minipush/internal/dev/sandbox"
 	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
+	"minipush/internal/queue"
 	"minipush/internal/send"
 	"minipush/internal/token"
 	"minipush/internal/wechat"
@@ -68,13 +65,13 @@ func newFixture(t testing.TB) *fixture {
 	cfg := localstack.Config()
 	cfg.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) { tr.MaxIdleConnsPerHost = 128 })
 	ddb := dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(env.Endpoints.DynamoDB) })
-	db := dynamo.New(ddb, config.Tables{
+	db := dynamo.New(ddb, dynamo.Tables{
 		Grants: env.Table("GrantsTable"), Users: env.Table("UsersTable"), Campaigns: env.Table("CampaignsTable"),
 		Audience: env.Table("AudienceTable"), Deliveries: env.Table("DeliveriesTable"), State: env.Table("StateTable"),
 	})
 	// A generous timeout: under a loaded CI machine a 3 s answer deadline turned plain
 	// sends into (correctly recorded) unknowns; tests about timeouts set their own.
-	wc := wechat.New(wechat.Options{BaseURL: srv.URL, Logger: quiet, Timeout: 30 * time.Second, HTTPClient: send.NewHTTPClient(128)})
+	wc := wechat.New(wechat.Options{BaseURL: srv.URL, Logger: quiet, Timeout: 30 * time.Second, HTTPClient: wechat.NewHTTPClient(128)})
 	fetch := func(ctx context.Context, app string) (string, time.Time, error) {
 		tok, err := wc.StableToken(ctx, app, secret, false)
 		return tok.AccessToken, tok.ExpiresAt, err
@@ -90,7 +87,7 @@ func newFixture(t testing.TB) *fixture {
 // handler returns a handler on the fixture with test timings: no backoff delay.
 func (f *fixture) handler(parallelism int) *send.Handler {
 	return &send.Handler{
-		Store: f.db, Queue: send.SQSQueue{Client: f.env.SQS, URL: f.queueURL}, WeChat: f.wc, Tokens: f.tokens,
+		Store: f.db, Queue: queue.New(f.env.SQS, f.queueURL), WeChat: f.wc, Tokens: f.tokens,
 		Now: f.db.Now, Log: quiet, Parallelism: parallelism, RetryBase: -1, Lease: 20 * time.Second,
 		HoldDelay: time.Second,
 	}
@@ -106,84 +103,50 @@ func templateMessage() minipush.Message {
 		Data: map[string]minipush.DataValue{"keyword1": {Value: "order", Color: "#173177"}, "keyword2": {Value: "shipped"}}}
 }
 
-func jsonTags(o *attributevalue.EncoderOptions) { o.TagKey = "json" }
-
-// putCampaign stores a campaign and its run 1 (planning finished, planned recipients)
-// directly in the campaigns layout, as the planner would leave them.
+// putCampaign stores a one-off campaign and its run 1 as the planner leaves them
+// (planning finished, planned recipients queued).
 func (f *fixture) putCampaign(t testing.TB, id string, msg minipush.Message, policy minipush.Policy, planned int) {
 	t.Helper()
-	mav, err := attributevalue.MarshalWithOptions(msg, jsonTags)
-	if err != nil {
+	f.putCampaignWith(t, minipush.Campaign{ID: id, Message: msg, Policy: policy}, planned)
+}
+
+// putCampaignWith is putCampaign for a campaign with more fields set (a schedule). It
+// writes through the adapter's own writes, the planner's in order: the campaign as it
+// starts run 1, the run claimed, then finished with planned recipients, so the items
+// carry exactly the layout production writes.
+func (f *fixture) putCampaignWith(t testing.TB, c minipush.Campaign, planned int) {
+	t.Helper()
+	ctx := t.Context()
+	c.AppID, c.Name, c.Status, c.RunSeq = appID, c.ID, minipush.StatusPlanning, 1
+	c.CreatedAt, c.UpdatedAt = time.Unix(1, 0), time.Unix(1, 0)
+	if err := f.db.CreateCampaign(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	pav, err := attributevalue.MarshalWithOptions(policy, jsonTags)
-	if err != nil {
+	now := f.db.Now()
+	if _, err := f.db.ClaimRun(ctx, c.ID, 1, appID, "fixture", now, now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	s := func(v string) ddbtypes.AttributeValue { return &ddbtypes.AttributeValueMemberS{Value: v} }
-	n := func(v int) ddbtypes.AttributeValue { return &ddbtypes.AttributeValueMemberN{Value: strconv.Itoa(v)} }
-	items := []map[string]ddbtypes.AttributeValue{
-		{"pk": s("c#" + id), "sk": s("meta"), "id": s(id), "appId": s(appID), "name": s(id), "status": s("sending"),
-			"message": mav, "policy": pav, "createdAt": n(1), "runSeq": n(1)},
-		{"pk": s("c#" + id), "sk": s("run#1"), "status": s(dynamo.RunSending), "planned": n(planned)},
-	}
-	for _, it := range items {
-		if _, err := f.env.DynamoDB.PutItem(t.Context(), &dynamodb.PutItemInput{TableName: aws.String(f.db.Tables.Campaigns), Item: it}); err != nil {
-			t.Fatal(err)
-		}
+	if err := f.db.FinishRun(ctx, c.ID, 1, "fixture", planned, time.Time{}, now); err != nil {
+		t.Fatal(err)
 	}
 }
 
-// putGrants writes grants straight into the grants table, 25 per BatchWriteItem, in
-// the layout of dynamo's grantItem: seeding thousands through AddGrants (a
+// putGrants stores grants as they are with the adapter's bulk load (ImportGrants, 25
+// per BatchWriteItem), 16 loads at once: seeding thousands through AddGrants (a
 // transaction and an inventory read each) would dominate the test's run time. One
-// test (TestAbortPausesCampaign) seeds through AddGrants to pin the layout.
+// test (TestAbortPausesCampaign) seeds through AddGrants.
 func (f *fixture) putGrants(t testing.TB, grants []minipush.Grant) {
 	t.Helper()
 	var wg sync.WaitGroup
-	errs := make(chan error, len(grants)/25+1)
+	errs := make(chan error, len(grants)/250+1)
 	sem := make(chan struct{}, 16)
-	for start := 0; start < len(grants); start += 25 {
-		chunk := grants[start:min(start+25, len(grants))]
+	for start := 0; start < len(grants); start += 250 {
+		chunk := grants[start:min(start+250, len(grants))]
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			var reqs []ddbtypes.WriteRequest
-			for _, g := range chunk {
-				item := map[string]ddbtypes.AttributeValue{
-					"pk": &ddbtypes.AttributeValueMemberS{Value: minipush.UserKey(g.AppID, g.OpenID)},
-					"sk": &ddbtypes.AttributeValueMemberS{Value: "g#" + g.ID},
-					"ek": &ddbtypes.AttributeValueMemberS{Value: g.ExpiryKey()},
-				}
-				rest, err := attributevalue.MarshalMap(struct {
-					AppID       string `dynamodbav:"appId"`
-					OpenID      string `dynamodbav:"openId"`
-					Kind        string `dynamodbav:"kind"`
-					ID          string `dynamodbav:"id"`
-					Value       string `dynamodbav:"value,omitempty"`
-					TemplateID  string `dynamodbav:"tpl,omitempty"`
-					Uses        int    `dynamodbav:"uses"`
-					CollectedAt int64  `dynamodbav:"collectedAt"`
-					ExpiresAt   int64  `dynamodbav:"expiresAt"`
-					LeaseUntil  int64  `dynamodbav:"leaseUntil"`
-				}{g.AppID, g.OpenID, string(g.Kind), g.ID, g.Value, g.TemplateID, g.Uses, g.CollectedAt.Unix(), g.ExpiresAt.Unix(), 0})
-				if err != nil {
-					errs <- err
-					return
-				}
-				for k, v := range rest {
-					item[k] = v
-				}
-				reqs = append(reqs, ddbtypes.WriteRequest{PutRequest: &ddbtypes.PutRequest{Item: item}})
-			}
-			pending := map[string][]ddbtypes.WriteRequest{f.db.Tables.Grants: reqs}
-			for len(pending) > 0 {
-				out, err := f.db.Client.BatchWriteItem(context.Background(), &dynamodb.BatchWriteItemInput{RequestItems: pending})
-				if err != nil {
-					errs <- err
-					return
-				}
-				pending = out.UnprocessedItems
+			if err := f.db.ImportGrants(context.Background(), chunk); err != nil {
+				errs <- err
 			}
 		})
 	}
@@ -296,42 +259,28 @@ func (f *fixture) runDone(t testing.TB, campaign string) func() bool {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return p.Status == dynamo.RunDone
+		return p.Status == minipush.RunDone
 	}
 }
 
-// outcomes returns every delivery item of the run by openid.
-func (f *fixture) outcomes(t testing.TB, campaign string) map[string]dynamo.Delivery {
+// outcomes returns every delivery of the run by openid, claims included, read page by
+// page through the adapter's listing.
+func (f *fixture) outcomes(t testing.TB, campaign string) map[string]minipush.Delivery {
 	t.Helper()
-	out := map[string]dynamo.Delivery{}
-	p := dynamodb.NewQueryPaginator(f.env.DynamoDB, &dynamodb.QueryInput{
-		TableName: aws.String(f.db.Tables.Deliveries), KeyConditionExpression: aws.String("pk = :pk"),
-		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":pk": &ddbtypes.AttributeValueMemberS{Value: minipush.RunKey(campaign, 1)}},
-		ConsistentRead:            aws.Bool(true),
-	})
-	for p.HasMorePages() {
-		page, err := p.NextPage(t.Context())
+	out := map[string]minipush.Delivery{}
+	for cursor := ""; ; {
+		page, next, err := f.db.ListDeliveries(t.Context(), campaign, 1, "", minipush.MaxListLimit, cursor)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, item := range page.Items {
-			var it struct {
-				SK        string `dynamodbav:"sk"`
-				State     string `dynamodbav:"state"`
-				Outcome   string `dynamodbav:"outcome"`
-				Reason    string `dynamodbav:"reason"`
-				Owner     string `dynamodbav:"owner"`
-				ErrCode   int    `dynamodbav:"errcode"`
-				ExpiresAt int64  `dynamodbav:"expiresAt"`
-			}
-			if err := attributevalue.UnmarshalMap(item, &it); err != nil {
-				t.Fatal(err)
-			}
-			out[it.SK] = dynamo.Delivery{OpenID: it.SK, State: it.State, Outcome: minipush.Outcome(it.Outcome), Reason: it.Reason,
-				ErrCode: it.ErrCode, Owner: it.Owner, ExpiresAt: time.Unix(it.ExpiresAt, 0)}
+		for _, d := range page {
+			out[d.OpenID] = d
 		}
+		if next == "" {
+			return out
+		}
+		cursor = next
 	}
-	return out
 }
 
 // acceptedBy counts the sandbox's accepted messages per recipient for one API.

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"minipush"
-	"minipush/internal/dynamo"
 	"minipush/internal/wechat"
 )
 
@@ -76,8 +75,8 @@ func (r recipient) deliver(ctx context.Context) (result, error) {
 				r.release(ctx, leased)
 				return result{openID: r.openID, fate: fateHold}, nil
 			}
-			existing, err := r.store().CreateDelivery(ctx, dynamo.Delivery{
-				RunKey: r.runKey, OpenID: r.openID, State: dynamo.DeliverySending, Owner: r.inv.owner,
+			existing, err := r.store().CreateDelivery(ctx, minipush.Delivery{
+				RunKey: r.runKey, OpenID: r.openID, State: minipush.DeliverySending, Owner: r.inv.owner,
 				LeaseUntil: until, GrantID: leased.ID, ExpiresAt: h.now().Add(r.retention()),
 			})
 			switch {
@@ -158,7 +157,7 @@ func attrs(r recipient, err error) []slog.Attr {
 		slog.String("campaign", r.b.CampaignID), slog.Int("run", r.b.Run), slog.String("request_id", r.inv.reqID),
 	}
 	if err != nil {
-		a = append(a, slog.String("error", err.Error()))
+		a = append(a, slog.String("err", err.Error()))
 	}
 	return a
 }
@@ -259,8 +258,8 @@ func (r recipient) finishOwn(ctx context.Context, o minipush.Outcome, reason str
 // skipped, retries exhausted) unless the recipient already has a delivery item.
 func (r recipient) finalizeUnclaimed(ctx context.Context, o minipush.Outcome, reason string, errcode int) (result, error) {
 	h := r.inv.h
-	existing, err := r.store().CreateDelivery(ctx, dynamo.Delivery{
-		RunKey: r.runKey, OpenID: r.openID, State: dynamo.DeliveryFinal, Outcome: o, Reason: reason, ErrCode: errcode,
+	existing, err := r.store().CreateDelivery(ctx, minipush.Delivery{
+		RunKey: r.runKey, OpenID: r.openID, State: minipush.DeliveryFinal, Outcome: o, Reason: reason, ErrCode: errcode,
 		ExpiresAt: h.now().Add(r.retention()),
 	})
 	switch {
@@ -276,7 +275,7 @@ func (r recipient) finalizeUnclaimed(ctx context.Context, o minipush.Outcome, re
 // stands; a live claim is another sender's to finish (look again after its lease); an
 // expired claim is a sender that crashed after claiming, so its message may have gone
 // out: it becomes unknown, its grant counts as used, and it is never resent.
-func (r recipient) resolve(ctx context.Context, d dynamo.Delivery) (result, error) {
+func (r recipient) resolve(ctx context.Context, d minipush.Delivery) (result, error) {
 	h := r.inv.h
 	switch {
 	case d.Final() || d.Owner == r.inv.owner:

@@ -29,7 +29,7 @@
 //     exponential DelaySeconds); beyond the policy's retry budget they end failed/
 //     "retries_exhausted".
 //  7. Add the message's finalized recipients to the run counters in one UpdateItem;
-//     when the run looks complete, dynamo.DB.Reconcile recounts it from the delivery
+//     when the run looks complete, minipush.Reconcile recounts it from the delivery
 //     items and marks it done.
 //
 // Writes per sent message: lease the grant, claim the delivery, spend the grant,
@@ -53,7 +53,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -65,8 +64,9 @@ import (
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"minipush"
-	"minipush/internal/config"
-	"minipush/internal/dynamo"
+	"minipush/internal/logs"
+	"minipush/internal/metrics"
+	"minipush/internal/queue"
 	"minipush/internal/wechat"
 )
 
@@ -76,11 +76,10 @@ import (
 type Store interface {
 	SendCampaign(ctx context.Context, id string) (minipush.Campaign, error)
 	PauseCampaign(ctx context.Context, id, reason string) error
-	AddRunCounters(ctx context.Context, campaignID string, run int, c minipush.Counters) (dynamo.RunProgress, error)
-	Reconcile(ctx context.Context, campaignID string, run int) (minipush.Counters, bool, error)
+	runCounters
 
-	Deliveries(ctx context.Context, runKey string, openIDs []string) (map[string]dynamo.Delivery, error)
-	CreateDelivery(ctx context.Context, d dynamo.Delivery) (dynamo.Delivery, error)
+	Deliveries(ctx context.Context, runKey string, openIDs []string) (map[string]minipush.Delivery, error)
+	CreateDelivery(ctx context.Context, d minipush.Delivery) (minipush.Delivery, error)
 	FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, outcome minipush.Outcome, reason string, errcode int) error
 	SetDeliveryGrant(ctx context.Context, runKey, openID, owner, grantID string) error
 	DeleteClaim(ctx context.Context, runKey, openID, owner string) error
@@ -121,9 +120,8 @@ const (
 	DefaultLease       = 2 * time.Minute // longer than a Lambda invocation (60 s) can send
 	DefaultRetryBase   = 5 * time.Second
 	DefaultHoldDelay   = 5 * time.Minute
-	DefaultRetryBudget = 5
-	// MaxDelay is SQS's DelaySeconds limit.
-	MaxDelay = 15 * time.Minute
+	// MaxDelay is the longest re-queue delay: SQS's DelaySeconds limit.
+	MaxDelay = queue.MaxDelay
 	// grantLookups bounds the grant search of one recipient: lost lease races plus
 	// grants WeChat rejected.
 	grantLookups = 5
@@ -136,14 +134,15 @@ type Handler struct {
 	WeChat  Sender
 	Tokens  Tokens
 	Limiter *RateLimiter // nil: no per-instance rate limit
-	// Zones is each app's time zone (config.App.Location): the one-push-per-day cap
+	// Zones is each app's time zone (minipush.App.Location): the one-push-per-day cap
 	// counts the recipient's day there, the same for every campaign of the app. An app
-	// missing here counts in config.DefaultAppTimeZone.
+	// missing here counts in minipush.DefaultAppTimeZone.
 	Zones map[string]*time.Location
 
 	Now      func() time.Time // must agree with the store's clock (leases compare both)
 	NewOwner func() string    // a unique id per invocation; claims and leases carry it
 	Log      *slog.Logger
+	Metrics  *metrics.Emitter // one EMF flush per invocation; nil emits nothing
 
 	Parallelism int           // recipients in flight per invocation; default DefaultParallelism
 	Retention   time.Duration // delivery items' TTL; default 30 days
@@ -162,14 +161,7 @@ func (h *Handler) now() time.Time {
 	return time.Now()
 }
 
-func (h *Handler) log() *slog.Logger {
-	if h.Log != nil {
-		return h.Log
-	}
-	return defaultLog
-}
-
-var defaultLog = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+func (h *Handler) log() *slog.Logger { return logs.Or(h.Log) }
 
 func orDur(v, def time.Duration) time.Duration {
 	if v == 0 {
@@ -201,6 +193,8 @@ func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 	if lc, ok := lambdacontext.FromContext(ctx); ok {
 		reqID = lc.AwsRequestID
 	}
+	ctx, rec := h.Metrics.Start(ctx)
+	defer flushMetrics(ctx, h.log(), rec)
 	inv := &invocation{
 		h: h, owner: h.newOwner(), reqID: reqID,
 		sem:       make(chan struct{}, h.parallelism()),
@@ -222,7 +216,7 @@ func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 		h.log().LogAttrs(ctx, slog.LevelError, "send: message failed; SQS will redeliver it",
 			slog.String("campaign", b.CampaignID), slog.Int("run", b.Run), slog.String("request_id", reqID),
 			slog.String("message_id", ev.Records[i].MessageId), slog.String("batch", b.ID),
-			slog.String("error", err.Error()))
+			slog.String("err", err.Error()))
 		resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: ev.Records[i].MessageId})
 	}
 	return resp, nil
@@ -256,9 +250,9 @@ type campaignState struct {
 	paused atomic.Bool
 }
 
-// defaultZone is config.DefaultAppTimeZone, loaded once.
+// defaultZone is minipush.DefaultAppTimeZone, loaded once.
 var defaultZone = sync.OnceValue(func() *time.Location {
-	return config.App{}.Location()
+	return minipush.App{}.Location()
 })
 
 // dayZone is the zone of appID's users. Not the campaign's schedule zone: two
@@ -429,7 +423,7 @@ func (inv *invocation) settle(ctx context.Context, b minipush.Batch, st *campaig
 	if len(retry)+len(busy) > 0 {
 		attempt++
 	}
-	budget := cmp.Or(st.c.Policy.RetryBudget, DefaultRetryBudget)
+	budget := cmp.Or(st.c.Policy.RetryBudget, minipush.DefaultRetryBudget)
 	if len(retry) > 0 && attempt > budget {
 		// Out of retries: these end failed. A recipient whose claim someone else holds
 		// meanwhile stays theirs (finalizeUnclaimed resolves it).
@@ -454,6 +448,7 @@ func (inv *invocation) settle(ctx context.Context, b minipush.Batch, st *campaig
 			continue
 		}
 		counted.Count(r.outcome, r.reason)
+		countOutcome(ctx, st.c.AppID, r.outcome, r.reason)
 	}
 	log := h.log().With(slog.String("campaign", b.CampaignID), slog.Int("run", b.Run), slog.String("request_id", inv.reqID), slog.String("batch", b.ID))
 	inv.account(ctx, b, counted, alreadyFinal)
@@ -502,10 +497,11 @@ func (inv *invocation) account(ctx context.Context, b minipush.Batch, counted mi
 	accountRun(ctx, inv.h.Store, log, b, counted, alreadyFinal)
 }
 
-// runCounters is the part of the store that counts a run and finishes it.
+// runCounters is the part of the store that counts a run and finishes it
+// (minipush.Reconcile).
 type runCounters interface {
-	AddRunCounters(ctx context.Context, campaignID string, run int, c minipush.Counters) (dynamo.RunProgress, error)
-	Reconcile(ctx context.Context, campaignID string, run int) (minipush.Counters, bool, error)
+	AddRunCounters(ctx context.Context, campaignID string, run int, c minipush.Counters) (minipush.RunProgress, error)
+	minipush.RunStore
 }
 
 // accountRun is account for any handler that finalizes recipients of a batch (send,
@@ -517,18 +513,18 @@ func accountRun(ctx context.Context, store runCounters, log *slog.Logger, b mini
 	prog, err := store.AddRunCounters(ctx, b.CampaignID, b.Run, counted)
 	switch {
 	case err != nil:
-		log.LogAttrs(ctx, slog.LevelWarn, "send: counter update lost; reconcile will recount", slog.String("error", err.Error()))
+		log.LogAttrs(ctx, slog.LevelWarn, "send: counter update lost; reconcile will recount", slog.String("err", err.Error()))
 		return
-	case prog.Status == dynamo.RunDone:
+	case prog.Status == minipush.RunDone:
 		return
 	case prog.Complete():
 	case alreadyFinal > 0 && prog.PlanningDone() && prog.Counters.Final()+alreadyFinal >= prog.Planned:
 	default:
 		return
 	}
-	sum, done, err := store.Reconcile(ctx, b.CampaignID, b.Run)
+	sum, done, err := minipush.Reconcile(ctx, store, b.CampaignID, b.Run)
 	if err != nil {
-		log.LogAttrs(ctx, slog.LevelWarn, "send: reconcile failed; the planner retries it", slog.String("error", err.Error()))
+		log.LogAttrs(ctx, slog.LevelWarn, "send: reconcile failed; the planner retries it", slog.String("err", err.Error()))
 	} else if done {
 		log.LogAttrs(ctx, slog.LevelInfo, "send: run done", slog.Int("planned", sum.Planned), slog.Int("sent", sum.Sent),
 			slog.Int("no_grant", sum.NoGrant), slog.Int("skipped", sum.Skipped), slog.Int("unknown", sum.Unknown),

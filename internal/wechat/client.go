@@ -168,7 +168,7 @@ func (c *Client) do(ctx context.Context, cl call, out any) (err error) {
 		rerr := &RequestError{Method: cl.method, Path: cl.path, Written: written.Load(), Err: unwrapURLError(err)}
 		c.Logger.LogAttrs(ctx, slog.LevelWarn, "wechat call failed",
 			slog.String("api", cl.path), slog.Bool("written", rerr.Written),
-			slog.String("error", redact(rerr.Err.Error(), cl.secrets)),
+			slog.String("err", redact(rerr.Err.Error(), cl.secrets)),
 			slog.Duration("elapsed", time.Since(start)))
 		return rerr
 	}
@@ -236,7 +236,7 @@ func (c *Client) checkResponse(ctx context.Context, cl call, resp *http.Response
 func (c *Client) malformed(ctx context.Context, cl call, status int, cause error) error {
 	e := &Error{Msg: "malformed response: " + redact(cause.Error(), cl.secrets), HTTPStatus: status, API: cl.path}
 	c.Logger.LogAttrs(ctx, slog.LevelWarn, "wechat malformed response",
-		slog.String("api", cl.path), slog.Int("http_status", status), slog.String("error", e.Msg))
+		slog.String("api", cl.path), slog.Int("http_status", status), slog.String("err", e.Msg))
 	return e
 }
 

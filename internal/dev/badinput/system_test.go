@@ -27,7 +27,7 @@ import (
 	"minipush/internal/dev/localrun"
 	"minipush/internal/dev/sandbox"
 	"minipush/internal/dev/testenv"
-	"minipush/internal/functions"
+	"minipush/internal/lambdaenv"
 )
 
 // The deployment serves two mini-programs: the demo app, registered in the sandbox and
@@ -76,7 +76,7 @@ func startSystem(t *testing.T) *system {
 	r, err := localrun.Start(t.Context(), localrun.Options{
 		Root: testenv.Root(), Stack: &ep, Addr: "127.0.0.1:0",
 		Prefix:   fmt.Sprintf("bad%d-", time.Now().UnixNano()%1e9),
-		Builders: functions.Builders(),
+		Builders: lambdaenv.Builders(),
 		Params:   map[string]string{"WeChatBaseURL": wx.URL},
 		Secrets:  map[string]string{"WeChatSecret": string(secret)},
 		Log:      slog.New(slog.NewJSONHandler(logs, nil)),

@@ -25,7 +25,7 @@ import (
 	"minipush/internal/dev/sandbox"
 	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
-	"minipush/internal/functions"
+	"minipush/internal/lambdaenv"
 )
 
 // Collect load: each client owns its users and uploads for them in turn, so one user's
@@ -211,15 +211,14 @@ func startSystem(t *testing.T) *system {
 	srv := httptest.NewServer(sb) // 127.0.0.1
 	t.Cleanup(srv.Close)
 	ep := stackFor(t)
-	builders := functions.Builders()
+	builders := lambdaenv.Builders()
 	// The collect function as its main.go builds it, logging to nowhere rather than
 	// thousands of lines into the bench output.
 	builders["CollectFunction"] = func(ctx context.Context, getenv func(string) string) (any, error) {
-		h, err := collect.FromEnv(ctx, getenv)
+		h, err := lambdaenv.Collect(ctx, lambdaenv.Env{Getenv: getenv, Log: quietLog})
 		if err != nil {
 			return nil, err
 		}
-		h.Log = quietLog
 		return h.Handle, nil
 	}
 	suffix := make([]byte, 4)

@@ -28,10 +28,8 @@ import (
 	"minipush/internal/dev/localstack"
 	"minipush/internal/dev/reqcount"
 	"minipush/internal/dynamo"
-	"minipush/internal/expire"
-	"minipush/internal/plan"
+	"minipush/internal/lambdaenv"
 	"minipush/internal/queue"
-	"minipush/internal/send"
 )
 
 // The cost section follows messages through their whole life, each stage run by its
@@ -142,7 +140,7 @@ func TestBenchCost(t *testing.T) {
 
 	// Collect: each user logs in and uploads the subscribe grant they accepted.
 	st := stages["collect"]
-	ch, err := collect.FromEnv(ctx, getenv(st.function))
+	ch, err := lambdaenv.Collect(ctx, lambdaenv.Env{Getenv: getenv(st.function)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +188,7 @@ func TestBenchCost(t *testing.T) {
 		t.Fatal(err)
 	}
 	st = stages["plan"]
-	ph, err := plan.FromEnv(ctx, getenv(st.function))
+	ph, err := lambdaenv.Plan(ctx, lambdaenv.Env{Getenv: getenv(st.function)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,17 +211,17 @@ func TestBenchCost(t *testing.T) {
 	// Send: the SQS event source (receive 10, invoke, delete what succeeded) and the
 	// send function, until the run is done.
 	st = stages["send"]
-	sh, err := send.FromEnv(ctx, getenv(st.function))
+	sh, err := lambdaenv.Send(ctx, lambdaenv.Env{Getenv: getenv(st.function)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	sh.Log = quietLog
 	ddb, q = countedClients(w, st.counter)
 	sh.Store.(*dynamo.DB).Client = ddb // the token cache shares it
-	sh.Queue = send.SQSQueue{Client: q, URL: w.queue.URL}
+	sh.Queue = queue.New(q, w.queue.URL)
 	deadline := time.Now().Add(2 * time.Minute)
-	var prog dynamo.RunProgress
-	for prog.Status != dynamo.RunDone {
+	var prog minipush.RunProgress
+	for prog.Status != minipush.RunDone {
 		if time.Now().After(deadline) {
 			t.Fatalf("send: run not done in time: %+v", prog)
 		}
@@ -272,13 +270,13 @@ func TestBenchCost(t *testing.T) {
 	// Expire: the spends' REMOVE records through the template's filter, in batches of
 	// the mapping's BatchSize (100). Stream reads by Lambda are free and not counted.
 	st = stages["expire"]
-	eh, err := expire.FromEnv(ctx, getenv(st.function))
+	eh, err := lambdaenv.Expire(ctx, lambdaenv.Env{Getenv: getenv(st.function)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	eh.Log = quietLog
 	ddb, _ = countedClients(w, st.counter)
-	eh.DB.Client = ddb
+	eh.DB.(*dynamo.DB).Client = ddb
 	reader, err := localstack.NewStreamReader(w.env.Streams, w.env.StreamARNs["GrantsTable"], []string{`{"eventName":["REMOVE"]}`})
 	if err != nil {
 		t.Fatal(err)

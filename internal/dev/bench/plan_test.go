@@ -22,6 +22,7 @@ import (
 	"minipush"
 	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
+	"minipush/internal/lambdaenv"
 	"minipush/internal/plan"
 )
 
@@ -51,7 +52,7 @@ func TestBenchPlan(t *testing.T) {
 	ctx := t.Context()
 	env := testenv.NewOn(t, stackFor(t), nil)
 	fnEnv := functionEnv(t, env, "PlanFunction")
-	h, err := plan.FromEnv(ctx, func(k string) string { return fnEnv[k] })
+	h, err := lambdaenv.Plan(ctx, lambdaenv.Env{Getenv: func(k string) string { return fnEnv[k] }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func TestBenchPlan(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.Status != dynamo.RunSending || p.Planned != n {
+		if p.Status != minipush.RunSending || p.Planned != n {
 			t.Fatalf("run of %s: status %q planned %d, want sending %d", id, p.Status, p.Planned, n)
 		}
 		r.batches = (n + plan.DefaultBatchSize - 1) / plan.DefaultBatchSize // sizes are whole pages

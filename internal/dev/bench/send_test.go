@@ -23,12 +23,12 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"minipush"
-	"minipush/internal/config"
 	"minipush/internal/dev/localrun"
 	"minipush/internal/dev/localstack"
 	"minipush/internal/dev/sandbox"
 	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
+	"minipush/internal/lambdaenv"
 	"minipush/internal/plan"
 	"minipush/internal/queue"
 	"minipush/internal/send"
@@ -87,7 +87,7 @@ func newSendWorld(t *testing.T) *sendWorld {
 		o.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) { tr.MaxIdleConnsPerHost = 256 })
 	})
 	w.db = dynamo.New(ddb, tablesOf(env))
-	w.wc = wechat.New(wechat.Options{BaseURL: srv.URL, Logger: quietLog, Timeout: 30 * time.Second, HTTPClient: send.NewHTTPClient(256)})
+	w.wc = wechat.New(wechat.Options{BaseURL: srv.URL, Logger: quietLog, Timeout: 30 * time.Second, HTTPClient: wechat.NewHTTPClient(256)})
 	return w
 }
 
@@ -107,12 +107,12 @@ func functionEnv(t *testing.T, env *testenv.Env, function string) map[string]str
 	if err != nil {
 		t.Fatal(err)
 	}
-	fnEnv[config.LocalSecretsEnv] = string(secrets)
+	fnEnv[lambdaenv.LocalSecretsEnv] = string(secrets)
 	return fnEnv
 }
 
-func tablesOf(env *testenv.Env) config.Tables {
-	return config.Tables{
+func tablesOf(env *testenv.Env) dynamo.Tables {
+	return dynamo.Tables{
 		Grants: env.Table("GrantsTable"), Users: env.Table("UsersTable"), Campaigns: env.Table("CampaignsTable"),
 		Audience: env.Table("AudienceTable"), Deliveries: env.Table("DeliveriesTable"), State: env.Table("StateTable"),
 	}
@@ -250,9 +250,9 @@ func (w *sendWorld) useFreshQueue(t *testing.T, name string) {
 func (w *sendWorld) runOurs(t *testing.T, id string, n, parallelism int) time.Duration {
 	t.Helper()
 	fnEnv := maps.Clone(w.fnEnv)
-	fnEnv[send.ParallelismEnv] = fmt.Sprint(parallelism)
+	fnEnv[lambdaenv.SendParallelismEnv] = fmt.Sprint(parallelism)
 	fnEnv["SEND_QUEUE_URL"] = w.queue.URL // re-queued recipients stay on this run's queue
-	h, err := send.FromEnv(t.Context(), func(k string) string { return fnEnv[k] })
+	h, err := lambdaenv.Send(t.Context(), lambdaenv.Env{Getenv: func(k string) string { return fnEnv[k] }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +268,7 @@ func (w *sendWorld) runOurs(t *testing.T, id string, n, parallelism int) time.Du
 		if len(resp.BatchItemFailures) > 0 {
 			t.Errorf("send reported %d failed messages", len(resp.BatchItemFailures))
 		}
-		if p, rerr := w.db.RunCounters(ctx, id, 1); rerr == nil && p.Status == dynamo.RunDone {
+		if p, rerr := w.db.RunCounters(ctx, id, 1); rerr == nil && p.Status == minipush.RunDone {
 			once.Do(func() { finished <- time.Now() })
 		}
 		return resp, err
@@ -301,7 +301,7 @@ func (w *sendWorld) checkRun(t *testing.T, id string, n int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Status != dynamo.RunDone || p.Counters.Sent != n || p.Counters.Final() != n {
+	if p.Status != minipush.RunDone || p.Counters.Sent != n || p.Counters.Final() != n {
 		t.Errorf("campaign %s: run %s %+v, want done with %d sent", id, p.Status, p.Counters, n)
 	}
 }
@@ -332,7 +332,7 @@ func (w *sendWorld) runFloor(t *testing.T, runKey string, ids []string, workers 
 		if g, err = w.db.LeaseGrant(ctx, g, owner, lease); err != nil {
 			return err
 		}
-		if _, err := w.db.CreateDelivery(ctx, dynamo.Delivery{RunKey: runKey, OpenID: u, State: dynamo.DeliverySending,
+		if _, err := w.db.CreateDelivery(ctx, minipush.Delivery{RunKey: runKey, OpenID: u, State: minipush.DeliverySending,
 			Owner: owner, LeaseUntil: lease, GrantID: g.ID, ExpiresAt: w.db.Now().Add(30 * 24 * time.Hour)}); err != nil {
 			return err
 		}

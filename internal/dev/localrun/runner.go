@@ -27,14 +27,16 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"minipush/internal/config"
 	"minipush/internal/dev/localstack"
 	"minipush/internal/dev/samtemplate"
+	"minipush/internal/lambdaenv"
+	"minipush/internal/metrics"
 )
 
 // Builder builds a function's handler from its environment, as its main.go does in
-// Lambda. The result must be a handler func of the type the function's events need.
-type Builder func(ctx context.Context, getenv func(string) string) (any, error)
+// Lambda (lambdaenv.Builders). The result must be a handler func of the type the
+// function's events need.
+type Builder = lambdaenv.Builder
 
 // Options configure a runner.
 type Options struct {
@@ -69,6 +71,9 @@ type Runner struct {
 	Resources *localstack.Resources
 	Secrets   map[string]string
 	Schedules map[string]*Schedule // by function logical id
+	// Metrics receives every function's EMF lines (what CloudWatch would extract) and
+	// sums them up for the live summary of make run.
+	Metrics *Summary
 
 	log     *slog.Logger
 	stack   *localstack.Stack
@@ -92,7 +97,7 @@ func Start(ctx context.Context, opts Options) (_ *Runner, err error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Runner{log: log, tpl: tpl, Schedules: map[string]*Schedule{}}
+	r := &Runner{log: log, tpl: tpl, Schedules: map[string]*Schedule{}, Metrics: NewSummary()}
 	defer func() {
 		if err != nil {
 			r.Stop(context.WithoutCancel(ctx))
@@ -145,7 +150,7 @@ func Start(ctx context.Context, opts Options) (_ *Runner, err error) {
 		if err != nil {
 			return nil, err
 		}
-		h, err := build(ctx, getenv)
+		h, err := build(metrics.WithWriter(ctx, r.Metrics), getenv)
 		if err != nil {
 			return nil, fmt.Errorf("localrun: build %s: %w", id, err)
 		}
@@ -314,7 +319,7 @@ func (r *Runner) functionEnv(id string, extra map[string]string) (func(string) s
 		env[k] = v
 	}
 	b, _ := json.Marshal(r.Secrets)
-	env[config.LocalSecretsEnv] = string(b)
+	env[lambdaenv.LocalSecretsEnv] = string(b)
 	env["AWS_LAMBDA_FUNCTION_NAME"] = r.Resources.Prefix + id
 	return func(k string) string { return env[k] }, nil
 }

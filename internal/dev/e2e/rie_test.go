@@ -1,4 +1,4 @@
-package functions_test
+package e2e_test
 
 import (
 	"bytes"
@@ -22,11 +22,11 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"minipush/internal/config"
 	"minipush/internal/dev/localrun"
 	"minipush/internal/dev/sandbox"
 	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
+	"minipush/internal/lambdaenv"
 )
 
 // rieVersion pins the runtime interface emulator (the one Lambda's provided.al2023
@@ -205,7 +205,7 @@ func randomKey(t *testing.T) string {
 // db is the storage adapter on the world's tables, to read what a function wrote.
 func (w *world) db(t *testing.T) *dynamo.DB {
 	t.Helper()
-	return dynamo.New(w.env.DynamoDB, config.Tables{
+	return dynamo.New(w.env.DynamoDB, dynamo.Tables{
 		Grants: w.env.Table("GrantsTable"), Users: w.env.Table("UsersTable"), Campaigns: w.env.Table("CampaignsTable"),
 		Audience: w.env.Table("AudienceTable"), Deliveries: w.env.Table("DeliveriesTable"), State: w.env.Table("StateTable"),
 	})
@@ -219,7 +219,7 @@ func (w *world) functionEnv(t *testing.T, id string) map[string]string {
 		env[k] = v
 	}
 	b, _ := json.Marshal(w.secrets)
-	env[config.LocalSecretsEnv] = string(b)
+	env[lambdaenv.LocalSecretsEnv] = string(b)
 	env["AWS_LAMBDA_FUNCTION_TIMEOUT"] = strconv.Itoa(30)
 	return env
 }

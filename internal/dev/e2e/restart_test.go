@@ -1,4 +1,4 @@
-package functions_test
+package e2e_test
 
 import (
 	"bufio"

@@ -1,0 +1,243 @@
+package lambdaenv
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"minipush/internal/admin"
+	"minipush/internal/collect"
+	"minipush/internal/dynamo"
+	"minipush/internal/expire"
+	"minipush/internal/plan"
+	"minipush/internal/queue"
+	"minipush/internal/send"
+	"minipush/internal/session"
+	"minipush/internal/token"
+	"minipush/internal/wechat"
+)
+
+// Collect builds the collect function (sessions, grant uploads, WeChat's message push):
+// the WeChat secret's apps, the session signing key, the WeChat client and storage.
+func Collect(ctx context.Context, env Env) (h *collect.Handler, err error) {
+	defer wrap(&err, "collect")
+	w, err := env.wire("collect", "GRANTS_TABLE", "USERS_TABLE", "STATE_TABLE", "WECHAT_SECRET_ARN", "SESSION_SECRET_ARN")
+	if err != nil {
+		return nil, err
+	}
+	rate, err := w.cfg.positiveInt(CollectRateEnv, collect.DefaultRatePerMinute)
+	if err != nil {
+		return nil, err
+	}
+	sessionRate, err := w.cfg.positiveInt(SessionRateEnv, collect.DefaultSessionRatePerMinute)
+	if err != nil {
+		return nil, err
+	}
+	ttl := collect.DefaultSessionTTL
+	if v := w.cfg.get(SessionTTLEnv); v != "" {
+		if ttl, err = time.ParseDuration(v); err != nil || ttl < time.Minute {
+			return nil, fmt.Errorf("%s %q: want a duration of at least 1m, e.g. 168h", SessionTTLEnv, v)
+		}
+	}
+	if err := w.connect(ctx); err != nil {
+		return nil, err
+	}
+	apps, err := w.secrets.apps(ctx, w.cfg)
+	if err != nil {
+		return nil, err
+	}
+	key, err := w.secrets.get(ctx, "SESSION_SECRET_ARN", w.cfg.sessionSecretARN)
+	if err != nil {
+		return nil, err
+	}
+	if len(key) < session.MinKeyLen {
+		// The key itself is never part of the message.
+		return nil, fmt.Errorf("the SESSION_SECRET_ARN secret is %d bytes, want at least %d", len(key), session.MinKeyLen)
+	}
+	db := w.db()
+	h = collect.New(db, db, wechat.New(wechat.Options{BaseURL: w.cfg.weChatBaseURL, Logger: w.log}), apps, []byte(key))
+	h.MaxLiveGrants = w.cfg.maxLiveGrants
+	h.SubscribeRetention = w.cfg.subscribeRetention
+	h.RatePerMinute = rate
+	h.SessionRatePerMinute = sessionRate
+	h.SessionTTL = ttl
+	h.Now = db.Now
+	h.Log = w.log
+	h.Metrics = w.metrics(ctx)
+	return h, nil
+}
+
+// Admin builds the operator API: the operator token (OPERATOR_SECRET_ARN) and the
+// served appIds from the WeChat secret, whose app secrets are not kept.
+func Admin(ctx context.Context, env Env) (h *admin.Handler, err error) {
+	defer wrap(&err, "admin")
+	w, err := env.wire("admin", "GRANTS_TABLE", "USERS_TABLE", "CAMPAIGNS_TABLE", "AUDIENCE_TABLE", "DELIVERIES_TABLE",
+		"STATE_TABLE", "OPERATOR_SECRET_ARN", "WECHAT_SECRET_ARN")
+	if err != nil {
+		return nil, err
+	}
+	if err := w.connect(ctx); err != nil {
+		return nil, err
+	}
+	tok, err := w.secrets.get(ctx, "OPERATOR_SECRET_ARN", w.cfg.operatorSecretARN)
+	if err != nil {
+		return nil, err
+	}
+	if tok = strings.TrimSpace(tok); tok == "" {
+		return nil, fmt.Errorf("the operator token secret is empty")
+	}
+	apps, err := w.secrets.apps(ctx, w.cfg)
+	if err != nil {
+		return nil, err
+	}
+	h = admin.New(w.db(), tok, apps.IDs())
+	h.Log = w.log
+	h.Metrics = w.metrics(ctx)
+	return h, nil
+}
+
+// Plan builds the planner: storage and the send queue.
+func Plan(ctx context.Context, env Env) (h *plan.Handler, err error) {
+	defer wrap(&err, "plan")
+	w, err := env.wire("plan", "CAMPAIGNS_TABLE", "AUDIENCE_TABLE", "USERS_TABLE", "GRANTS_TABLE", "DELIVERIES_TABLE", "SEND_QUEUE_URL")
+	if err != nil {
+		return nil, err
+	}
+	quiet, err := w.cfg.seconds(PlanQuietEnv, plan.DefaultQuiet)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.connect(ctx); err != nil {
+		return nil, err
+	}
+	return &plan.Handler{
+		DB:      w.db(),
+		Queue:   queue.New(w.aws.sqs, w.cfg.sendQueueURL),
+		Log:     w.log,
+		Metrics: w.metrics(ctx),
+		Quiet:   quiet,
+	}, nil
+}
+
+// Send builds the sender: storage and the WeChat client with connection pools sized
+// for its parallelism, the shared token cache, the send queue for re-queues, and each
+// app's zone for the per-day cap.
+func Send(ctx context.Context, env Env) (h *send.Handler, err error) {
+	defer wrap(&err, "send")
+	w, err := env.wire("send", "GRANTS_TABLE", "USERS_TABLE", "CAMPAIGNS_TABLE", "DELIVERIES_TABLE", "STATE_TABLE",
+		"SEND_QUEUE_URL", "WECHAT_SECRET_ARN")
+	if err != nil {
+		return nil, err
+	}
+	parallelism, err := w.cfg.positiveInt(SendParallelismEnv, send.DefaultParallelism)
+	if err != nil {
+		return nil, err
+	}
+	lease, err := w.cfg.seconds(SendLeaseEnv, send.DefaultLease)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.connect(ctx); err != nil {
+		return nil, err
+	}
+	apps, err := w.secrets.apps(ctx, w.cfg)
+	if err != nil {
+		return nil, err
+	}
+	wc := wechat.New(wechat.Options{BaseURL: w.cfg.weChatBaseURL, HTTPClient: wechat.NewHTTPClient(parallelism), Logger: w.log})
+	db := dynamo.New(widePool(w.aws.dynamoDB, parallelism), w.cfg.tables)
+	db.Retention = w.cfg.retention
+	legacy := w.cfg.tokenEndpoint == "legacy"
+	fetch := func(ctx context.Context, appID string) (string, time.Time, error) {
+		app, ok := apps.Find(appID)
+		if !ok {
+			return "", time.Time{}, fmt.Errorf("no credentials for app %s in the wechat secret", appID)
+		}
+		var (
+			tok wechat.Token
+			err error
+		)
+		if legacy {
+			tok, err = wc.Token(ctx, app.AppID, app.AppSecret)
+		} else {
+			// Normal mode only: force_refresh is 20 a day and invalidates other instances.
+			tok, err = wc.StableToken(ctx, app.AppID, app.AppSecret, false)
+		}
+		return tok.AccessToken, tok.ExpiresAt, err
+	}
+	zones := make(map[string]*time.Location, len(apps.Apps))
+	for _, app := range apps.Apps {
+		zones[app.AppID] = app.Location()
+	}
+	return &send.Handler{
+		Store:       db,
+		Queue:       queue.New(w.aws.sqs, w.cfg.sendQueueURL),
+		WeChat:      wc,
+		Tokens:      token.New(db, fetch),
+		Limiter:     send.NewRateLimiter(w.cfg.sendRatePerSecond),
+		Zones:       zones,
+		Now:         db.Now,
+		Log:         w.log,
+		Metrics:     w.metrics(ctx),
+		Parallelism: parallelism,
+		Retention:   w.cfg.retention,
+		Lease:       lease,
+	}, nil
+}
+
+// DeadLetter builds the consumer of the send dead-letter queue. It needs only the
+// tables: it calls neither WeChat nor SQS.
+func DeadLetter(ctx context.Context, env Env) (h *send.DeadLetter, err error) {
+	defer wrap(&err, "deadletter")
+	w, err := env.wire("deadletter", "GRANTS_TABLE", "CAMPAIGNS_TABLE", "DELIVERIES_TABLE")
+	if err != nil {
+		return nil, err
+	}
+	if err := w.connect(ctx); err != nil {
+		return nil, err
+	}
+	db := w.db()
+	return &send.DeadLetter{Store: db, Now: db.Now, Log: w.log, Retention: w.cfg.retention, Metrics: w.metrics(ctx)}, nil
+}
+
+// Expire builds the consumer of the grants table's removals and its replay.
+func Expire(ctx context.Context, env Env) (h *expire.Handler, err error) {
+	defer wrap(&err, "expire")
+	w, err := env.wire("expire", "GRANTS_TABLE", "USERS_TABLE", "STATE_TABLE")
+	if err != nil {
+		return nil, err
+	}
+	if err := w.connect(ctx); err != nil {
+		return nil, err
+	}
+	db := w.db()
+	h = expire.New(db, w.log)
+	h.Now = db.Now
+	// Real DynamoDB stamps a stream record with the time of the change; DynamoDB Local
+	// stamps the wall clock while tests drive a clock of their own (see the field).
+	h.RecordTimeOnly = !w.aws.emulated()
+	h.Streams = w.aws.streams()
+	h.Metrics = w.metrics(ctx)
+	return h, nil
+}
+
+// widePool returns client with room for parallelism idle connections more than the
+// SDK's 10 per host: each recipient in flight has one DynamoDB call in flight, so a
+// sender with more would close a connection after most calls and open (and
+// TLS-handshake) a new one for the next. The SDK's HTTP client is kept (with its TLS
+// settings), only its pool widened.
+func widePool(client *dynamodb.Client, parallelism int) *dynamodb.Client {
+	return dynamodb.New(client.Options(), func(o *dynamodb.Options) {
+		if bc, ok := o.HTTPClient.(*awshttp.BuildableClient); ok {
+			o.HTTPClient = bc.WithTransportOptions(func(tr *http.Transport) {
+				tr.MaxIdleConnsPerHost = max(tr.MaxIdleConnsPerHost, parallelism+10)
+				tr.MaxIdleConns = max(tr.MaxIdleConns, parallelism+10)
+			})
+		}
+	})
+}
