@@ -110,3 +110,18 @@ func GrantID(kind GrantKind, parts ...string) string {
 // UserKey is the partition key of a user of a mini-program: every per-user item carries
 // the appid so one deployment can serve several mini-programs.
 func UserKey(appID, openID string) string { return appID + "#" + openID }
+
+// AddStatus is what happened to one grant of an upload.
+type AddStatus string
+
+// Add statuses.
+const (
+	AddAccepted  AddStatus = "accepted"
+	AddDuplicate AddStatus = "duplicate"       // already stored (a client retry): stored once
+	AddOverLimit AddStatus = "over_user_limit" // the user holds the maximum of live grants
+)
+
+// MaxGrantsPerWrite is the most grants one upload stores at once: they are stored in
+// one DynamoDB transaction, which holds 100 actions, and one is the user's inventory
+// update.
+const MaxGrantsPerWrite = 99

@@ -23,3 +23,13 @@ type User struct {
 	LiveGrants   int
 	LatestExpiry time.Time
 }
+
+// UserAttrs are the attributes operators segment audiences on, and the user's opt-out:
+// what the operator API sets on a user, leaving login data and inventory alone.
+type UserAttrs struct {
+	OpenID   string   `json:"openId"`
+	Region   string   `json:"region,omitempty"`
+	Industry string   `json:"industry,omitempty"`
+	Tags     []string `json:"tags,omitempty"`
+	OptOut   bool     `json:"optOut"`
+}

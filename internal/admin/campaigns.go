@@ -333,13 +333,12 @@ func (h *Handler) scheduleCampaign(ctx context.Context, r request) (events.APIGa
 	default:
 		return events.APIGatewayV2HTTPResponse{}, invalid("schedule: give exactly one of now, at, or cron (with timeZone)")
 	}
-	sched := schedule.Schedule{At: s.At, Cron: s.Cron, TimeZone: s.TimeZone}
-	if err := sched.Validate(now); err != nil {
+	if err := schedule.Validate(s, now); err != nil {
 		return events.APIGatewayV2HTTPResponse{}, invalid("%s", err)
 	}
 	next := s.At
 	if s.Cron != "" {
-		n, ok, err := sched.Next(now)
+		n, ok, err := schedule.Next(s, now)
 		if err != nil || !ok {
 			return events.APIGatewayV2HTTPResponse{}, invalid("schedule: cron %q has no next run", s.Cron)
 		}

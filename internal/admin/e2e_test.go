@@ -15,7 +15,6 @@ import (
 
 	"minipush"
 	"minipush/internal/admin"
-	"minipush/internal/config"
 	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
 	"minipush/internal/plan"
@@ -28,7 +27,7 @@ import (
 func TestOperatorToPlanner(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
-	db := dynamo.New(env.DynamoDB, config.Tables{
+	db := dynamo.New(env.DynamoDB, dynamo.Tables{
 		Grants: env.Table("GrantsTable"), Users: env.Table("UsersTable"), Campaigns: env.Table("CampaignsTable"),
 		Audience: env.Table("AudienceTable"), Deliveries: env.Table("DeliveriesTable"), State: env.Table("StateTable"),
 	})
@@ -92,10 +91,10 @@ func TestOperatorToPlanner(t *testing.T) {
 	}
 	var prog struct {
 		Status  minipush.CampaignStatus `json:"status"`
-		Current *dynamo.Run             `json:"current"`
+		Current *minipush.Run           `json:"current"`
 	}
 	mustOK(t, h, call{method: "GET", target: "/v1/admin/campaigns/e2e/progress"}, 200, &prog)
-	if prog.Current == nil || prog.Current.N != 1 || prog.Current.Counters.Planned != n || prog.Current.Status != dynamo.RunSending {
+	if prog.Current == nil || prog.Current.N != 1 || prog.Current.Counters.Planned != n || prog.Current.Status != minipush.RunSending {
 		t.Fatalf("progress %+v %+v", prog, prog.Current)
 	}
 	// A planned campaign is no longer a draft: the operator can no longer edit it.

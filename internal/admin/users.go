@@ -10,7 +10,6 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"minipush"
-	"minipush/internal/dynamo"
 	"minipush/internal/httpapi"
 )
 
@@ -21,11 +20,11 @@ type userIn struct {
 	OptOut   bool     `json:"optOut"`
 }
 
-func (u userIn) attrs(openID string) dynamo.UserAttrs {
-	return dynamo.UserAttrs{OpenID: openID, Region: u.Region, Industry: u.Industry, Tags: u.Tags, OptOut: u.OptOut}
+func (u userIn) attrs(openID string) minipush.UserAttrs {
+	return minipush.UserAttrs{OpenID: openID, Region: u.Region, Industry: u.Industry, Tags: u.Tags, OptOut: u.OptOut}
 }
 
-func validateUser(field string, a dynamo.UserAttrs) error {
+func validateUser(field string, a minipush.UserAttrs) error {
 	if err := validateOpenID(field+"openId", a.OpenID); err != nil {
 		return err
 	}
@@ -84,8 +83,8 @@ func (h *Handler) putUser(ctx context.Context, r request) (events.APIGatewayV2HT
 // The whole request is validated before anything is written. POST /v1/admin/users:import
 func (h *Handler) importUsers(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
 	var in struct {
-		AppID string             `json:"appId"`
-		Users []dynamo.UserAttrs `json:"users"`
+		AppID string               `json:"appId"`
+		Users []minipush.UserAttrs `json:"users"`
 	}
 	if err := httpapi.DecodeJSON(r.APIGatewayV2HTTPRequest, maxUsersBody, &in); err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"minipush"
-	"minipush/internal/dynamo"
 	"minipush/internal/httpapi"
 )
 
@@ -14,11 +13,11 @@ import (
 // last request, which is a handful of items; the limits bound the work (and the single
 // DynamoDB transaction) one request can cause.
 const (
-	MaxBatch            = 50                        // items per upload
-	MaxUploadBytes      = 64 << 10                  // request body
-	MaxGrantsPerUpload  = dynamo.MaxGrantsPerWrite  // grants per upload: one transaction
-	MaxTemplatesPerItem = 3                         // wx.requestSubscribeMessage takes at most 3 ids
-	MaxKeyLen           = minipush.MaxGrantValueLen // idempotency keys and template ids
+	MaxBatch            = 50                         // items per upload
+	MaxUploadBytes      = 64 << 10                   // request body
+	MaxGrantsPerUpload  = minipush.MaxGrantsPerWrite // grants per upload: one transaction
+	MaxTemplatesPerItem = 3                          // wx.requestSubscribeMessage takes at most 3 ids
+	MaxKeyLen           = minipush.MaxGrantValueLen  // idempotency keys and template ids
 )
 
 // Item statuses in an upload answer.

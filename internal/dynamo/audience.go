@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -20,9 +19,6 @@ import (
 // without the campaigns table's "c#"), sk = openid, nothing else. The key is the whole
 // item, so uploading an openid twice (in one page or across pages) stores it once, and
 // the planner streams a campaign's audience in openid order with one Query per page.
-
-// batchWriteSize is DynamoDB's BatchWriteItem limit.
-const batchWriteSize = 25
 
 // AddAudience stores one uploaded page of a campaign's recipients and returns how many
 // distinct openids the page held. Duplicates, within the page or with earlier pages,
@@ -138,7 +134,7 @@ type reachableCursor struct {
 // counts: its lease ends in a send or a release), each user once, and the cursor to
 // continue after ("" when the segment is done). With q.SkipOptedOut the page's users are
 // read back (one BatchGetItem per 100) and those who opted out are dropped.
-func (d *DB) scanReachable(ctx context.Context, q AudienceScan, segment, segments int, after string, limit int) ([]string, string, error) {
+func (d *DB) scanReachable(ctx context.Context, q minipush.AudienceScan, segment, segments int, after string, limit int) ([]string, string, error) {
 	if q.AppID == "" || q.Channel == "" {
 		return nil, "", fmt.Errorf("dynamo: reachable audience needs an app and a channel")
 	}
@@ -223,27 +219,12 @@ func (d *DB) dropOptedOut(ctx context.Context, ids, keys []string) ([]string, er
 	return kept, nil
 }
 
-// AudienceScan selects users of an app for a segment or reachable audience.
-type AudienceScan struct {
-	AppID string
-	// Segment filters on region, industry and tags; nil matches every user of the app.
-	Segment *minipush.Segment
-	// Reachable selects, instead of Segment, the users holding a grant of Channel that is
-	// spendable at Now, read from the grants table (scanReachable).
-	Reachable bool
-	// Channel is the grant channel of the campaign's message (minipush.Message.Channel).
-	Channel string
-	Now     time.Time
-	// SkipOptedOut drops users who opted out (send re-checks; this saves the message).
-	SkipOptedOut bool
-}
-
 // ScanAudience reads one page of one parallel-scan segment of the users table (Limit
 // users evaluated, before the filter) after the user key after ("" to start), and
 // returns the openids that match and the key to continue after ("" when the segment is
 // exhausted). A page may match nobody and still not be the last. A reachable audience
 // scans the grants table instead, with a cursor of its own (scanReachable).
-func (d *DB) ScanAudience(ctx context.Context, q AudienceScan, segment, segments int, after string, limit int) ([]string, string, error) {
+func (d *DB) ScanAudience(ctx context.Context, q minipush.AudienceScan, segment, segments int, after string, limit int) ([]string, string, error) {
 	if q.Reachable {
 		return d.scanReachable(ctx, q, segment, segments, after, limit)
 	}

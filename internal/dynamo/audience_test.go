@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"minipush"
-	"minipush/internal/dynamo"
 )
 
 func TestAudience(t *testing.T) {
@@ -105,7 +104,7 @@ func TestScanReachable(t *testing.T) {
 			add(g, 1)
 		case 8: // the template's grants, but opted out
 			add(sub(app, id, "TPL-1"), 2)
-			if err := db.PutUserAttrs(ctx, app, dynamo.UserAttrs{OpenID: id, OptOut: true}); err != nil {
+			if err := db.PutUserAttrs(ctx, app, minipush.UserAttrs{OpenID: id, OptOut: true}); err != nil {
 				t.Fatal(err)
 			}
 		case 9: // the template's grants among others, and attributes that do not opt out
@@ -113,7 +112,7 @@ func TestScanReachable(t *testing.T) {
 			add(sub(app, id, "TPL-1"), 3)
 			add(form(app, id, minipush.GrantForm), 2)
 			wantTPL[id], wantForm[id] = true, true
-			if err := db.PutUserAttrs(ctx, app, dynamo.UserAttrs{OpenID: id, Region: "sh"}); err != nil {
+			if err := db.PutUserAttrs(ctx, app, minipush.UserAttrs{OpenID: id, Region: "sh"}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -121,7 +120,7 @@ func TestScanReachable(t *testing.T) {
 	if err := db.ImportGrants(ctx, grants); err != nil {
 		t.Fatal(err)
 	}
-	scan := func(t *testing.T, q dynamo.AudienceScan, segments, limit int) map[string]int {
+	scan := func(t *testing.T, q minipush.AudienceScan, segments, limit int) map[string]int {
 		t.Helper()
 		got := map[string]int{}
 		for seg := range segments {
@@ -162,16 +161,16 @@ func TestScanReachable(t *testing.T) {
 	template := minipush.Message{Kind: minipush.MessageTemplate, TemplateID: "T-LEGACY"}
 	for _, split := range []struct{ segments, limit int }{{1, 1000}, {1, 2}, {3, 3}, {4, 7}} {
 		t.Run(fmt.Sprintf("Subscribe/%dx%d", split.segments, split.limit), func(t *testing.T) {
-			q := dynamo.AudienceScan{AppID: app, Reachable: true, Channel: subscribe.Channel(), Now: now, SkipOptedOut: true}
+			q := minipush.AudienceScan{AppID: app, Reachable: true, Channel: subscribe.Channel(), Now: now, SkipOptedOut: true}
 			check(t, scan(t, q, split.segments, split.limit), wantTPL)
 		})
 		t.Run(fmt.Sprintf("Template/%dx%d", split.segments, split.limit), func(t *testing.T) {
-			q := dynamo.AudienceScan{AppID: app, Reachable: true, Channel: template.Channel(), Now: now, SkipOptedOut: true}
+			q := minipush.AudienceScan{AppID: app, Reachable: true, Channel: template.Channel(), Now: now, SkipOptedOut: true}
 			check(t, scan(t, q, split.segments, split.limit), wantForm)
 		})
 	}
 	t.Run("OptedOutKeptWithoutPolicy", func(t *testing.T) {
-		q := dynamo.AudienceScan{AppID: app, Reachable: true, Channel: subscribe.Channel(), Now: now}
+		q := minipush.AudienceScan{AppID: app, Reachable: true, Channel: subscribe.Channel(), Now: now}
 		want := maps.Clone(wantTPL)
 		for i := 8; i < 40; i += 10 {
 			want[fmt.Sprintf("oreach%02d", i)] = true

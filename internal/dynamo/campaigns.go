@@ -371,9 +371,9 @@ func (d *DB) ResumeCampaign(ctx context.Context, id string, catchUp bool) (minip
 			if cur.RunSeq > 0 {
 				prog, err := d.RunCounters(ctx, id, cur.RunSeq)
 				switch {
-				case err == nil && prog.Status == RunPlanning:
+				case err == nil && prog.Status == minipush.RunPlanning:
 					to = minipush.StatusPlanning
-				case err == nil && prog.Status == RunSending:
+				case err == nil && prog.Status == minipush.RunSending:
 					to = minipush.StatusSending
 				case err != nil && minipush.ErrorCode(err) != minipush.ENOTFOUND:
 					return minipush.Campaign{}, err
@@ -393,8 +393,7 @@ func (d *DB) ResumeCampaign(ctx context.Context, id string, catchUp bool) (minip
 		if recurring && to == minipush.StatusScheduled && (cur.DueAt.IsZero() || schedule.Missed(cur.DueAt, now)) {
 			due := now
 			if !catchUp {
-				s := schedule.Schedule{Cron: cur.Schedule.Cron, TimeZone: cur.Schedule.TimeZone}
-				next, ok, err := s.Next(now)
+				next, ok, err := schedule.Next(minipush.Schedule{Cron: cur.Schedule.Cron, TimeZone: cur.Schedule.TimeZone}, now)
 				if err != nil || !ok {
 					return minipush.Campaign{}, fmt.Errorf("dynamo: resume campaign %s: next occurrence: %w", id, err)
 				}
@@ -429,16 +428,10 @@ func (d *DB) ResumeCampaign(ctx context.Context, id string, catchUp bool) (minip
 	return minipush.Campaign{}, minipush.Errorf(minipush.ECONFLICT, "campaign %s changed concurrently; retry", id)
 }
 
-// DueCampaign is a campaign the ByDue index says is due.
-type DueCampaign struct {
-	minipush.Campaign
-	DueAt time.Time
-}
-
 // DueCampaigns returns up to limit campaigns whose dueAt is at or before now, earliest
 // first: one Query of the sparse ByDue index (paged only when limit needs it).
-func (d *DB) DueCampaigns(ctx context.Context, now time.Time, limit int) ([]DueCampaign, error) {
-	var out []DueCampaign
+func (d *DB) DueCampaigns(ctx context.Context, now time.Time, limit int) ([]minipush.DueCampaign, error) {
+	var out []minipush.DueCampaign
 	var start map[string]types.AttributeValue
 	for {
 		page, err := d.Client.Query(ctx, &dynamodb.QueryInput{
@@ -458,7 +451,7 @@ func (d *DB) DueCampaigns(ctx context.Context, now time.Time, limit int) ([]DueC
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, DueCampaign{Campaign: c.Campaign, DueAt: c.DueAt})
+			out = append(out, minipush.DueCampaign{Campaign: c.Campaign, DueAt: c.DueAt})
 		}
 		start = page.LastEvaluatedKey
 		if len(start) == 0 || len(out) >= limit {
@@ -600,9 +593,9 @@ func (d *DB) PauseCampaign(ctx context.Context, id, reason string) error {
 	return nil
 }
 
-// markCampaignDone finishes a one-off campaign whose run is done, unless an operator
+// MarkCampaignDone finishes a one-off campaign whose run is done, unless an operator
 // cancelled it meanwhile.
-func (d *DB) markCampaignDone(ctx context.Context, id string) error {
+func (d *DB) MarkCampaignDone(ctx context.Context, id string) error {
 	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(id, "meta"),
 		ConditionExpression:      aws.String("#status IN (:planning, :sending, :paused)"),

@@ -162,7 +162,7 @@ func TestCampaignStorage(t *testing.T) {
 		meta["runSeq"] = &types.AttributeValueMemberN{Value: "1"}
 		put(meta)
 		put(map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "c#c4"}, "sk": &types.AttributeValueMemberS{Value: "run#1"},
-			"status": &types.AttributeValueMemberS{Value: dynamo.RunSending}, "planned": &types.AttributeValueMemberN{Value: "3"}})
+			"status": &types.AttributeValueMemberS{Value: string(minipush.RunSending)}, "planned": &types.AttributeValueMemberN{Value: "3"}})
 		if err := db.PauseCampaign(ctx, "c4", "template gone"); err != nil {
 			t.Fatal(err)
 		}
@@ -248,14 +248,14 @@ func TestPauseCampaign(t *testing.T) {
 	t.Parallel()
 	db, _, _ := MustDB(t)
 	ctx := t.Context()
-	putRun(t, db, "c", "sending", dynamo.RunSending, 1, "")
+	putRun(t, db, "c", "sending", minipush.RunSending, 1, "")
 	if err := db.PauseCampaign(ctx, "c", "template_invalid (errcode 40037)"); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.PauseCampaign(ctx, "c", "again"); minipush.ErrorCode(err) != minipush.ECONFLICT {
 		t.Errorf("second pause: %v, want ECONFLICT (log once)", err)
 	}
-	putRun(t, db, "x", "cancelled", dynamo.RunSending, 1, "")
+	putRun(t, db, "x", "cancelled", minipush.RunSending, 1, "")
 	if err := db.PauseCampaign(ctx, "x", "r"); minipush.ErrorCode(err) != minipush.ECONFLICT {
 		t.Errorf("pause of a cancelled campaign: %v, want ECONFLICT", err)
 	}

@@ -19,32 +19,6 @@ import (
 // conditional, so at-least-once SQS delivery, concurrent senders and crashed senders
 // never produce a second message.
 
-// Delivery states. A delivery is claimed (sending) just before the WeChat call and
-// becomes final exactly once; a final item never changes again.
-const (
-	DeliverySending = "sending"
-	DeliveryFinal   = "final"
-)
-
-// Delivery is one recipient of one run as stored: pk = minipush.RunKey, sk = openid.
-// Outcome is set only on final items, so the ByOutcome index holds only those.
-type Delivery struct {
-	RunKey     string
-	OpenID     string
-	State      string
-	Owner      string    // the sender invocation that holds the claim
-	LeaseUntil time.Time // a claim older than this belongs to a crashed sender
-	GrantID    string    // the grant the claim is spending
-	Outcome    minipush.Outcome
-	Reason     string
-	ErrCode    int
-	UpdatedAt  time.Time
-	ExpiresAt  time.Time // TTL: now + retention
-}
-
-// Final reports whether the delivery reached its final state.
-func (d Delivery) Final() bool { return d.State == DeliveryFinal }
-
 type deliveryItem struct {
 	PK         string `dynamodbav:"pk"`
 	SK         string `dynamodbav:"sk"`
@@ -59,9 +33,9 @@ type deliveryItem struct {
 	ExpiresAt  int64  `dynamodbav:"expiresAt"`
 }
 
-func (it deliveryItem) delivery() Delivery {
-	return Delivery{
-		RunKey: it.PK, OpenID: it.SK, State: it.State, Owner: it.Owner, LeaseUntil: fromEpoch(it.LeaseUntil),
+func (it deliveryItem) delivery() minipush.Delivery {
+	return minipush.Delivery{
+		RunKey: it.PK, OpenID: it.SK, State: minipush.DeliveryState(it.State), Owner: it.Owner, LeaseUntil: fromEpoch(it.LeaseUntil),
 		GrantID: it.GrantID, Outcome: minipush.Outcome(it.Outcome), Reason: it.Reason, ErrCode: it.ErrCode,
 		UpdatedAt: fromEpoch(it.UpdatedAt), ExpiresAt: fromEpoch(it.ExpiresAt),
 	}
@@ -78,12 +52,12 @@ func deliveryKey(runKey, openID string) map[string]types.AttributeValue {
 // of one run, by openid; recipients without an item are absent. It is one
 // BatchGetItem per 100 recipients, so a redelivered SQS message finds its finished
 // recipients without writing anything.
-func (d *DB) Deliveries(ctx context.Context, runKey string, openIDs []string) (map[string]Delivery, error) {
+func (d *DB) Deliveries(ctx context.Context, runKey string, openIDs []string) (map[string]minipush.Delivery, error) {
 	keys := make([]map[string]types.AttributeValue, 0, len(openIDs))
 	for _, id := range openIDs {
 		keys = append(keys, deliveryKey(runKey, id))
 	}
-	out := make(map[string]Delivery, len(openIDs))
+	out := make(map[string]minipush.Delivery, len(openIDs))
 	err := d.batchGet(ctx, d.Tables.Deliveries, "", nil, keys, func(item map[string]types.AttributeValue) error {
 		var it deliveryItem
 		if err := attributevalue.UnmarshalMap(item, &it); err != nil {
@@ -102,18 +76,18 @@ func (d *DB) Deliveries(ctx context.Context, runKey string, openIDs []string) (m
 // (State sending, with Owner, LeaseUntil and GrantID) or a final outcome reached
 // without a claim (no grant, skipped). When an item already exists it returns an
 // ECONFLICT error and the existing delivery, which the caller must respect.
-func (d *DB) CreateDelivery(ctx context.Context, dl Delivery) (Delivery, error) {
+func (d *DB) CreateDelivery(ctx context.Context, dl minipush.Delivery) (minipush.Delivery, error) {
 	it := deliveryItem{
-		PK: dl.RunKey, SK: dl.OpenID, State: dl.State, Owner: dl.Owner, LeaseUntil: epoch(dl.LeaseUntil),
+		PK: dl.RunKey, SK: dl.OpenID, State: string(dl.State), Owner: dl.Owner, LeaseUntil: epoch(dl.LeaseUntil),
 		GrantID: dl.GrantID, Reason: dl.Reason, ErrCode: dl.ErrCode,
 		UpdatedAt: epoch(d.Now()), ExpiresAt: epoch(dl.ExpiresAt),
 	}
-	if dl.State == DeliveryFinal {
+	if dl.State == minipush.DeliveryFinal {
 		it.Outcome = string(dl.Outcome)
 	}
 	av, err := attributevalue.MarshalMap(it)
 	if err != nil {
-		return Delivery{}, fmt.Errorf("dynamo: encode delivery: %w", err)
+		return minipush.Delivery{}, fmt.Errorf("dynamo: encode delivery: %w", err)
 	}
 	_, err = d.Client.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName: aws.String(d.Tables.Deliveries), Item: av,
@@ -121,11 +95,11 @@ func (d *DB) CreateDelivery(ctx context.Context, dl Delivery) (Delivery, error) 
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	if err == nil {
-		return Delivery{}, nil
+		return minipush.Delivery{}, nil
 	}
 	var ccf *types.ConditionalCheckFailedException
 	if !errors.As(err, &ccf) {
-		return Delivery{}, fmt.Errorf("dynamo: create delivery of %s: %w", dl.RunKey, err)
+		return minipush.Delivery{}, fmt.Errorf("dynamo: create delivery of %s: %w", dl.RunKey, err)
 	}
 	existing := ccf.Item
 	if existing == nil {
@@ -134,13 +108,13 @@ func (d *DB) CreateDelivery(ctx context.Context, dl Delivery) (Delivery, error) 
 			TableName: aws.String(d.Tables.Deliveries), Key: deliveryKey(dl.RunKey, dl.OpenID), ConsistentRead: aws.Bool(true),
 		})
 		if gerr != nil {
-			return Delivery{}, fmt.Errorf("dynamo: read existing delivery of %s: %w", dl.RunKey, gerr)
+			return minipush.Delivery{}, fmt.Errorf("dynamo: read existing delivery of %s: %w", dl.RunKey, gerr)
 		}
 		existing = out.Item
 	}
 	var old deliveryItem
 	if err := attributevalue.UnmarshalMap(existing, &old); err != nil {
-		return Delivery{}, fmt.Errorf("dynamo: decode delivery: %w", err)
+		return minipush.Delivery{}, fmt.Errorf("dynamo: decode delivery: %w", err)
 	}
 	return old.delivery(), conflict(err, "dynamo: delivery of %s exists", dl.RunKey)
 }
@@ -151,7 +125,7 @@ func (d *DB) CreateDelivery(ctx context.Context, dl Delivery) (Delivery, error) 
 func (d *DB) FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, outcome minipush.Outcome, reason string, errcode int) error {
 	cond := "#state = :sending AND #owner = :owner"
 	vals := map[string]types.AttributeValue{
-		":sending": strAV(DeliverySending), ":owner": strAV(owner), ":final": strAV(DeliveryFinal),
+		":sending": strAV(string(minipush.DeliverySending)), ":owner": strAV(owner), ":final": strAV(string(minipush.DeliveryFinal)),
 		":outcome": strAV(string(outcome)), ":now": numAV(d.Now().Unix()),
 	}
 	if !leaseUntil.IsZero() {
@@ -188,7 +162,7 @@ func (d *DB) SetDeliveryGrant(ctx context.Context, runKey, openID, owner, grantI
 		UpdateExpression:         aws.String("SET grantId = :g, updatedAt = :now"),
 		ExpressionAttributeNames: map[string]string{"#state": "state", "#owner": "owner"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":sending": strAV(DeliverySending), ":owner": strAV(owner), ":g": strAV(grantID), ":now": numAV(d.Now().Unix()),
+			":sending": strAV(string(minipush.DeliverySending)), ":owner": strAV(owner), ":g": strAV(grantID), ":now": numAV(d.Now().Unix()),
 		},
 	})
 	if err != nil {
@@ -206,7 +180,7 @@ func (d *DB) DeleteClaim(ctx context.Context, runKey, openID, owner string) erro
 		ConditionExpression:      aws.String("#state = :sending AND #owner = :owner"),
 		ExpressionAttributeNames: map[string]string{"#state": "state", "#owner": "owner"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":sending": strAV(DeliverySending), ":owner": strAV(owner),
+			":sending": strAV(string(minipush.DeliverySending)), ":owner": strAV(owner),
 		},
 	})
 	if err != nil {
@@ -250,7 +224,7 @@ func (d *DB) CountOutcomes(ctx context.Context, campaignID string, run int) (min
 // deliveries of that outcome only); without, the run's whole partition, in openid
 // order, including claims still sending. A cursor of another run or listing is
 // EINVALID. One Query per page.
-func (d *DB) ListDeliveries(ctx context.Context, campaignID string, run int, outcome minipush.Outcome, limit int, cursor string) ([]Delivery, string, error) {
+func (d *DB) ListDeliveries(ctx context.Context, campaignID string, run int, outcome minipush.Outcome, limit int, cursor string) ([]minipush.Delivery, string, error) {
 	runKey := minipush.RunKey(campaignID, run)
 	start, err := decodeCursor(cursor, "pk", runKey)
 	if err != nil {
@@ -279,7 +253,7 @@ func (d *DB) ListDeliveries(ctx context.Context, campaignID string, run int, out
 	if err != nil {
 		return nil, "", fmt.Errorf("dynamo: list deliveries of %s: %w", runKey, err)
 	}
-	dls := make([]Delivery, 0, len(out.Items))
+	dls := make([]minipush.Delivery, 0, len(out.Items))
 	for _, item := range out.Items {
 		var it deliveryItem
 		if err := attributevalue.UnmarshalMap(item, &it); err != nil {

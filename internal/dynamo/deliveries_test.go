@@ -10,7 +10,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"minipush"
-	"minipush/internal/dynamo"
 )
 
 func TestListDeliveries(t *testing.T) {
@@ -21,7 +20,7 @@ func TestListDeliveries(t *testing.T) {
 	for i := range 30 {
 		item := map[string]types.AttributeValue{
 			"pk": &types.AttributeValueMemberS{Value: runKey}, "sk": &types.AttributeValueMemberS{Value: fmt.Sprintf("u%02d", i)},
-			"state":     &types.AttributeValueMemberS{Value: dynamo.DeliveryFinal},
+			"state":     &types.AttributeValueMemberS{Value: string(minipush.DeliveryFinal)},
 			"updatedAt": &types.AttributeValueMemberN{Value: fmt.Sprint(clk.Now().Unix())},
 			"expiresAt": &types.AttributeValueMemberN{Value: fmt.Sprint(clk.Now().Add(time.Hour).Unix())},
 		}
@@ -32,14 +31,14 @@ func TestListDeliveries(t *testing.T) {
 		case i%3 == 1:
 			item["outcome"] = &types.AttributeValueMemberS{Value: string(minipush.OutcomeSent)}
 		default:
-			item["state"] = &types.AttributeValueMemberS{Value: dynamo.DeliverySending}
+			item["state"] = &types.AttributeValueMemberS{Value: string(minipush.DeliverySending)}
 		}
 		if _, err := db.Client.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(db.Tables.Deliveries), Item: item}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	all := func(t *testing.T, outcome minipush.Outcome, limit int) []dynamo.Delivery {
-		var got []dynamo.Delivery
+	all := func(t *testing.T, outcome minipush.Outcome, limit int) []minipush.Delivery {
+		var got []minipush.Delivery
 		cursor := ""
 		for range 50 {
 			dls, next, err := db.ListDeliveries(ctx, "c", 1, outcome, limit, cursor)
@@ -90,7 +89,7 @@ func TestDeliveryClaim(t *testing.T) {
 	db, _, clk := MustDB(t)
 	ctx := t.Context()
 	rk := minipush.RunKey("c", 1)
-	claim := dynamo.Delivery{RunKey: rk, OpenID: "u1", State: dynamo.DeliverySending, Owner: "a",
+	claim := minipush.Delivery{RunKey: rk, OpenID: "u1", State: minipush.DeliverySending, Owner: "a",
 		LeaseUntil: clk.Now().Add(time.Minute), GrantID: "g1", ExpiresAt: clk.Now().Add(24 * time.Hour)}
 	if _, err := db.CreateDelivery(ctx, claim); err != nil {
 		t.Fatal(err)
@@ -99,7 +98,7 @@ func TestDeliveryClaim(t *testing.T) {
 		other := claim
 		other.Owner = "b"
 		got, err := db.CreateDelivery(ctx, other)
-		if minipush.ErrorCode(err) != minipush.ECONFLICT || got.Owner != "a" || got.State != dynamo.DeliverySending || got.GrantID != "g1" {
+		if minipush.ErrorCode(err) != minipush.ECONFLICT || got.Owner != "a" || got.State != minipush.DeliverySending || got.GrantID != "g1" {
 			t.Fatalf("second claim = %+v, %v; want ECONFLICT with a's claim", got, err)
 		}
 	})
@@ -135,7 +134,7 @@ func TestDeliveryClaim(t *testing.T) {
 		}
 	})
 	t.Run("ClaimIsNotInTheOutcomeIndex", func(t *testing.T) {
-		if _, err := db.CreateDelivery(ctx, dynamo.Delivery{RunKey: rk, OpenID: "u2", State: dynamo.DeliverySending, Owner: "a",
+		if _, err := db.CreateDelivery(ctx, minipush.Delivery{RunKey: rk, OpenID: "u2", State: minipush.DeliverySending, Owner: "a",
 			LeaseUntil: clk.Now().Add(time.Minute), ExpiresAt: clk.Now().Add(time.Hour)}); err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -17,10 +18,6 @@ import (
 
 // ExpiryIndex is the grants table's local index on (user, channel#expiry#id).
 const ExpiryIndex = "ByExpiry"
-
-// MaxGrantsPerWrite is the most grants AddGrants takes at once: a DynamoDB transaction
-// holds 100 actions and one is the user's inventory update.
-const MaxGrantsPerWrite = 99
 
 // grantItem is a grant as stored. Times are epoch seconds; expiresAt is the TTL attribute.
 type grantItem struct {
@@ -68,15 +65,23 @@ func UnmarshalGrant(av map[string]types.AttributeValue) (minipush.Grant, error) 
 	return it.grant(), nil
 }
 
-// AddStatus is what happened to one grant given to AddGrants.
-type AddStatus string
+// GrantFromImage decodes the image of a grants-table item in a stream record, reporting
+// false for an item that is not a grant.
+func (d *DB) GrantFromImage(image map[string]types.AttributeValue) (minipush.Grant, bool, error) {
+	if sk, ok := image["sk"].(*types.AttributeValueMemberS); !ok || !strings.HasPrefix(sk.Value, grantSK("")) {
+		return minipush.Grant{}, false, nil
+	}
+	g, err := UnmarshalGrant(image)
+	if err != nil {
+		return minipush.Grant{}, false, err
+	}
+	return g, true, nil
+}
 
-// Add statuses.
-const (
-	AddAccepted  AddStatus = "accepted"
-	AddDuplicate AddStatus = "duplicate"       // already stored (a client retry): stored once
-	AddOverLimit AddStatus = "over_user_limit" // the user holds the maximum of live grants
-)
+// IsGrantsStream reports whether streamARN names a stream of the grants table.
+func (d *DB) IsGrantsStream(streamARN string) bool {
+	return strings.Contains(streamARN, ":table/"+d.Tables.Grants+"/stream/")
+}
 
 // AddGrants stores a user's new grants and updates the user's inventory, in one
 // transaction per attempt. A grant whose ID is already stored is a duplicate. When the
@@ -85,9 +90,9 @@ const (
 // the ones most worth spending. The transaction is conditioned on the user's inventory
 // version, so concurrent uploads cannot together pass the limit; a lost race re-reads.
 // Results are in the order of grants. All grants must belong to one user.
-func (d *DB) AddGrants(ctx context.Context, appID, openID string, grants []minipush.Grant, limit int) ([]AddStatus, error) {
-	if len(grants) > MaxGrantsPerWrite {
-		return nil, minipush.Errorf(minipush.ETOOLARGE, "at most %d grants per write", MaxGrantsPerWrite)
+func (d *DB) AddGrants(ctx context.Context, appID, openID string, grants []minipush.Grant, limit int) ([]minipush.AddStatus, error) {
+	if len(grants) > minipush.MaxGrantsPerWrite {
+		return nil, minipush.Errorf(minipush.ETOOLARGE, "at most %d grants per write", minipush.MaxGrantsPerWrite)
 	}
 	for _, g := range grants {
 		if g.AppID != appID || g.OpenID != openID {
@@ -100,7 +105,7 @@ func (d *DB) AddGrants(ctx context.Context, appID, openID string, grants []minip
 		if err != nil {
 			return nil, err
 		}
-		out := make([]AddStatus, len(grants))
+		out := make([]minipush.AddStatus, len(grants))
 		live := inv.live
 		latest := inv.latest
 		seen := make(map[string]bool, len(grants))
@@ -108,14 +113,14 @@ func (d *DB) AddGrants(ctx context.Context, appID, openID string, grants []minip
 		for i, g := range grants {
 			switch {
 			case inv.ids[g.ID] || seen[g.ID]:
-				out[i] = AddDuplicate
+				out[i] = minipush.AddDuplicate
 				continue
 			case live >= limit:
-				out[i] = AddOverLimit
+				out[i] = minipush.AddOverLimit
 				continue
 			}
 			seen[g.ID] = true
-			out[i] = AddAccepted
+			out[i] = minipush.AddAccepted
 			live++
 			if g.ExpiresAt.After(latest) {
 				latest = g.ExpiresAt
@@ -152,20 +157,7 @@ func (d *DB) AddGrants(ctx context.Context, appID, openID string, grants []minip
 // and a transaction per user) would take longer than the work measured. It checks no
 // per-user limit and leaves the users' inventories alone (RecomputeInventory rebuilds one).
 func (d *DB) ImportGrants(ctx context.Context, grants []minipush.Grant) error {
-	for start := 0; start < len(grants); start += 25 {
-		reqs := make([]types.WriteRequest, 0, 25)
-		for _, g := range grants[start:min(start+25, len(grants))] {
-			av, err := attributevalue.MarshalMap(toGrantItem(g))
-			if err != nil {
-				return fmt.Errorf("dynamo: encode grant: %w", err)
-			}
-			reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: av}})
-		}
-		if err := d.batchWrite(ctx, d.Tables.Grants, reqs); err != nil {
-			return err
-		}
-	}
-	return nil
+	return putAll(ctx, d, d.Tables.Grants, "grant", grants, func(g minipush.Grant) any { return toGrantItem(g) })
 }
 
 // inventory is a consistent read of a user's grants at one instant.

@@ -11,7 +11,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"minipush"
-	"minipush/internal/config"
 	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
 )
@@ -44,7 +43,7 @@ func MustDB(t *testing.T) (*dynamo.DB, *countingAPI, *clock) {
 	env := testenv.New(t)
 	api := &countingAPI{API: env.DynamoDB}
 	clk := &clock{t: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}
-	db := dynamo.New(api, config.Tables{
+	db := dynamo.New(api, dynamo.Tables{
 		Grants: env.Table("GrantsTable"), Users: env.Table("UsersTable"), Campaigns: env.Table("CampaignsTable"),
 		Audience: env.Table("AudienceTable"), Deliveries: env.Table("DeliveriesTable"), State: env.Table("StateTable"),
 	})
@@ -80,7 +79,7 @@ func TestAddGrants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []dynamo.AddStatus{dynamo.AddAccepted, dynamo.AddAccepted, dynamo.AddDuplicate}
+	want := []minipush.AddStatus{minipush.AddAccepted, minipush.AddAccepted, minipush.AddDuplicate}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("first upload = %v, want %v", got, want)
 	}
@@ -90,7 +89,7 @@ func TestAddGrants(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got[0] != dynamo.AddDuplicate || got[1] != dynamo.AddDuplicate {
+		if got[0] != minipush.AddDuplicate || got[1] != minipush.AddDuplicate {
 			t.Fatalf("re-upload = %v, want duplicates", got)
 		}
 		live, err := db.LiveGrants(ctx, "wx1", "u1")
@@ -104,7 +103,7 @@ func TestAddGrants(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got[0] != dynamo.AddAccepted || got[1] != dynamo.AddOverLimit {
+		if got[0] != minipush.AddAccepted || got[1] != minipush.AddOverLimit {
 			t.Fatalf("upload at the limit = %v, want [accepted over_user_limit]", got)
 		}
 		u, err := db.GetUser(ctx, "wx1", "u1")
@@ -122,7 +121,7 @@ func TestAddGrants(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got[0] != dynamo.AddAccepted {
+		if got[0] != minipush.AddAccepted {
 			t.Fatalf("upload after expiry = %v, want accepted (expired grants are not live even before TTL deletes them)", got)
 		}
 		u, _ := db.GetUser(ctx, "wx1", "u1")
@@ -155,7 +154,7 @@ func TestAddGrantsConcurrentLimit(t *testing.T) {
 				return
 			}
 			for _, s := range got {
-				if s == dynamo.AddAccepted {
+				if s == minipush.AddAccepted {
 					accepted.Add(1)
 				}
 			}
@@ -293,7 +292,7 @@ func TestDeleteGrantsAcceptedBefore(t *testing.T) {
 func mustAddGrant(t *testing.T, db *dynamo.DB, g minipush.Grant) {
 	t.Helper()
 	st, err := db.AddGrants(t.Context(), g.AppID, g.OpenID, []minipush.Grant{g}, 10)
-	if err != nil || st[0] != dynamo.AddAccepted {
+	if err != nil || st[0] != minipush.AddAccepted {
 		t.Fatalf("AddGrants = %v, %v", st, err)
 	}
 }

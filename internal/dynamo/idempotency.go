@@ -29,26 +29,9 @@ import (
 // The key itself is never stored (only its hash), so a key an operator derives from
 // something private does not sit in the table.
 
-// IdempotencyRetention is how long an Idempotency-Key and its answer are remembered.
-const IdempotencyRetention = 24 * time.Hour
-
 // maxStoredAnswer bounds the answer body kept for replays, well under DynamoDB's 400 KB
 // item limit. Larger answers are not stored (ReleaseIdempotencyKey).
 const maxStoredAnswer = 256 << 10
-
-// IdempotentAnswer is the answer stored for a key.
-type IdempotentAnswer struct {
-	Status  int
-	Headers map[string]string
-	Body    string
-}
-
-// IdempotentRequest is what the state table remembers of a key.
-type IdempotentRequest struct {
-	Fingerprint string
-	Done        bool             // the first request's answer is stored in Answer
-	Answer      IdempotentAnswer // when Done
-}
 
 // idempotencyItem is the stored record, as read back.
 type idempotencyItem struct {
@@ -72,14 +55,14 @@ func idempotencyKey(key string) map[string]types.AttributeValue {
 // ran out because it died), and otherwise false with what is stored, for the caller to
 // replay it, refuse another request's fingerprint, or report one still in flight.
 // now is the caller's clock; the lock lasts until lockUntil.
-func (d *DB) ClaimIdempotencyKey(ctx context.Context, key, fingerprint, owner string, now, lockUntil time.Time) (IdempotentRequest, bool, error) {
+func (d *DB) ClaimIdempotencyKey(ctx context.Context, key, fingerprint, owner string, now, lockUntil time.Time) (minipush.IdempotentRequest, bool, error) {
 	for attempt := 0; ; attempt++ {
 		item := idempotencyKey(key)
 		item["fp"] = strAV(fingerprint)
 		item["state"] = strAV("pending")
 		item["owner"] = strAV(owner)
 		item["lockUntil"] = numAV(lockUntil.UnixMilli())
-		item["expiresAt"] = numAV(now.Add(IdempotencyRetention).Unix())
+		item["expiresAt"] = numAV(now.Add(minipush.IdempotencyRetention).Unix())
 		_, err := d.Client.PutItem(ctx, &dynamodb.PutItemInput{
 			TableName: aws.String(d.Tables.State), Item: item,
 			// TTL deletes late, so an expired record counts as absent (reads never trust TTL).
@@ -92,35 +75,35 @@ func (d *DB) ClaimIdempotencyKey(ctx context.Context, key, fingerprint, owner st
 			},
 		})
 		if err == nil {
-			return IdempotentRequest{}, true, nil
+			return minipush.IdempotentRequest{}, true, nil
 		}
 		if err = conflict(err, "dynamo: claim idempotency key"); minipush.ErrorCode(err) != minipush.ECONFLICT {
-			return IdempotentRequest{}, false, err
+			return minipush.IdempotentRequest{}, false, err
 		}
 		out, err := d.Client.GetItem(ctx, &dynamodb.GetItemInput{
 			TableName: aws.String(d.Tables.State), Key: idempotencyKey(key), ConsistentRead: aws.Bool(true),
 		})
 		if err != nil {
-			return IdempotentRequest{}, false, fmt.Errorf("dynamo: read idempotency key: %w", err)
+			return minipush.IdempotentRequest{}, false, fmt.Errorf("dynamo: read idempotency key: %w", err)
 		}
 		var it idempotencyItem
 		if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
-			return IdempotentRequest{}, false, fmt.Errorf("dynamo: decode idempotency key: %w", err)
+			return minipush.IdempotentRequest{}, false, fmt.Errorf("dynamo: decode idempotency key: %w", err)
 		}
 		if out.Item == nil || it.ExpiresAt <= now.Unix() ||
 			(it.State == "pending" && it.LockUntil <= now.UnixMilli() && it.FP == fingerprint) {
 			// Released, expired or abandoned between the put and the read: claim again.
 			if attempt >= optimisticRetries {
-				return IdempotentRequest{}, false, fmt.Errorf("dynamo: claim idempotency key: still contended after %d attempts", attempt+1)
+				return minipush.IdempotentRequest{}, false, fmt.Errorf("dynamo: claim idempotency key: still contended after %d attempts", attempt+1)
 			}
 			continue
 		}
-		r := IdempotentRequest{Fingerprint: it.FP, Done: it.State == "done"}
+		r := minipush.IdempotentRequest{Fingerprint: it.FP, Done: it.State == "done"}
 		if r.Done {
-			r.Answer = IdempotentAnswer{Status: it.Status, Body: it.Body}
+			r.Answer = minipush.IdempotentAnswer{Status: it.Status, Body: it.Body}
 			if it.Headers != "" {
 				if err := json.Unmarshal([]byte(it.Headers), &r.Answer.Headers); err != nil {
-					return IdempotentRequest{}, false, fmt.Errorf("dynamo: decode stored answer headers: %w", err)
+					return minipush.IdempotentRequest{}, false, fmt.Errorf("dynamo: decode stored answer headers: %w", err)
 				}
 			}
 		}
@@ -132,7 +115,7 @@ func (d *DB) ClaimIdempotencyKey(ctx context.Context, key, fingerprint, owner st
 // until the record expires. ECONFLICT when owner no longer holds the key (its lock ran
 // out and a retry took it over); ETOOLARGE when the answer is too big to keep, in which
 // case the caller should release the key instead.
-func (d *DB) FinishIdempotencyKey(ctx context.Context, key, owner string, a IdempotentAnswer) error {
+func (d *DB) FinishIdempotencyKey(ctx context.Context, key, owner string, a minipush.IdempotentAnswer) error {
 	if len(a.Body) > maxStoredAnswer {
 		return minipush.Errorf(minipush.ETOOLARGE, "answer of %d bytes is too large to keep for replays", len(a.Body))
 	}

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"minipush"
-	"minipush/internal/dynamo"
 )
 
 // TestIdempotencyKeyRecord: the state-table record behind Idempotency-Key. A key is held
@@ -17,7 +16,7 @@ func TestIdempotencyKeyRecord(t *testing.T) {
 	ctx := t.Context()
 	now := clk.Now()
 	lock := now.Add(time.Minute)
-	claim := func(t *testing.T, key, fp, owner string, at time.Time) (dynamo.IdempotentRequest, bool) {
+	claim := func(t *testing.T, key, fp, owner string, at time.Time) (minipush.IdempotentRequest, bool) {
 		t.Helper()
 		r, ok, err := db.ClaimIdempotencyKey(ctx, key, fp, owner, at, at.Add(time.Minute))
 		if err != nil {
@@ -42,7 +41,7 @@ func TestIdempotencyKeyRecord(t *testing.T) {
 			t.Fatal("the same request after the lock was refused")
 		}
 		// The presumed-dead first holder can neither answer nor release any more.
-		err := db.FinishIdempotencyKey(ctx, "k1", "o1", dynamo.IdempotentAnswer{Status: 201, Body: "late"})
+		err := db.FinishIdempotencyKey(ctx, "k1", "o1", minipush.IdempotentAnswer{Status: 201, Body: "late"})
 		if minipush.ErrorCode(err) != minipush.ECONFLICT {
 			t.Fatalf("finish by the old holder: %v, want ECONFLICT", err)
 		}
@@ -51,7 +50,7 @@ func TestIdempotencyKeyRecord(t *testing.T) {
 		}
 	})
 	t.Run("AnswerKept", func(t *testing.T) {
-		a := dynamo.IdempotentAnswer{Status: 201, Headers: map[string]string{"Content-Type": "application/json"}, Body: `{"id":"c1"}`}
+		a := minipush.IdempotentAnswer{Status: 201, Headers: map[string]string{"Content-Type": "application/json"}, Body: `{"id":"c1"}`}
 		if err := db.FinishIdempotencyKey(ctx, "k1", "o2", a); err != nil {
 			t.Fatal(err)
 		}
@@ -68,7 +67,7 @@ func TestIdempotencyKeyRecord(t *testing.T) {
 	})
 	t.Run("ForgottenAfterRetention", func(t *testing.T) {
 		// TTL deletes late: the record is stored still, but no longer counts.
-		if _, ok := claim(t, "k1", "fpB", "o5", lock.Add(dynamo.IdempotencyRetention)); !ok {
+		if _, ok := claim(t, "k1", "fpB", "o5", lock.Add(minipush.IdempotencyRetention)); !ok {
 			t.Fatal("a key past its retention was refused")
 		}
 	})

@@ -11,22 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-)
 
-// PushClaim is what ClaimPush found for a signed message-push URL.
-type PushClaim int
-
-// Claims of a message push.
-const (
-	// PushNew: the URL was never seen, or seen with this same body and not applied yet
-	// (a retry of a push that failed or is in flight): apply it.
-	PushNew PushClaim = iota
-	// PushApplied: this body was applied under this URL already (WeChat's retry of a
-	// push whose answer it lost): acknowledge it and apply nothing.
-	PushApplied
-	// PushOtherBody: the URL was used with another body. WeChat never does that; a
-	// replay of a captured URL does.
-	PushOtherBody
+	"minipush"
 )
 
 // pushKey is the state-table key of one signed push URL. The timestamp and nonce are
@@ -45,7 +31,7 @@ func pushKey(appID, timestamp, nonce string) map[string]types.AttributeValue {
 // conditional PutItem: it succeeds when the URL is new or holds the same digest not yet
 // applied, and otherwise reads the stored item in the same call to tell PushApplied
 // from PushOtherBody.
-func (d *DB) ClaimPush(ctx context.Context, appID, timestamp, nonce, digest string, until time.Time) (PushClaim, error) {
+func (d *DB) ClaimPush(ctx context.Context, appID, timestamp, nonce, digest string, until time.Time) (minipush.PushClaim, error) {
 	item := pushKey(appID, timestamp, nonce)
 	item["digest"] = strAV(digest)
 	item["applied"] = &types.AttributeValueMemberBOOL{Value: false}
@@ -60,16 +46,16 @@ func (d *DB) ClaimPush(ctx context.Context, appID, timestamp, nonce, digest stri
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	if err == nil {
-		return PushNew, nil
+		return minipush.PushNew, nil
 	}
 	var ccf *types.ConditionalCheckFailedException
 	if !errors.As(err, &ccf) {
 		return 0, fmt.Errorf("dynamo: claim push of %s: %w", appID, err)
 	}
 	if old, ok := ccf.Item["digest"].(*types.AttributeValueMemberS); ok && old.Value == digest {
-		return PushApplied, nil
+		return minipush.PushApplied, nil
 	}
-	return PushOtherBody, nil
+	return minipush.PushOtherBody, nil
 }
 
 // MarkPushApplied records that the push claimed with digest was applied, so later

@@ -43,14 +43,6 @@ import (
 // transaction, so Reconcile can never see a finished run of a campaign that is still
 // waiting.
 
-// Run statuses on the run item. The planner writes planning while it streams the
-// audience and sending once every batch is queued, so "planned" is final then.
-const (
-	RunPlanning = "planning"
-	RunSending  = "sending"
-	RunDone     = "done"
-)
-
 // WatchShard is the ByDue hash key of runs in status sending: each carries dueAt = the
 // epoch second of its last sign of progress (planning finished, a counter update, a
 // recount that found it incomplete), so the planner finds the runs that went quiet
@@ -61,38 +53,10 @@ const WatchShard = "watch"
 
 func runSK(run int) string { return "run#" + strconv.Itoa(run) }
 
-// RunProgress is what a counter update reports back about a run.
-type RunProgress struct {
-	Status   string
-	Planned  int
-	Counters minipush.Counters
-}
-
-// PlanningDone reports whether the planner queued every batch of the run.
-func (p RunProgress) PlanningDone() bool { return p.Status == RunSending || p.Status == RunDone }
-
-// Complete reports whether every planned recipient reached a final state.
-func (p RunProgress) Complete() bool {
-	return p.PlanningDone() && p.Counters.Final() >= p.Planned
-}
-
-// PlanCursor is where the planner stopped in each audience segment.
-type PlanCursor struct {
-	Segments []SegmentCursor `json:"segments"`
-}
-
-// SegmentCursor is one segment's position: the key to continue after, or Done.
-type SegmentCursor struct {
-	After string `json:"after,omitempty"`
-	Done  bool   `json:"done,omitempty"`
-}
-
-// PlanState is a run as the planner sees it.
-type PlanState struct {
-	Status  string // RunPlanning, RunSending or RunDone
-	Cursor  PlanCursor
-	NextSeq int
-	Planned int
+// RunItemKey is the key of a run's item in the campaigns table, for a test that reads an
+// attribute no method returns (the retention TTL) without retyping the layout.
+func RunItemKey(campaignID string, run int) map[string]types.AttributeValue {
+	return campaignKey(campaignID, runSK(run))
 }
 
 // ClaimRun takes the plan lease of a run until leaseUntil, creating the run item in
@@ -101,7 +65,7 @@ type PlanState struct {
 // holds it. It returns the run's state; a run that is past planning is returned as is,
 // without a lease, so the caller can finish what the crashed planner left (rolling the
 // campaign). ECONFLICT when another planner holds a live lease.
-func (d *DB) ClaimRun(ctx context.Context, campaignID string, run int, appID, owner string, now, leaseUntil time.Time) (PlanState, error) {
+func (d *DB) ClaimRun(ctx context.Context, campaignID string, run int, appID, owner string, now, leaseUntil time.Time) (minipush.PlanState, error) {
 	out, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
 		ConditionExpression: aws.String("attribute_not_exists(pk) OR (#status = :planning AND " +
@@ -110,7 +74,7 @@ func (d *DB) ClaimRun(ctx context.Context, campaignID string, run int, appID, ow
 			"appId = :app, planned = if_not_exists(planned, :zero), nextSeq = if_not_exists(nextSeq, :zero)"),
 		ExpressionAttributeNames: map[string]string{"#status": "status", "#owner": "owner"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":planning": strAV(RunPlanning), ":now": numAV(now.UnixMilli()), ":until": numAV(leaseUntil.UnixMilli()),
+			":planning": strAV(string(minipush.RunPlanning)), ":now": numAV(now.UnixMilli()), ":until": numAV(leaseUntil.UnixMilli()),
 			":owner": strAV(owner), ":app": strAV(appID), ":zero": numAV(0),
 		},
 		ReturnValues:                        types.ReturnValueAllNew,
@@ -121,21 +85,21 @@ func (d *DB) ClaimRun(ctx context.Context, campaignID string, run int, appID, ow
 	}
 	err = conflict(err, "dynamo: claim run %s#%d", campaignID, run)
 	if minipush.ErrorCode(err) != minipush.ECONFLICT {
-		return PlanState{}, err
+		return minipush.PlanState{}, err
 	}
 	var ccf *types.ConditionalCheckFailedException
 	if errors.As(err, &ccf) && ccf.Item != nil {
-		if st, derr := planState(ccf.Item); derr == nil && st.Status != RunPlanning {
+		if st, derr := planState(ccf.Item); derr == nil && st.Status != minipush.RunPlanning {
 			return st, nil
 		}
 	}
-	return PlanState{}, minipush.Errorf(minipush.ECONFLICT, "run %s#%d is being planned by another planner", campaignID, run)
+	return minipush.PlanState{}, minipush.Errorf(minipush.ECONFLICT, "run %s#%d is being planned by another planner", campaignID, run)
 }
 
-func planState(item map[string]types.AttributeValue) (PlanState, error) {
-	st := PlanState{NextSeq: intAttr(item["nextSeq"]), Planned: intAttr(item["planned"])}
+func planState(item map[string]types.AttributeValue) (minipush.PlanState, error) {
+	st := minipush.PlanState{NextSeq: intAttr(item["nextSeq"]), Planned: intAttr(item["planned"])}
 	if s, ok := item["status"].(*types.AttributeValueMemberS); ok {
-		st.Status = s.Value
+		st.Status = minipush.RunStatus(s.Value)
 	}
 	if s, ok := item["cursor"].(*types.AttributeValueMemberS); ok && s.Value != "" {
 		if err := json.Unmarshal([]byte(s.Value), &st.Cursor); err != nil {
@@ -148,7 +112,7 @@ func planState(item map[string]types.AttributeValue) (PlanState, error) {
 // SavePlanCursor records progress after a page's batches are queued and renews (or,
 // with a zero leaseUntil, releases) owner's lease. ECONFLICT when owner no longer holds
 // the run: its lease ran out and another planner took over, so owner must stop.
-func (d *DB) SavePlanCursor(ctx context.Context, campaignID string, run int, owner string, st PlanState, leaseUntil time.Time) error {
+func (d *DB) SavePlanCursor(ctx context.Context, campaignID string, run int, owner string, st minipush.PlanState, leaseUntil time.Time) error {
 	cur, err := json.Marshal(st.Cursor)
 	if err != nil {
 		return fmt.Errorf("dynamo: encode plan cursor: %w", err)
@@ -159,7 +123,7 @@ func (d *DB) SavePlanCursor(ctx context.Context, campaignID string, run int, own
 		UpdateExpression:         aws.String("SET #cursor = :cursor, nextSeq = :seq, planned = :planned, leaseUntil = :until"),
 		ExpressionAttributeNames: map[string]string{"#status": "status", "#owner": "owner", "#cursor": "cursor"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":planning": strAV(RunPlanning), ":owner": strAV(owner), ":cursor": strAV(string(cur)),
+			":planning": strAV(string(minipush.RunPlanning)), ":owner": strAV(owner), ":cursor": strAV(string(cur)),
 			":seq": numAV(int64(st.NextSeq)), ":planned": numAV(int64(st.Planned)), ":until": numAV(leaseUntil.UnixMilli()),
 		},
 	})
@@ -185,7 +149,7 @@ func (d *DB) FinishRun(ctx context.Context, campaignID string, run int, owner st
 			"dueShard = :watch, dueAt = :now REMOVE #owner, leaseUntil, #cursor"),
 		ExpressionAttributeNames: map[string]string{"#status": "status", "#owner": "owner", "#cursor": "cursor"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":planning": strAV(RunPlanning), ":owner": strAV(owner), ":sending": strAV(RunSending),
+			":planning": strAV(string(minipush.RunPlanning)), ":owner": strAV(owner), ":sending": strAV(string(minipush.RunSending)),
 			":planned": numAV(int64(planned)), ":now": numAV(now.Unix()),
 			":watch": strAV(WatchShard),
 		},
@@ -198,7 +162,7 @@ func (d *DB) FinishRun(ctx context.Context, campaignID string, run int, owner st
 			"expiresAt = :exp REMOVE #owner, leaseUntil, #cursor")
 		delete(runUpdate.ExpressionAttributeValues, ":sending")
 		delete(runUpdate.ExpressionAttributeValues, ":watch")
-		runUpdate.ExpressionAttributeValues[":done"] = strAV(RunDone)
+		runUpdate.ExpressionAttributeValues[":done"] = strAV(string(minipush.RunDone))
 		runUpdate.ExpressionAttributeValues[":exp"] = numAV(RetentionExpiry(now, d.retention()))
 		if next.IsZero() {
 			roll.ExpressionAttributeValues[":sending"] = strAV(string(minipush.StatusDone))
@@ -231,7 +195,7 @@ func failedAttr(reason string) string { return "failed_" + reason }
 // AddRunCounters adds one SQS message's finalized recipients to the run item's
 // counters (one UpdateItem per message, not per recipient) and returns the run's
 // progress after it. ENOTFOUND when the run item does not exist.
-func (d *DB) AddRunCounters(ctx context.Context, campaignID string, run int, c minipush.Counters) (RunProgress, error) {
+func (d *DB) AddRunCounters(ctx context.Context, campaignID string, run int, c minipush.Counters) (minipush.RunProgress, error) {
 	names := map[string]string{}
 	vals := map[string]types.AttributeValue{}
 	var adds []string
@@ -262,10 +226,10 @@ func (d *DB) AddRunCounters(ctx context.Context, campaignID string, run int, c m
 			TableName: in.TableName, Key: in.Key, ConsistentRead: aws.Bool(true),
 		})
 		if err != nil {
-			return RunProgress{}, fmt.Errorf("dynamo: get run %s#%d: %w", campaignID, run, err)
+			return minipush.RunProgress{}, fmt.Errorf("dynamo: get run %s#%d: %w", campaignID, run, err)
 		}
 		if out.Item == nil {
-			return RunProgress{}, minipush.Errorf(minipush.ENOTFOUND, "no run %s#%d", campaignID, run)
+			return minipush.RunProgress{}, minipush.Errorf(minipush.ENOTFOUND, "no run %s#%d", campaignID, run)
 		}
 		return runProgress(out.Item), nil
 	}
@@ -278,9 +242,9 @@ func (d *DB) AddRunCounters(ctx context.Context, campaignID string, run int, c m
 	if err != nil {
 		err = conflict(err, "dynamo: add counters of run %s#%d", campaignID, run)
 		if minipush.ErrorCode(err) == minipush.ECONFLICT {
-			return RunProgress{}, minipush.Errorf(minipush.ENOTFOUND, "no run %s#%d", campaignID, run)
+			return minipush.RunProgress{}, minipush.Errorf(minipush.ENOTFOUND, "no run %s#%d", campaignID, run)
 		}
-		return RunProgress{}, err
+		return minipush.RunProgress{}, err
 	}
 	return runProgress(out.Attributes), nil
 }
@@ -291,10 +255,10 @@ func sortedReasons(m map[string]int) []string {
 }
 
 // runProgress decodes the run item's status, planned count and counters.
-func runProgress(item map[string]types.AttributeValue) RunProgress {
-	p := RunProgress{Planned: intAttr(item["planned"])}
+func runProgress(item map[string]types.AttributeValue) minipush.RunProgress {
+	p := minipush.RunProgress{Planned: intAttr(item["planned"])}
 	if s, ok := item["status"].(*types.AttributeValueMemberS); ok {
-		p.Status = s.Value
+		p.Status = minipush.RunStatus(s.Value)
 	}
 	p.Counters = minipush.Counters{
 		Planned: p.Planned, Sent: intAttr(item["sent"]), NoGrant: intAttr(item["noGrant"]),
@@ -312,70 +276,26 @@ func runProgress(item map[string]types.AttributeValue) RunProgress {
 }
 
 // RunCounters reads a run's progress (status, planned, counters).
-func (d *DB) RunCounters(ctx context.Context, campaignID string, run int) (RunProgress, error) {
+func (d *DB) RunCounters(ctx context.Context, campaignID string, run int) (minipush.RunProgress, error) {
 	out, err := d.Client.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)), ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
-		return RunProgress{}, fmt.Errorf("dynamo: get run %s#%d: %w", campaignID, run, err)
+		return minipush.RunProgress{}, fmt.Errorf("dynamo: get run %s#%d: %w", campaignID, run, err)
 	}
 	if out.Item == nil {
-		return RunProgress{}, minipush.Errorf(minipush.ENOTFOUND, "no run %s#%d", campaignID, run)
+		return minipush.RunProgress{}, minipush.Errorf(minipush.ENOTFOUND, "no run %s#%d", campaignID, run)
 	}
 	return runProgress(out.Item), nil
 }
 
-// Reconcile recounts a run from its delivery items and, when planning has finished
-// and every planned recipient is final, marks the run done with that exact summary
-// and a one-off campaign done. It is idempotent and safe to call concurrently (the
-// sender calls it when its counters say the run is complete; the planner may call it
-// for runs that look idle, e.g. after a lost counter update). It returns the recount
-// and whether the run is done.
-func (d *DB) Reconcile(ctx context.Context, campaignID string, run int) (minipush.Counters, bool, error) {
-	prog, err := d.RunCounters(ctx, campaignID, run)
-	if err != nil {
-		return minipush.Counters{}, false, err
-	}
-	// Decide what can be decided without the recount (a Query over the whole run): a
-	// done run holds its recount already, and a run still being planned cannot finish.
-	if prog.Status == RunDone {
-		return prog.Counters, true, nil
-	}
-	if !prog.PlanningDone() {
-		return prog.Counters, false, nil
-	}
-	c, err := d.CountOutcomes(ctx, campaignID, run)
-	if err != nil {
-		return minipush.Counters{}, false, err
-	}
-	c.Planned = prog.Planned
-	if c.Final() < prog.Planned {
-		// Still short (pending recipients wait for a retry, a campaign is paused): the
-		// recount counts as activity, so a quiet run is recounted once per idle period,
-		// not on every planner tick.
-		return c, false, d.touchRun(ctx, campaignID, run)
-	}
-	if err := d.markRunDone(ctx, campaignID, run, prog, c); err != nil {
-		return c, false, err
-	}
-	camp, err := d.SendCampaign(ctx, campaignID)
-	if err != nil {
-		return c, true, err
-	}
-	if camp.Schedule.Cron == "" {
-		if err := d.markCampaignDone(ctx, campaignID); err != nil {
-			return c, true, err
-		}
-	}
-	return c, true, nil
-}
-
-// markRunDone sets the run's status to done and its counters to the recount, once:
-// a concurrent reconcile that got there first is not an error.
-func (d *DB) markRunDone(ctx context.Context, campaignID string, run int, prog RunProgress, c minipush.Counters) error {
+// MarkRunDone sets the run's status to done and its counters to the recount c, once:
+// a concurrent reconcile that got there first is not an error. counted is what the
+// run's counters said before the recount.
+func (d *DB) MarkRunDone(ctx context.Context, campaignID string, run int, counted, c minipush.Counters) error {
 	names := map[string]string{"#status": "status"}
 	vals := map[string]types.AttributeValue{
-		":done": strAV(RunDone), ":now": numAV(d.Now().Unix()),
+		":done": strAV(string(minipush.RunDone)), ":now": numAV(d.Now().Unix()),
 		":exp": numAV(RetentionExpiry(d.Now(), d.retention())),
 	}
 	// A finished run is kept for the retention period, then TTL deletes it.
@@ -397,7 +317,7 @@ func (d *DB) markRunDone(ctx context.Context, campaignID string, run int, prog R
 	}
 	// A counter of a reason the recount no longer finds goes to zero rather than
 	// staying wrong.
-	for r := range prog.Counters.Failed {
+	for r := range counted.Failed {
 		if _, ok := failed[r]; !ok {
 			failed[r] = 0
 		}
@@ -415,30 +335,25 @@ func (d *DB) markRunDone(ctx context.Context, campaignID string, run int, prog R
 	return ignoreConflict(err, "dynamo: mark run %s#%d done", campaignID, run)
 }
 
-// touchRun records activity on a sending run (see WatchShard).
-func (d *DB) touchRun(ctx context.Context, campaignID string, run int) error {
+// TouchRun records activity on a sending run (see WatchShard); a run that is not
+// sending is left alone.
+func (d *DB) TouchRun(ctx context.Context, campaignID string, run int) error {
 	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
 		ConditionExpression:      aws.String("#status = :sending"),
 		UpdateExpression:         aws.String("SET dueAt = :now"),
 		ExpressionAttributeNames: map[string]string{"#status": "status"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":sending": strAV(RunSending), ":now": numAV(d.Now().Unix()),
+			":sending": strAV(string(minipush.RunSending)), ":now": numAV(d.Now().Unix()),
 		},
 	})
 	return ignoreConflict(err, "dynamo: touch run %s#%d", campaignID, run)
 }
 
-// RunRef names one run of a campaign.
-type RunRef struct {
-	CampaignID string
-	Run        int
-}
-
 // StalledRuns returns up to limit runs in status sending with no sign of progress since
 // quietSince, quietest first: one Query of the ByDue index's watch shard.
-func (d *DB) StalledRuns(ctx context.Context, quietSince time.Time, limit int) ([]RunRef, error) {
-	var out []RunRef
+func (d *DB) StalledRuns(ctx context.Context, quietSince time.Time, limit int) ([]minipush.RunRef, error) {
+	var out []minipush.RunRef
 	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
 		TableName: aws.String(d.Tables.Campaigns), IndexName: aws.String(CampaignsByDue),
 		KeyConditionExpression: aws.String("dueShard = :watch AND dueAt <= :since"),
@@ -466,22 +381,15 @@ func (d *DB) StalledRuns(ctx context.Context, quietSince time.Time, limit int) (
 			if !ok1 || !ok2 || err != nil {
 				return nil, fmt.Errorf("dynamo: stalled run with key %q/%q", k.PK, k.SK)
 			}
-			out = append(out, RunRef{CampaignID: id, Run: run})
+			out = append(out, minipush.RunRef{CampaignID: id, Run: run})
 		}
 	}
 	return out[:min(len(out), limit)], nil
 }
 
-// Run is one run of a campaign as the operator sees it.
-type Run struct {
-	N        int               `json:"run"`
-	Status   string            `json:"status"`
-	Counters minipush.Counters `json:"counters"`
-}
-
 // CampaignRuns returns a campaign's runs, oldest first: one Query of its partition.
-func (d *DB) CampaignRuns(ctx context.Context, id string) ([]Run, error) {
-	var runs []Run
+func (d *DB) CampaignRuns(ctx context.Context, id string) ([]minipush.Run, error) {
+	var runs []minipush.Run
 	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
 		TableName:              aws.String(d.Tables.Campaigns),
 		KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :run)"),
@@ -505,9 +413,12 @@ func (d *DB) CampaignRuns(ctx context.Context, id string) ([]Run, error) {
 				continue // not a run item
 			}
 			prog := runProgress(item)
-			runs = append(runs, Run{N: n, Status: prog.Status, Counters: prog.Counters})
+			runs = append(runs, minipush.Run{N: n, Status: prog.Status, Counters: prog.Counters})
 		}
 	}
-	slices.SortFunc(runs, func(a, b Run) int { return a.N - b.N })
+	slices.SortFunc(runs, func(a, b minipush.Run) int { return a.N - b.N })
 	return runs, nil
 }
+
+// DB is the store that minipush.Reconcile finishes runs through.
+var _ minipush.RunStore = (*DB)(nil)

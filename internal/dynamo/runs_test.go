@@ -100,13 +100,13 @@ func TestPlanState(t *testing.T) {
 			t.Fatal(err)
 		}
 		st, err := db.ClaimRun(ctx, "c1", 1, "wx1", "a", now, now.Add(time.Minute))
-		if err != nil || st.Status != dynamo.RunPlanning || st.Planned != 0 {
+		if err != nil || st.Status != minipush.RunPlanning || st.Planned != 0 {
 			t.Fatalf("claim: %+v, %v", st, err)
 		}
 		if _, err := db.ClaimRun(ctx, "c1", 1, "wx1", "b", now, now.Add(time.Minute)); minipush.ErrorCode(err) != minipush.ECONFLICT {
 			t.Fatalf("claim under a live lease: %v, want ECONFLICT", err)
 		}
-		st.Cursor = dynamo.PlanCursor{Segments: []dynamo.SegmentCursor{{After: "o5"}, {Done: true}}}
+		st.Cursor = minipush.PlanCursor{Segments: []minipush.SegmentCursor{{After: "o5"}, {Done: true}}}
 		st.NextSeq, st.Planned = 3, 250
 		if err := db.SavePlanCursor(ctx, "c1", 1, "a", st, now.Add(time.Minute)); err != nil {
 			t.Fatal(err)
@@ -128,7 +128,7 @@ func TestPlanState(t *testing.T) {
 			t.Fatal(err)
 		}
 		p, err := db.RunCounters(ctx, "c1", 1)
-		if err != nil || p.Status != dynamo.RunSending || p.Planned != 260 {
+		if err != nil || p.Status != minipush.RunSending || p.Planned != 260 {
 			t.Fatalf("run after finish: %+v, %v", p, err)
 		}
 		if c, _ := db.GetCampaign(ctx, "c1"); c.Status != minipush.StatusSending {
@@ -138,7 +138,7 @@ func TestPlanState(t *testing.T) {
 			t.Fatalf("finished one-off still due: %v", got)
 		}
 		// A finished run is returned as is, without a lease.
-		if st, err := db.ClaimRun(ctx, "c1", 1, "wx1", "c", later, later.Add(time.Minute)); err != nil || st.Status != dynamo.RunSending {
+		if st, err := db.ClaimRun(ctx, "c1", 1, "wx1", "c", later, later.Add(time.Minute)); err != nil || st.Status != minipush.RunSending {
 			t.Fatalf("claim of a finished run: %+v, %v", st, err)
 		}
 	})
@@ -161,7 +161,7 @@ func TestPlanState(t *testing.T) {
 		if err := db.FinishRun(ctx, "c1", 1, "a", 7, time.Time{}, now); err != nil {
 			t.Fatal(err)
 		}
-		if p, _ := db.RunCounters(ctx, "c1", 1); p.Status != dynamo.RunSending || p.Planned != 7 {
+		if p, _ := db.RunCounters(ctx, "c1", 1); p.Status != minipush.RunSending || p.Planned != 7 {
 			t.Fatalf("run %+v, want sending 7", p)
 		}
 		// Resume brings it back planning and due; rolling then takes it out.
@@ -207,14 +207,14 @@ func TestPlanState(t *testing.T) {
 }
 
 // putRun stores a campaign and one run as the planner leaves them.
-func putRun(t *testing.T, db *dynamo.DB, id, status, runStatus string, planned int, cron string) {
+func putRun(t *testing.T, db *dynamo.DB, id, status string, runStatus minipush.RunStatus, planned int, cron string) {
 	t.Helper()
 	s := func(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
 	meta := map[string]types.AttributeValue{"pk": s("c#" + id), "sk": s("meta"), "id": s(id), "appId": s("wxrun"), "status": s(status)}
 	if cron != "" {
 		meta["schedule"] = &types.AttributeValueMemberM{Value: map[string]types.AttributeValue{"cron": s(cron), "timeZone": s("UTC")}}
 	}
-	run := map[string]types.AttributeValue{"pk": s("c#" + id), "sk": s("run#1"), "status": s(runStatus),
+	run := map[string]types.AttributeValue{"pk": s("c#" + id), "sk": s("run#1"), "status": s(string(runStatus)),
 		"planned": &types.AttributeValueMemberN{Value: strconv.Itoa(planned)}}
 	for _, it := range []map[string]types.AttributeValue{meta, run} {
 		if _, err := db.Client.PutItem(t.Context(), &dynamodb.PutItemInput{TableName: aws.String(db.Tables.Campaigns), Item: it}); err != nil {
@@ -225,8 +225,8 @@ func putRun(t *testing.T, db *dynamo.DB, id, status, runStatus string, planned i
 
 func finalDelivery(t *testing.T, db *dynamo.DB, id, openID string, o minipush.Outcome, reason string) {
 	t.Helper()
-	if _, err := db.CreateDelivery(t.Context(), dynamo.Delivery{RunKey: minipush.RunKey(id, 1), OpenID: openID,
-		State: dynamo.DeliveryFinal, Outcome: o, Reason: reason, ExpiresAt: db.Now().Add(time.Hour)}); err != nil {
+	if _, err := db.CreateDelivery(t.Context(), minipush.Delivery{RunKey: minipush.RunKey(id, 1), OpenID: openID,
+		State: minipush.DeliveryFinal, Outcome: o, Reason: reason, ExpiresAt: db.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -237,7 +237,7 @@ func TestRunCompletion(t *testing.T) {
 		t.Parallel()
 		db, _, _ := MustDB(t)
 		ctx := t.Context()
-		putRun(t, db, "c", "sending", dynamo.RunSending, 4, "")
+		putRun(t, db, "c", "sending", minipush.RunSending, 4, "")
 		finalDelivery(t, db, "c", "u1", minipush.OutcomeSent, "")
 		finalDelivery(t, db, "c", "u2", minipush.OutcomeNoGrant, "")
 		finalDelivery(t, db, "c", "u3", minipush.OutcomeFailed, "user_refused")
@@ -245,11 +245,11 @@ func TestRunCompletion(t *testing.T) {
 		if _, err := db.AddRunCounters(ctx, "c", 1, minipush.Counters{Sent: 2, NoGrant: 1, Failed: map[string]int{"stale": 1}}); err != nil {
 			t.Fatal(err)
 		}
-		if _, done, err := db.Reconcile(ctx, "c", 1); err != nil || done {
+		if _, done, err := minipush.Reconcile(ctx, db, "c", 1); err != nil || done {
 			t.Fatalf("Reconcile with 3 of 4 final = done %v, %v; want not done", done, err)
 		}
 		finalDelivery(t, db, "c", "u4", minipush.OutcomeUnknown, "timeout")
-		sum, done, err := db.Reconcile(ctx, "c", 1)
+		sum, done, err := minipush.Reconcile(ctx, db, "c", 1)
 		if err != nil || !done {
 			t.Fatalf("Reconcile = %v, %v; want done", done, err)
 		}
@@ -258,7 +258,7 @@ func TestRunCompletion(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := minipush.Counters{Planned: 4, Sent: 1, NoGrant: 1, Unknown: 1, Failed: map[string]int{"user_refused": 1, "stale": 0}}
-		if p.Status != dynamo.RunDone || p.Counters.Sent != 1 || p.Counters.NoGrant != 1 || p.Counters.Unknown != 1 ||
+		if p.Status != minipush.RunDone || p.Counters.Sent != 1 || p.Counters.NoGrant != 1 || p.Counters.Unknown != 1 ||
 			p.Counters.Failed["user_refused"] != 1 || p.Counters.Failed["stale"] != 0 || p.Counters.Final() != 4 || sum.Final() != want.Final() {
 			t.Errorf("run %s %+v (recount %+v), want done %+v", p.Status, p.Counters, sum, want)
 		}
@@ -267,25 +267,25 @@ func TestRunCompletion(t *testing.T) {
 			t.Errorf("one-off campaign %s, %v; want done", c.Status, err)
 		}
 		// Idempotent: again changes nothing and still reports done.
-		if _, done, err := db.Reconcile(ctx, "c", 1); err != nil || !done {
+		if _, done, err := minipush.Reconcile(ctx, db, "c", 1); err != nil || !done {
 			t.Errorf("second Reconcile = %v, %v", done, err)
 		}
 	})
 	t.Run("NotBeforePlanningEnds", func(t *testing.T) {
 		t.Parallel()
 		db, _, _ := MustDB(t)
-		putRun(t, db, "c", "planning", dynamo.RunPlanning, 1, "")
+		putRun(t, db, "c", "planning", minipush.RunPlanning, 1, "")
 		finalDelivery(t, db, "c", "u1", minipush.OutcomeSent, "")
-		if _, done, err := db.Reconcile(t.Context(), "c", 1); err != nil || done {
+		if _, done, err := minipush.Reconcile(t.Context(), db, "c", 1); err != nil || done {
 			t.Errorf("Reconcile while planning = %v, %v; want not done", done, err)
 		}
 	})
 	t.Run("RecurringCampaignStays", func(t *testing.T) {
 		t.Parallel()
 		db, _, _ := MustDB(t)
-		putRun(t, db, "c", "sending", dynamo.RunSending, 1, "0 10 * * *")
+		putRun(t, db, "c", "sending", minipush.RunSending, 1, "0 10 * * *")
 		finalDelivery(t, db, "c", "u1", minipush.OutcomeSent, "")
-		if _, done, err := db.Reconcile(t.Context(), "c", 1); err != nil || !done {
+		if _, done, err := minipush.Reconcile(t.Context(), db, "c", 1); err != nil || !done {
 			t.Fatalf("Reconcile = %v, %v", done, err)
 		}
 		if c, err := db.SendCampaign(t.Context(), "c"); err != nil || c.Status != "sending" {

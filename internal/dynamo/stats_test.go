@@ -175,7 +175,7 @@ func TestGrantInventory(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, s := range st {
-			if s != dynamo.AddAccepted {
+			if s != minipush.AddAccepted {
 				t.Fatalf("grant %d: %s", i, s)
 			}
 		}

@@ -10,16 +10,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-)
 
-// SharedToken is an app's access token as shared by every instance through the state
-// table, with the refresh lock that keeps instances from refreshing at once.
-type SharedToken struct {
-	AccessToken string
-	ExpiresAt   time.Time
-	LockOwner   string
-	LockUntil   time.Time
-}
+	"minipush"
+)
 
 type tokenItem struct {
 	PK             string `dynamodbav:"pk"`
@@ -43,18 +36,18 @@ func tokenKey(appID string) map[string]types.AttributeValue {
 // GetToken reads an app's shared token (strongly consistent, so a token another instance
 // just stored is seen). A missing item is a zero SharedToken, not an error: "no token
 // yet" is the normal first state.
-func (d *DB) GetToken(ctx context.Context, appID string) (SharedToken, error) {
+func (d *DB) GetToken(ctx context.Context, appID string) (minipush.SharedToken, error) {
 	out, err := d.Client.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName: aws.String(d.Tables.State), Key: tokenKey(appID), ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
-		return SharedToken{}, fmt.Errorf("dynamo: get token of %s: %w", appID, err)
+		return minipush.SharedToken{}, fmt.Errorf("dynamo: get token of %s: %w", appID, err)
 	}
 	var it tokenItem
 	if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
-		return SharedToken{}, fmt.Errorf("dynamo: decode token: %w", err)
+		return minipush.SharedToken{}, fmt.Errorf("dynamo: decode token: %w", err)
 	}
-	return SharedToken{
+	return minipush.SharedToken{
 		AccessToken: it.AccessToken, ExpiresAt: fromEpoch(it.TokenExpiresAt),
 		LockOwner: it.LockOwner, LockUntil: fromEpoch(it.LockUntil),
 	}, nil

@@ -40,6 +40,23 @@ func (it userItem) user() minipush.User {
 	}
 }
 
+func toUserItem(u minipush.User) userItem {
+	return userItem{
+		PK: minipush.UserKey(u.AppID, u.OpenID), AppID: u.AppID, OpenID: u.OpenID, UnionID: u.UnionID,
+		CreatedAt: epoch(u.CreatedAt), LastLoginAt: epoch(u.LastLoginAt),
+		Region: u.Region, Industry: u.Industry, Tags: u.Tags, OptOut: u.OptOut,
+		LiveGrants: u.LiveGrants, LatestExpiry: epoch(u.LatestExpiry),
+	}
+}
+
+// ImportUsers writes users as they are, 25 per BatchWriteItem, replacing any stored item
+// of the same user whole (login data and inventory included): a bulk load for tests
+// and benchmarks, like ImportGrants, where PutUserAttrs (one UpdateItem per user) would
+// take longer than the work measured.
+func (d *DB) ImportUsers(ctx context.Context, users []minipush.User) error {
+	return putAll(ctx, d, d.Tables.Users, "user", users, func(u minipush.User) any { return toUserItem(u) })
+}
+
 // UpsertUser records a login: it creates the user on first sight and refreshes
 // lastLoginAt (and unionId when WeChat gave one) afterwards, leaving attributes and
 // inventory alone.
@@ -130,17 +147,6 @@ func (d *DB) TakeDailySlot(ctx context.Context, appID, openID, day, runKey strin
 	return nil
 }
 
-// UserAttrs are the attributes operators segment on, and the user's opt-out. They live
-// on the user item (pk = minipush.UserKey) as region (S), industry (S), tags (SS) and
-// optOut (BOOL), next to login data and grant inventory that they never touch.
-type UserAttrs struct {
-	OpenID   string   `json:"openId"`
-	Region   string   `json:"region,omitempty"`
-	Industry string   `json:"industry,omitempty"`
-	Tags     []string `json:"tags,omitempty"`
-	OptOut   bool     `json:"optOut"`
-}
-
 // importParallelism bounds concurrent UpdateItems of one import.
 const importParallelism = 16
 
@@ -148,7 +154,7 @@ const importParallelism = 16
 // the operator knows the user before their first login. Empty region, industry or tags
 // remove the attribute (a DynamoDB set cannot be empty). Login data and inventory are
 // left alone, which is why this is an UpdateItem and imports cannot use BatchWriteItem.
-func (d *DB) PutUserAttrs(ctx context.Context, appID string, a UserAttrs) error {
+func (d *DB) PutUserAttrs(ctx context.Context, appID string, a minipush.UserAttrs) error {
 	now := d.Now().Unix()
 	upd := expression.Set(expression.Name("appId"), expression.Value(appID)).
 		Set(expression.Name("openId"), expression.Value(a.OpenID)).
@@ -185,7 +191,7 @@ func (d *DB) PutUserAttrs(ctx context.Context, appID string, a UserAttrs) error 
 // ImportUserAttrs is PutUserAttrs for many users, with bounded parallelism. It stops at
 // the first error; users written before it stay written (each write is a whole-user
 // replacement, so re-running the import is safe).
-func (d *DB) ImportUserAttrs(ctx context.Context, appID string, users []UserAttrs) error {
+func (d *DB) ImportUserAttrs(ctx context.Context, appID string, users []minipush.UserAttrs) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"minipush"
-	"minipush/internal/dynamo"
 )
 
 func TestDailySlot(t *testing.T) {
@@ -37,7 +36,7 @@ func TestUserAttrs(t *testing.T) {
 		if err := db.UpsertUser(ctx, "wx1", "u1", "union1"); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.PutUserAttrs(ctx, "wx1", dynamo.UserAttrs{OpenID: "u1", Region: "sh", Industry: "retail", Tags: []string{"vip", "b", "vip"}, OptOut: true}); err != nil {
+		if err := db.PutUserAttrs(ctx, "wx1", minipush.UserAttrs{OpenID: "u1", Region: "sh", Industry: "retail", Tags: []string{"vip", "b", "vip"}, OptOut: true}); err != nil {
 			t.Fatal(err)
 		}
 		u, err := db.GetUser(ctx, "wx1", "u1")
@@ -48,7 +47,7 @@ func TestUserAttrs(t *testing.T) {
 		if u.Region != "sh" || u.Industry != "retail" || !slices.Equal(u.Tags, []string{"b", "vip"}) || !u.OptOut || u.UnionID != "union1" {
 			t.Fatalf("user %+v", u)
 		}
-		if err := db.PutUserAttrs(ctx, "wx1", dynamo.UserAttrs{OpenID: "u1", Region: "bj"}); err != nil {
+		if err := db.PutUserAttrs(ctx, "wx1", minipush.UserAttrs{OpenID: "u1", Region: "bj"}); err != nil {
 			t.Fatal(err)
 		}
 		u, _ = db.GetUser(ctx, "wx1", "u1")
@@ -61,9 +60,9 @@ func TestUserAttrs(t *testing.T) {
 		}
 	})
 	t.Run("Import", func(t *testing.T) {
-		var us []dynamo.UserAttrs
+		var us []minipush.UserAttrs
 		for i := range 40 {
-			us = append(us, dynamo.UserAttrs{OpenID: fmt.Sprintf("i%d", i), Region: "gz", OptOut: i%4 == 0})
+			us = append(us, minipush.UserAttrs{OpenID: fmt.Sprintf("i%d", i), Region: "gz", OptOut: i%4 == 0})
 		}
 		if err := db.ImportUserAttrs(ctx, "wx1", us); err != nil {
 			t.Fatal(err)

@@ -10,7 +10,7 @@ import (
 )
 
 // sdkAttributes converts a stream image as Lambda delivers it to the SDK's attribute
-// values, so the storage layer's one decoder (dynamo.UnmarshalGrant) reads it. Every
+// values, so the storage layer's one decoder (Store.GrantFromImage) reads it. Every
 // type is converted by its DataType: the events accessors panic on a type mismatch, so
 // none is called on a value of another type.
 func sdkAttributes(m map[string]events.DynamoDBAttributeValue) (map[string]types.AttributeValue, error) {

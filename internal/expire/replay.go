@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"strings"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -105,7 +104,7 @@ func (h *Handler) replayOne(ctx context.Context, body string) (int, error) {
 	}
 	// Only the grants table's stream: the record comes from our own queue, but a replay
 	// reads and applies whatever it names, so it must name what this function consumes.
-	if !strings.Contains(b.StreamARN, ":table/"+h.DB.Tables.Grants+"/stream/") {
+	if !h.DB.IsGrantsStream(b.StreamARN) {
 		return 0, fmt.Errorf("expire: failure record names stream %s, not the grants table's", b.StreamARN)
 	}
 	recs, err := h.readRange(ctx, b, end)

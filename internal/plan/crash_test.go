@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"minipush"
-	"minipush/internal/dynamo"
 	"minipush/internal/plan"
 )
 
@@ -52,7 +51,7 @@ func TestPlanCrashBetweenQueueAndCursor(t *testing.T) {
 	if err := h.Handle(t.Context(), tick); !errors.Is(err, errCrashed) {
 		t.Fatalf("crashing planner: %v, want %v", err, errCrashed)
 	}
-	if p := f.mustRun(t, "cwin", 1); p.Status != dynamo.RunPlanning || p.Planned != (crashOn-1)*page {
+	if p := f.mustRun(t, "cwin", 1); p.Status != minipush.RunPlanning || p.Planned != (crashOn-1)*page {
 		t.Fatalf("after the crash: status %q planned %d, want planning %d", p.Status, p.Planned, (crashOn-1)*page)
 	}
 	f.clk.Add(plan.DefaultLease + time.Second)
@@ -61,7 +60,7 @@ func TestPlanCrashBetweenQueueAndCursor(t *testing.T) {
 	if err := h2.Handle(t.Context(), tick); err != nil {
 		t.Fatal(err)
 	}
-	if p := f.mustRun(t, "cwin", 1); p.Status != dynamo.RunSending || p.Planned != n {
+	if p := f.mustRun(t, "cwin", 1); p.Status != minipush.RunSending || p.Planned != n {
 		t.Fatalf("run: status %q planned %d, want sending %d", p.Status, p.Planned, n)
 	}
 

@@ -12,12 +12,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"minipush"
-	"minipush/internal/config"
 	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
 	"minipush/internal/plan"
@@ -52,7 +49,7 @@ func newFixture(tb testing.TB) *fixture {
 	tb.Helper()
 	env := testenv.New(tb)
 	clk := &clock{t: time.Date(2026, 11, 25, 2, 0, 0, 0, time.UTC)}
-	db := dynamo.New(env.DynamoDB, config.Tables{
+	db := dynamo.New(env.DynamoDB, dynamo.Tables{
 		Grants: env.Table("GrantsTable"), Users: env.Table("UsersTable"), Campaigns: env.Table("CampaignsTable"),
 		Audience: env.Table("AudienceTable"), Deliveries: env.Table("DeliveriesTable"), State: env.Table("StateTable"),
 	})
@@ -143,47 +140,25 @@ type user struct {
 	latestExpiry     time.Time
 }
 
-// mustUsers writes users with BatchWriteItem (25 per call, in parallel).
+// mustUsers stores users with the adapter's bulk load (ImportUsers, 25 per
+// BatchWriteItem), 8 loads at once.
 func (f *fixture) mustUsers(tb testing.TB, users []user) {
 	tb.Helper()
-	reqs := make([]ddbtypes.WriteRequest, 0, len(users))
-	for _, u := range users {
-		item := map[string]ddbtypes.AttributeValue{
-			"pk":           &ddbtypes.AttributeValueMemberS{Value: minipush.UserKey(u.appID, u.openID)},
-			"appId":        &ddbtypes.AttributeValueMemberS{Value: u.appID},
-			"openId":       &ddbtypes.AttributeValueMemberS{Value: u.openID},
-			"optOut":       &ddbtypes.AttributeValueMemberBOOL{Value: u.optOut},
-			"liveGrants":   &ddbtypes.AttributeValueMemberN{Value: strconv.Itoa(u.liveGrants)},
-			"latestExpiry": &ddbtypes.AttributeValueMemberN{Value: strconv.FormatInt(max(u.latestExpiry.Unix(), 0), 10)},
-		}
-		if u.region != "" {
-			item["region"] = &ddbtypes.AttributeValueMemberS{Value: u.region}
-		}
-		if u.industry != "" {
-			item["industry"] = &ddbtypes.AttributeValueMemberS{Value: u.industry}
-		}
-		if len(u.tags) > 0 {
-			item["tags"] = &ddbtypes.AttributeValueMemberSS{Value: u.tags}
-		}
-		reqs = append(reqs, ddbtypes.WriteRequest{PutRequest: &ddbtypes.PutRequest{Item: item}})
+	all := make([]minipush.User, len(users))
+	for i, u := range users {
+		all[i] = minipush.User{AppID: u.appID, OpenID: u.openID, Region: u.region, Industry: u.industry, Tags: u.tags,
+			OptOut: u.optOut, LiveGrants: u.liveGrants, LatestExpiry: u.latestExpiry}
 	}
-	table := f.db.Tables.Users
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
 	var failed atomic.Value
-	for start := 0; start < len(reqs); start += 25 {
-		chunk := reqs[start:min(start+25, len(reqs))]
+	for start := 0; start < len(all); start += 250 {
+		chunk := all[start:min(start+250, len(all))]
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			pending := map[string][]ddbtypes.WriteRequest{table: chunk}
-			for len(pending[table]) > 0 {
-				out, err := f.env.DynamoDB.BatchWriteItem(context.Background(), &dynamodb.BatchWriteItemInput{RequestItems: pending})
-				if err != nil {
-					failed.Store(err)
-					return
-				}
-				pending = out.UnprocessedItems
+			if err := f.db.ImportUsers(context.Background(), chunk); err != nil {
+				failed.Store(err)
 			}
 		})
 	}
@@ -271,7 +246,7 @@ func (d drained) assertBatches(tb testing.TB) {
 }
 
 // mustRun reads a run's progress.
-func (f *fixture) mustRun(tb testing.TB, id string, run int) dynamo.RunProgress {
+func (f *fixture) mustRun(tb testing.TB, id string, run int) minipush.RunProgress {
 	tb.Helper()
 	p, err := f.db.RunCounters(context.Background(), id, run)
 	if err != nil {

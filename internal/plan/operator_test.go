@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"minipush"
-	"minipush/internal/dynamo"
 	"minipush/internal/plan"
 )
 
@@ -55,7 +54,7 @@ func TestPlanOperatorStops(t *testing.T) {
 		// Only what was queued before the cancel; the run is closed with that count so
 		// send can reconcile it, and nothing is left for a later tick.
 		f.drain(t, after*page).assertExactlyOnce(t, 1, after*page)
-		if p := f.mustRun(t, "cstop", 1); p.Status != dynamo.RunSending || p.Planned != after*page {
+		if p := f.mustRun(t, "cstop", 1); p.Status != minipush.RunSending || p.Planned != after*page {
 			t.Errorf("run: status %q planned %d, want sending %d", p.Status, p.Planned, after*page)
 		}
 		if c := f.mustCampaignNow(t, "cstop"); c.Status != minipush.StatusCancelled {
@@ -78,7 +77,7 @@ func TestPlanOperatorStops(t *testing.T) {
 		if err := h.Handle(t.Context(), tick); err != nil {
 			t.Fatal(err)
 		}
-		if p := f.mustRun(t, "cpause", 1); p.Status != dynamo.RunPlanning || p.Planned != after*page {
+		if p := f.mustRun(t, "cpause", 1); p.Status != minipush.RunPlanning || p.Planned != after*page {
 			t.Fatalf("paused run: status %q planned %d, want planning %d", p.Status, p.Planned, after*page)
 		}
 		f.assertNotDue(t, "cpause")
@@ -98,7 +97,7 @@ func TestPlanOperatorStops(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.drain(t, n).assertExactlyOnce(t, 1, n)
-		if p := f.mustRun(t, "cpause", 1); p.Status != dynamo.RunSending || p.Planned != n {
+		if p := f.mustRun(t, "cpause", 1); p.Status != minipush.RunSending || p.Planned != n {
 			t.Errorf("run: status %q planned %d, want sending %d", p.Status, p.Planned, n)
 		}
 		if c := f.mustCampaignNow(t, "cpause"); c.Status != minipush.StatusSending {
@@ -142,7 +141,7 @@ func TestPlanCancelledDuringReRead(t *testing.T) {
 	if err := h.Handle(ctx, tick); err != nil {
 		t.Fatalf("cancelled planner: %v, want a clean stop", err)
 	}
-	if p := f.mustRun(t, "creread", 1); p.Status != dynamo.RunPlanning || p.Planned != 2*page {
+	if p := f.mustRun(t, "creread", 1); p.Status != minipush.RunPlanning || p.Planned != 2*page {
 		t.Fatalf("after cancel: status %q planned %d, want planning %d", p.Status, p.Planned, 2*page)
 	}
 	// Released: another planner continues at once, without waiting out the lease.
@@ -152,7 +151,7 @@ func TestPlanCancelledDuringReRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.drain(t, n).assertExactlyOnce(t, 1, n)
-	if p := f.mustRun(t, "creread", 1); p.Status != dynamo.RunSending || p.Planned != n {
+	if p := f.mustRun(t, "creread", 1); p.Status != minipush.RunSending || p.Planned != n {
 		t.Errorf("run: status %q planned %d, want sending %d", p.Status, p.Planned, n)
 	}
 }
@@ -192,7 +191,7 @@ func TestPlanCancelledDuringAudienceRead(t *testing.T) {
 	if err := h.Handle(ctx, tick); err != nil {
 		t.Fatalf("cancelled planner: %v, want a clean stop", err)
 	}
-	if p := f.mustRun(t, "cpage", 1); p.Status != dynamo.RunPlanning || p.Planned != 2*page {
+	if p := f.mustRun(t, "cpage", 1); p.Status != minipush.RunPlanning || p.Planned != 2*page {
 		t.Fatalf("after cancel: status %q planned %d, want planning %d", p.Status, p.Planned, 2*page)
 	}
 	h2 := f.handler("second")
@@ -201,7 +200,7 @@ func TestPlanCancelledDuringAudienceRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.drain(t, n).assertExactlyOnce(t, 1, n)
-	if p := f.mustRun(t, "cpage", 1); p.Status != dynamo.RunSending || p.Planned != n {
+	if p := f.mustRun(t, "cpage", 1); p.Status != minipush.RunSending || p.Planned != n {
 		t.Errorf("run: status %q planned %d, want sending %d", p.Status, p.Planned, n)
 	}
 }

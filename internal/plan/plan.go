@@ -305,12 +305,11 @@ func nextRun(c minipush.Campaign, dueAt, now time.Time) (time.Time, error) {
 	if c.Schedule.Cron == "" {
 		return time.Time{}, nil
 	}
-	s := schedule.Schedule{At: c.Schedule.At, Cron: c.Schedule.Cron, TimeZone: c.Schedule.TimeZone}
 	after := now
 	if dueAt.After(now) {
 		after = dueAt
 	}
-	next, ok, err := s.Next(after)
+	next, ok, err := schedule.Next(c.Schedule, after)
 	if err != nil || !ok {
 		return time.Time{}, err
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"minipush"
-	"minipush/internal/dynamo"
 	"minipush/internal/plan"
 )
 
@@ -52,7 +51,7 @@ func TestPlanList25k(t *testing.T) {
 	if got, want := len(d.batches), n/plan.DefaultBatchSize; got != want {
 		t.Errorf("%d batches, want %d", got, want)
 	}
-	if p := f.mustRun(t, "c25k", 1); p.Status != dynamo.RunSending || p.Planned != n {
+	if p := f.mustRun(t, "c25k", 1); p.Status != minipush.RunSending || p.Planned != n {
 		t.Errorf("run: status %q planned %d, want sending %d", p.Status, p.Planned, n)
 	}
 	if c := f.mustCampaignNow(t, "c25k"); c.Status != minipush.StatusSending || c.RunSeq != 1 {
@@ -109,7 +108,7 @@ func TestPlanResume(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := f.mustRun(t, "cres", 1)
-		if p.Status != dynamo.RunPlanning || p.Planned != 3*page {
+		if p.Status != minipush.RunPlanning || p.Planned != 3*page {
 			t.Fatalf("after cancel: status %q planned %d, want planning %d", p.Status, p.Planned, 3*page)
 		}
 		// The stopped planner released its lease: the next tick continues at once.
@@ -119,7 +118,7 @@ func TestPlanResume(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.drain(t, n).assertExactlyOnce(t, 1, n)
-		if p := f.mustRun(t, "cres", 1); p.Status != dynamo.RunSending || p.Planned != n {
+		if p := f.mustRun(t, "cres", 1); p.Status != minipush.RunSending || p.Planned != n {
 			t.Errorf("run: status %q planned %d, want sending %d", p.Status, p.Planned, n)
 		}
 	})
@@ -142,7 +141,7 @@ func TestPlanResume(t *testing.T) {
 		if err := h2.Handle(t.Context(), tick); err != nil {
 			t.Fatal(err)
 		}
-		if p := f.mustRun(t, "ccrash", 1); p.Status != dynamo.RunPlanning || p.Planned != 4*page {
+		if p := f.mustRun(t, "ccrash", 1); p.Status != minipush.RunPlanning || p.Planned != 4*page {
 			t.Fatalf("under a live lease: status %q planned %d, want planning %d", p.Status, p.Planned, 4*page)
 		}
 		f.clk.Add(plan.DefaultLease + time.Second)
@@ -150,7 +149,7 @@ func TestPlanResume(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.drain(t, n).assertExactlyOnce(t, 1, n)
-		if p := f.mustRun(t, "ccrash", 1); p.Status != dynamo.RunSending || p.Planned != n {
+		if p := f.mustRun(t, "ccrash", 1); p.Status != minipush.RunSending || p.Planned != n {
 			t.Errorf("run: status %q planned %d, want sending %d", p.Status, p.Planned, n)
 		}
 	})
@@ -199,7 +198,7 @@ func TestPlanConcurrentPlanners(t *testing.T) {
 		}
 	}
 	f.drain(t, n).assertExactlyOnce(t, 1, n)
-	if p := f.mustRun(t, "cconc", 1); p.Status != dynamo.RunSending || p.Planned != n {
+	if p := f.mustRun(t, "cconc", 1); p.Status != minipush.RunSending || p.Planned != n {
 		t.Errorf("run: status %q planned %d, want sending %d", p.Status, p.Planned, n)
 	}
 	if c := f.mustCampaignNow(t, "cconc"); c.RunSeq != 1 {
@@ -300,7 +299,7 @@ func TestPlanSegment(t *testing.T) {
 			if len(got[id]) != want {
 				t.Errorf("%d users queued, want %d", len(got[id]), want)
 			}
-			if p := f.mustRun(t, id, 1); p.Planned != want || p.Status != dynamo.RunSending {
+			if p := f.mustRun(t, id, 1); p.Planned != want || p.Status != minipush.RunSending {
 				t.Errorf("run: status %q planned %d, want sending %d", p.Status, p.Planned, want)
 			}
 		})
@@ -349,7 +348,7 @@ func TestPlanRecurring(t *testing.T) {
 		if want := first.AddDate(0, 0, 2); c.RunSeq != 2 || !c.NextRunAt.Equal(want) || c.Status != minipush.StatusScheduled {
 			t.Fatalf("campaign after run 2: status %q runSeq %d next %v, want scheduled 2 %v", c.Status, c.RunSeq, c.NextRunAt, want)
 		}
-		if p := f.mustRun(t, "cdaily", 2); p.Planned != 250 || p.Status != dynamo.RunSending {
+		if p := f.mustRun(t, "cdaily", 2); p.Planned != 250 || p.Status != minipush.RunSending {
 			t.Fatalf("run 2: status %q planned %d", p.Status, p.Planned)
 		}
 	})
@@ -362,7 +361,7 @@ func TestPlanEmptyAudience(t *testing.T) {
 	if err := f.handler("p").Handle(t.Context(), tick); err != nil {
 		t.Fatal(err)
 	}
-	if p := f.mustRun(t, "cempty", 1); p.Status != dynamo.RunDone || p.Planned != 0 {
+	if p := f.mustRun(t, "cempty", 1); p.Status != minipush.RunDone || p.Planned != 0 {
 		t.Errorf("run: status %q planned %d, want done 0", p.Status, p.Planned)
 	}
 	if c := f.mustCampaignNow(t, "cempty"); c.Status != minipush.StatusDone {

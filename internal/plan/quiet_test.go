@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"minipush"
-	"minipush/internal/dynamo"
 	"minipush/internal/plan"
 )
 
@@ -16,14 +15,14 @@ import (
 func (f *fixture) finalize(tb testing.TB, id string, run int, outcome minipush.Outcome, ids ...string) {
 	tb.Helper()
 	for _, o := range ids {
-		dl := dynamo.Delivery{RunKey: minipush.RunKey(id, run), OpenID: o, State: dynamo.DeliveryFinal, Outcome: outcome}
+		dl := minipush.Delivery{RunKey: minipush.RunKey(id, run), OpenID: o, State: minipush.DeliveryFinal, Outcome: outcome}
 		if _, err := f.db.CreateDelivery(tb.Context(), dl); err != nil {
 			tb.Fatal(err)
 		}
 	}
 }
 
-func (f *fixture) stalled(tb testing.TB) []dynamo.RunRef {
+func (f *fixture) stalled(tb testing.TB) []minipush.RunRef {
 	tb.Helper()
 	runs, err := f.db.StalledRuns(tb.Context(), f.clk.Now().Add(-plan.DefaultQuiet), 10)
 	if err != nil {
@@ -44,7 +43,7 @@ func TestPlanReconcilesQuietRun(t *testing.T) {
 	if err := h.Handle(t.Context(), tick); err != nil {
 		t.Fatal(err)
 	}
-	if p := f.mustRun(t, "cquiet", 1); p.Status != dynamo.RunSending || p.Planned != 3 {
+	if p := f.mustRun(t, "cquiet", 1); p.Status != minipush.RunSending || p.Planned != 3 {
 		t.Fatalf("run after planning: %+v, want sending with 3 planned", p)
 	}
 	f.finalize(t, "cquiet", 1, minipush.OutcomeSent, openID(0))
@@ -67,13 +66,13 @@ func TestPlanReconcilesQuietRun(t *testing.T) {
 	// Quiet and incomplete (one recipient still pending): recounted, left sending, and
 	// not recounted again on the next tick.
 	f.clk.Add(plan.DefaultQuiet)
-	if runs := f.stalled(t); len(runs) != 1 || runs[0] != (dynamo.RunRef{CampaignID: "cquiet", Run: 1}) {
+	if runs := f.stalled(t); len(runs) != 1 || runs[0] != (minipush.RunRef{CampaignID: "cquiet", Run: 1}) {
 		t.Fatalf("stalled runs %+v, want cquiet run 1", runs)
 	}
 	if err := h.Handle(t.Context(), tick); err != nil {
 		t.Fatal(err)
 	}
-	if p := f.mustRun(t, "cquiet", 1); p.Status != dynamo.RunSending {
+	if p := f.mustRun(t, "cquiet", 1); p.Status != minipush.RunSending {
 		t.Fatalf("incomplete run is %q, want still sending", p.Status)
 	}
 	if runs := f.stalled(t); len(runs) != 0 {
@@ -88,7 +87,7 @@ func TestPlanReconcilesQuietRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := f.mustRun(t, "cquiet", 1)
-	if p.Status != dynamo.RunDone || p.Counters.Sent != 2 || p.Counters.NoGrant != 1 {
+	if p.Status != minipush.RunDone || p.Counters.Sent != 2 || p.Counters.NoGrant != 1 {
 		t.Fatalf("run %+v, want done with 2 sent and 1 no grant", p)
 	}
 	if c := f.mustCampaignNow(t, "cquiet"); c.Status != minipush.StatusDone {
@@ -140,7 +139,7 @@ func TestPlanFinishesRunSentWhilePlanning(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := f.mustRun(t, "cfast", 1)
-	if p.Status != dynamo.RunDone || p.Counters.Sent != 250 || p.Planned != 250 {
+	if p.Status != minipush.RunDone || p.Counters.Sent != 250 || p.Planned != 250 {
 		t.Fatalf("run %+v, want done with 250 of 250 sent", p)
 	}
 	if c := f.mustCampaignNow(t, "cfast"); c.Status != minipush.StatusDone {

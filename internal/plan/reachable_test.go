@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"minipush"
-	"minipush/internal/dynamo"
 	"minipush/internal/plan"
 )
 
@@ -79,7 +78,7 @@ func TestPlanReachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := f.mustRun(t, "creach", 1)
-	if p.Status != dynamo.RunSending && p.Status != dynamo.RunDone {
+	if p.Status != minipush.RunSending && p.Status != minipush.RunDone {
 		t.Fatalf("run status %q, want planned", p.Status)
 	}
 

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"minipush"
-	"minipush/internal/dynamo"
 	"minipush/internal/schedule"
 )
 
@@ -134,7 +133,7 @@ func TestRecurringMissedOccurrence(t *testing.T) {
 		if want := first.AddDate(0, 0, 2); c.RunSeq != 1 || !c.NextRunAt.Equal(want) || c.Status != minipush.StatusScheduled {
 			t.Fatalf("an hour late: status %q runSeq %d next %v, want scheduled 1 %v (skipped)", c.Status, c.RunSeq, c.NextRunAt, want)
 		}
-		if p := f.mustRun(t, "clate", 1); p.Status != dynamo.RunSending {
+		if p := f.mustRun(t, "clate", 1); p.Status != minipush.RunSending {
 			t.Fatalf("run 1 %q, want still sending", p.Status)
 		}
 		// Day 3: late, but within the tolerance: it runs.

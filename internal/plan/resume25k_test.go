@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"minipush/internal/dynamo"
+	"minipush"
 )
 
 // TestPlanList25kKilled is TestPlanList25k with the planner killed: its context is
@@ -25,7 +25,7 @@ func TestPlanList25kKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := f.mustRun(t, "c25kk", 1)
-	if p.Status != dynamo.RunPlanning || p.Planned <= 0 || p.Planned >= n {
+	if p.Status != minipush.RunPlanning || p.Planned <= 0 || p.Planned >= n {
 		t.Fatalf("after the kill: status %q planned %d, want planning with 0 < planned < %d", p.Status, p.Planned, n)
 	}
 	t.Logf("killed after %d of %d recipients", p.Planned, n)
@@ -34,7 +34,7 @@ func TestPlanList25kKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.drain(t, n).assertExactlyOnce(t, 1, n)
-	if p := f.mustRun(t, "c25kk", 1); p.Status != dynamo.RunSending || p.Planned != n {
+	if p := f.mustRun(t, "c25kk", 1); p.Status != minipush.RunSending || p.Planned != n {
 		t.Errorf("run: status %q planned %d, want sending %d", p.Status, p.Planned, n)
 	}
 	f.assertNotDue(t, "c25kk")

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"minipush"
-	"minipush/internal/dynamo"
+	"minipush/internal/metrics"
 )
 
 // roundTimeout bounds the queueing and cursor save of one round, which run detached from
@@ -24,7 +24,7 @@ type runPlanner struct {
 	c     minipush.Campaign
 	run   int
 	owner string
-	st    dynamo.PlanState
+	st    minipush.PlanState
 	log   *slog.Logger
 
 	batches []minipush.Batch // reused across rounds
@@ -46,7 +46,7 @@ func (p *runPlanner) plan(ctx context.Context) (bool, error) {
 		segments = orDefault(p.h.Segments, DefaultSegments)
 	}
 	if len(p.st.Cursor.Segments) == 0 {
-		p.st.Cursor.Segments = make([]dynamo.SegmentCursor, segments)
+		p.st.Cursor.Segments = make([]minipush.SegmentCursor, segments)
 	}
 	segments = len(p.st.Cursor.Segments) // a resumed run keeps the split it started with
 	pages := make([]page, segments)
@@ -159,7 +159,7 @@ func (p *runPlanner) read(ctx context.Context, pages []page) error {
 			if p.c.Audience.Kind == minipush.AudienceList {
 				pg.ids, pg.next, pg.err = p.h.DB.AudiencePage(ctx, p.c.ID, s.After, size)
 			} else {
-				q := dynamo.AudienceScan{
+				q := minipush.AudienceScan{
 					AppID: p.c.AppID, Segment: p.c.Audience.Segment, SkipOptedOut: p.c.Policy.SkipOptedOut,
 					Reachable: p.c.Audience.Kind == minipush.AudienceReachable, Channel: p.c.Message.Channel(), Now: p.h.now(),
 				}
@@ -211,10 +211,11 @@ func (p *runPlanner) queueRound(ctx context.Context, pages []page, lease time.Du
 		if p.st.Cursor.Segments[i].Done {
 			continue
 		}
-		p.st.Cursor.Segments[i] = dynamo.SegmentCursor{After: pages[i].next, Done: pages[i].next == ""}
+		p.st.Cursor.Segments[i] = minipush.SegmentCursor{After: pages[i].next, Done: pages[i].next == ""}
 	}
 	p.st.NextSeq += len(p.batches)
 	p.st.Planned += planned
+	metrics.FromContext(ctx).Add(metrics.RecipientsPlanned, float64(planned), metrics.Dim{Name: "AppId", Value: p.c.AppID})
 	clear(p.batches) // drop references to the round's pages
 	return p.h.DB.SavePlanCursor(ctx, p.c.ID, p.run, p.owner, p.st, p.h.now().Add(lease))
 }

@@ -5,33 +5,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-
 	"minipush"
 	"minipush/internal/dev/sandbox"
 )
 
-// setScheduleZone gives a stored campaign a recurring schedule in zone, the zone the
-// cap's day was once (wrongly) computed in.
-func (f *fixture) setScheduleZone(t *testing.T, id, zone string) {
-	t.Helper()
-	sav, err := attributevalue.MarshalWithOptions(minipush.Schedule{Cron: "30 0 * * *", TimeZone: zone}, jsonTags)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.env.DynamoDB.UpdateItem(t.Context(), &dynamodb.UpdateItemInput{
-		TableName: aws.String(f.db.Tables.Campaigns),
-		Key: map[string]ddbtypes.AttributeValue{
-			"pk": &ddbtypes.AttributeValueMemberS{Value: "c#" + id}, "sk": &ddbtypes.AttributeValueMemberS{Value: "meta"},
-		},
-		UpdateExpression:          aws.String("SET schedule = :s"),
-		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":s": sav},
-	}); err != nil {
-		t.Fatal(err)
-	}
+// zoned is a recurring schedule in zone, the zone the cap's day was once (wrongly)
+// computed in.
+func zoned(zone string) minipush.Schedule {
+	return minipush.Schedule{Cron: "30 0 * * *", TimeZone: zone}
 }
 
 // TestDailyCapUsesAppZone: the one-push-per-day cap counts the recipient's day in the
@@ -77,13 +58,13 @@ func TestDailyCapUsesAppZone(t *testing.T) {
 			h.Zones = map[string]*time.Location{appID: shanghai}
 
 			now.Store(tc.at1.UnixNano())
-			f.putCampaign(t, "first", subscribeMessage(), minipush.Policy{OnePerDay: true}, len(ids))
-			f.setScheduleZone(t, "first", tc.first)
+			f.putCampaignWith(t, minipush.Campaign{ID: "first", Message: subscribeMessage(), Policy: minipush.Policy{OnePerDay: true},
+				Schedule: zoned(tc.first)}, len(ids))
 			handle(t, h, events10(t, batches("first", ids, 10))[0])
 
 			now.Store(tc.at2.UnixNano())
-			f.putCampaign(t, "second", subscribeMessage(), minipush.Policy{OnePerDay: true}, len(ids))
-			f.setScheduleZone(t, "second", tc.second)
+			f.putCampaignWith(t, minipush.Campaign{ID: "second", Message: subscribeMessage(), Policy: minipush.Policy{OnePerDay: true},
+				Schedule: zoned(tc.second)}, len(ids))
 			handle(t, h, events10(t, batches("second", ids, 10))[0])
 
 			first, second := f.outcomes(t, "first"), f.outcomes(t, "second")

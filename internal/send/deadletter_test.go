@@ -14,7 +14,6 @@ import (
 	"minipush"
 	"minipush/internal/dev/localrun"
 	"minipush/internal/dev/sandbox"
-	"minipush/internal/dynamo"
 	"minipush/internal/send"
 )
 
@@ -104,11 +103,11 @@ func TestDeadLetter(t *testing.T) {
 	if _, err := f.db.LeaseGrant(ctx, g, "dead-sender", now.Add(-time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []dynamo.Delivery{
-		{RunKey: runKey, OpenID: lost, State: dynamo.DeliverySending, Owner: "dead-sender", LeaseUntil: now.Add(-time.Minute), GrantID: g.ID, ExpiresAt: now.Add(time.Hour)},
-		{RunKey: runKey, OpenID: live, State: dynamo.DeliverySending, Owner: "live-sender", LeaseUntil: now.Add(time.Hour), ExpiresAt: now.Add(time.Hour)},
+	for _, d := range []minipush.Delivery{
+		{RunKey: runKey, OpenID: lost, State: minipush.DeliverySending, Owner: "dead-sender", LeaseUntil: now.Add(-time.Minute), GrantID: g.ID, ExpiresAt: now.Add(time.Hour)},
+		{RunKey: runKey, OpenID: live, State: minipush.DeliverySending, Owner: "live-sender", LeaseUntil: now.Add(time.Hour), ExpiresAt: now.Add(time.Hour)},
 		// Its sender recorded it and died before counting it.
-		{RunKey: runKey, OpenID: sentUncounted, State: dynamo.DeliveryFinal, Outcome: minipush.OutcomeSent, ExpiresAt: now.Add(time.Hour)},
+		{RunKey: runKey, OpenID: sentUncounted, State: minipush.DeliveryFinal, Outcome: minipush.OutcomeSent, ExpiresAt: now.Add(time.Hour)},
 	} {
 		if _, err := f.db.CreateDelivery(ctx, d); err != nil {
 			t.Fatal(err)
@@ -125,10 +124,10 @@ func TestDeadLetter(t *testing.T) {
 		t.Fatalf("first look: %+v, %v; want the message back (a live claim)", resp, err)
 	}
 	got := f.outcomes(t, "c")
-	if d := got[live]; d.State != dynamo.DeliverySending || d.Owner != "live-sender" {
+	if d := got[live]; d.State != minipush.DeliverySending || d.Owner != "live-sender" {
 		t.Fatalf("a live claim was touched: %+v", d)
 	}
-	if p := f.mustProgress(t); p.Status != dynamo.RunSending {
+	if p := f.mustProgress(t); p.Status != minipush.RunSending {
 		t.Fatalf("run %s with a recipient still claimed", p.Status)
 	}
 
@@ -147,12 +146,12 @@ func TestDeadLetter(t *testing.T) {
 		ids[4]: {"failed", send.DeadLetterReason}, ids[5]: {"failed", send.DeadLetterReason},
 	}
 	for u, w := range want {
-		if d := got[u]; d.State != dynamo.DeliveryFinal || string(d.Outcome) != w[0] || d.Reason != w[1] {
+		if d := got[u]; d.State != minipush.DeliveryFinal || string(d.Outcome) != w[0] || d.Reason != w[1] {
 			t.Errorf("%s: %s %s/%s, want final %s/%s", u, d.State, d.Outcome, d.Reason, w[0], w[1])
 		}
 	}
 	p := f.mustProgress(t)
-	if p.Status != dynamo.RunDone || p.Counters.Sent != 3 || p.Counters.Unknown != 2 || p.Counters.Failed[send.DeadLetterReason] != 2 || p.Counters.Final() != len(ids) {
+	if p.Status != minipush.RunDone || p.Counters.Sent != 3 || p.Counters.Unknown != 2 || p.Counters.Failed[send.DeadLetterReason] != 2 || p.Counters.Final() != len(ids) {
 		t.Errorf("run %s %+v, want done: 3 sent, 2 unknown, 2 failed/dead_letter", p.Status, p.Counters)
 	}
 	if c, err := f.db.GetCampaign(ctx, "c"); err != nil || c.Status != minipush.StatusDone {
@@ -170,7 +169,7 @@ func TestDeadLetter(t *testing.T) {
 	}
 }
 
-func (f *fixture) mustProgress(t *testing.T) dynamo.RunProgress {
+func (f *fixture) mustProgress(t *testing.T) minipush.RunProgress {
 	t.Helper()
 	p, err := f.db.RunCounters(t.Context(), "c", 1)
 	if err != nil {

@@ -11,13 +11,10 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"minipush"
 	"minipush/internal/dev/sandbox"
-	"minipush/internal/dynamo"
 	"minipush/internal/send"
 )
 
@@ -36,7 +33,7 @@ func (q *brokenQueue) Enqueue(context.Context, minipush.Batch, time.Duration) er
 // storeWithout fails reads of deliveries, as DynamoDB being down would.
 type storeWithout struct{ send.Store }
 
-func (storeWithout) Deliveries(context.Context, string, []string) (map[string]dynamo.Delivery, error) {
+func (storeWithout) Deliveries(context.Context, string, []string) (map[string]minipush.Delivery, error) {
 	return nil, errors.New("dynamodb: unavailable")
 }
 
@@ -87,21 +84,6 @@ func (f *fixture) queued(t *testing.T, n int, deadline time.Duration) []minipush
 		}
 	}
 	return out
-}
-
-func (f *fixture) setStatus(t *testing.T, campaign string, status minipush.CampaignStatus) {
-	t.Helper()
-	if _, err := f.env.DynamoDB.UpdateItem(t.Context(), &dynamodb.UpdateItemInput{
-		TableName: aws.String(f.db.Tables.Campaigns),
-		Key: map[string]ddbtypes.AttributeValue{
-			"pk": &ddbtypes.AttributeValueMemberS{Value: "c#" + campaign}, "sk": &ddbtypes.AttributeValueMemberS{Value: "meta"},
-		},
-		UpdateExpression:          aws.String("SET #s = :s"),
-		ExpressionAttributeNames:  map[string]string{"#s": "status"},
-		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":s": &ddbtypes.AttributeValueMemberS{Value: string(status)}},
-	}); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // unleased asserts every user still holds want grants, none of them leased.
@@ -192,7 +174,9 @@ func TestHold(t *testing.T) {
 		f := newFixture(t)
 		ids := f.grantedUsers(t, 5)
 		f.putCampaign(t, "c", subscribeMessage(), minipush.Policy{}, len(ids))
-		f.setStatus(t, "c", minipush.StatusPaused)
+		if _, err := f.db.OperatorPause(t.Context(), "c"); err != nil {
+			t.Fatal(err)
+		}
 		b := batches("c", ids, 5)[0]
 		b.Attempt = 2
 		handle(t, f.handler(4), events10(t, []minipush.Batch{b})[0])

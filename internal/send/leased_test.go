@@ -9,7 +9,6 @@ import (
 
 	"minipush"
 	"minipush/internal/dev/sandbox"
-	"minipush/internal/dynamo"
 )
 
 // TestLeasedElsewhere: the recipient's only grant is leased by another live sender
@@ -30,7 +29,7 @@ func TestLeasedElsewhere(t *testing.T) {
 	h := f.handler(2)
 	h.Lease = 2 * time.Second // the busy recipient comes back after this handler's lease
 	handle(t, h, events10(t, batches("c", []string{u}, 1))[0])
-	if d, ok := f.outcomes(t, "c")[u]; ok && d.State == dynamo.DeliveryFinal {
+	if d, ok := f.outcomes(t, "c")[u]; ok && d.State == minipush.DeliveryFinal {
 		t.Fatalf("recipient final %s/%s while its grant was leased elsewhere, want pending", d.Outcome, d.Reason)
 	}
 	// The other sender gives the grant back (WeChat said retry); the re-queued

@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-
 	"minipush"
 	"minipush/internal/dev/sandbox"
 )
@@ -32,25 +29,15 @@ func (a *audience) add(openID string, w want) {
 	a.want[openID] = w
 }
 
-// optOut stores the users as opted out, 25 per BatchWriteItem.
+// optOut stores the users as opted out, as the operator API does.
 func (f *fixture) optOut(t *testing.T, openIDs ...string) {
 	t.Helper()
-	for start := 0; start < len(openIDs); start += 25 {
-		var reqs []ddbtypes.WriteRequest
-		for _, u := range openIDs[start:min(start+25, len(openIDs))] {
-			reqs = append(reqs, ddbtypes.WriteRequest{PutRequest: &ddbtypes.PutRequest{Item: map[string]ddbtypes.AttributeValue{
-				"pk": &ddbtypes.AttributeValueMemberS{Value: minipush.UserKey(appID, u)}, "appId": &ddbtypes.AttributeValueMemberS{Value: appID},
-				"openId": &ddbtypes.AttributeValueMemberS{Value: u}, "optOut": &ddbtypes.AttributeValueMemberBOOL{Value: true},
-			}}})
-		}
-		pending := map[string][]ddbtypes.WriteRequest{f.db.Tables.Users: reqs}
-		for len(pending) > 0 {
-			out, err := f.env.DynamoDB.BatchWriteItem(t.Context(), &dynamodb.BatchWriteItemInput{RequestItems: pending})
-			if err != nil {
-				t.Fatal(err)
-			}
-			pending = out.UnprocessedItems
-		}
+	users := make([]minipush.UserAttrs, len(openIDs))
+	for i, u := range openIDs {
+		users[i] = minipush.UserAttrs{OpenID: u, OptOut: true}
+	}
+	if err := f.db.ImportUserAttrs(t.Context(), appID, users); err != nil {
+		t.Fatal(err)
 	}
 }
 

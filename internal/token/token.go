@@ -15,13 +15,12 @@ import (
 	"time"
 
 	"minipush"
-	"minipush/internal/dynamo"
 )
 
 // Store is the shared copy (implemented by *dynamo.DB).
 type Store interface {
 	// GetToken returns the shared token; a zero value when there is none yet.
-	GetToken(ctx context.Context, appID string) (dynamo.SharedToken, error)
+	GetToken(ctx context.Context, appID string) (minipush.SharedToken, error)
 	// LockTokenRefresh takes the refresh lock; ECONFLICT when another owner holds it.
 	LockTokenRefresh(ctx context.Context, appID, owner string, ttl time.Duration) error
 	// PutToken stores a new token and releases the lock.

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"minipush/internal/config"
 	"minipush/internal/dev/sandbox"
 	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
@@ -27,7 +26,7 @@ func instances(t *testing.T, n int) ([]*token.Cache, *sandbox.Sandbox) {
 	srv := httptest.NewServer(sb)
 	t.Cleanup(srv.Close)
 	wc := wechat.New(wechat.Options{BaseURL: srv.URL})
-	db := dynamo.New(env.DynamoDB, config.Tables{State: env.Table("StateTable")})
+	db := dynamo.New(env.DynamoDB, dynamo.Tables{State: env.Table("StateTable")})
 	fetch := func(ctx context.Context, app string) (string, time.Time, error) {
 		tok, err := wc.StableToken(ctx, app, secret, false)
 		return tok.AccessToken, tok.ExpiresAt, err

@@ -13,7 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
-	"minipush/internal/config"
 	"minipush/internal/dev/localstack"
 	"minipush/internal/dev/samtemplate"
 	"minipush/internal/dev/testenv"
@@ -236,7 +235,7 @@ func TestTemplateSafety(t *testing.T) {
 
 	t.Run("TokenItemsDenied", func(t *testing.T) {
 		// The real key of a token item, written by the code that writes it.
-		db := dynamo.New(env.DynamoDB, config.Tables{State: env.Table("StateTable")})
+		db := dynamo.New(env.DynamoDB, dynamo.Tables{State: env.Table("StateTable")})
 		if err := db.PutToken(t.Context(), "wxdenied", "o", "secret-token", time.Now().Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,142 @@
+package minipush
+
+import (
+	"context"
+	"time"
+)
+
+// RunStatus is where one run of a campaign is. The planner writes planning while it
+// streams the audience and sending once every batch is queued, so the planned count is
+// final from sending on; a run is done once every planned recipient is final.
+type RunStatus string
+
+// Run statuses.
+const (
+	RunPlanning RunStatus = "planning"
+	RunSending  RunStatus = "sending"
+	RunDone     RunStatus = "done"
+)
+
+// RunRef names one run of a campaign.
+type RunRef struct {
+	CampaignID string
+	Run        int
+}
+
+// Run is one run of a campaign as the operator sees it.
+type Run struct {
+	N        int       `json:"run"`
+	Status   RunStatus `json:"status"`
+	Counters Counters  `json:"counters"`
+}
+
+// RunProgress is a run's status, planned count and counters, as a counter update
+// reports them back.
+type RunProgress struct {
+	Status   RunStatus
+	Planned  int
+	Counters Counters
+}
+
+// PlanningDone reports whether the planner queued every batch of the run.
+func (p RunProgress) PlanningDone() bool { return p.Status == RunSending || p.Status == RunDone }
+
+// Complete reports whether every planned recipient reached a final state: the rule that
+// ends a run. Before planning is done the planned count may still grow, so nothing is
+// complete then.
+func (p RunProgress) Complete() bool {
+	return p.PlanningDone() && p.Counters.Final() >= p.Planned
+}
+
+// DueCampaign is a campaign waiting for a run, and since when it is due.
+type DueCampaign struct {
+	Campaign
+	DueAt time.Time
+}
+
+// PlanState is a run as the planner sees it: where it stopped, and how much it queued.
+type PlanState struct {
+	Status  RunStatus
+	Cursor  PlanCursor
+	NextSeq int // the sequence number of the next batch
+	Planned int // recipients queued so far
+}
+
+// PlanCursor is where the planner stopped in each audience segment.
+type PlanCursor struct {
+	Segments []SegmentCursor `json:"segments"`
+}
+
+// SegmentCursor is one segment's position: the key to continue after, or Done.
+type SegmentCursor struct {
+	After string `json:"after,omitempty"`
+	Done  bool   `json:"done,omitempty"`
+}
+
+// RunStore is the storage Reconcile reads and writes (implemented by *dynamo.DB).
+// RunCounters and GetCampaign return ENOTFOUND for a missing item; MarkRunDone,
+// TouchRun and MarkCampaignDone treat a write someone else already made (a concurrent
+// Reconcile, an operator's cancel) as done, not as an error.
+type RunStore interface {
+	// RunCounters reads the run's progress, strongly consistent.
+	RunCounters(ctx context.Context, campaignID string, run int) (RunProgress, error)
+	// CountOutcomes recounts the run's final deliveries: the exact summary, whatever
+	// counter update was lost.
+	CountOutcomes(ctx context.Context, campaignID string, run int) (Counters, error)
+	// TouchRun records activity on a sending run, so a run that stays short is
+	// recounted once per quiet period rather than on every planner tick.
+	TouchRun(ctx context.Context, campaignID string, run int) error
+	// MarkRunDone sets the run done with the recount as its counters, once; counted is
+	// what the counters said before, so a failure reason the recount no longer finds
+	// goes to zero.
+	MarkRunDone(ctx context.Context, campaignID string, run int, counted, recount Counters) error
+	GetCampaign(ctx context.Context, id string) (Campaign, error)
+	// MarkCampaignDone finishes a one-off campaign whose run is done, unless an
+	// operator cancelled it meanwhile.
+	MarkCampaignDone(ctx context.Context, id string) error
+}
+
+// Reconcile recounts a run from its delivery records and, when planning has finished
+// and every planned recipient is final, marks the run done with that exact summary, and
+// a one-off campaign with it. It is idempotent and safe to call concurrently: send calls
+// it when its counters say the run is complete, the dead-letter handler likewise, and
+// the planner for runs that went quiet (a lost counter update) or that finished while
+// still being planned. It returns the recount and whether the run is done.
+func Reconcile(ctx context.Context, s RunStore, campaignID string, run int) (Counters, bool, error) {
+	prog, err := s.RunCounters(ctx, campaignID, run)
+	if err != nil {
+		return Counters{}, false, err
+	}
+	// Decide what can be decided without the recount (a Query over the whole run): a
+	// done run holds its recount already, and a run still being planned cannot finish.
+	if prog.Status == RunDone {
+		return prog.Counters, true, nil
+	}
+	if !prog.PlanningDone() {
+		return prog.Counters, false, nil
+	}
+	c, err := s.CountOutcomes(ctx, campaignID, run)
+	if err != nil {
+		return Counters{}, false, err
+	}
+	c.Planned = prog.Planned
+	if !(RunProgress{Status: prog.Status, Planned: prog.Planned, Counters: c}).Complete() {
+		// Still short (pending recipients wait for a retry, a campaign is paused): the
+		// recount counts as activity, so a quiet run is recounted once per idle period,
+		// not on every planner tick.
+		return c, false, s.TouchRun(ctx, campaignID, run)
+	}
+	if err := s.MarkRunDone(ctx, campaignID, run, prog.Counters, c); err != nil {
+		return c, false, err
+	}
+	camp, err := s.GetCampaign(ctx, campaignID)
+	if err != nil {
+		return c, true, err
+	}
+	if camp.Schedule.Cron == "" {
+		if err := s.MarkCampaignDone(ctx, campaignID); err != nil {
+			return c, true, err
+		}
+	}
+	return c, true, nil
+}
