@@ -316,7 +316,7 @@ func (r *report) markdown() string {
 	}
 	w("# Chaos report")
 	w("")
-	w("`make chaos` (internal/chaos, TestChaos), %s, %s: **%s** — %d duplicates, %d lost, over %d recipients.",
+	w("`make chaos` (internal/dev/chaos, TestChaos), %s, %s: **%s** — %d duplicates, %d lost, over %d recipients.",
 		r.Start.UTC().Format("2006-01-02 15:04 UTC"), r.Total.Round(time.Second), verdict, r.Duplicates, r.Lost(), r.Counters.Planned)
 	w("")
 	w("Two runner processes (`cmd/minipush-local`) on one set of tables and queues, each polling SQS and")
