@@ -1,8 +1,14 @@
 package httpapi_test
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
 
 	"minipush"
 	"minipush/internal/httpapi"
@@ -45,5 +51,37 @@ func TestUnmarshal(t *testing.T) {
 		case err != nil && strings.Contains(err.Error(), "httpapi_test"):
 			t.Errorf("%q: %v names a Go type", tc.body, err)
 		}
+	}
+}
+
+// TestError maps each kind of failure to its status once: a domain code to its status,
+// an AWS throttle (plain, or inside a cancelled transaction) to 503 with Retry-After,
+// anything else to 500 without its cause.
+func TestError(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		err    error
+		status int
+		code   string
+	}{
+		{"Domain", minipush.Errorf(minipush.ENOTFOUND, "no campaign c1"), 404, minipush.ENOTFOUND},
+		{"Throughput", fmt.Errorf("dynamo: get: %w", &types.ProvisionedThroughputExceededException{}), 503, minipush.EUNAVAILABLE},
+		{"SQSThrottle", &smithy.GenericAPIError{Code: "ThrottlingException"}, 503, minipush.EUNAVAILABLE},
+		{"Transaction", &types.TransactionCanceledException{CancellationReasons: []types.CancellationReason{{Code: aws.String("ThrottlingError")}}}, 503, minipush.EUNAVAILABLE},
+		{"ErrOther", errors.New("dial tcp 10.0.0.1:443: connection refused"), 500, minipush.EINTERNAL},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := httpapi.Error(tc.err)
+			if resp.StatusCode != tc.status || httpapi.Status(tc.err) != tc.status || minipush.ErrorCode(httpapi.Classify(tc.err)) != tc.code {
+				t.Fatalf("%d (Status %d, code %s), want %d %s", resp.StatusCode, httpapi.Status(tc.err), minipush.ErrorCode(httpapi.Classify(tc.err)), tc.status, tc.code)
+			}
+			if want := map[bool]string{true: "2"}[tc.status == 503]; resp.Headers["Retry-After"] != want {
+				t.Fatalf("Retry-After %q, want %q", resp.Headers["Retry-After"], want)
+			}
+			if strings.Contains(resp.Body, "10.0.0.1") {
+				t.Fatalf("body %s leaks the cause", resp.Body)
+			}
+		})
 	}
 }

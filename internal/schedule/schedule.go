@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"minipush"
 )
 
 // PastTolerance is how far in the past a one-off At may lie and still be valid.
@@ -27,21 +29,18 @@ func Missed(dueAt, now time.Time) bool {
 	return now.Sub(dueAt) > LateTolerance
 }
 
-// DefaultTimeZone is the zone used when Schedule.TimeZone is empty.
+// DefaultTimeZone is the zone used when minipush.Schedule.TimeZone is empty.
 const DefaultTimeZone = "UTC"
 
-// Schedule says when a campaign runs: once at At, or on every occurrence of
-// Cron read in TimeZone. Exactly one of At and Cron is set.
-type Schedule struct {
-	At       time.Time // one-off run; the zero value means unset
-	Cron     string    // recurring run, a 5-field expression (see Parse)
-	TimeZone string    // IANA zone name such as "Asia/Shanghai"; empty means UTC
-}
+// The rules below read the campaign's own record, minipush.Schedule: once at At, or on
+// every occurrence of Cron (a 5-field expression, see Parse) read in TimeZone. Exactly
+// one of At and Cron is set. They live here, beside the cron parser they need, rather
+// than as methods at the root, so the domain package stays free of a parser.
 
 // Location loads s.TimeZone, defaulting to UTC. "Local" is refused: it names
 // whatever zone the machine running the code has (UTC on Lambda), so a
 // campaign's hour would depend on where it is evaluated.
-func (s Schedule) Location() (*time.Location, error) {
+func Location(s minipush.Schedule) (*time.Location, error) {
 	name := s.TimeZone
 	if name == "" {
 		name = DefaultTimeZone
@@ -59,8 +58,8 @@ func (s Schedule) Location() (*time.Location, error) {
 // Validate reports whether s can be stored for a new campaign at now: exactly
 // one of At and Cron is set, the time zone loads, At is no more than
 // PastTolerance before now, and Cron parses and fires at least once after now.
-func (s Schedule) Validate(now time.Time) error {
-	c, loc, err := s.parse()
+func Validate(s minipush.Schedule, now time.Time) error {
+	c, loc, err := parse(s)
 	if err != nil {
 		return err
 	}
@@ -81,8 +80,8 @@ func (s Schedule) Validate(now time.Time) error {
 //
 // Next does not apply Validate's past-At check, so a campaign whose run is
 // overdue (the planner was down) still reports it.
-func (s Schedule) Next(after time.Time) (next time.Time, ok bool, err error) {
-	c, loc, err := s.parse()
+func Next(s minipush.Schedule, after time.Time) (next time.Time, ok bool, err error) {
+	c, loc, err := parse(s)
 	if err != nil {
 		return time.Time{}, false, err
 	}
@@ -101,14 +100,14 @@ func (s Schedule) Next(after time.Time) (next time.Time, ok bool, err error) {
 
 // parse checks the shape of s and returns its parsed cron (nil for a one-off
 // schedule) and location.
-func (s Schedule) parse() (*Cron, *time.Location, error) {
+func parse(s minipush.Schedule) (*Cron, *time.Location, error) {
 	switch {
 	case s.At.IsZero() && s.Cron == "":
 		return nil, nil, errors.New("schedule: neither at nor cron is set")
 	case !s.At.IsZero() && s.Cron != "":
 		return nil, nil, errors.New("schedule: both at and cron are set; want exactly one")
 	}
-	loc, err := s.Location()
+	loc, err := Location(s)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"minipush"
 	"minipush/internal/schedule"
 )
 
@@ -14,32 +15,32 @@ func TestScheduleValidate(t *testing.T) {
 	now := mustTime(t, "2024-06-01T12:00:00Z")
 	tests := []struct {
 		name    string
-		s       schedule.Schedule
+		s       minipush.Schedule
 		wantErr string // substring; "" means valid
 	}{
-		{"AtNow", schedule.Schedule{At: now}, ""},
-		{"AtWithinTolerance", schedule.Schedule{At: now.Add(-30 * time.Second)}, ""},
-		{"AtExactlyTolerance", schedule.Schedule{At: now.Add(-time.Minute)}, ""},
-		{"AtFuture", schedule.Schedule{At: now.Add(24 * time.Hour)}, ""},
-		{"AtWithZone", schedule.Schedule{At: now, TimeZone: "Asia/Shanghai"}, ""},
-		{"Cron", schedule.Schedule{Cron: "0 10 * * *"}, ""},
-		{"CronWithZone", schedule.Schedule{Cron: "0 10 * * mon-fri", TimeZone: "Asia/Shanghai"}, ""},
-		{"CronExplicitUTC", schedule.Schedule{Cron: "0 10 * * *", TimeZone: "UTC"}, ""},
-		{"CronLeapDay", schedule.Schedule{Cron: "0 0 29 2 *"}, ""},
-		{"ErrAtPast", schedule.Schedule{At: now.Add(-time.Minute - time.Second)}, "in the past"},
-		{"ErrNeither", schedule.Schedule{}, "neither at nor cron"},
-		{"ErrNeitherZoneOnly", schedule.Schedule{TimeZone: "Asia/Shanghai"}, "neither at nor cron"},
-		{"ErrBoth", schedule.Schedule{At: now, Cron: "* * * * *"}, "both at and cron"},
-		{"ErrBadZone", schedule.Schedule{Cron: "0 10 * * *", TimeZone: "Mars/Olympus"}, `time zone "Mars/Olympus"`},
-		{"ErrBadZoneWithAt", schedule.Schedule{At: now, TimeZone: "CST+8"}, `time zone "CST+8"`},
-		{"ErrLocalZone", schedule.Schedule{Cron: "0 10 * * *", TimeZone: "Local"}, `"Local" depends on the machine`},
-		{"ErrCronParse", schedule.Schedule{Cron: "0 25 * * *"}, `hour field "25"`},
-		{"ErrCronNeverFires", schedule.Schedule{Cron: "0 0 30 2 *"}, "never fires"},
+		{"AtNow", minipush.Schedule{At: now}, ""},
+		{"AtWithinTolerance", minipush.Schedule{At: now.Add(-30 * time.Second)}, ""},
+		{"AtExactlyTolerance", minipush.Schedule{At: now.Add(-time.Minute)}, ""},
+		{"AtFuture", minipush.Schedule{At: now.Add(24 * time.Hour)}, ""},
+		{"AtWithZone", minipush.Schedule{At: now, TimeZone: "Asia/Shanghai"}, ""},
+		{"Cron", minipush.Schedule{Cron: "0 10 * * *"}, ""},
+		{"CronWithZone", minipush.Schedule{Cron: "0 10 * * mon-fri", TimeZone: "Asia/Shanghai"}, ""},
+		{"CronExplicitUTC", minipush.Schedule{Cron: "0 10 * * *", TimeZone: "UTC"}, ""},
+		{"CronLeapDay", minipush.Schedule{Cron: "0 0 29 2 *"}, ""},
+		{"ErrAtPast", minipush.Schedule{At: now.Add(-time.Minute - time.Second)}, "in the past"},
+		{"ErrNeither", minipush.Schedule{}, "neither at nor cron"},
+		{"ErrNeitherZoneOnly", minipush.Schedule{TimeZone: "Asia/Shanghai"}, "neither at nor cron"},
+		{"ErrBoth", minipush.Schedule{At: now, Cron: "* * * * *"}, "both at and cron"},
+		{"ErrBadZone", minipush.Schedule{Cron: "0 10 * * *", TimeZone: "Mars/Olympus"}, `time zone "Mars/Olympus"`},
+		{"ErrBadZoneWithAt", minipush.Schedule{At: now, TimeZone: "CST+8"}, `time zone "CST+8"`},
+		{"ErrLocalZone", minipush.Schedule{Cron: "0 10 * * *", TimeZone: "Local"}, `"Local" depends on the machine`},
+		{"ErrCronParse", minipush.Schedule{Cron: "0 25 * * *"}, `hour field "25"`},
+		{"ErrCronNeverFires", minipush.Schedule{Cron: "0 0 30 2 *"}, "never fires"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			err := tt.s.Validate(now)
+			err := schedule.Validate(tt.s, now)
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Errorf("Validate = %v; want nil", err)
@@ -54,7 +55,7 @@ func TestScheduleValidate(t *testing.T) {
 
 func TestScheduleValidateNeverFiresIs(t *testing.T) {
 	t.Parallel()
-	err := schedule.Schedule{Cron: "0 0 31 4 *"}.Validate(mustTime(t, "2024-06-01T12:00:00Z"))
+	err := schedule.Validate(minipush.Schedule{Cron: "0 0 31 4 *"}, mustTime(t, "2024-06-01T12:00:00Z"))
 	if !errors.Is(err, schedule.ErrNeverFires) {
 		t.Errorf("Validate = %v; want an error wrapping ErrNeverFires", err)
 	}
@@ -65,29 +66,29 @@ func TestScheduleNext(t *testing.T) {
 	at := mustTime(t, "2024-06-01T12:00:00Z")
 	tests := []struct {
 		name    string
-		s       schedule.Schedule
+		s       minipush.Schedule
 		after   string
 		want    string // "" means no run
 		wantOK  bool
 		wantErr string
 	}{
-		{"AtAhead", schedule.Schedule{At: at}, "2024-06-01T11:59:59Z", "2024-06-01T12:00:00Z", true, ""},
-		{"AtLongOverdueStillReported", schedule.Schedule{At: at}, "2024-05-01T00:00:00Z", "2024-06-01T12:00:00Z", true, ""},
-		{"AtReached", schedule.Schedule{At: at}, "2024-06-01T12:00:00Z", "", false, ""},
-		{"AtPassed", schedule.Schedule{At: at}, "2024-06-02T00:00:00Z", "", false, ""},
-		{"CronUTC", schedule.Schedule{Cron: "0 10 * * *"}, "2024-06-01T12:00:00Z", "2024-06-02T10:00:00Z", true, ""},
-		{"CronShanghai", schedule.Schedule{Cron: "0 10 * * *", TimeZone: "Asia/Shanghai"}, "2024-06-01T00:00:00Z", "2024-06-01T02:00:00Z", true, ""},
-		{"CronNewYorkSummer", schedule.Schedule{Cron: "0 9 * * *", TimeZone: "America/New_York"}, "2024-06-01T00:00:00Z", "2024-06-01T13:00:00Z", true, ""},
-		{"ErrCronNeverFires", schedule.Schedule{Cron: "0 0 30 2 *"}, "2024-06-01T00:00:00Z", "", false, "never fires"},
-		{"ErrCronParse", schedule.Schedule{Cron: "bad"}, "2024-06-01T00:00:00Z", "", false, "1 fields, want 5"},
-		{"ErrBoth", schedule.Schedule{At: at, Cron: "* * * * *"}, "2024-06-01T00:00:00Z", "", false, "both at and cron"},
-		{"ErrNeither", schedule.Schedule{}, "2024-06-01T00:00:00Z", "", false, "neither at nor cron"},
-		{"ErrBadZone", schedule.Schedule{Cron: "* * * * *", TimeZone: "Nowhere/Else"}, "2024-06-01T00:00:00Z", "", false, `time zone "Nowhere/Else"`},
+		{"AtAhead", minipush.Schedule{At: at}, "2024-06-01T11:59:59Z", "2024-06-01T12:00:00Z", true, ""},
+		{"AtLongOverdueStillReported", minipush.Schedule{At: at}, "2024-05-01T00:00:00Z", "2024-06-01T12:00:00Z", true, ""},
+		{"AtReached", minipush.Schedule{At: at}, "2024-06-01T12:00:00Z", "", false, ""},
+		{"AtPassed", minipush.Schedule{At: at}, "2024-06-02T00:00:00Z", "", false, ""},
+		{"CronUTC", minipush.Schedule{Cron: "0 10 * * *"}, "2024-06-01T12:00:00Z", "2024-06-02T10:00:00Z", true, ""},
+		{"CronShanghai", minipush.Schedule{Cron: "0 10 * * *", TimeZone: "Asia/Shanghai"}, "2024-06-01T00:00:00Z", "2024-06-01T02:00:00Z", true, ""},
+		{"CronNewYorkSummer", minipush.Schedule{Cron: "0 9 * * *", TimeZone: "America/New_York"}, "2024-06-01T00:00:00Z", "2024-06-01T13:00:00Z", true, ""},
+		{"ErrCronNeverFires", minipush.Schedule{Cron: "0 0 30 2 *"}, "2024-06-01T00:00:00Z", "", false, "never fires"},
+		{"ErrCronParse", minipush.Schedule{Cron: "bad"}, "2024-06-01T00:00:00Z", "", false, "1 fields, want 5"},
+		{"ErrBoth", minipush.Schedule{At: at, Cron: "* * * * *"}, "2024-06-01T00:00:00Z", "", false, "both at and cron"},
+		{"ErrNeither", minipush.Schedule{}, "2024-06-01T00:00:00Z", "", false, "neither at nor cron"},
+		{"ErrBadZone", minipush.Schedule{Cron: "* * * * *", TimeZone: "Nowhere/Else"}, "2024-06-01T00:00:00Z", "", false, `time zone "Nowhere/Else"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, ok, err := tt.s.Next(mustTime(t, tt.after))
+			got, ok, err := schedule.Next(tt.s, mustTime(t, tt.after))
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("Next = %v, %v, %v; want an error containing %q", got, ok, err, tt.wantErr)
@@ -123,7 +124,7 @@ func TestScheduleLocation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			loc, err := schedule.Schedule{TimeZone: tt.zone}.Location()
+			loc, err := schedule.Location(minipush.Schedule{TimeZone: tt.zone})
 			if err != nil {
 				t.Fatalf("Location: %v", err)
 			}
