@@ -282,6 +282,30 @@ func TestTemplateSafety(t *testing.T) {
 		}
 	})
 
+	t.Run("RecountMayQueryByOutcome", func(t *testing.T) {
+		// Reconcile (dynamo's CountOutcomes) queries the deliveries' ByOutcome index; each
+		// function that finishes runs calls it. DynamoDB Local checks no IAM, so only this
+		// test sees an AccessDenied that AWS would answer.
+		for _, id := range []string{"SendFunction", "PlanFunction", "DeadLetterFunction", "AdminFunction"} {
+			allowed := false
+			for _, p := range tpl.Functions[id].Policies {
+				for _, st := range p.Statement {
+					if st.Effect != "Allow" || !slices.Contains(st.Action, "dynamodb:Query") {
+						continue
+					}
+					for _, r := range st.Resource {
+						if r.Sub == "${DeliveriesTable.Arn}/index/ByOutcome" || r.Sub == "${DeliveriesTable.Arn}/index/*" {
+							allowed = true
+						}
+					}
+				}
+			}
+			if !allowed {
+				t.Errorf("%s may not Query DeliveriesTable/index/ByOutcome, which its run recount reads", id)
+			}
+		}
+	})
+
 	t.Run("NoUnusedDeletes", func(t *testing.T) {
 		deletes := func(id string) map[string]bool {
 			out := map[string]bool{}
