@@ -222,16 +222,7 @@ func (d *DB) AddRunCounters(ctx context.Context, campaignID string, run int, c m
 	}
 	if len(adds) == 0 {
 		// Nothing to add: read the progress instead of writing.
-		out, err := d.Client.GetItem(ctx, &dynamodb.GetItemInput{
-			TableName: in.TableName, Key: in.Key, ConsistentRead: aws.Bool(true),
-		})
-		if err != nil {
-			return minipush.RunProgress{}, fmt.Errorf("dynamo: get run %s#%d: %w", campaignID, run, err)
-		}
-		if out.Item == nil {
-			return minipush.RunProgress{}, minipush.Errorf(minipush.ENOTFOUND, "no run %s#%d", campaignID, run)
-		}
-		return runProgress(out.Item), nil
+		return d.RunCounters(ctx, campaignID, run)
 	}
 	// dueAt alone (without dueShard) keeps a done run out of the watch.
 	vals[":now"] = numAV(d.Now().Unix())

@@ -1,20 +1,19 @@
 package e2e_test
 
 import (
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"minipush"
 	"minipush/internal/dev/localrun"
 	"minipush/internal/dev/localstack"
 	"minipush/internal/dev/testenv"
+	"minipush/internal/dynamo"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -42,21 +41,15 @@ func receiveOne(t *testing.T, w *world, url, arn, body string) events.SQSEvent {
 func removalEvent(t *testing.T, w *world) events.DynamoDBEvent {
 	t.Helper()
 	ctx := t.Context()
-	table := w.env.Table("GrantsTable")
-	expired := time.Now().Add(-time.Hour).Unix()
-	item := map[string]ddbtypes.AttributeValue{
-		"pk": &ddbtypes.AttributeValueMemberS{Value: localrun.DemoApp().AppID + "#rie-user"}, "sk": &ddbtypes.AttributeValueMemberS{Value: "g#rie"},
-		"ek": &ddbtypes.AttributeValueMemberS{Value: "t#0000000001#rie"}, "appId": &ddbtypes.AttributeValueMemberS{Value: localrun.DemoApp().AppID},
-		"openId": &ddbtypes.AttributeValueMemberS{Value: "rie-user"}, "kind": &ddbtypes.AttributeValueMemberS{Value: "form"},
-		"id": &ddbtypes.AttributeValueMemberS{Value: "rie"}, "uses": &ddbtypes.AttributeValueMemberN{Value: "1"},
-		"collectedAt": &ddbtypes.AttributeValueMemberN{Value: "1"}, "leaseUntil": &ddbtypes.AttributeValueMemberN{Value: "0"},
-		"expiresAt": &ddbtypes.AttributeValueMemberN{Value: strconv.FormatInt(expired, 10)},
-	}
-	if _, err := w.env.DynamoDB.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: item}); err != nil {
+	// Stored and deleted through the adapter, so the image is the grants table's layout.
+	db := dynamo.New(w.env.DynamoDB, dynamo.Tables{Grants: w.env.Table("GrantsTable")})
+	app := localrun.DemoApp().AppID
+	g := minipush.Grant{AppID: app, OpenID: "rie-user", Kind: minipush.GrantForm, ID: "rie", Uses: 1,
+		CollectedAt: time.Unix(1, 0), ExpiresAt: time.Now().Add(-time.Hour).Truncate(time.Second)}
+	if err := db.ImportGrants(ctx, []minipush.Grant{g}); err != nil {
 		t.Fatal(err)
 	}
-	key := map[string]ddbtypes.AttributeValue{"pk": item["pk"], "sk": item["sk"]}
-	if _, err := w.env.DynamoDB.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(table), Key: key}); err != nil {
+	if err := db.DropGrant(ctx, g.AppID, g.OpenID, g.ID); err != nil {
 		t.Fatal(err)
 	}
 	ev := w.env.Template.Functions["ExpireFunction"].Events["Removals"].DynamoDB
