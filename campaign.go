@@ -1,7 +1,6 @@
 package minipush
 
 import (
-	"strconv"
 	"time"
 )
 
@@ -109,71 +108,4 @@ type Campaign struct {
 	UpdatedAt time.Time      `json:"updatedAt"`
 	NextRunAt time.Time      `json:"nextRunAt,omitzero"` // when the planner should start the next run
 	RunSeq    int            `json:"runSeq"`             // runs started so far; the next run's id is derived from it
-}
-
-// Outcome is the final state of one recipient in one run.
-type Outcome string
-
-// Outcomes. Every planned recipient ends in exactly one of them.
-const (
-	OutcomeSent    Outcome = "sent"
-	OutcomeFailed  Outcome = "failed"   // with errcode and reason
-	OutcomeNoGrant Outcome = "no_grant" // the user held no spendable grant for the message
-	OutcomeSkipped Outcome = "skipped"  // by policy: opted out, already pushed today
-	OutcomeUnknown Outcome = "unknown"  // the request left but its answer was lost; never resent
-)
-
-// Counters summarise a run. Failed is broken down by reason.
-type Counters struct {
-	Planned int            `json:"planned"`
-	Sent    int            `json:"sent"`
-	Failed  map[string]int `json:"failed,omitempty"`
-	NoGrant int            `json:"noGrant"`
-	Skipped int            `json:"skipped"`
-	Unknown int            `json:"unknown"`
-}
-
-// Final returns how many recipients reached a final state.
-func (c Counters) Final() int {
-	n := c.Sent + c.NoGrant + c.Skipped + c.Unknown
-	for _, v := range c.Failed {
-		n += v
-	}
-	return n
-}
-
-// Count adds one recipient that ended with outcome (and, when failed, reason).
-func (c *Counters) Count(outcome Outcome, reason string) {
-	switch outcome {
-	case OutcomeSent:
-		c.Sent++
-	case OutcomeNoGrant:
-		c.NoGrant++
-	case OutcomeSkipped:
-		c.Skipped++
-	case OutcomeUnknown:
-		c.Unknown++
-	case OutcomeFailed:
-		if c.Failed == nil {
-			c.Failed = map[string]int{}
-		}
-		c.Failed[reason]++
-	}
-}
-
-// RunKey identifies one run of a campaign; deliveries are keyed by it and the openid.
-func RunKey(campaignID string, run int) string {
-	return campaignID + "#" + strconv.Itoa(run)
-}
-
-// Batch is the body of one SQS send message: many recipients of one run. Its ID is
-// deterministic (run and sequence) so a planner that resumes after a crash re-sends the
-// same batch ids, and send treats a recipient already recorded as finished.
-type Batch struct {
-	ID         string   `json:"id"`
-	CampaignID string   `json:"campaignId"`
-	Run        int      `json:"run"`
-	AppID      string   `json:"appId"`
-	OpenIDs    []string `json:"openIds"`
-	Attempt    int      `json:"attempt,omitempty"` // transient re-queues so far
 }

@@ -1,6 +1,8 @@
 package minipush
 
-import "time"
+import (
+	"time"
+)
 
 // DeliveryState is where one recipient of one run is. A delivery is claimed (sending)
 // just before the WeChat call and becomes final exactly once; a final delivery never
@@ -34,3 +36,15 @@ func (d Delivery) Final() bool { return d.State == DeliveryFinal }
 
 // MaxListLimit bounds one page of any operator listing (campaigns, deliveries).
 const MaxListLimit = 100
+
+// Outcome is the final state of one recipient in one run.
+type Outcome string
+
+// Outcomes. Every planned recipient ends in exactly one of them.
+const (
+	OutcomeSent    Outcome = "sent"
+	OutcomeFailed  Outcome = "failed"   // with errcode and reason
+	OutcomeNoGrant Outcome = "no_grant" // the user held no spendable grant for the message
+	OutcomeSkipped Outcome = "skipped"  // by policy: opted out, already pushed today
+	OutcomeUnknown Outcome = "unknown"  // the request left but its answer was lost; never resent
+)

@@ -2,6 +2,7 @@ package minipush
 
 import (
 	"context"
+	"strconv"
 	"time"
 )
 
@@ -139,4 +140,47 @@ func Reconcile(ctx context.Context, s RunStore, campaignID string, run int) (Cou
 		}
 	}
 	return c, true, nil
+}
+
+// Counters summarise a run. Failed is broken down by reason.
+type Counters struct {
+	Planned int            `json:"planned"`
+	Sent    int            `json:"sent"`
+	Failed  map[string]int `json:"failed,omitempty"`
+	NoGrant int            `json:"noGrant"`
+	Skipped int            `json:"skipped"`
+	Unknown int            `json:"unknown"`
+}
+
+// Final returns how many recipients reached a final state.
+func (c Counters) Final() int {
+	n := c.Sent + c.NoGrant + c.Skipped + c.Unknown
+	for _, v := range c.Failed {
+		n += v
+	}
+	return n
+}
+
+// Count adds one recipient that ended with outcome (and, when failed, reason).
+func (c *Counters) Count(outcome Outcome, reason string) {
+	switch outcome {
+	case OutcomeSent:
+		c.Sent++
+	case OutcomeNoGrant:
+		c.NoGrant++
+	case OutcomeSkipped:
+		c.Skipped++
+	case OutcomeUnknown:
+		c.Unknown++
+	case OutcomeFailed:
+		if c.Failed == nil {
+			c.Failed = map[string]int{}
+		}
+		c.Failed[reason]++
+	}
+}
+
+// RunKey identifies one run of a campaign; deliveries are keyed by it and the openid.
+func RunKey(campaignID string, run int) string {
+	return campaignID + "#" + strconv.Itoa(run)
 }
