@@ -1,6 +1,9 @@
-// Package dynamo is minipush's storage on DynamoDB: grants, users, and (in files of their
-// own) campaigns, audiences, deliveries and shared state. It maps DynamoDB's conditional
-// failures to minipush.ECONFLICT so callers never see SDK error types.
+// Package dynamo is minipush's storage on DynamoDB, a file per aggregate as at the root:
+// grants, users, campaigns, runs, deliveries, audience, stats, tokens, rate limits,
+// idempotency keys and pushes. It translates between the root's records and their item
+// layouts and leaves the deciding to the root and the handlers (when a run is complete
+// is minipush.Reconcile's). It maps DynamoDB's conditional failures to
+// minipush.ECONFLICT so callers never see SDK error types.
 package dynamo
 
 import (

@@ -40,8 +40,8 @@ import (
 // While it plans run n the campaign is in status planning with runSeq = n and keeps
 // dueShard/dueAt, so a planner that stopped (deadline, crash) finds it again on the next
 // tick. Finishing a run sets the run to sending and rolls the campaign in one
-// transaction, so Reconcile can never see a finished run of a campaign that is still
-// waiting.
+// transaction, so minipush.Reconcile can never see a finished run of a campaign that is
+// still waiting.
 
 // WatchShard is the ByDue hash key of runs in status sending: each carries dueAt = the
 // epoch second of its last sign of progress (planning finished, a counter update, a
