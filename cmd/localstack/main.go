@@ -24,10 +24,11 @@ import (
 
 	"minipush/internal/dev/localstack"
 	"minipush/internal/dev/samtemplate"
+	"minipush/internal/logs"
 )
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	log := logs.New(os.Stderr, "localstack")
 	if len(os.Args) < 2 {
 		usage()
 	}

@@ -37,12 +37,16 @@ import (
 	"minipush/internal/dev/localstack"
 	"minipush/internal/dev/sandbox"
 	"minipush/internal/lambdaenv"
+	"minipush/internal/logs"
 )
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	log := logs.New(os.Stderr, "minipush-local")
 	if err := run(log); err != nil {
 		log.Error("minipush-local failed", "err", err)
+		if terminal != os.Stderr {
+			fmt.Fprintln(terminal, "minipush-local failed:", err)
+		}
 		os.Exit(1)
 	}
 }
@@ -63,9 +67,8 @@ func run(log *slog.Logger) error {
 	showLogs := flag.Bool("logs", false, "keep the functions' JSON logs on stderr instead of <data>/functions.log")
 	summaryEvery := flag.Duration("summary", 5*time.Second, "print a metrics summary this often while something changes; 0 never")
 	flag.Parse()
-	term := os.Stderr
 	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 && !*showLogs && *data != "" && *demoUsers == 0 {
-		if term, err = logsToFile(filepath.Join(*data, "functions.log")); err != nil {
+		if terminal, err = logsToFile(filepath.Join(*data, "functions.log")); err != nil {
 			return err
 		}
 	}
@@ -125,7 +128,7 @@ func run(log *slog.Logger) error {
 		return runDemo(ctx, r, sandboxURL, app.AppID, *demoUsers)
 	}
 	if *summaryEvery > 0 {
-		go r.Metrics.Report(ctx, term, *summaryEvery)
+		go r.Metrics.Report(ctx, terminal, *summaryEvery)
 	}
 	<-ctx.Done()
 	log.Info("shutting down")
@@ -181,6 +184,10 @@ func repoRoot() (string, error) {
 		}
 	}
 }
+
+// terminal is where the summary and a fatal error go: stderr, or what stderr was
+// before logsToFile moved it.
+var terminal = os.Stderr
 
 // logsToFile sends stderr (every function's JSON logs, and the runner's) to path and
 // returns the terminal's stderr for the summary.

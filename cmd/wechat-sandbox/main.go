@@ -20,13 +20,14 @@ import (
 	"time"
 
 	"minipush/internal/dev/sandbox"
+	"minipush/internal/logs"
 )
 
 // demoApp is used when no -app is given, so `wechat-sandbox` alone is usable.
 var demoApp = sandbox.App{AppID: "wx0000000000demo", Secret: "demosecret"}
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	log := logs.New(os.Stderr, "wechat-sandbox")
 	if err := run(context.Background(), os.Args[1:], log); err != nil {
 		log.Error("wechat-sandbox failed", "err", err)
 		os.Exit(1)

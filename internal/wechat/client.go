@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"minipush/internal/logs"
 	"minipush/internal/metrics"
 )
 
@@ -40,7 +41,7 @@ type Options struct {
 	BaseURL    string        // default DefaultBaseURL; tests point it at a sandbox
 	HTTPClient *http.Client  // default a new client; inject one for proxies or transports
 	Timeout    time.Duration // per call, applied through the context; default DefaultTimeout
-	Logger     *slog.Logger  // default slog.Default()
+	Logger     *slog.Logger  // nil discards
 	Now        func() time.Time
 }
 
@@ -71,9 +72,7 @@ func New(opts Options) *Client {
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultTimeout
 	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	c.Logger = logs.Or(c.Logger)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

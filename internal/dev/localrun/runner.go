@@ -30,6 +30,7 @@ import (
 	"minipush/internal/dev/localstack"
 	"minipush/internal/dev/samtemplate"
 	"minipush/internal/lambdaenv"
+	"minipush/internal/logs"
 	"minipush/internal/metrics"
 )
 
@@ -87,9 +88,7 @@ type Runner struct {
 // Start brings the system up and returns once it is ready.
 func Start(ctx context.Context, opts Options) (_ *Runner, err error) {
 	log := opts.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = logs.Or(log)
 	if opts.Prefix == "" {
 		opts.Prefix = "minipush-"
 	}

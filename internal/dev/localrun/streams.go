@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"minipush/internal/dev/localstack"
+	"minipush/internal/logs"
 )
 
 // StreamHandler is a function behind a DynamoDB stream event source mapping.
@@ -91,9 +92,7 @@ func NewStreamMapping(opts StreamMappingOptions) (*StreamMapping, error) {
 	if opts.RetryDelay <= 0 {
 		opts.RetryDelay = 50 * time.Millisecond
 	}
-	if opts.Log == nil {
-		opts.Log = slog.New(slog.DiscardHandler)
-	}
+	opts.Log = logs.Or(opts.Log)
 	return &StreamMapping{opts: opts, src: src}, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"minipush/internal/dev/samtemplate"
+	"minipush/internal/logs"
 )
 
 // ReaperAPI is the part of the DynamoDB API a Reaper uses; *dynamodb.Client satisfies it.
@@ -144,9 +145,7 @@ func (r *Reaper) reap(ctx context.Context, t reapTable) (int, error) {
 // Run calls RunOnce now and then every interval until ctx ends, logging what it deleted
 // and any failure (a failed pass is retried on the next tick).
 func (r *Reaper) Run(ctx context.Context, every time.Duration, log *slog.Logger) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = logs.Or(log)
 	if every <= 0 {
 		every = time.Minute
 	}

@@ -21,6 +21,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"minipush/internal/logs"
 )
 
 // Environment variables through which a parent process (make test, via
@@ -97,9 +99,7 @@ func Install(ctx context.Context, root string) error {
 // die with it.
 func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = logs.Or(log)
 	if err := Install(ctx, opts.Root); err != nil {
 		return nil, err
 	}

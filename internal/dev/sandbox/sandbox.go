@@ -20,6 +20,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"minipush/internal/logs"
 )
 
 // WeChat endpoints the sandbox serves.
@@ -156,9 +158,7 @@ func New(opts Options) *Sandbox {
 	if s.tokenTTL <= 0 {
 		s.tokenTTL = DefaultTokenTTL
 	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
+	s.log = logs.Or(s.log)
 	s.resetStats()
 	for _, a := range opts.Apps {
 		s.AddApp(a.AppID, a.Secret)

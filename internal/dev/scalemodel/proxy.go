@@ -21,6 +21,7 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"minipush/internal/dev/reqcount"
+	"minipush/internal/logs"
 )
 
 // AWS's per-partition limits, before scaling.
@@ -90,9 +91,7 @@ func Start(ctx context.Context, upstream string, opts Options) (*Server, error) 
 		client:        &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}},
 		collectionCap: opts.CollectionLimit,
 	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
+	s.log = logs.Or(s.log)
 	if s.collectionCap == 0 {
 		s.collectionCap = int64(CollectionBytes / opts.K)
 	}
