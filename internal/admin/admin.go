@@ -63,6 +63,10 @@ type Handler struct {
 	// NewID returns a fresh campaign id: letters and digits only, since campaign ids
 	// become part of run keys ("<id>#<run>").
 	NewID func() string
+	// KeyedID returns the campaign id of a create sent with an Idempotency-Key, from the
+	// key and the request's fingerprint: a create whose key is taken over after its
+	// first run died (the lock ran out) writes the same campaign again, not a second one.
+	KeyedID func(seed string) string
 	// Log receives the request log and the audit trail; nil discards.
 	Log     *slog.Logger
 	Metrics *metrics.Emitter // one EMF flush per request; nil emits nothing
@@ -70,10 +74,16 @@ type Handler struct {
 
 // New returns a handler on store serving appIDs, with the wall clock and random ids.
 func New(store Store, token string, appIDs []string) *Handler {
-	return &Handler{Store: store, Token: token, AppIDs: appIDs, Now: time.Now, NewID: randomID}
+	return &Handler{Store: store, Token: token, AppIDs: appIDs, Now: time.Now, NewID: randomID, KeyedID: hashedID}
 }
 
 func (h *Handler) log() *slog.Logger { return logs.Or(h.Log) }
+
+// hashedID is a campaign id (24 hex digits, like randomID's) derived from seed.
+func hashedID(seed string) string {
+	sum := sha256.Sum256([]byte("campaign\n" + seed))
+	return hex.EncodeToString(sum[:12])
+}
 
 func randomID() string {
 	b := make([]byte, 12)

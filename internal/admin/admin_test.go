@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,6 +38,18 @@ func MustAdmin(t *testing.T) (*admin.Handler, *dynamo.DB) {
 	h.Now = db.Now
 	var n atomic.Int64
 	h.NewID = func() string { return fmt.Sprintf("c%d", n.Add(1)) }
+	// Keyed creates get sequential ids too, one per seed, as hashedID gives one per seed.
+	var mu sync.Mutex
+	keyed := map[string]string{}
+	h.KeyedID = func(seed string) string {
+		mu.Lock()
+		defer mu.Unlock()
+		if id, ok := keyed[seed]; ok {
+			return id
+		}
+		keyed[seed] = h.NewID()
+		return keyed[seed]
+	}
 	return h, db
 }
 

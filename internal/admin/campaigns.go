@@ -65,8 +65,13 @@ func (h *Handler) createCampaign(ctx context.Context, r request) (events.APIGate
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
 	now := h.Now().UTC().Truncate(time.Second)
+	seed, keyed := ctx.Value(idempotencySeed{}).(string)
+	id := h.NewID
+	if keyed && h.KeyedID != nil {
+		id = func() string { return h.KeyedID(seed) }
+	}
 	c := minipush.Campaign{
-		ID: h.NewID(), AppID: in.AppID, Name: in.Name, Message: in.Message, Audience: in.Audience,
+		ID: id(), AppID: in.AppID, Name: in.Name, Message: in.Message, Audience: in.Audience,
 		Policy: minipush.Policy{SkipOptedOut: true, RetryBudget: minipush.DefaultRetryBudget},
 		Status: minipush.StatusDraft, CreatedAt: now, UpdatedAt: now,
 	}
@@ -78,6 +83,13 @@ func (h *Handler) createCampaign(ctx context.Context, r request) (events.APIGate
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
 	if err := h.Store.CreateCampaign(ctx, c); err != nil {
+		if keyed && minipush.ErrorCode(err) == minipush.ECONFLICT {
+			// An earlier run of this same keyed request created it and died before its
+			// answer was kept (or the SDK retried a write that had landed): answer it.
+			if stored, gerr := h.Store.GetCampaign(ctx, c.ID); gerr == nil {
+				return httpapi.JSON(http.StatusCreated, stored), nil
+			}
+		}
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
 	return httpapi.JSON(http.StatusCreated, c), nil

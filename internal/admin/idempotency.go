@@ -96,10 +96,17 @@ func fingerprint(req events.APIGatewayV2HTTPRequest) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// idempotencySeed is the context key under which a keyed request's route finds its key
+// and fingerprint, to derive what it creates from them (Handler.KeyedID).
+type idempotencySeed struct{}
+
 // keptAnswer reports whether an answer is final, so a retry must get it again: every
-// answer but 5xx (the failure may be gone on retry) and 429 (the limit will lift).
+// answer but 5xx (the failure may be gone on retry), 429 (the limit will lift) and 409
+// (a lost race or a status that may change; the request changed nothing, so running
+// it again is safe, while keeping "changed concurrently, retry" would refuse the very
+// retry it asks for).
 func keptAnswer(status int) bool {
-	return status < http.StatusInternalServerError && status != http.StatusTooManyRequests
+	return status < http.StatusInternalServerError && status != http.StatusTooManyRequests && status != http.StatusConflict
 }
 
 // once runs a keyed request at most once per key and fingerprint (the contract above).
@@ -130,7 +137,7 @@ func (h *Handler) once(ctx context.Context, req events.APIGatewayV2HTTPRequest, 
 		return events.APIGatewayV2HTTPResponse{StatusCode: prev.Answer.Status, Headers: headers, Body: prev.Answer.Body}, nil
 	}
 
-	resp, rerr := h.route(ctx, req)
+	resp, rerr := h.route(context.WithValue(ctx, idempotencySeed{}, key+"\n"+fp), req)
 	if rerr != nil {
 		resp = httpapi.Error(rerr)
 	}

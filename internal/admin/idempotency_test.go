@@ -274,3 +274,79 @@ func TestServedApps(t *testing.T) {
 		}
 	})
 }
+
+// lostAnswer fails to keep the answer of a keyed request, as a Lambda that timed out or
+// lost DynamoDB between its write and FinishIdempotencyKey would; and, when retryLanded
+// is set, answers the first CreateCampaign with a conflict after writing it, as the
+// SDK's retry of a PutItem that landed but whose answer was lost does.
+type lostAnswer struct {
+	admin.Store
+	retryLanded atomic.Bool
+}
+
+func (s *lostAnswer) FinishIdempotencyKey(context.Context, string, string, minipush.IdempotentAnswer) error {
+	return errors.New("dynamo: keep idempotent answer: connection reset")
+}
+
+func (s *lostAnswer) CreateCampaign(ctx context.Context, c minipush.Campaign) error {
+	if err := s.Store.CreateCampaign(ctx, c); err != nil {
+		return err
+	}
+	if s.retryLanded.CompareAndSwap(true, false) {
+		return minipush.Errorf(minipush.ECONFLICT, "campaign %s exists", c.ID)
+	}
+	return nil
+}
+
+// TestIdempotencyKeyCrashedFirst: a keyed create that wrote its campaign but never kept
+// its answer is not run a second time when the key's lock runs out and the client
+// retries: the retry answers the same campaign, and one draft exists.
+func TestIdempotencyKeyCrashedFirst(t *testing.T) {
+	t.Parallel()
+	h, _ := MustAdmin(t)
+	store := &lostAnswer{Store: h.Store}
+	h.Store = store
+	clock := now
+	h.Now = func() time.Time { return clock }
+	create := call{method: "POST", target: "/v1/admin/campaigns", body: subscribeCampaign, header: keyed("crash-1")}
+
+	var first, again minipush.Campaign
+	mustOK(t, h, create, http.StatusCreated, &first)
+	clock = clock.Add(2 * time.Minute) // past the key's lock: the first request is presumed dead
+	mustOK(t, h, create, http.StatusCreated, &again)
+	if again.ID != first.ID {
+		t.Fatalf("retry created %s after %s, want the same campaign", again.ID, first.ID)
+	}
+	if n := drafts(t, h); n != 1 {
+		t.Fatalf("%d drafts, want 1", n)
+	}
+
+	t.Run("RetriedWriteLanded", func(t *testing.T) {
+		store.retryLanded.Store(true)
+		var got minipush.Campaign
+		mustOK(t, h, call{method: "POST", target: "/v1/admin/campaigns", body: subscribeCampaign, header: keyed("landed-1")}, http.StatusCreated, &got)
+		if got.ID == "" || got.Name != "check-in" {
+			t.Fatalf("answer %+v, want the campaign the landed write stored", got)
+		}
+		if n := drafts(t, h); n != 2 {
+			t.Fatalf("%d drafts, want 2", n)
+		}
+	})
+}
+
+// TestIdempotencyKeyConflictNotKept: a 409 changed nothing and may not hold for ever (a
+// lost race, a status that changes), so its retry runs again instead of replaying it.
+func TestIdempotencyKeyConflictNotKept(t *testing.T) {
+	t.Parallel()
+	h, _ := MustAdmin(t)
+	mustOK(t, h, call{method: "POST", target: "/v1/admin/campaigns", body: subscribeCampaign}, http.StatusCreated, nil)
+	resume := call{method: "POST", target: "/v1/admin/campaigns/c1/resume", header: keyed("resume-1")}
+	if resp := do(t, h, resume); resp.StatusCode != http.StatusConflict {
+		t.Fatalf("resume of a draft: %d %s, want 409", resp.StatusCode, resp.Body)
+	}
+	mustOK(t, h, call{method: "POST", target: "/v1/admin/campaigns/c1/schedule", body: `{"cron":"0 10 * * *","timeZone":"Asia/Shanghai"}`}, http.StatusOK, nil)
+	mustOK(t, h, call{method: "POST", target: "/v1/admin/campaigns/c1/pause"}, http.StatusOK, nil)
+	if resp := do(t, h, resume); resp.StatusCode != http.StatusOK || resp.Headers[admin.ReplayedHeader] != "" {
+		t.Fatalf("the retried resume: %d %v %s, want it run now that the campaign is paused", resp.StatusCode, resp.Headers, resp.Body)
+	}
+}
