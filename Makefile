@@ -9,7 +9,7 @@ LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
 # Seconds each fuzz target runs inside make test (bounded so the suite stays short).
 FUZZTIME  ?= 10s
 
-.PHONY: all build build-lambda build-host test fuzz bench chaos vet fmt deps run demo events stack clean \
+.PHONY: all build build-lambda build-host test fuzz bench coldstart chaos vet fmt deps run demo events stack clean \
 	build-CollectFunction build-AdminFunction build-PlanFunction build-SendFunction build-ExpireFunction \
 	build-DeadLetterFunction
 
@@ -63,6 +63,13 @@ fuzz:
 bench: deps
 	MINIPUSH_BENCH_OUT="$(CURDIR)/BENCHMARKS.md" MINIPUSH_BENCH_CMD="make bench" \
 	  $(GO) run ./cmd/localstack exec -- $(GO) test -count=1 -timeout 60m -run '^TestBench' -v ./internal/dev/bench
+
+## coldstart: every function's init under the runtime interface emulator (its real
+## bootstrap, 7 cold starts each, one at a time), written into the Cold start section of
+## BENCHMARKS.md (make bench keeps that section)
+coldstart: deps
+	MINIPUSH_COLDSTART_OUT="$(CURDIR)/BENCHMARKS.md" \
+	  $(GO) run ./cmd/localstack exec -- $(GO) test -count=1 -run '^TestColdStart$$' -v ./internal/dev/e2e
 
 ## chaos: the whole system through the local runner under injected WeChat errors,
 ## latency, lost answers, token invalidation, runner kills, duplicated SQS messages and

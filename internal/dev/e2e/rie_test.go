@@ -27,6 +27,7 @@ import (
 	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
 	"minipush/internal/lambdaenv"
+	"minipush/internal/metrics"
 )
 
 // rieVersion pins the runtime interface emulator (the one Lambda's provided.al2023
@@ -116,8 +117,8 @@ func function(t *testing.T, fn string, env map[string]string) string {
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := &syncBuffer{} // read (INIT REPORT, EMF lines) while the emulator writes
+	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -130,6 +131,7 @@ func function(t *testing.T, fn string, env map[string]string) string {
 		}
 	})
 	url := "http://" + api + "/2015-03-31/functions/function/invocations"
+	rieLogs.Store(url, logs)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		c, err := net.Dial("tcp", api)
@@ -292,6 +294,7 @@ func TestFunctionsUnderRIE(t *testing.T) {
 		if resp.StatusCode != 200 || !strings.Contains(resp.Body, "token") {
 			t.Fatalf("session answer %d %s", resp.StatusCode, resp.Body)
 		}
+		requireEMF(t, url, metrics.Requests, metrics.WeChatLatency)
 	})
 
 	t.Run("AdminFunction", func(t *testing.T) {
@@ -314,6 +317,7 @@ func TestFunctionsUnderRIE(t *testing.T) {
 				t.Fatalf("token %q: status %d %s", tc.token, resp.StatusCode, resp.Body)
 			}
 		}
+		requireEMF(t, url, metrics.Requests)
 	})
 
 	t.Run("PlanFunction", func(t *testing.T) {
@@ -362,6 +366,7 @@ func TestFunctionsUnderRIE(t *testing.T) {
 				t.Errorf("%s: %+v, want final failed/dead_letter", id, d)
 			}
 		}
+		requireEMF(t, url, metrics.DeadLettered)
 	})
 
 	t.Run("ExpireFunction", func(t *testing.T) {
@@ -374,5 +379,6 @@ func TestFunctionsUnderRIE(t *testing.T) {
 		if len(resp.BatchItemFailures) != 0 {
 			t.Fatalf("failures %+v", resp.BatchItemFailures)
 		}
+		requireEMF(t, url, metrics.GrantsExpired)
 	})
 }
