@@ -67,6 +67,8 @@ func (s *Summary) add(line []byte) {
 			s.totals[p.Name] += float64(len(p.Values))
 		case metrics.Throttles:
 			s.totals["Throttles."+p.Dims["Service"]] += sum(p.Values)
+		case metrics.Requests:
+			s.totals["Requests."+p.Dims["Status"]] += sum(p.Values)
 		case metrics.PlannerLag:
 			s.totals[p.Name] = max(s.totals[p.Name], slices.Max(append([]float64{0}, p.Values...)))
 		default:
@@ -121,7 +123,7 @@ func (s *Summary) Line(now time.Time) string {
 		delta(metrics.NoGrant)/secs, delta(metrics.Skipped)/secs)
 	if len(s.latency) > 0 {
 		slices.Sort(s.latency)
-		fmt.Fprintf(&b, "  wechat p50 %.0fms p99 %.0fms (%d calls)", percentile(s.latency, 0.50), percentile(s.latency, 0.99), len(s.latency))
+		fmt.Fprintf(&b, "  wechat p50 %sms p99 %sms (%d calls)", num(percentile(s.latency, 0.50)), num(percentile(s.latency, 0.99)), len(s.latency))
 	}
 	var throttles []string
 	for k := range s.totals {
@@ -132,6 +134,15 @@ func (s *Summary) Line(now time.Time) string {
 	if len(throttles) > 0 {
 		slices.Sort(throttles)
 		fmt.Fprintf(&b, "  throttles %s", strings.Join(throttles, ", "))
+	}
+	var answers []string
+	for _, class := range []string{"2xx", "4xx", "5xx"} {
+		if d := delta("Requests." + class); d > 0 {
+			answers = append(answers, fmt.Sprintf("%s %.0f", class, d))
+		}
+	}
+	if len(answers) > 0 {
+		fmt.Fprintf(&b, "  api %s", strings.Join(answers, ", "))
 	}
 	for _, k := range []string{metrics.RecipientsPlanned, metrics.GrantsHarvested, metrics.GrantsExpired, metrics.DeadLettered, metrics.PushEvents} {
 		if d := delta(k); d > 0 {
@@ -151,6 +162,14 @@ func (s *Summary) Line(now time.Time) string {
 	s.latency = s.latency[:0]
 	s.lastAt = now
 	return b.String()
+}
+
+// num prints a latency: whole milliseconds, or one decimal under 10 ms.
+func num(v float64) string {
+	if v < 10 {
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.0f", v)
 }
 
 // percentile of sorted values, nearest rank.

@@ -34,12 +34,19 @@ func TestSummary(t *testing.T) {
 	if err := prec.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	_, crec := metrics.New(s, "minipush-CollectFunction", nil).Start(t.Context())
+	crec.Add(metrics.Requests, 7, metrics.Dim{Name: "Status", Value: "2xx"})
+	crec.Add(metrics.Requests, 2, metrics.Dim{Name: "Status", Value: "4xx"})
+	crec.Observe(metrics.WeChatLatency, 0.4, metrics.Dim{Name: "API", Value: "sns/jscode2session"})
+	if err := crec.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.Write([]byte("{\"level\":\"INFO\"}\n")); err != nil { // not EMF: counted, not fatal
 		t.Fatal(err)
 	}
 
 	line := s.Line(start.Add(10 * time.Second))
-	for _, want := range []string{"sent 4.0/s", "failed 1.0/s", "wechat p50 50ms p99 99ms (100 calls)", "throttles DynamoDB 3", "RecipientsPlanned +50", "planner lag max 2.5s", "invalid EMF lines 1"} {
+	for _, want := range []string{"sent 4.0/s", "failed 1.0/s", "wechat p50 50ms p99 99ms (101 calls)", "api 2xx 7, 4xx 2", "throttles DynamoDB 3", "RecipientsPlanned +50", "planner lag max 2.5s", "invalid EMF lines 1"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("summary %q lacks %q", line, want)
 		}
