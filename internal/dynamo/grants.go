@@ -271,34 +271,6 @@ func (d *DB) LiveGrants(ctx context.Context, appID, openID string) ([]minipush.G
 	return inv.grants, err
 }
 
-// DeleteGrantsOfTemplate removes every stored subscribe grant of a user for one template
-// (the user turned the template off), returning how many it removed.
-func (d *DB) DeleteGrantsOfTemplate(ctx context.Context, appID, openID, templateID string) (int, error) {
-	channel := minipush.GrantChannel(minipush.GrantSubscribe, templateID)
-	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
-		TableName:              aws.String(d.Tables.Grants),
-		IndexName:              aws.String(ExpiryIndex),
-		KeyConditionExpression: aws.String("pk = :pk AND begins_with(ek, :ch)"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pk": &types.AttributeValueMemberS{Value: minipush.UserKey(appID, openID)},
-			":ch": &types.AttributeValueMemberS{Value: channel + "#"},
-		},
-		ProjectionExpression: aws.String("pk, sk"),
-	})
-	var keys []map[string]types.AttributeValue
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return 0, fmt.Errorf("dynamo: grants of template %s: %w", templateID, err)
-		}
-		keys = append(keys, page.Items...)
-	}
-	if err := d.batchDelete(ctx, d.Tables.Grants, keys); err != nil {
-		return 0, err
-	}
-	return len(keys), nil
-}
-
 // DeleteGrantsAcceptedBefore removes a user's subscribe grants of one template that
 // were accepted (collected) before the given time: a subscribe_msg_change_event reject
 // applies to the accepts that preceded it, so a late or retried old reject cannot wipe a

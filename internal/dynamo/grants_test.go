@@ -215,28 +215,6 @@ func TestSpendableGrantOneQuery(t *testing.T) {
 	})
 }
 
-func TestDeleteGrantsOfTemplate(t *testing.T) {
-	t.Parallel()
-	db, _, clk := MustDB(t)
-	ctx := t.Context()
-	now := clk.Now()
-	gs := []minipush.Grant{
-		subscribeGrant("wx1", "u1", "A", "1", now), subscribeGrant("wx1", "u1", "A", "2", now),
-		subscribeGrant("wx1", "u1", "B", "1", now), formGrant("wx1", "u1", "f", now),
-	}
-	if _, err := db.AddGrants(ctx, "wx1", "u1", gs, 200); err != nil {
-		t.Fatal(err)
-	}
-	n, err := db.DeleteGrantsOfTemplate(ctx, "wx1", "u1", "A")
-	if err != nil || n != 2 {
-		t.Fatalf("deleted %d, %v; want 2", n, err)
-	}
-	u, err := db.RecomputeInventory(ctx, "wx1", "u1")
-	if err != nil || u.LiveGrants != 2 {
-		t.Fatalf("inventory after delete = %d, %v; want 2", u.LiveGrants, err)
-	}
-}
-
 // TestImportGrants loads more than one batch of grants and reads each back as the
 // sender finds it, with the fields AddGrants would have stored.
 func TestImportGrants(t *testing.T) {

@@ -99,6 +99,7 @@ func (r recipient) deliver(ctx context.Context) (result, error) {
 			}
 		}
 
+		callStart := h.now()
 		action, reason, errcode := r.call(ctx, leased)
 		switch action {
 		case wechat.OK:
@@ -117,8 +118,9 @@ func (r recipient) deliver(ctx context.Context) (result, error) {
 			}
 		case wechat.FailRecipient:
 			if errcode == 43101 && c.Message.Kind == minipush.MessageSubscribe {
-				// WeChat holds no grant of this template for the user: ours are stale.
-				if _, err := r.store().DeleteGrantsOfTemplate(ctx, c.AppID, r.openID, c.Message.TemplateID); err != nil {
+				// WeChat held no grant of this template for the user when it answered: ours
+				// from before the call are stale; an accept that landed since is not.
+				if _, err := r.store().DeleteGrantsAcceptedBefore(ctx, c.AppID, r.openID, c.Message.TemplateID, callStart); err != nil {
 					return r.abandon(ctx, true, &leased, err)
 				}
 			} else {

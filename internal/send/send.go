@@ -93,7 +93,9 @@ type Store interface {
 	SpendGrant(ctx context.Context, g minipush.Grant, owner string) error
 	DropGrant(ctx context.Context, appID, openID, grantID string) error
 	GetGrant(ctx context.Context, appID, openID, grantID string) (minipush.Grant, error)
-	DeleteGrantsOfTemplate(ctx context.Context, appID, openID, templateID string) (int, error)
+	// DeleteGrantsAcceptedBefore drops the user's grants of a template collected before
+	// a time (WeChat answered 43101 to a call started then).
+	DeleteGrantsAcceptedBefore(ctx context.Context, appID, openID, templateID string, before time.Time) (int, error)
 }
 
 // Queue sends a batch back to the send queue after delay (at most 15 minutes).

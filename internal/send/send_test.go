@@ -101,11 +101,19 @@ func (f *fixture) subscribeAudience(t *testing.T, n int) *audience {
 			optOuts = append(optOuts, u)
 			a.add(u, want{minipush.OutcomeSkipped, "opted_out"})
 		case 7:
-			grants = append(grants, subGrant(u, subTpl, now.Add(240*time.Hour)), subGrant(u, subTpl, now.Add(480*time.Hour)))
+			// Two accepts from before the send, and one that lands while the call is in
+			// flight (collected after it started): 43101 speaks only for the older ones.
+			older := []minipush.Grant{subGrant(u, subTpl, now.Add(240*time.Hour)), subGrant(u, subTpl, now.Add(480*time.Hour))}
+			for i := range older {
+				older[i].CollectedAt = now.Add(-2 * time.Hour)
+			}
+			newer := subGrant(u, subTpl, now.Add(720*time.Hour))
+			newer.CollectedAt = now.Add(time.Hour)
+			grants = append(grants, older[0], older[1], newer)
 			a.add(u, want{minipush.OutcomeFailed, "user_refused"})
 			a.after = append(a.after, func(t *testing.T) {
-				if gs := f.liveGrants(t, u); len(gs) != 0 {
-					t.Errorf("after 43101 the user still holds %d grants of the template, want 0", len(gs))
+				if gs := f.liveGrants(t, u); len(gs) != 1 || gs[0].ID != newer.ID {
+					t.Errorf("after 43101 the user holds %d grants of the template, want only the accept that came after the call", len(gs))
 				}
 			})
 		default:
