@@ -135,13 +135,9 @@ func (c *config) positiveInt(k string, def int) (int, error) {
 
 // seconds reads k as a positive number of seconds, def when unset.
 func (c *config) seconds(k string, def time.Duration) (time.Duration, error) {
-	v := c.get(k)
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		return def, fmt.Errorf("%s %q: want a positive number of seconds", k, v)
+	n, err := c.positiveInt(k, int(def/time.Second))
+	if err != nil {
+		return def, fmt.Errorf("%w of seconds", err)
 	}
 	return time.Duration(n) * time.Second, nil
 }
