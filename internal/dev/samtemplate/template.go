@@ -199,6 +199,14 @@ type Function struct {
 	Policies                     []Policy          `yaml:"Policies"`
 	Events                       map[string]*Event `yaml:"Events"`
 	ReservedConcurrentExecutions Value             `yaml:"ReservedConcurrentExecutions"`
+	EventInvokeConfig            EventInvokeConfig `yaml:"EventInvokeConfig"`
+}
+
+// EventInvokeConfig is how Lambda retries an asynchronous invocation (the schedule's).
+// Locally the runner invokes the schedule synchronously, so it is read and not emulated.
+type EventInvokeConfig struct {
+	MaximumRetryAttempts     Value `yaml:"MaximumRetryAttempts"`
+	MaximumEventAgeInSeconds Value `yaml:"MaximumEventAgeInSeconds"`
 }
 
 // LoggingConfig is where and how a function logs. Locally functions log to the runner's
