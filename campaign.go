@@ -108,4 +108,20 @@ type Campaign struct {
 	UpdatedAt time.Time      `json:"updatedAt"`
 	NextRunAt time.Time      `json:"nextRunAt,omitzero"` // when the planner should start the next run
 	RunSeq    int            `json:"runSeq"`             // runs started so far; the next run's id is derived from it
+	// StaleThrough marks runs 1..StaleThrough of a recurring campaign stale: a resume
+	// without catch-up found its current run interrupted past its occurrence's
+	// tolerance, so send ends that run's still-pending recipients skipped/
+	// "missed_occurrence" instead of delivering yesterday's reminder in the night.
+	StaleThrough int `json:"staleThrough,omitempty"`
+}
+
+// ReasonMissedOccurrence is the skip reason of a recipient of a stale run (see
+// Campaign.StaleThrough).
+const ReasonMissedOccurrence = "missed_occurrence"
+
+// RunStale reports whether run belongs to an occurrence the operator let pass: send
+// sends nothing more for it and the planner queues nothing more. A one-off campaign's
+// only occurrence is never stale.
+func (c Campaign) RunStale(run int) bool {
+	return c.Schedule.Cron != "" && run <= c.StaleThrough
 }

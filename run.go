@@ -29,14 +29,18 @@ type Run struct {
 	N        int       `json:"run"`
 	Status   RunStatus `json:"status"`
 	Counters Counters  `json:"counters"`
+	// Occurrence is the due time the planner started the run for (zero for runs
+	// started before it was recorded): how late its messages would arrive now.
+	Occurrence time.Time `json:"occurrence,omitzero"`
 }
 
 // RunProgress is a run's status, planned count and counters, as a counter update
-// reports them back.
+// reports them back, and the occurrence the run was started for (see Run).
 type RunProgress struct {
-	Status   RunStatus
-	Planned  int
-	Counters Counters
+	Status     RunStatus
+	Planned    int
+	Counters   Counters
+	Occurrence time.Time
 }
 
 // PlanningDone reports whether the planner queued every batch of the run.

@@ -29,6 +29,9 @@ import (
 //	                            the sparse ByDue index holds exactly the planner's work
 //	rev                       N, bumped by every operator write: optimistic edits
 //	pausedFrom                S, the status an operator pause interrupted
+//	staleThrough              N, runs up to this number are stale: a resume without
+//	                            catch-up found them interrupted past their occurrence
+//	                            (minipush.Campaign.StaleThrough)
 //
 // Run items (sk "run#<n>") belong to the planner and send (runs.go); they carry no
 // createdAt, so they never enter ByStatus, and listing filters on sk anyway. A sending
@@ -90,6 +93,7 @@ func decodeCampaign(item map[string]types.AttributeValue) (storedCampaign, error
 		RunSeq     int    `dynamodbav:"runSeq"`
 		Rev        int    `dynamodbav:"rev"`
 		PausedFrom string `dynamodbav:"pausedFrom"`
+		Stale      int    `dynamodbav:"staleThrough"`
 	}
 	if err := attributevalue.UnmarshalMap(item, &it); err != nil {
 		return c, fmt.Errorf("dynamo: decode campaign: %w", err)
@@ -97,7 +101,7 @@ func decodeCampaign(item map[string]types.AttributeValue) (storedCampaign, error
 	c.Campaign = minipush.Campaign{
 		ID: it.ID, AppID: it.AppID, Name: it.Name, Status: minipush.CampaignStatus(it.Status),
 		CreatedAt: fromEpoch(it.CreatedAt), UpdatedAt: fromEpoch(it.UpdatedAt), NextRunAt: fromEpoch(it.NextRunAt),
-		RunSeq: it.RunSeq,
+		RunSeq: it.RunSeq, StaleThrough: it.Stale,
 	}
 	c.Rev, c.PausedFrom, c.DueAt = it.Rev, minipush.CampaignStatus(it.PausedFrom), fromEpoch(it.DueAt)
 	dec := func(o *attributevalue.DecoderOptions) { o.TagKey = "json" }
@@ -353,9 +357,13 @@ func (d *DB) OperatorPause(ctx context.Context, id string) (minipush.Campaign, e
 // its next occurrence, and a run still sending goes on by itself (send only holds the
 // batches of a paused campaign). When its due occurrence was missed by more than
 // schedule.LateTolerance it moves to the next occurrence after now, unless catchUp
-// asks to run once now (one run, however many occurrences were missed). A one-off
-// campaign's only occurrence is never skipped. ECONFLICT when it is not paused,
-// ENOTFOUND when there is none.
+// asks to run once now (one run, however many occurrences were missed). Likewise a
+// current run that is not done and whose occurrence was missed (send held its batches,
+// or the pause stopped its planning) is marked stale in the same write, unless catchUp:
+// send then skips its pending recipients and the planner closes it with what it had
+// queued, so yesterday's 10:00 reminder does not go out at 03:00 nor take the day's
+// one-per-day slot from today's. A one-off campaign's only occurrence is never skipped.
+// ECONFLICT when it is not paused, ENOTFOUND when there is none.
 func (d *DB) ResumeCampaign(ctx context.Context, id string, catchUp bool) (minipush.Campaign, error) {
 	for range optimisticRetries {
 		cur, err := d.getCampaign(ctx, id)
@@ -365,23 +373,27 @@ func (d *DB) ResumeCampaign(ctx context.Context, id string, catchUp bool) (minip
 		if cur.Status != minipush.StatusPaused {
 			return minipush.Campaign{}, minipush.Errorf(minipush.ECONFLICT, "campaign %s is %s, not paused", id, cur.Status)
 		}
+		recurring := cur.Schedule.Cron != ""
+		// The current run, read when the pause recorded no status to return to or when
+		// a recurring run may have to be marked stale.
+		var prog minipush.RunProgress
+		if cur.RunSeq > 0 && (cur.PausedFrom == "" || (recurring && !catchUp)) {
+			prog, err = d.RunCounters(ctx, id, cur.RunSeq)
+			if err != nil && minipush.ErrorCode(err) != minipush.ENOTFOUND {
+				return minipush.Campaign{}, err
+			}
+		}
 		to := cur.PausedFrom
 		if to == "" {
 			to = minipush.StatusScheduled
-			if cur.RunSeq > 0 {
-				prog, err := d.RunCounters(ctx, id, cur.RunSeq)
-				switch {
-				case err == nil && prog.Status == minipush.RunPlanning:
-					to = minipush.StatusPlanning
-				case err == nil && prog.Status == minipush.RunSending:
-					to = minipush.StatusSending
-				case err != nil && minipush.ErrorCode(err) != minipush.ENOTFOUND:
-					return minipush.Campaign{}, err
-				}
+			switch prog.Status {
+			case minipush.RunPlanning:
+				to = minipush.StatusPlanning
+			case minipush.RunSending:
+				to = minipush.StatusSending
 			}
 		}
 		now := d.Now()
-		recurring := cur.Schedule.Cron != ""
 		if recurring && to == minipush.StatusSending {
 			to = minipush.StatusScheduled
 		}
@@ -389,6 +401,11 @@ func (d *DB) ResumeCampaign(ctx context.Context, id string, catchUp bool) (minip
 		vals := map[string]types.AttributeValue{
 			":paused": strAV(string(minipush.StatusPaused)), ":rev": numAV(int64(cur.Rev)), ":to": strAV(string(to)),
 			":now": numAV(now.Unix()), ":one": numAV(1), ":zero": numAV(0),
+		}
+		if recurring && !catchUp && cur.RunSeq > cur.StaleThrough && prog.Status != "" && prog.Status != minipush.RunDone &&
+			!prog.Occurrence.IsZero() && schedule.Missed(prog.Occurrence, now) {
+			set += ", staleThrough = :stale"
+			vals[":stale"] = numAV(int64(cur.RunSeq))
 		}
 		if recurring && to == minipush.StatusScheduled && (cur.DueAt.IsZero() || schedule.Missed(cur.DueAt, now)) {
 			due := now

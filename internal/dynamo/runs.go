@@ -30,6 +30,9 @@ import (
 //	nextSeq             N, the sequence number of the next batch
 //	planned             N, recipients queued so far; final once status is sending
 //	appId               S
+//	occurrence          N, epoch seconds: the due time the run was started for, so a
+//	                      resume can tell a run interrupted past its occurrence
+//	                      (ResumeCampaign)
 //	sent, noGrant, skipped, unknown, failed_<reason>
 //	                    N, flat counters, ADDed once per SQS message
 //	dueShard, dueAt     S, N: while sending, the run waits in ByDue's watch shard
@@ -62,20 +65,22 @@ func RunItemKey(campaignID string, run int) map[string]types.AttributeValue {
 // ClaimRun takes the plan lease of a run until leaseUntil, creating the run item in
 // status planning when it does not exist. The lease is granted when the run is
 // unclaimed, its lease has run out (the holder crashed or stopped) or owner already
-// holds it. It returns the run's state; a run that is past planning is returned as is,
-// without a lease, so the caller can finish what the crashed planner left (rolling the
-// campaign). ECONFLICT when another planner holds a live lease.
-func (d *DB) ClaimRun(ctx context.Context, campaignID string, run int, appID, owner string, now, leaseUntil time.Time) (minipush.PlanState, error) {
+// holds it. The run records occurrence (the due time it is planned for; zero: unknown)
+// the first time it is claimed. It returns the run's state; a run that is past planning is returned as
+// is, without a lease, so the caller can finish what the crashed planner left (rolling
+// the campaign). ECONFLICT when another planner holds a live lease.
+func (d *DB) ClaimRun(ctx context.Context, campaignID string, run int, appID, owner string, occurrence, now, leaseUntil time.Time) (minipush.PlanState, error) {
 	out, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
 		ConditionExpression: aws.String("attribute_not_exists(pk) OR (#status = :planning AND " +
 			"(attribute_not_exists(leaseUntil) OR leaseUntil < :now OR #owner = :owner))"),
 		UpdateExpression: aws.String("SET #status = if_not_exists(#status, :planning), #owner = :owner, leaseUntil = :until, " +
-			"appId = :app, planned = if_not_exists(planned, :zero), nextSeq = if_not_exists(nextSeq, :zero)"),
+			"appId = :app, planned = if_not_exists(planned, :zero), nextSeq = if_not_exists(nextSeq, :zero), " +
+			"occurrence = if_not_exists(occurrence, :occ)"),
 		ExpressionAttributeNames: map[string]string{"#status": "status", "#owner": "owner"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":planning": strAV(string(minipush.RunPlanning)), ":now": numAV(now.UnixMilli()), ":until": numAV(leaseUntil.UnixMilli()),
-			":owner": strAV(owner), ":app": strAV(appID), ":zero": numAV(0),
+			":owner": strAV(owner), ":app": strAV(appID), ":zero": numAV(0), ":occ": numAV(max(occurrence.Unix(), 0)),
 		},
 		ReturnValues:                        types.ReturnValueAllNew,
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
@@ -248,6 +253,7 @@ func sortedReasons(m map[string]int) []string {
 // runProgress decodes the run item's status, planned count and counters.
 func runProgress(item map[string]types.AttributeValue) minipush.RunProgress {
 	p := minipush.RunProgress{Planned: intAttr(item["planned"])}
+	p.Occurrence = fromEpoch(int64(intAttr(item["occurrence"])))
 	if s, ok := item["status"].(*types.AttributeValueMemberS); ok {
 		p.Status = minipush.RunStatus(s.Value)
 	}
@@ -404,7 +410,7 @@ func (d *DB) CampaignRuns(ctx context.Context, id string) ([]minipush.Run, error
 				continue // not a run item
 			}
 			prog := runProgress(item)
-			runs = append(runs, minipush.Run{N: n, Status: prog.Status, Counters: prog.Counters})
+			runs = append(runs, minipush.Run{N: n, Status: prog.Status, Counters: prog.Counters, Occurrence: prog.Occurrence})
 		}
 	}
 	slices.SortFunc(runs, func(a, b minipush.Run) int { return a.N - b.N })

@@ -99,11 +99,11 @@ func TestPlanState(t *testing.T) {
 		if _, err := db.BeginRun(ctx, "c1", now); err != nil {
 			t.Fatal(err)
 		}
-		st, err := db.ClaimRun(ctx, "c1", 1, "wx1", "a", now, now.Add(time.Minute))
+		st, err := db.ClaimRun(ctx, "c1", 1, "wx1", "a", now, now, now.Add(time.Minute))
 		if err != nil || st.Status != minipush.RunPlanning || st.Planned != 0 {
 			t.Fatalf("claim: %+v, %v", st, err)
 		}
-		if _, err := db.ClaimRun(ctx, "c1", 1, "wx1", "b", now, now.Add(time.Minute)); minipush.ErrorCode(err) != minipush.ECONFLICT {
+		if _, err := db.ClaimRun(ctx, "c1", 1, "wx1", "b", now, now, now.Add(time.Minute)); minipush.ErrorCode(err) != minipush.ECONFLICT {
 			t.Fatalf("claim under a live lease: %v, want ECONFLICT", err)
 		}
 		st.Cursor = minipush.PlanCursor{Segments: []minipush.SegmentCursor{{After: "o5"}, {Done: true}}}
@@ -113,7 +113,7 @@ func TestPlanState(t *testing.T) {
 		}
 		// After the lease runs out, b takes over from a's cursor and a must stop.
 		later := now.Add(2 * time.Minute)
-		got, err := db.ClaimRun(ctx, "c1", 1, "wx1", "b", later, later.Add(time.Minute))
+		got, err := db.ClaimRun(ctx, "c1", 1, "wx1", "b", now, later, later.Add(time.Minute))
 		if err != nil || got.NextSeq != 3 || got.Planned != 250 || len(got.Cursor.Segments) != 2 ||
 			got.Cursor.Segments[0].After != "o5" || !got.Cursor.Segments[1].Done {
 			t.Fatalf("takeover: %+v, %v", got, err)
@@ -138,7 +138,7 @@ func TestPlanState(t *testing.T) {
 			t.Fatalf("finished one-off still due: %v", got)
 		}
 		// A finished run is returned as is, without a lease.
-		if st, err := db.ClaimRun(ctx, "c1", 1, "wx1", "c", later, later.Add(time.Minute)); err != nil || st.Status != minipush.RunSending {
+		if st, err := db.ClaimRun(ctx, "c1", 1, "wx1", "c", now, later, later.Add(time.Minute)); err != nil || st.Status != minipush.RunSending {
 			t.Fatalf("claim of a finished run: %+v, %v", st, err)
 		}
 	})
@@ -152,7 +152,7 @@ func TestPlanState(t *testing.T) {
 		if _, err := db.BeginRun(ctx, "c1", now); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.ClaimRun(ctx, "c1", 1, "wx1", "a", now, now.Add(time.Minute)); err != nil {
+		if _, err := db.ClaimRun(ctx, "c1", 1, "wx1", "a", now, now, now.Add(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.OperatorPause(ctx, "c1"); err != nil {
@@ -186,7 +186,7 @@ func TestPlanState(t *testing.T) {
 		if _, err := db.BeginRun(ctx, "c1", now); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.ClaimRun(ctx, "c1", 1, "wx1", "a", now, now.Add(time.Minute)); err != nil {
+		if _, err := db.ClaimRun(ctx, "c1", 1, "wx1", "a", now, now, now.Add(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		next := now.Add(24 * time.Hour)

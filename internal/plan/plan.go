@@ -31,7 +31,7 @@ type Store interface {
 	minipush.RunStore
 	DueCampaigns(ctx context.Context, now time.Time, limit int) ([]minipush.DueCampaign, error)
 	BeginRun(ctx context.Context, id string, now time.Time) (int, error)
-	ClaimRun(ctx context.Context, campaignID string, run int, appID, owner string, now, leaseUntil time.Time) (minipush.PlanState, error)
+	ClaimRun(ctx context.Context, campaignID string, run int, appID, owner string, occurrence, now, leaseUntil time.Time) (minipush.PlanState, error)
 	SavePlanCursor(ctx context.Context, campaignID string, run int, owner string, st minipush.PlanState, leaseUntil time.Time) error
 	FinishRun(ctx context.Context, campaignID string, run int, owner string, planned int, next, now time.Time) error
 	RollCampaign(ctx context.Context, id string, run int, next, now time.Time) error
@@ -226,7 +226,9 @@ func (h *Handler) planCampaign(ctx context.Context, c minipush.DueCampaign, owne
 	}
 	log = log.With("campaign", c.ID, "run", run)
 	lease := orDefault(h.Lease, DefaultLease)
-	st, err := h.DB.ClaimRun(ctx, c.ID, run, c.AppID, owner, now, now.Add(lease))
+	// c.DueAt is the occurrence the run is for: a planning campaign keeps it until the
+	// run is rolled.
+	st, err := h.DB.ClaimRun(ctx, c.ID, run, c.AppID, owner, c.DueAt, now, now.Add(lease))
 	if minipush.ErrorCode(err) == minipush.ECONFLICT {
 		log.InfoContext(ctx, "plan: run held by another planner")
 		return nil
@@ -242,7 +244,7 @@ func (h *Handler) planCampaign(ctx context.Context, c minipush.DueCampaign, owne
 		// Planned already; its planner stopped before rolling the campaign.
 		return h.DB.RollCampaign(ctx, c.ID, run, next, now)
 	}
-	p := &runPlanner{h: h, c: c.Campaign, run: run, owner: owner, st: st, log: log}
+	p := &runPlanner{h: h, c: c.Campaign, run: run, owner: owner, st: st, next: next, log: log}
 	done, err := p.plan(ctx)
 	if err != nil {
 		return fmt.Errorf("plan: campaign %s run %d: %w", c.ID, run, err)

@@ -25,6 +25,7 @@ type runPlanner struct {
 	run   int
 	owner string
 	st    minipush.PlanState
+	next  time.Time // when the campaign runs after this run (zero: never)
 	log   *slog.Logger
 
 	batches []minipush.Batch // reused across rounds
@@ -108,6 +109,9 @@ func (p *runPlanner) release(ctx context.Context) error {
 // resume puts the campaign back in the due index and the next tick continues it. A
 // cancelled run is finished with the recipients queued so far (send skips them as
 // cancelled), so it can still be reconciled and reported instead of planning forever.
+// A run a resume marked stale (minipush.Campaign.RunStale: resumed without catch-up
+// past its occurrence) is finished the same way, and the campaign rolled to its next
+// occurrence: send skips what was queued as missed_occurrence.
 func (p *runPlanner) operatorStopped(ctx context.Context) (bool, error) {
 	c, err := p.h.DB.GetCampaign(ctx, p.c.ID)
 	if err != nil && ctx.Err() != nil {
@@ -118,6 +122,14 @@ func (p *runPlanner) operatorStopped(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("re-read campaign: %w", err)
 	}
 	switch {
+	case c.Status == minipush.StatusPlanning && c.RunSeq == p.run && c.RunStale(p.run):
+		err := p.h.DB.FinishRun(context.WithoutCancel(ctx), p.c.ID, p.run, p.owner, p.st.Planned, p.next, p.h.now())
+		if err != nil && minipush.ErrorCode(err) != minipush.ECONFLICT {
+			return true, err
+		}
+		p.log.WarnContext(ctx, "plan: run resumed past its occurrence; closed with what was queued",
+			"planned", p.st.Planned, "next", p.next)
+		return true, nil
 	case c.Status == minipush.StatusPlanning && c.RunSeq == p.run:
 		return false, nil
 	case c.Status == minipush.StatusCancelled:

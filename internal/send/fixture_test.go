@@ -123,7 +123,7 @@ func (f *fixture) putCampaignWith(t testing.TB, c minipush.Campaign, planned int
 		t.Fatal(err)
 	}
 	now := f.db.Now()
-	if _, err := f.db.ClaimRun(ctx, c.ID, 1, appID, "fixture", now, now.Add(time.Minute)); err != nil {
+	if _, err := f.db.ClaimRun(ctx, c.ID, 1, appID, "fixture", now, now, now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.db.FinishRun(ctx, c.ID, 1, "fixture", planned, time.Time{}, now); err != nil {

@@ -6,7 +6,9 @@
 //
 //  0. Load the campaign (once per invocation). Cancelled: every pending recipient ends
 //     skipped/"cancelled". Paused: the batch is re-queued unchanged with HoldDelay (a
-//     hold, not an attempt).
+//     hold, not an attempt). A stale run (minipush.Campaign.RunStale: the operator
+//     resumed a recurring campaign past this run's occurrence without catch-up): every
+//     pending recipient ends skipped/"missed_occurrence", grants untouched.
 //  1. Read the delivery items of all recipients with BatchGetItem and drop the final
 //     ones, so a redelivered message does no work twice and wastes no writes.
 //  2. Per remaining recipient, with bounded parallelism: opt-out (one BatchGetItem of
@@ -352,8 +354,9 @@ func (inv *invocation) message(ctx context.Context, rec events.SQSMessage) (mini
 		return b, nil
 	}
 
+	stale := c.RunStale(b.Run)
 	var optedOut map[string]bool
-	if c.Policy.SkipOptedOut && c.Status != minipush.StatusCancelled {
+	if c.Policy.SkipOptedOut && c.Status != minipush.StatusCancelled && !stale {
 		if optedOut, err = h.Store.OptedOut(ctx, c.AppID, pending); err != nil {
 			return b, fmt.Errorf("send: batch %s: %w", b.ID, err)
 		}
@@ -373,6 +376,10 @@ func (inv *invocation) message(ctx context.Context, rec events.SQSMessage) (mini
 			switch {
 			case c.Status == minipush.StatusCancelled:
 				results[i], errs[i] = r.finalizeUnclaimed(ctx, minipush.OutcomeSkipped, "cancelled", 0)
+			case stale:
+				// Resumed past its occurrence: yesterday's reminder must not arrive in the
+				// night nor take today's one-per-day slot, so nothing is sent or spent.
+				results[i], errs[i] = r.finalizeUnclaimed(ctx, minipush.OutcomeSkipped, minipush.ReasonMissedOccurrence, 0)
 			case st.paused.Load() || inv.nearDeadline(ctx):
 				results[i] = result{openID: openID, fate: fateHold}
 			case optedOut[openID]:
