@@ -28,13 +28,15 @@ func (c *testClock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 // next day. Without catchUp the held recipients of yesterday's run end
 // skipped/missed_occurrence, nothing reaches WeChat, their grants stay, the run ends
 // done and today's 10:00 run sends to everyone (the one-per-day slot was not taken at
-// 03:00). With catchUp they are sent. Before the fix the 03:00 resume sent them all.
+// 03:00). With catchUp they are sent, and a one-off campaign's only occurrence is
+// never skipped. Before the fix the 03:00 resume sent them all.
 func TestStaleRunAfterResume(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		catchUp bool
-	}{{"Skipped", false}, {"CatchUp", true}} {
+		oneOff  bool
+	}{{"Skipped", false, false}, {"CatchUp", true, false}, {"OneOff", false, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			const n = 12
@@ -65,7 +67,11 @@ func TestStaleRunAfterResume(t *testing.T) {
 			if _, err := f.db.AddAudience(ctx, c.ID, ids); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := f.db.ScheduleCampaign(ctx, c.ID, minipush.Schedule{Cron: "0 10 * * *", TimeZone: "Asia/Shanghai"}, first); err != nil {
+			sched := minipush.Schedule{Cron: "0 10 * * *", TimeZone: "Asia/Shanghai"}
+			if tc.oneOff {
+				sched = minipush.Schedule{At: first}
+			}
+			if _, err := f.db.ScheduleCampaign(ctx, c.ID, sched, first); err != nil {
 				t.Fatal(err)
 			}
 			planner := &plan.Handler{DB: f.db, Queue: queue.New(f.env.SQS, f.queueURL), Log: quiet, Now: clk.Now, BatchSize: 5}
@@ -113,13 +119,13 @@ func TestStaleRunAfterResume(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := first.AddDate(0, 0, 1); resumed.Status != minipush.StatusScheduled || !resumed.NextRunAt.Equal(want) {
+			if want := first.AddDate(0, 0, 1); !tc.oneOff && (resumed.Status != minipush.StatusScheduled || !resumed.NextRunAt.Equal(want)) {
 				t.Fatalf("resumed: %s next %v, want scheduled %v", resumed.Status, resumed.NextRunAt, want)
 			}
 			f.drain(t, h, 60*time.Second, runDone(1))
 			got, acc := f.outcomes(t, c.ID), f.acceptedBy(sandbox.PathSubscribeSend)
 			p := progress(1)
-			if tc.catchUp {
+			if tc.catchUp || tc.oneOff {
 				f.allSent(t, c.ID, ids)
 				if p.Counters.Sent != n {
 					t.Errorf("run 1 counters %+v, want %d sent", p.Counters, n)
