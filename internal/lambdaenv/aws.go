@@ -30,8 +30,9 @@ type clients struct {
 
 // loadClients builds the clients. In Lambda getenv is os.Getenv and the SDK's default
 // chain applies; locally, AWS_REGION, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and the
-// AWS_ENDPOINT_URL_<SERVICE> variables from getenv point them at the local stack.
-func loadClients(ctx context.Context, getenv func(string) string) (*clients, error) {
+// AWS_ENDPOINT_URL_<SERVICE> variables from getenv point them at the local stack. obs
+// adds a dev observer's middleware (WithObserver); in Lambda it is empty.
+func loadClients(ctx context.Context, getenv func(string) string, obs Observer) (*clients, error) {
 	var opts []func(*awsconfig.LoadOptions) error
 	if r := getenv("AWS_REGION"); r != "" {
 		opts = append(opts, awsconfig.WithRegion(r))
@@ -45,6 +46,7 @@ func loadClients(ctx context.Context, getenv func(string) string) (*clients, err
 	}
 	// Throttled attempts the SDK retries become metrics (the invocation's Throttles).
 	cfg.APIOptions = append(cfg.APIOptions, metrics.SDKThrottles)
+	cfg.APIOptions = append(cfg.APIOptions, obs.APIOptions...)
 	c := &clients{config: cfg, endpoint: func(service string) *string {
 		if u := getenv("AWS_ENDPOINT_URL_" + service); u != "" {
 			return aws.String(u)

@@ -7,6 +7,8 @@
 // Emulation knobs enter here and nowhere else: local: secrets (LocalSecretsEnv), the
 // shortened leases of the local runner's crash tests (SendLeaseEnv, PlanQuietEnv), and
 // the expire function's choice of removal witness when DynamoDB is a local stand-in.
+// So do dev observers (WithObserver), which see a function's AWS calls for the IAM
+// coverage test without changing them.
 package lambdaenv
 
 import (
@@ -101,14 +103,17 @@ func (env Env) wire(function string, required ...string) (*wiring, error) {
 	return &wiring{function: function, cfg: cfg, log: log}, nil
 }
 
-// connect builds the AWS clients and the secrets loader.
+// connect builds the AWS clients and the secrets loader, observed by the Observer ctx
+// carries, if any (WithObserver).
 func (w *wiring) connect(ctx context.Context) error {
-	c, err := loadClients(ctx, w.cfg.getenv)
+	obs := observerOf(ctx)
+	c, err := loadClients(ctx, w.cfg.getenv, obs)
 	if err != nil {
 		return err
 	}
 	w.aws = c
 	w.secrets, err = newSecrets(c.secretsManager, w.cfg.getenv)
+	w.secrets.observe = obs.Secret
 	return err
 }
 

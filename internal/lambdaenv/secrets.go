@@ -29,6 +29,8 @@ type secretsAPI interface {
 type secrets struct {
 	client secretsAPI
 	local  map[string]string
+	// observe, when set, is told every secret read (Observer.Secret).
+	observe func(arn string)
 }
 
 func newSecrets(client secretsAPI, getenv func(string) string) (secrets, error) {
@@ -44,6 +46,9 @@ func newSecrets(client secretsAPI, getenv func(string) string) (secrets, error) 
 // get returns the secret string behind arn, which names the variable it came from in
 // errors. The value never appears in an error.
 func (s secrets) get(ctx context.Context, variable, arn string) (string, error) {
+	if s.observe != nil {
+		s.observe(arn)
+	}
 	if name, ok := strings.CutPrefix(arn, "local:"); ok {
 		v := s.local[name]
 		if v == "" {

@@ -62,7 +62,10 @@ type Options struct {
 	// SQSDuplicate is the probability that the SQS mappings deliver a received message a
 	// second time (see SQSMapping.Duplicate); 0, the default, never duplicates.
 	SQSDuplicate float64
-	Log          *slog.Logger
+	// Observe, when set, gives each function (by logical id) an observer of its AWS
+	// calls and secret reads (lambdaenv.Observer; the IAM coverage test's recorder).
+	Observe func(function string) lambdaenv.Observer
+	Log     *slog.Logger
 }
 
 // Runner is a running local system.
@@ -149,7 +152,11 @@ func Start(ctx context.Context, opts Options) (_ *Runner, err error) {
 		if err != nil {
 			return nil, err
 		}
-		h, err := build(metrics.WithWriter(ctx, r.Metrics), getenv)
+		bctx := metrics.WithWriter(ctx, r.Metrics)
+		if opts.Observe != nil {
+			bctx = lambdaenv.WithObserver(bctx, opts.Observe(id))
+		}
+		h, err := build(bctx, getenv)
 		if err != nil {
 			return nil, fmt.Errorf("localrun: build %s: %w", id, err)
 		}
