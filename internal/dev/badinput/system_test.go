@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -24,7 +25,9 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"minipush/internal/collect"
+	"minipush/internal/dev/iamcheck"
 	"minipush/internal/dev/localrun"
+	"minipush/internal/dev/samtemplate"
 	"minipush/internal/dev/sandbox"
 	"minipush/internal/dev/testenv"
 	"minipush/internal/lambdaenv"
@@ -73,10 +76,19 @@ func startSystem(t *testing.T) *system {
 		{"appId": demo.AppID, "appSecret": demo.Secret, "eventToken": demo.EventToken},
 		{"appId": other.AppID, "appSecret": other.Secret},
 	}})
+	// Every AWS call the functions make for the suite's requests, good and bad, is
+	// checked against their policies in template.yaml when the test ends (iamcheck).
+	tpl, err := samtemplate.ReadFile(filepath.Join(testenv.Root(), "template.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := fmt.Sprintf("bad%d-", time.Now().UnixNano()%1e9)
+	rec := iamcheck.NewRecorder(tpl, prefix)
 	r, err := localrun.Start(t.Context(), localrun.Options{
 		Root: testenv.Root(), Stack: &ep, Addr: "127.0.0.1:0",
-		Prefix:   fmt.Sprintf("bad%d-", time.Now().UnixNano()%1e9),
+		Prefix:   prefix,
 		Builders: lambdaenv.Builders(),
+		Observe:  rec.Observer,
 		Params:   map[string]string{"WeChatBaseURL": wx.URL},
 		Secrets:  map[string]string{"WeChatSecret": string(secret)},
 		Log:      slog.New(slog.NewJSONHandler(logs, nil)),
@@ -88,6 +100,15 @@ func startSystem(t *testing.T) *system {
 		r.Stop(context.Background())
 		if err := r.Resources.Teardown(context.Background(), r.Stack.NewClients()); err != nil {
 			t.Logf("teardown: %v", err)
+		}
+	})
+	t.Cleanup(func() {
+		violations, err := iamcheck.CheckTemplate(tpl, r.Resources, rec.Calls())
+		if err != nil {
+			t.Error(err)
+		}
+		for _, v := range violations {
+			t.Errorf("AccessDenied in AWS: %s", v)
 		}
 	})
 	c := r.Stack.NewClients()

@@ -44,6 +44,12 @@ func TestIAMCoverage(t *testing.T) {
 	sys := startSystem(t)
 	calls := sys.run(t)
 
+	// The recorder names a queue by the ARN the stack gave it.
+	for id, q := range sys.r.Resources.Queues {
+		if got := iamcheck.QueueARN(q.URL); got != q.ARN {
+			t.Errorf("queue %s: recorded as %s, provisioned as %s", id, got, q.ARN)
+		}
+	}
 	policies, err := iamcheck.Policies(sys.tpl, sys.r.Resources)
 	if err != nil {
 		t.Fatal(err)

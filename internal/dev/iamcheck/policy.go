@@ -108,23 +108,31 @@ type Violation struct {
 func (v Violation) String() string { return v.Call.String() + ": " + v.Reason }
 
 // Check evaluates every call against its function's statements and returns those
-// that IAM would refuse.
+// that IAM would refuse, one per distinct report line (calls that differ only in a
+// key the report hides are one).
 func Check(policies map[string][]Statement, calls []Call) []Violation {
 	var out []Violation
+	seen := map[string]bool{}
+	add := func(v Violation) {
+		if s := v.String(); !seen[s] {
+			seen[s] = true
+			out = append(out, v)
+		}
+	}
 	for _, c := range calls {
 		stmts, known := policies[c.Function]
 		d := Evaluate(stmts, c)
 		switch {
 		case !known:
-			out = append(out, Violation{c, "no such function in the template"})
+			add(Violation{c, "no such function in the template"})
 		case d.Err != nil:
-			out = append(out, Violation{c, "cannot evaluate: " + d.Err.Error()})
+			add(Violation{c, "cannot evaluate: " + d.Err.Error()})
 		case d.DeniedBy >= 0:
-			out = append(out, Violation{c, fmt.Sprintf("explicitly denied by %s", stmts[d.DeniedBy])})
+			add(Violation{c, fmt.Sprintf("explicitly denied by %s", stmts[d.DeniedBy])})
 		case c.Resource == "?":
-			out = append(out, Violation{c, "the recorder does not model this operation's resource (teach iamcheck)"})
+			add(Violation{c, "the recorder does not model this operation's resource (teach iamcheck)"})
 		case !d.Allowed:
-			out = append(out, Violation{c, "no statement allows it"})
+			add(Violation{c, "no statement allows it"})
 		}
 	}
 	return out
@@ -282,4 +290,14 @@ func conditionHolds(cond map[string]map[string][]string, c Call) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// CheckTemplate checks calls against the policies of tpl resolved by r: Policies, then
+// Check.
+func CheckTemplate(tpl *samtemplate.Template, r samtemplate.Resolver, calls []Call) ([]Violation, error) {
+	policies, err := Policies(tpl, r)
+	if err != nil {
+		return nil, err
+	}
+	return Check(policies, calls), nil
 }
