@@ -64,11 +64,11 @@ func sdkAttribute(v events.DynamoDBAttributeValue) (types.AttributeValue, error)
 	}
 }
 
-// eventRecord converts a record read from DynamoDB Streams to the form Lambda delivers,
+// EventRecord converts a record read from DynamoDB Streams to the form Lambda delivers,
 // so a replayed record goes through Handle exactly like one from the event source
 // mapping (the same eventName, images, sequence number, creation time and userIdentity
 // that tells a TTL deletion apart).
-func eventRecord(streamARN string, rec streamtypes.Record) (events.DynamoDBEventRecord, error) {
+func EventRecord(streamARN string, rec streamtypes.Record) (events.DynamoDBEventRecord, error) {
 	ev := events.DynamoDBEventRecord{
 		AWSRegion:      aws.ToString(rec.AwsRegion),
 		EventID:        aws.ToString(rec.EventID),
@@ -81,6 +81,9 @@ func eventRecord(streamARN string, rec streamtypes.Record) (events.DynamoDBEvent
 		ev.UserIdentity = &events.DynamoDBUserIdentity{Type: aws.ToString(id.Type), PrincipalID: aws.ToString(id.PrincipalId)}
 	}
 	sr := rec.Dynamodb
+	if sr == nil {
+		return ev, fmt.Errorf("expire: stream record %s has no dynamodb part", ev.EventID)
+	}
 	ev.Change.SequenceNumber = aws.ToString(sr.SequenceNumber)
 	ev.Change.SizeBytes = aws.ToInt64(sr.SizeBytes)
 	ev.Change.StreamViewType = string(sr.StreamViewType)
@@ -106,7 +109,7 @@ func eventImage(m map[string]streamtypes.AttributeValue) (map[string]events.Dyna
 	}
 	out := make(map[string]events.DynamoDBAttributeValue, len(m))
 	for k, v := range m {
-		ev, err := eventAttribute(v)
+		ev, err := EventAttribute(v)
 		if err != nil {
 			return nil, fmt.Errorf("attribute %s: %w", k, err)
 		}
@@ -115,7 +118,8 @@ func eventImage(m map[string]streamtypes.AttributeValue) (map[string]events.Dyna
 	return out, nil
 }
 
-func eventAttribute(v streamtypes.AttributeValue) (events.DynamoDBAttributeValue, error) {
+// EventAttribute converts a DynamoDB Streams attribute value to the aws-lambda-go form.
+func EventAttribute(v streamtypes.AttributeValue) (events.DynamoDBAttributeValue, error) {
 	switch v := v.(type) {
 	case *streamtypes.AttributeValueMemberS:
 		return events.NewStringAttribute(v.Value), nil
@@ -136,7 +140,7 @@ func eventAttribute(v streamtypes.AttributeValue) (events.DynamoDBAttributeValue
 	case *streamtypes.AttributeValueMemberL:
 		l := make([]events.DynamoDBAttributeValue, 0, len(v.Value))
 		for i, e := range v.Value {
-			ev, err := eventAttribute(e)
+			ev, err := EventAttribute(e)
 			if err != nil {
 				return events.DynamoDBAttributeValue{}, fmt.Errorf("[%d]: %w", i, err)
 			}

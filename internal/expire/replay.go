@@ -148,7 +148,7 @@ func (h *Handler) readRange(ctx context.Context, b *StreamBatchInfo, end *big.In
 			if seq.Cmp(end) > 0 {
 				return out, nil
 			}
-			ev, err := eventRecord(b.StreamARN, rec)
+			ev, err := EventRecord(b.StreamARN, rec)
 			if err != nil {
 				return nil, err
 			}

@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
+
+	"minipush/internal/expire"
 )
 
 // StreamsClient is the part of the DynamoDB Streams client a StreamReader uses.
@@ -224,15 +226,14 @@ func (r *StreamReader) match(ev events.DynamoDBEventRecord) bool {
 	return false
 }
 
-// convert turns an SDK stream record into the record Lambda hands a function.
+// convert turns an SDK stream record into the record Lambda hands a function: the
+// product's own conversion (expire replays stream records with it), with the fields
+// DynamoDB Local leaves empty filled in as AWS fills them, and the reader's clock as the
+// creation time when it has one (the expire handler compares it with the grant's expiry).
 func (r *StreamReader) convert(rec streamtypes.Record) (events.DynamoDBEventRecord, error) {
-	ev := events.DynamoDBEventRecord{
-		AWSRegion:      aws.ToString(rec.AwsRegion),
-		EventID:        aws.ToString(rec.EventID),
-		EventName:      string(rec.EventName),
-		EventSource:    aws.ToString(rec.EventSource),
-		EventVersion:   aws.ToString(rec.EventVersion),
-		EventSourceArn: r.arn,
+	ev, err := expire.EventRecord(r.arn, rec)
+	if err != nil {
+		return ev, fmt.Errorf("localstack: %w", err)
 	}
 	if ev.AWSRegion == "" {
 		ev.AWSRegion = Region
@@ -240,87 +241,10 @@ func (r *StreamReader) convert(rec streamtypes.Record) (events.DynamoDBEventReco
 	if ev.EventSource == "" {
 		ev.EventSource = "aws:dynamodb"
 	}
-	if id := rec.UserIdentity; id != nil {
-		ev.UserIdentity = &events.DynamoDBUserIdentity{Type: aws.ToString(id.Type), PrincipalID: aws.ToString(id.PrincipalId)}
-	}
-	sr := rec.Dynamodb
-	if sr == nil {
-		return ev, fmt.Errorf("localstack: stream record %s has no dynamodb part", ev.EventID)
-	}
-	ev.Change.SequenceNumber = aws.ToString(sr.SequenceNumber)
-	ev.Change.SizeBytes = aws.ToInt64(sr.SizeBytes)
-	ev.Change.StreamViewType = string(sr.StreamViewType)
-	if sr.ApproximateCreationDateTime != nil {
-		ev.Change.ApproximateCreationDateTime = events.SecondsEpochTime{Time: *sr.ApproximateCreationDateTime}
-	}
 	if r.Now != nil {
 		ev.Change.ApproximateCreationDateTime = events.SecondsEpochTime{Time: r.Now()}
 	}
-	var err error
-	if ev.Change.Keys, err = eventImage(sr.Keys); err != nil {
-		return ev, fmt.Errorf("localstack: stream record %s keys: %w", ev.EventID, err)
-	}
-	if ev.Change.NewImage, err = eventImage(sr.NewImage); err != nil {
-		return ev, fmt.Errorf("localstack: stream record %s new image: %w", ev.EventID, err)
-	}
-	if ev.Change.OldImage, err = eventImage(sr.OldImage); err != nil {
-		return ev, fmt.Errorf("localstack: stream record %s old image: %w", ev.EventID, err)
-	}
 	return ev, nil
-}
-
-func eventImage(m map[string]streamtypes.AttributeValue) (map[string]events.DynamoDBAttributeValue, error) {
-	if m == nil {
-		return nil, nil
-	}
-	out := make(map[string]events.DynamoDBAttributeValue, len(m))
-	for k, v := range m {
-		ev, err := EventAttribute(v)
-		if err != nil {
-			return nil, fmt.Errorf("attribute %s: %w", k, err)
-		}
-		out[k] = ev
-	}
-	return out, nil
-}
-
-// EventAttribute converts a DynamoDB Streams attribute value to the aws-lambda-go form.
-func EventAttribute(v streamtypes.AttributeValue) (events.DynamoDBAttributeValue, error) {
-	switch v := v.(type) {
-	case *streamtypes.AttributeValueMemberS:
-		return events.NewStringAttribute(v.Value), nil
-	case *streamtypes.AttributeValueMemberN:
-		return events.NewNumberAttribute(v.Value), nil
-	case *streamtypes.AttributeValueMemberB:
-		return events.NewBinaryAttribute(v.Value), nil
-	case *streamtypes.AttributeValueMemberBOOL:
-		return events.NewBooleanAttribute(v.Value), nil
-	case *streamtypes.AttributeValueMemberNULL:
-		return events.NewNullAttribute(), nil
-	case *streamtypes.AttributeValueMemberSS:
-		return events.NewStringSetAttribute(v.Value), nil
-	case *streamtypes.AttributeValueMemberNS:
-		return events.NewNumberSetAttribute(v.Value), nil
-	case *streamtypes.AttributeValueMemberBS:
-		return events.NewBinarySetAttribute(v.Value), nil
-	case *streamtypes.AttributeValueMemberL:
-		l := make([]events.DynamoDBAttributeValue, 0, len(v.Value))
-		for _, e := range v.Value {
-			ev, err := EventAttribute(e)
-			if err != nil {
-				return events.DynamoDBAttributeValue{}, err
-			}
-			l = append(l, ev)
-		}
-		return events.NewListAttribute(l), nil
-	case *streamtypes.AttributeValueMemberM:
-		m, err := eventImage(v.Value)
-		if err != nil {
-			return events.DynamoDBAttributeValue{}, err
-		}
-		return events.NewMapAttribute(m), nil
-	}
-	return events.DynamoDBAttributeValue{}, fmt.Errorf("unsupported attribute value %T", v)
 }
 
 // recordFilter is one parsed FilterCriteria pattern: a JSON object whose keys name fields
