@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"minipush/internal/dev/localstack"
+	"minipush/internal/expire"
 	"minipush/internal/logs"
 )
 
@@ -223,17 +224,10 @@ type failureRecord struct {
 		ExecutedVersion string `json:"executedVersion"`
 		FunctionError   string `json:"functionError,omitempty"`
 	} `json:"responseContext"`
-	Version            string `json:"version"`
-	Timestamp          string `json:"timestamp"`
-	DDBStreamBatchInfo struct {
-		ShardID                         string `json:"shardId"`
-		StartSequenceNumber             string `json:"startSequenceNumber"`
-		EndSequenceNumber               string `json:"endSequenceNumber"`
-		ApproximateArrivalOfFirstRecord string `json:"approximateArrivalOfFirstRecord"`
-		ApproximateArrivalOfLastRecord  string `json:"approximateArrivalOfLastRecord"`
-		BatchSize                       int    `json:"batchSize"`
-		StreamARN                       string `json:"streamArn"`
-	} `json:"DDBStreamBatchInfo"`
+	Version   string `json:"version"`
+	Timestamp string `json:"timestamp"`
+	// The same record expire's replay reads back: one shape for writer and reader.
+	DDBStreamBatchInfo expire.StreamBatchInfo `json:"DDBStreamBatchInfo"`
 }
 
 // giveUp records the records still failing after the last attempt at the on-failure
