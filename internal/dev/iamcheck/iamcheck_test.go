@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
@@ -34,8 +36,9 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // stack with every function's AWS calls recorded — users log in and grant (collect),
 // the operator creates, schedules and follows a campaign and pages its deliveries and
 // the inventory (admin), the planner packs it (plan), send delivers it and finishes the
-// run, the spent grants' removals reach expire through the stream, and one of the run's
-// batches lands in the dead-letter queue (deadletter) — and checks every recorded call
+// run, the spent grants' removals reach expire through the stream and one is replayed
+// from the failure queue, and one of the run's batches lands in the dead-letter queue
+// (deadletter) — and checks every recorded call
 // against the function's policy in template.yaml, as IAM would. DynamoDB Local and the
 // SQS server check no IAM, so without this a missing permission shows only in AWS.
 // What the policies allow and nothing used is logged for a human to trim.
@@ -136,9 +139,11 @@ func startSystem(t *testing.T) *system {
 		Root: testenv.Root(), Stack: &ep, Addr: "127.0.0.1:0", Prefix: prefix,
 		Builders: lambdaenv.Builders(),
 		Observe:  rec.Observer,
-		Params:   map[string]string{"WeChatBaseURL": wx.URL},
-		Secrets:  map[string]string{"WeChatSecret": app.SecretJSON()},
-		Log:      slog.New(slog.DiscardHandler),
+		// The failure queue's replay is off as deployed; on here, so its stream reads are
+		// recorded too.
+		Params:  map[string]string{"WeChatBaseURL": wx.URL, "ExpireReplayEnabled": "true"},
+		Secrets: map[string]string{"WeChatSecret": app.SecretJSON()},
+		Log:     slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -190,21 +195,52 @@ func (s *system) run(t *testing.T) []iamcheck.Call {
 	if _, err := sqsc.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(dlq), MessageBody: aws.String(string(body))}); err != nil {
 		t.Fatal(err)
 	}
-	// The dead letter is handled when deadletter has made its calls and the queue is
-	// empty (the mapping deletes a message once the function returned it as done); the
-	// spent grants' removals reach expire through the stream mapping.
-	waitFor(t, ctx, "deadletter to handle the dead letter and expire to see the spent grants", func() bool {
+	// The grants stream's first record, as if expire had given up on it: the replay
+	// mapping (enabled for this run) hands the failure record to expire, which reads
+	// the range back from the stream itself.
+	stream := s.r.Resources.StreamARNs["GrantsTable"]
+	streams := s.r.Stack.NewClients().Streams
+	desc, err := streams.DescribeStream(ctx, &dynamodbstreams.DescribeStreamInput{StreamArn: aws.String(stream)})
+	if err != nil || len(desc.StreamDescription.Shards) == 0 {
+		t.Fatalf("grants stream %s: %v", stream, err)
+	}
+	shard := aws.ToString(desc.StreamDescription.Shards[0].ShardId)
+	it, err := streams.GetShardIterator(ctx, &dynamodbstreams.GetShardIteratorInput{StreamArn: aws.String(stream), ShardId: aws.String(shard),
+		ShardIteratorType: streamtypes.ShardIteratorTypeTrimHorizon})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := streams.GetRecords(ctx, &dynamodbstreams.GetRecordsInput{ShardIterator: it.ShardIterator})
+	if err != nil || len(page.Records) == 0 {
+		t.Fatalf("grants stream %s: no record (%v)", stream, err)
+	}
+	seq := aws.ToString(page.Records[0].Dynamodb.SequenceNumber)
+	failure, _ := json.Marshal(map[string]any{"DDBStreamBatchInfo": map[string]any{
+		"shardId": shard, "startSequenceNumber": seq, "endSequenceNumber": seq, "batchSize": 1, "streamArn": stream}})
+	failures := s.r.Resources.Queue("ExpireFailureQueue").URL
+	if _, err := sqsc.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(failures), MessageBody: aws.String(string(failure))}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Each is handled when its function has made its calls and its queue is empty (the
+	// mapping deletes a message once the function returned it as done); the spent
+	// grants' removals reach expire through the stream mapping.
+	waitFor(t, ctx, "deadletter to handle the dead letter and expire to replay the stream", func() bool {
 		calls := s.rec.Calls()
-		if !slices.ContainsFunc(calls, func(c iamcheck.Call) bool { return c.Function == "DeadLetterFunction" }) ||
-			!slices.ContainsFunc(calls, func(c iamcheck.Call) bool { return c.Function == "ExpireFunction" }) {
-			return false
-		}
-		out, err := sqsc.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(dlq), AttributeNames: []sqstypes.QueueAttributeName{
-			sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
-		return err == nil && out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)] == "0" &&
-			out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible)] == "0"
+		return slices.ContainsFunc(calls, func(c iamcheck.Call) bool { return c.Function == "DeadLetterFunction" }) &&
+			slices.ContainsFunc(calls, func(c iamcheck.Call) bool { return c.Action == "dynamodb:GetRecords" }) &&
+			slices.ContainsFunc(calls, func(c iamcheck.Call) bool { return c.Function == "ExpireFunction" && c.Operation == "UpdateItem" }) &&
+			empty(ctx, sqsc, dlq) && empty(ctx, sqsc, failures)
 	})
 	return s.rec.Calls()
+}
+
+// empty reports whether a queue holds no message, visible or in flight.
+func empty(ctx context.Context, sqsc *sqs.Client, queueURL string) bool {
+	out, err := sqsc.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(queueURL), AttributeNames: []sqstypes.QueueAttributeName{
+		sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
+	return err == nil && out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)] == "0" &&
+		out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible)] == "0"
 }
 
 // operator GETs an operator API path and decodes the answer into out (if not nil).
