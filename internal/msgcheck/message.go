@@ -3,6 +3,7 @@ package msgcheck
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -38,7 +39,7 @@ func ValidateSubscribe(data map[string]string) []*FieldError {
 	if len(data) > MaxFields {
 		errs = append(errs, &FieldError{Reason: fmt.Sprintf("%d fields, more than %d", len(data), MaxFields)})
 	}
-	for _, key := range sortedKeys(data) {
+	for _, key := range slices.Sorted(maps.Keys(data)) {
 		t, ok := TypeOfKey(key)
 		if !ok {
 			errs = append(errs, &FieldError{
@@ -84,7 +85,7 @@ func ValidateTemplate(data map[string]TemplateValue, emphasisKeyword string) []*
 	if len(data) > MaxFields {
 		errs = append(errs, &FieldError{Reason: fmt.Sprintf("%d fields, more than %d", len(data), MaxFields)})
 	}
-	for _, key := range sortedKeys(data) {
+	for _, key := range slices.Sorted(maps.Keys(data)) {
 		if !keywordRE.MatchString(key) {
 			errs = append(errs, &FieldError{Key: key, Field: fieldKey, Reason: "unknown key: want keyword1, keyword2, …"})
 			continue
@@ -111,15 +112,6 @@ func ValidateTemplate(data map[string]TemplateValue, emphasisKeyword string) []*
 		}
 	}
 	return errs
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // maxPage bounds a page path. WeChat documents no limit; 1024 characters holds

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -58,13 +60,13 @@ func Provision(ctx context.Context, c Clients, tpl *samtemplate.Template, prefix
 			r.Parameters[name] = v
 		}
 	}
-	for _, id := range sortedKeys(tpl.Tables) {
+	for _, id := range slices.Sorted(maps.Keys(tpl.Tables)) {
 		if err := r.createTable(ctx, c.DynamoDB, tpl.Tables[id]); err != nil {
 			return r, err
 		}
 	}
 	// Dead-letter queues first: a redrive policy names its target's ARN.
-	ids := sortedKeys(tpl.Queues)
+	ids := slices.Sorted(maps.Keys(tpl.Queues))
 	sort.SliceStable(ids, func(i, j int) bool {
 		return tpl.Queues[ids[i]].RedrivePolicy == nil && tpl.Queues[ids[j]].RedrivePolicy != nil
 	})
@@ -309,15 +311,6 @@ func (r *Resources) Queue(logicalID string) Queue {
 		panic("localstack: template has no queue " + logicalID)
 	}
 	return q
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // Condition implements samtemplate.ConditionResolver: the template's conditions,

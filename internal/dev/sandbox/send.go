@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -70,7 +71,7 @@ func (s *Sandbox) subscribeSend(r *http.Request, body []byte) reply {
 		}
 	}
 	data := map[string]string{}
-	for _, key := range sortedKeys(fields) {
+	for _, key := range slices.Sorted(maps.Keys(fields)) {
 		f := b.Data[key]
 		v := ""
 		if f != nil && f.Value != nil {
@@ -81,7 +82,7 @@ func (s *Sandbox) subscribeSend(r *http.Request, body []byte) reply {
 		}
 		data[key] = v
 	}
-	for _, key := range sortedKeys(b.Data) {
+	for _, key := range slices.Sorted(maps.Keys(b.Data)) {
 		if _, ok := fields[key]; !ok {
 			return failReply(errc(47003, "argument invalid! data.%s is not a field of template", key))
 		}
@@ -137,7 +138,7 @@ func (s *Sandbox) templateSend(r *http.Request, body []byte) reply {
 		}
 	}
 	data := map[string]string{}
-	for _, key := range sortedKeys(b.Data) {
+	for _, key := range slices.Sorted(maps.Keys(b.Data)) {
 		f := b.Data[key]
 		switch {
 		case !slices.Contains(keywords, key):
@@ -185,13 +186,4 @@ func (s *Sandbox) recordLocked(m Message) int {
 	m.At = s.now()
 	s.accepted = append(s.accepted, m)
 	return len(s.accepted) - 1
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
