@@ -43,6 +43,7 @@ const (
 	SectionPlan
 	SectionSend
 	SectionCost
+	SectionScale
 )
 
 var (
