@@ -10,4 +10,7 @@ type Batch struct {
 	AppID      string   `json:"appId"`
 	OpenIDs    []string `json:"openIds"`
 	Attempt    int      `json:"attempt,omitempty"` // transient re-queues so far
+	// Busy counts re-queues of recipients whose claim another live sender held: they
+	// grow the next look's delay toward the claim's lease, and spend no retry budget.
+	Busy int `json:"busy,omitempty"`
 }

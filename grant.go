@@ -57,8 +57,6 @@ type Grant struct {
 	Uses        int    // sends left
 	CollectedAt time.Time
 	ExpiresAt   time.Time // DynamoDB TTL deletes the item some time after this; reads filter on it
-	LeaseUntil  time.Time // zero when not reserved by a sender
-	LeaseOwner  string
 }
 
 // Channel names the pool of grants a message can spend: a subscribe message only its
@@ -74,23 +72,23 @@ func GrantChannel(k GrantKind, templateID string) string {
 	return "t"
 }
 
-// ExpiryKey is the sort key of the per-user expiry index: channel, then the expiry as
-// fixed-width epoch seconds, then the ID. One Query with begins_with/between on it
-// returns a user's grants for a channel earliest-expiring first.
+// ExpiryKey orders a user's grants (the grants table's sort key, after its "g#"):
+// channel, then the expiry as fixed-width epoch seconds, then the ID. One Query with
+// begins_with/between on it returns a user's grants for a channel earliest-expiring
+// first, from the table itself, so no index is written with every grant.
 func (g Grant) ExpiryKey() string {
 	return ExpiryKeyAt(g.Channel(), g.ExpiresAt) + "#" + g.ID
 }
 
-// ExpiryKeyAt is the expiry-index key prefix for channel at time t: every grant of the
+// ExpiryKeyAt is the ExpiryKey prefix for channel at time t: every grant of the
 // channel that is still valid at t sorts after it.
 func ExpiryKeyAt(channel string, t time.Time) string {
 	return fmt.Sprintf("%s#%010d", channel, t.Unix())
 }
 
-// Valid reports whether the grant can be spent at now: unexpired, with uses left, and
-// not reserved by a live lease.
+// Valid reports whether the grant can be spent at now: unexpired, with uses left.
 func (g Grant) Valid(now time.Time) bool {
-	return now.Before(g.ExpiresAt) && g.Uses > 0 && !now.Before(g.LeaseUntil)
+	return now.Before(g.ExpiresAt) && g.Uses > 0
 }
 
 // GrantID derives the stable identity of a grant from what makes it unique: the kind

@@ -165,6 +165,20 @@ func (c Counters) Final() int {
 	return n
 }
 
+// Add adds o's final counts to c (not Planned): a recount summed over shards.
+func (c *Counters) Add(o Counters) {
+	c.Sent += o.Sent
+	c.NoGrant += o.NoGrant
+	c.Skipped += o.Skipped
+	c.Unknown += o.Unknown
+	for reason, n := range o.Failed {
+		if c.Failed == nil {
+			c.Failed = map[string]int{}
+		}
+		c.Failed[reason] += n
+	}
+}
+
 // Count adds one recipient that ended with outcome (and, when failed, reason).
 func (c *Counters) Count(outcome Outcome, reason string) {
 	switch outcome {

@@ -108,9 +108,9 @@ func (d *DB) AudiencePage(ctx context.Context, campaignID, startAfter string, li
 // A reachable audience is read from the grants table, not the users table: the users
 // item's inventory (liveGrants, latestExpiry) counts every channel, so a user holding only
 // another template's subscribe grants, or only form grants for a subscribe message, looked
-// reachable and ended no_grant. The grants table is keyed pk = appid#openid, sk = g#<id>,
-// and every grant carries appId, ek = channel#expiry#id (the ByExpiry index's key), uses
-// and expiresAt, so a Scan filtered on those keeps exactly the spendable grants of one
+// reachable and ended no_grant. The grants table is keyed pk = appid#openid,
+// sk = g#<channel>#<expiry>#<id>, and every grant carries appId, uses and expiresAt, so a
+// Scan filtered on those keeps exactly the spendable grants of one
 // app's channel. The Scan still reads (and is billed for) every item of the table; what
 // the filter saves is the planned recipients that could only end no_grant.
 //
@@ -131,7 +131,7 @@ type reachableCursor struct {
 // scanReachable is ScanAudience for a reachable audience: one page of one parallel-scan
 // segment of the grants table (limit grants evaluated), the openids of users of q.AppID
 // holding a grant of q.Channel that is unexpired at q.Now with uses left (a leased grant
-// counts: its lease ends in a send or a release), each user once, and the cursor to
+// counts: another run may be spending it, but may also find it gone), each user once, and the cursor to
 // continue after ("" when the segment is done). With q.SkipOptedOut the page's users are
 // read back (one BatchGetItem per 100) and those who opted out are dropped.
 func (d *DB) scanReachable(ctx context.Context, q minipush.AudienceScan, segment, segments int, after string, limit int) ([]string, string, error) {
@@ -146,10 +146,10 @@ func (d *DB) scanReachable(ctx context.Context, q minipush.AudienceScan, segment
 	}
 	in := &dynamodb.ScanInput{
 		TableName: aws.String(d.Tables.Grants), Segment: aws.Int32(int32(segment)), TotalSegments: aws.Int32(int32(segments)),
-		FilterExpression: aws.String("appId = :app AND begins_with(ek, :channel) AND expiresAt > :now AND uses > :zero"),
+		FilterExpression: aws.String("appId = :app AND begins_with(sk, :channel) AND expiresAt > :now AND uses > :zero"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			// The "#" closes the channel: template "T1" must not match "T10".
-			":app": strAV(q.AppID), ":channel": strAV(q.Channel + "#"), ":now": numAV(q.Now.Unix()), ":zero": numAV(0),
+			":app": strAV(q.AppID), ":channel": strAV(grantSKPrefix + q.Channel + "#"), ":now": numAV(q.Now.Unix()), ":zero": numAV(0),
 		},
 		ProjectionExpression: aws.String("pk, openId"),
 		Limit:                aws.Int32(int32(max(limit, 1))),

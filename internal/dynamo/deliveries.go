@@ -2,8 +2,12 @@ package dynamo
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -14,10 +18,16 @@ import (
 	"minipush"
 )
 
-// A delivery is one recipient of one run, in the deliveries table: pk = minipush.RunKey,
-// sk = openid. Every write that decides who may talk to WeChat about a recipient is
-// conditional, so at-least-once SQS delivery, concurrent senders and crashed senders
-// never produce a second message.
+// A delivery is one recipient of one run, in the deliveries table:
+// pk = minipush.DeliveryPartition(run key, minipush.DeliveryShard(openid)), sk = openid.
+// A run's deliveries are spread over minipush.DeliveryShards partition keys so that one
+// campaign's senders never write one hot key, and the table has no index: an LSI would
+// pin each run's item collection to one partition (never split, 10 GB at most), and an
+// index entry would cost a write with every outcome. Listings and recounts query the
+// shards one by one instead (they are rare: an operator's page, a run's completion).
+// Every write that decides who may talk to WeChat about a recipient is conditional, so
+// at-least-once SQS delivery, concurrent senders and crashed senders never produce a
+// second message.
 
 type deliveryItem struct {
 	PK         string `dynamodbav:"pk"`
@@ -26,7 +36,7 @@ type deliveryItem struct {
 	Owner      string `dynamodbav:"owner,omitempty"`
 	LeaseUntil int64  `dynamodbav:"leaseUntil,omitempty"`
 	GrantID    string `dynamodbav:"grantId,omitempty"`
-	Outcome    string `dynamodbav:"outcome,omitempty"` // sparse: final items only (ByOutcome index)
+	Outcome    string `dynamodbav:"outcome,omitempty"` // final items only
 	Reason     string `dynamodbav:"reason,omitempty"`
 	ErrCode    int    `dynamodbav:"errcode,omitempty"`
 	UpdatedAt  int64  `dynamodbav:"updatedAt"`
@@ -35,15 +45,27 @@ type deliveryItem struct {
 
 func (it deliveryItem) delivery() minipush.Delivery {
 	return minipush.Delivery{
-		RunKey: it.PK, OpenID: it.SK, State: minipush.DeliveryState(it.State), Owner: it.Owner, LeaseUntil: fromEpoch(it.LeaseUntil),
+		RunKey: runKeyOf(it.PK), OpenID: it.SK, State: minipush.DeliveryState(it.State), Owner: it.Owner, LeaseUntil: fromEpoch(it.LeaseUntil),
 		GrantID: it.GrantID, Outcome: minipush.Outcome(it.Outcome), Reason: it.Reason, ErrCode: it.ErrCode,
 		UpdatedAt: fromEpoch(it.UpdatedAt), ExpiresAt: fromEpoch(it.ExpiresAt),
 	}
 }
 
+// runKeyOf is the run key of a deliveries partition key (its shard cut off).
+func runKeyOf(pk string) string {
+	if i := strings.LastIndexByte(pk, '#'); i > 0 {
+		return pk[:i]
+	}
+	return pk
+}
+
+func deliveryPK(runKey, openID string) string {
+	return minipush.DeliveryPartition(runKey, minipush.DeliveryShard(openID))
+}
+
 func deliveryKey(runKey, openID string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{
-		"pk": &types.AttributeValueMemberS{Value: runKey},
+		"pk": &types.AttributeValueMemberS{Value: deliveryPK(runKey, openID)},
 		"sk": &types.AttributeValueMemberS{Value: openID},
 	}
 }
@@ -78,7 +100,7 @@ func (d *DB) Deliveries(ctx context.Context, runKey string, openIDs []string) (m
 // ECONFLICT error and the existing delivery, which the caller must respect.
 func (d *DB) CreateDelivery(ctx context.Context, dl minipush.Delivery) (minipush.Delivery, error) {
 	it := deliveryItem{
-		PK: dl.RunKey, SK: dl.OpenID, State: string(dl.State), Owner: dl.Owner, LeaseUntil: epoch(dl.LeaseUntil),
+		PK: deliveryPK(dl.RunKey, dl.OpenID), SK: dl.OpenID, State: string(dl.State), Owner: dl.Owner, LeaseUntil: epoch(dl.LeaseUntil),
 		GrantID: dl.GrantID, Reason: dl.Reason, ErrCode: dl.ErrCode,
 		UpdatedAt: epoch(d.Now()), ExpiresAt: epoch(dl.ExpiresAt),
 	}
@@ -189,21 +211,50 @@ func (d *DB) DeleteClaim(ctx context.Context, runKey, openID, owner string) erro
 	return nil
 }
 
-// CountOutcomes recounts a run's final deliveries from the sparse ByOutcome index,
-// which holds final items only: the exact summary, whatever counter update was lost.
+// CountOutcomes recounts a run's final deliveries, shard by shard (a few at a time):
+// the exact summary, whatever counter update was lost. It reads the whole run once, at
+// its completion (about 1 RRU per 4 KB of deliveries, strongly consistent).
 func (d *DB) CountOutcomes(ctx context.Context, campaignID string, run int) (minipush.Counters, error) {
+	runKey := minipush.RunKey(campaignID, run)
+	counts := make([]minipush.Counters, minipush.DeliveryShards)
+	errs := make([]error, minipush.DeliveryShards)
+	sem := make(chan struct{}, countParallelism)
+	var wg sync.WaitGroup
+	for shard := range minipush.DeliveryShards {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			counts[shard], errs[shard] = d.countShard(ctx, minipush.DeliveryPartition(runKey, shard))
+		})
+	}
+	wg.Wait()
+	var c minipush.Counters
+	for i, sc := range counts {
+		if errs[i] != nil {
+			return c, fmt.Errorf("dynamo: count outcomes of %s#%d: %w", campaignID, run, errs[i])
+		}
+		c.Add(sc)
+	}
+	return c, nil
+}
+
+// countParallelism bounds the shards one recount reads at once.
+const countParallelism = 8
+
+func (d *DB) countShard(ctx context.Context, pk string) (minipush.Counters, error) {
 	var c minipush.Counters
 	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
-		TableName: aws.String(d.Tables.Deliveries), IndexName: aws.String(DeliveriesByOutcome),
+		TableName:                 aws.String(d.Tables.Deliveries),
 		KeyConditionExpression:    aws.String("pk = :pk"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": strAV(minipush.RunKey(campaignID, run))},
+		FilterExpression:          aws.String("attribute_exists(outcome)"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": strAV(pk)},
 		ProjectionExpression:      aws.String("outcome, reason"),
 		ConsistentRead:            aws.Bool(true),
 	})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return c, fmt.Errorf("dynamo: count outcomes of %s#%d: %w", campaignID, run, err)
+			return c, err
 		}
 		for _, item := range page.Items {
 			var it struct {
@@ -211,7 +262,7 @@ func (d *DB) CountOutcomes(ctx context.Context, campaignID string, run int) (min
 				Reason  string `dynamodbav:"reason"`
 			}
 			if err := attributevalue.UnmarshalMap(item, &it); err != nil {
-				return c, fmt.Errorf("dynamo: decode outcome: %w", err)
+				return c, fmt.Errorf("decode outcome: %w", err)
 			}
 			c.Count(minipush.Outcome(it.Outcome), it.Reason)
 		}
@@ -219,51 +270,100 @@ func (d *DB) CountOutcomes(ctx context.Context, campaignID string, run int) (min
 	return c, nil
 }
 
-// ListDeliveries returns up to limit deliveries of one run and a cursor for the next
-// page ("" on the last). With an outcome it reads the sparse ByOutcome index (final
-// deliveries of that outcome only); without, the run's whole partition, in openid
-// order, including claims still sending. A cursor of another run or listing is
-// EINVALID. One Query per page.
-func (d *DB) ListDeliveries(ctx context.Context, campaignID string, run int, outcome minipush.Outcome, limit int, cursor string) ([]minipush.Delivery, string, error) {
-	runKey := minipush.RunKey(campaignID, run)
-	start, err := decodeCursor(cursor, "pk", runKey)
-	if err != nil {
-		return nil, "", err
-	}
-	in := &dynamodb.QueryInput{
-		TableName:                 aws.String(d.Tables.Deliveries),
-		KeyConditionExpression:    aws.String("pk = :pk"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": strAV(runKey)},
-		Limit:                     aws.Int32(int32(clampLimit(limit))),
-		ExclusiveStartKey:         start,
-	}
-	if outcome != "" {
-		in.IndexName = aws.String(DeliveriesByOutcome)
-		in.KeyConditionExpression = aws.String("pk = :pk AND outcome = :outcome")
-		in.ExpressionAttributeValues[":outcome"] = strAV(string(outcome))
-		if start != nil {
-			if o, ok := start["outcome"].(*types.AttributeValueMemberS); !ok || o.Value != string(outcome) {
-				return nil, "", minipush.Errorf(minipush.EINVALID, "cursor is not one this listing returned")
-			}
-		}
-	} else if _, ok := start["outcome"]; ok {
-		return nil, "", minipush.Errorf(minipush.EINVALID, "cursor is not one this listing returned")
-	}
-	out, err := d.Client.Query(ctx, in)
-	if err != nil {
-		return nil, "", fmt.Errorf("dynamo: list deliveries of %s: %w", runKey, err)
-	}
-	dls := make([]minipush.Delivery, 0, len(out.Items))
-	for _, item := range out.Items {
-		var it deliveryItem
-		if err := attributevalue.UnmarshalMap(item, &it); err != nil {
-			return nil, "", fmt.Errorf("dynamo: decode delivery: %w", err)
-		}
-		dls = append(dls, it.delivery())
-	}
-	next, err := encodeCursor(out.LastEvaluatedKey)
-	return dls, next, err
+// deliveryCursor is where a listing of a run's deliveries stopped: the shard, and the
+// openid to continue after in it ("" from its start). Run and outcome bind it to its
+// listing.
+type deliveryCursor struct {
+	Run     string `json:"r"`
+	Outcome string `json:"o,omitempty"`
+	Shard   int    `json:"s"`
+	After   string `json:"a,omitempty"`
 }
 
-// DeliveriesByOutcome is the deliveries table's sparse index on outcome.
-const DeliveriesByOutcome = "ByOutcome"
+// listQueries bounds the Queries of one listing page, and listScan the items one
+// filtered Query reads, so a page over a large run whose outcome is rare stays within
+// the operator API's time: such a page may hold fewer than limit deliveries (even none)
+// with a cursor to go on.
+const (
+	listQueries = 48
+	listScan    = 1000
+)
+
+// ListDeliveries returns up to limit deliveries of one run and a cursor for the next
+// page ("" on the last), shard by shard and in openid order within a shard. With an
+// outcome only final deliveries of that outcome (a Query of each shard filtered on it:
+// the filtered-out items are read and billed, which an index would avoid at the price
+// of a write with every outcome); without, every delivery, including claims still
+// sending. A page may hold fewer than limit deliveries when a rare outcome is searched
+// in a large run; only an empty cursor ends the listing. A cursor of another run or
+// listing is EINVALID.
+func (d *DB) ListDeliveries(ctx context.Context, campaignID string, run int, outcome minipush.Outcome, limit int, cursor string) ([]minipush.Delivery, string, error) {
+	runKey := minipush.RunKey(campaignID, run)
+	cur := deliveryCursor{Run: runKey, Outcome: string(outcome)}
+	if cursor != "" {
+		bad := minipush.Errorf(minipush.EINVALID, "cursor is not one this listing returned")
+		b, err := base64.RawURLEncoding.DecodeString(cursor)
+		if err != nil {
+			return nil, "", bad
+		}
+		var got deliveryCursor
+		if err := json.Unmarshal(b, &got); err != nil || got.Run != runKey || got.Outcome != string(outcome) ||
+			got.Shard < 0 || got.Shard >= minipush.DeliveryShards {
+			return nil, "", bad
+		}
+		cur = got
+	}
+	limit = clampLimit(limit)
+	dls := make([]minipush.Delivery, 0, limit)
+	for queries := 0; len(dls) < limit && queries < listQueries; queries++ {
+		pk := minipush.DeliveryPartition(runKey, cur.Shard)
+		in := &dynamodb.QueryInput{
+			TableName:                 aws.String(d.Tables.Deliveries),
+			KeyConditionExpression:    aws.String("pk = :pk"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":pk": strAV(pk)},
+			Limit:                     aws.Int32(int32(limit - len(dls))),
+		}
+		if outcome != "" {
+			in.FilterExpression = aws.String("outcome = :outcome")
+			in.ExpressionAttributeValues[":outcome"] = strAV(string(outcome))
+			in.Limit = aws.Int32(listScan) // evaluated items; more matches than needed are cut below
+		}
+		if cur.After != "" {
+			in.ExclusiveStartKey = map[string]types.AttributeValue{"pk": strAV(pk), "sk": strAV(cur.After)}
+		}
+		out, err := d.Client.Query(ctx, in)
+		if err != nil {
+			return nil, "", fmt.Errorf("dynamo: list deliveries of %s: %w", runKey, err)
+		}
+		cut := false
+		for _, item := range out.Items {
+			if len(dls) == limit {
+				cut = true
+				break
+			}
+			var it deliveryItem
+			if err := attributevalue.UnmarshalMap(item, &it); err != nil {
+				return nil, "", fmt.Errorf("dynamo: decode delivery: %w", err)
+			}
+			dls = append(dls, it.delivery())
+			cur.After = it.SK
+		}
+		switch {
+		case cut:
+			// Continue after the last one taken, in this shard.
+		case len(out.LastEvaluatedKey) > 0:
+			if sk, ok := out.LastEvaluatedKey["sk"].(*types.AttributeValueMemberS); ok {
+				cur.After = sk.Value
+			}
+		case cur.Shard+1 < minipush.DeliveryShards:
+			cur.Shard, cur.After = cur.Shard+1, ""
+		default:
+			return dls, "", nil
+		}
+	}
+	b, err := json.Marshal(cur)
+	if err != nil {
+		return nil, "", fmt.Errorf("dynamo: encode cursor: %w", err)
+	}
+	return dls, base64.RawURLEncoding.EncodeToString(b), nil
+}

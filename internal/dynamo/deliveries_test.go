@@ -5,10 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-
 	"minipush"
 )
 
@@ -17,25 +13,26 @@ func TestListDeliveries(t *testing.T) {
 	db, _, clk := MustDB(t)
 	ctx := t.Context()
 	runKey := minipush.RunKey("c", 1)
+	// Spread over the shards like any run: claims, then two thirds made final.
 	for i := range 30 {
-		item := map[string]types.AttributeValue{
-			"pk": &types.AttributeValueMemberS{Value: runKey}, "sk": &types.AttributeValueMemberS{Value: fmt.Sprintf("u%02d", i)},
-			"state":     &types.AttributeValueMemberS{Value: string(minipush.DeliveryFinal)},
-			"updatedAt": &types.AttributeValueMemberN{Value: fmt.Sprint(clk.Now().Unix())},
-			"expiresAt": &types.AttributeValueMemberN{Value: fmt.Sprint(clk.Now().Add(time.Hour).Unix())},
-		}
-		switch {
-		case i%3 == 0:
-			item["outcome"] = &types.AttributeValueMemberS{Value: string(minipush.OutcomeFailed)}
-			item["reason"] = &types.AttributeValueMemberS{Value: "unreachable"}
-		case i%3 == 1:
-			item["outcome"] = &types.AttributeValueMemberS{Value: string(minipush.OutcomeSent)}
-		default:
-			item["state"] = &types.AttributeValueMemberS{Value: string(minipush.DeliverySending)}
-		}
-		if _, err := db.Client.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(db.Tables.Deliveries), Item: item}); err != nil {
+		u := fmt.Sprintf("u%02d", i)
+		if _, err := db.CreateDelivery(ctx, minipush.Delivery{RunKey: runKey, OpenID: u, State: minipush.DeliverySending,
+			Owner: "s", LeaseUntil: clk.Now().Add(time.Minute), ExpiresAt: clk.Now().Add(time.Hour)}); err != nil {
 			t.Fatal(err)
 		}
+		var err error
+		switch i % 3 {
+		case 0:
+			err = db.FinishDelivery(ctx, runKey, u, "s", time.Time{}, minipush.OutcomeFailed, "unreachable", 0)
+		case 1:
+			err = db.FinishDelivery(ctx, runKey, u, "s", time.Time{}, minipush.OutcomeSent, "", 0)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if shards := distinctShards(30); shards < 10 {
+		t.Fatalf("30 recipients on %d shards; the hash does not spread", shards)
 	}
 	all := func(t *testing.T, outcome minipush.Outcome, limit int) []minipush.Delivery {
 		var got []minipush.Delivery
@@ -66,8 +63,22 @@ func TestListDeliveries(t *testing.T) {
 		}
 	})
 	t.Run("All", func(t *testing.T) {
-		if got := all(t, "", 7); len(got) != 30 {
-			t.Fatalf("%d deliveries", len(got))
+		got := all(t, "", 7)
+		seen := map[string]bool{}
+		for _, d := range got {
+			if d.RunKey != runKey || seen[d.OpenID] {
+				t.Fatalf("%+v listed again or under another run", d)
+			}
+			seen[d.OpenID] = true
+		}
+		if len(seen) != 30 {
+			t.Fatalf("%d deliveries", len(seen))
+		}
+	})
+	t.Run("CountOutcomes", func(t *testing.T) {
+		c, err := db.CountOutcomes(ctx, "c", 1)
+		if err != nil || c.Sent != 10 || c.Failed["unreachable"] != 10 || c.Final() != 20 {
+			t.Fatalf("CountOutcomes = %+v, %v; want 10 sent, 10 failed", c, err)
 		}
 	})
 	t.Run("ErrCursorOfAnotherRun", func(t *testing.T) {
@@ -143,4 +154,12 @@ func TestDeliveryClaim(t *testing.T) {
 			t.Errorf("CountOutcomes = %+v, %v; want only u1's failure", c, err)
 		}
 	})
+}
+
+func distinctShards(n int) int {
+	seen := map[int]bool{}
+	for i := range n {
+		seen[minipush.DeliveryShard(fmt.Sprintf("u%02d", i))] = true
+	}
+	return len(seen)
 }

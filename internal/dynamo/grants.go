@@ -16,14 +16,17 @@ import (
 	"minipush"
 )
 
-// ExpiryIndex is the grants table's local index on (user, channel#expiry#id).
-const ExpiryIndex = "ByExpiry"
+// A grant is stored under pk = minipush.UserKey, sk = "g#" + Grant.ExpiryKey()
+// (channel#expiry#id): the sort key itself orders a user's grants of one channel
+// earliest-expiring first, so the sender's lookup is one Query of the table and no
+// index is written with every grant (an LSI projecting the item doubled the cost of
+// each grant write and pinned the user's items to one partition).
+const grantSKPrefix = "g#"
 
 // grantItem is a grant as stored. Times are epoch seconds; expiresAt is the TTL attribute.
 type grantItem struct {
 	PK          string `dynamodbav:"pk"`
 	SK          string `dynamodbav:"sk"`
-	EK          string `dynamodbav:"ek"`
 	AppID       string `dynamodbav:"appId"`
 	OpenID      string `dynamodbav:"openId"`
 	Kind        string `dynamodbav:"kind"`
@@ -33,18 +36,16 @@ type grantItem struct {
 	Uses        int    `dynamodbav:"uses"`
 	CollectedAt int64  `dynamodbav:"collectedAt"`
 	ExpiresAt   int64  `dynamodbav:"expiresAt"`
-	LeaseUntil  int64  `dynamodbav:"leaseUntil"`
-	LeaseOwner  string `dynamodbav:"leaseOwner,omitempty"`
 }
 
-func grantSK(id string) string { return "g#" + id }
+func grantSK(g minipush.Grant) string { return grantSKPrefix + g.ExpiryKey() }
 
 func toGrantItem(g minipush.Grant) grantItem {
 	return grantItem{
-		PK: minipush.UserKey(g.AppID, g.OpenID), SK: grantSK(g.ID), EK: g.ExpiryKey(),
+		PK: minipush.UserKey(g.AppID, g.OpenID), SK: grantSK(g),
 		AppID: g.AppID, OpenID: g.OpenID, Kind: string(g.Kind), ID: g.ID, Value: g.Value,
 		TemplateID: g.TemplateID, Uses: g.Uses, CollectedAt: epoch(g.CollectedAt),
-		ExpiresAt: epoch(g.ExpiresAt), LeaseUntil: epoch(g.LeaseUntil), LeaseOwner: g.LeaseOwner,
+		ExpiresAt: epoch(g.ExpiresAt),
 	}
 }
 
@@ -52,7 +53,7 @@ func (it grantItem) grant() minipush.Grant {
 	return minipush.Grant{
 		AppID: it.AppID, OpenID: it.OpenID, Kind: minipush.GrantKind(it.Kind), ID: it.ID, Value: it.Value,
 		TemplateID: it.TemplateID, Uses: it.Uses, CollectedAt: fromEpoch(it.CollectedAt),
-		ExpiresAt: fromEpoch(it.ExpiresAt), LeaseUntil: fromEpoch(it.LeaseUntil), LeaseOwner: it.LeaseOwner,
+		ExpiresAt: fromEpoch(it.ExpiresAt),
 	}
 }
 
@@ -68,7 +69,7 @@ func UnmarshalGrant(av map[string]types.AttributeValue) (minipush.Grant, error) 
 // GrantFromImage decodes the image of a grants-table item in a stream record, reporting
 // false for an item that is not a grant.
 func (d *DB) GrantFromImage(image map[string]types.AttributeValue) (minipush.Grant, bool, error) {
-	if sk, ok := image["sk"].(*types.AttributeValueMemberS); !ok || !strings.HasPrefix(sk.Value, grantSK("")) {
+	if sk, ok := image["sk"].(*types.AttributeValueMemberS); !ok || !strings.HasPrefix(sk.Value, grantSKPrefix) {
 		return minipush.Grant{}, false, nil
 	}
 	g, err := UnmarshalGrant(image)
@@ -83,13 +84,26 @@ func (d *DB) IsGrantsStream(streamARN string) bool {
 	return strings.Contains(streamARN, ":table/"+d.Tables.Grants+"/stream/")
 }
 
-// AddGrants stores a user's new grants and updates the user's inventory, in one
-// transaction per attempt. A grant whose ID is already stored is a duplicate. When the
-// user would hold more than limit live grants, the grants beyond it are refused
-// (AddOverLimit) rather than evicting stored ones: the stored ones expire first and are
-// the ones most worth spending. The transaction is conditioned on the user's inventory
-// version, so concurrent uploads cannot together pass the limit; a lost race re-reads.
-// Results are in the order of grants. All grants must belong to one user.
+// AddGrants stores a user's new grants and updates the user's inventory. A grant whose
+// ID is already stored is a duplicate. When the user would hold more than limit live
+// grants, the grants beyond it are refused (AddOverLimit) rather than evicting stored
+// ones: the stored ones expire first and are the ones most worth spending. Results are
+// in the order of grants. All grants must belong to one user.
+//
+// It is not a transaction (a transaction bills every item twice): first one UpdateItem
+// of the user's inventory conditioned on the version read, which serializes concurrent
+// uploads of one user, then one conditional PutItem per new grant. An upload that lost
+// the version race re-reads; since the winner's grants may still be landing, it counts
+// the live grants as the larger of what it reads and the inventory the winner wrote
+// (for inventoryPending after it was written), so concurrent uploads cannot together
+// pass the limit. A crash between the two steps leaves the inventory counting grants
+// that were never stored: it only refuses uploads early, for inventoryPending, and the
+// next recount (expire's, or the next upload's) corrects it; the client's retry stores
+// the grants. A retried grant is caught by the IDs read (or, with the same expiry, by
+// the put's condition); only two copies of one upload racing within milliseconds and
+// computing different expiries (collectedAt left to the server's clock) can store a
+// grant twice, and spending the copy is answered 41029 (formId) or 43101 (subscribe),
+// after which send drops it.
 func (d *DB) AddGrants(ctx context.Context, appID, openID string, grants []minipush.Grant, limit int) ([]minipush.AddStatus, error) {
 	if len(grants) > minipush.MaxGrantsPerWrite {
 		return nil, minipush.Errorf(minipush.ETOOLARGE, "at most %d grants per write", minipush.MaxGrantsPerWrite)
@@ -107,9 +121,12 @@ func (d *DB) AddGrants(ctx context.Context, appID, openID string, grants []minip
 		}
 		out := make([]minipush.AddStatus, len(grants))
 		live := inv.live
+		if inv.storedLive > live && now.Sub(inv.storedAt) < inventoryPending {
+			live = inv.storedLive // a concurrent upload's grants are still landing
+		}
 		latest := inv.latest
 		seen := make(map[string]bool, len(grants))
-		var actions []types.TransactWriteItem
+		var accepted []int
 		for i, g := range grants {
 			switch {
 			case inv.ids[g.ID] || seen[g.ID]:
@@ -121,36 +138,62 @@ func (d *DB) AddGrants(ctx context.Context, appID, openID string, grants []minip
 			}
 			seen[g.ID] = true
 			out[i] = minipush.AddAccepted
+			accepted = append(accepted, i)
 			live++
 			if g.ExpiresAt.After(latest) {
 				latest = g.ExpiresAt
 			}
-			av, err := attributevalue.MarshalMap(toGrantItem(g))
-			if err != nil {
-				return nil, fmt.Errorf("dynamo: encode grant: %w", err)
-			}
-			actions = append(actions, types.TransactWriteItem{Put: &types.Put{
-				TableName: aws.String(d.Tables.Grants), Item: av,
-				ConditionExpression: aws.String("attribute_not_exists(pk)"),
-			}})
 		}
-		if len(actions) == 0 {
+		if len(accepted) == 0 {
 			return out, nil
 		}
 		upd, err := d.inventoryUpdate(appID, openID, inv.version, live, latest, now)
 		if err != nil {
 			return nil, err
 		}
-		actions = append(actions, types.TransactWriteItem{Update: upd})
-		_, err = d.Client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: actions})
-		if err == nil {
-			return out, nil
+		_, err = d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName: upd.TableName, Key: upd.Key, ConditionExpression: upd.ConditionExpression,
+			UpdateExpression: upd.UpdateExpression, ExpressionAttributeNames: upd.ExpressionAttributeNames,
+			ExpressionAttributeValues: upd.ExpressionAttributeValues,
+		})
+		if err != nil {
+			if err = conflict(err, "dynamo: add grants for %s", appID); minipush.ErrorCode(err) != minipush.ECONFLICT || attempt >= optimisticRetries {
+				return nil, err
+			}
+			continue
 		}
-		if !transactionLost(err) || attempt >= optimisticRetries {
-			return nil, fmt.Errorf("dynamo: add grants for %s: %w", appID, err)
+		raced := false
+		for _, i := range accepted {
+			av, err := attributevalue.MarshalMap(toGrantItem(grants[i]))
+			if err != nil {
+				return nil, fmt.Errorf("dynamo: encode grant: %w", err)
+			}
+			_, err = d.Client.PutItem(ctx, &dynamodb.PutItemInput{
+				TableName: aws.String(d.Tables.Grants), Item: av,
+				ConditionExpression: aws.String("attribute_not_exists(pk)"),
+			})
+			if err != nil {
+				if err = conflict(err, "dynamo: store grant of %s", appID); minipush.ErrorCode(err) != minipush.ECONFLICT {
+					return nil, err
+				}
+				out[i] = minipush.AddDuplicate
+				raced = true
+			}
 		}
+		if raced {
+			// A concurrent copy of this upload stored the grant first, after the
+			// inventory above counted it: recount, so the live count is exact.
+			if _, err := d.RecomputeInventory(ctx, appID, openID); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
 	}
 }
+
+// inventoryPending is how long the live count an upload wrote on the user is trusted
+// over a recount of the grants table: longer than an upload takes to store its grants.
+const inventoryPending = 30 * time.Second
 
 // ImportGrants writes grants as they are, 25 per BatchWriteItem, overwriting any with the
 // same key: a bulk load for benchmarks and load tests, where AddGrants (an inventory read
@@ -163,10 +206,13 @@ func (d *DB) ImportGrants(ctx context.Context, grants []minipush.Grant) error {
 // inventory is a consistent read of a user's grants at one instant.
 type inventory struct {
 	version int64
-	live    int
-	latest  time.Time
-	ids     map[string]bool // every stored grant, live or not yet deleted by TTL
-	grants  []minipush.Grant
+	// storedLive and storedAt are the live count last written on the user, and when.
+	storedLive int
+	storedAt   time.Time
+	live       int
+	latest     time.Time
+	ids        map[string]bool // every stored grant, live or not yet deleted by TTL
+	grants     []minipush.Grant
 }
 
 // readInventory reads the user's inventory version and all their grants. Expired grants
@@ -176,13 +222,18 @@ func (d *DB) readInventory(ctx context.Context, appID, openID string, now time.T
 	inv := inventory{ids: map[string]bool{}}
 	u, err := d.Client.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName: aws.String(d.Tables.Users), Key: pkKey(key), ConsistentRead: aws.Bool(true),
-		ProjectionExpression: aws.String("grantsVersion"),
+		ProjectionExpression: aws.String("grantsVersion, liveGrants, inventoryAt"),
 	})
 	if err != nil {
 		return inv, fmt.Errorf("dynamo: read user %s: %w", appID, err)
 	}
 	if v, ok := u.Item["grantsVersion"].(*types.AttributeValueMemberN); ok {
 		inv.version, _ = strconv.ParseInt(v.Value, 10, 64)
+	}
+	inv.storedLive = intAttr(u.Item["liveGrants"])
+	if v, ok := u.Item["inventoryAt"].(*types.AttributeValueMemberN); ok {
+		at, _ := strconv.ParseInt(v.Value, 10, 64)
+		inv.storedAt = time.Unix(at, 0)
 	}
 	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
 		TableName:                 aws.String(d.Tables.Grants),
@@ -282,14 +333,13 @@ func (d *DB) DeleteGrantsAcceptedBefore(ctx context.Context, appID, openID, temp
 	cut := &types.AttributeValueMemberN{Value: strconv.FormatInt(before.Unix(), 10)}
 	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
 		TableName:              aws.String(d.Tables.Grants),
-		IndexName:              aws.String(ExpiryIndex),
-		KeyConditionExpression: aws.String("pk = :pk AND begins_with(ek, :ch)"),
+		KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :ch)"),
 		// tpl too: a template id holding "#" (stored before collect refused them) would
 		// otherwise fall into this template's begins_with range.
 		FilterExpression: aws.String("collectedAt < :before AND tpl = :tpl"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":pk":     &types.AttributeValueMemberS{Value: minipush.UserKey(appID, openID)},
-			":ch":     &types.AttributeValueMemberS{Value: channel + "#"},
+			":ch":     &types.AttributeValueMemberS{Value: grantSKPrefix + channel + "#"},
 			":before": cut,
 			":tpl":    &types.AttributeValueMemberS{Value: templateID},
 		},
@@ -319,144 +369,128 @@ func (d *DB) DeleteGrantsAcceptedBefore(ctx context.Context, appID, openID, temp
 	return n, nil
 }
 
-func grantKey(appID, openID, grantID string) map[string]types.AttributeValue {
+func grantKey(g minipush.Grant) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{
-		"pk": strAV(minipush.UserKey(appID, openID)),
-		"sk": strAV(grantSK(grantID)),
+		"pk": strAV(minipush.UserKey(g.AppID, g.OpenID)),
+		"sk": strAV(grantSK(g)),
 	}
 }
 
-// LeaseGrant reserves g for owner until until, if it is still spendable at the DB's
-// now: uses left, unexpired, and not leased (or its lease ran out after a crash). It
-// returns the grant as leased (with its current uses), or ECONFLICT when another
-// sender got it first or it was spent or expired meanwhile.
-func (d *DB) LeaseGrant(ctx context.Context, g minipush.Grant, owner string, until time.Time) (minipush.Grant, error) {
-	now := d.Now().Unix()
+// SpendGrant consumes one use of g after WeChat accepted (or may have accepted) a
+// message paid with it: a grant with one use left is deleted, a prepay grant with more
+// has its uses decremented (and is deleted when that was its last). There is no lease:
+// the spend is conditional on the grant still having a use, and ECONFLICT says another
+// sender (another run) spent it first; see package send for why that is safe.
+func (d *DB) SpendGrant(ctx context.Context, g minipush.Grant) error {
+	if g.Uses <= 1 {
+		_, err := d.Client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+			TableName: aws.String(d.Tables.Grants), Key: grantKey(g),
+			ConditionExpression:       aws.String("uses > :zero"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":zero": numAV(0)},
+		})
+		if err != nil {
+			return conflict(err, "dynamo: spend grant of %s", g.AppID)
+		}
+		return nil
+	}
 	out, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName: aws.String(d.Tables.Grants), Key: grantKey(g.AppID, g.OpenID, g.ID),
-		ConditionExpression: aws.String("attribute_exists(pk) AND uses > :zero AND expiresAt > :now AND leaseUntil <= :now"),
-		UpdateExpression:    aws.String("SET leaseUntil = :until, leaseOwner = :owner"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":zero": numAV(0), ":now": numAV(now), ":until": numAV(until.Unix()), ":owner": strAV(owner),
-		},
-		ReturnValues: types.ReturnValueAllNew,
+		TableName: aws.String(d.Tables.Grants), Key: grantKey(g),
+		ConditionExpression:       aws.String("uses > :zero"),
+		UpdateExpression:          aws.String("SET uses = uses - :one"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":zero": numAV(0), ":one": numAV(1)},
+		ReturnValues:              types.ReturnValueUpdatedNew,
 	})
-	if err != nil {
-		return minipush.Grant{}, conflict(err, "dynamo: lease grant of %s", g.AppID)
-	}
-	var it grantItem
-	if err := attributevalue.UnmarshalMap(out.Attributes, &it); err != nil {
-		return minipush.Grant{}, fmt.Errorf("dynamo: decode grant: %w", err)
-	}
-	return it.grant(), nil
-}
-
-// ReleaseGrant ends owner's lease on g without spending it (WeChat did not consume
-// it). A lease that is no longer owner's is left alone and is not an error.
-func (d *DB) ReleaseGrant(ctx context.Context, g minipush.Grant, owner string) error {
-	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName: aws.String(d.Tables.Grants), Key: grantKey(g.AppID, g.OpenID, g.ID),
-		ConditionExpression: aws.String("leaseOwner = :owner"),
-		UpdateExpression:    aws.String("SET leaseUntil = :zero REMOVE leaseOwner"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":owner": strAV(owner), ":zero": numAV(0),
-		},
-	})
-	return ignoreConflict(err, "dynamo: release grant of %s", g.AppID)
-}
-
-// SpendGrant consumes one use of g, which owner leased: a grant with one use left is
-// deleted, a prepay grant with more has its uses decremented and its lease cleared.
-// g.Uses must be the count LeaseGrant returned. ECONFLICT when the lease is not
-// owner's any more (nothing is changed then).
-func (d *DB) SpendGrant(ctx context.Context, g minipush.Grant, owner string) error {
-	var err error
-	if g.Uses > 1 {
-		_, err = d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName: aws.String(d.Tables.Grants), Key: grantKey(g.AppID, g.OpenID, g.ID),
-			ConditionExpression: aws.String("leaseOwner = :owner AND uses > :one"),
-			UpdateExpression:    aws.String("SET uses = uses - :one, leaseUntil = :zero REMOVE leaseOwner"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":owner": strAV(owner), ":one": numAV(1), ":zero": numAV(0),
-			},
-		})
-	} else {
-		_, err = d.Client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
-			TableName: aws.String(d.Tables.Grants), Key: grantKey(g.AppID, g.OpenID, g.ID),
-			ConditionExpression:       aws.String("leaseOwner = :owner"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":owner": strAV(owner)},
-		})
-	}
 	if err != nil {
 		return conflict(err, "dynamo: spend grant of %s", g.AppID)
 	}
-	return nil
+	if intAttr(out.Attributes["uses"]) > 0 {
+		return nil
+	}
+	// Another run took the uses in between: the last one out deletes it.
+	_, err = d.Client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName: aws.String(d.Tables.Grants), Key: grantKey(g),
+		ConditionExpression:       aws.String("uses <= :zero"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":zero": numAV(0)},
+	})
+	return ignoreConflict(err, "dynamo: delete used-up grant of %s", g.AppID)
 }
 
-// DropGrant deletes a grant WeChat rejected as invalid or used (41028/41029), whoever
-// holds it: it can never pay for a message.
-func (d *DB) DropGrant(ctx context.Context, appID, openID, grantID string) error {
+// DiscardGrant deletes g whoever else may be spending it: WeChat rejected it as invalid
+// or used (41028/41029), so it can never pay for a message.
+func (d *DB) DiscardGrant(ctx context.Context, g minipush.Grant) error {
 	_, err := d.Client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
-		TableName: aws.String(d.Tables.Grants), Key: grantKey(appID, openID, grantID),
+		TableName: aws.String(d.Tables.Grants), Key: grantKey(g),
 	})
 	if err != nil {
-		return fmt.Errorf("dynamo: drop grant of %s: %w", appID, err)
+		return fmt.Errorf("dynamo: discard grant of %s: %w", g.AppID, err)
 	}
 	return nil
 }
 
-// GetGrant reads one grant, or returns ENOTFOUND.
-func (d *DB) GetGrant(ctx context.Context, appID, openID, grantID string) (minipush.Grant, error) {
-	out, err := d.Client.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName: aws.String(d.Tables.Grants), Key: grantKey(appID, openID, grantID), ConsistentRead: aws.Bool(true),
-	})
-	if err != nil {
-		return minipush.Grant{}, fmt.Errorf("dynamo: get grant of %s: %w", appID, err)
+// DropGrant deletes a user's grant by ID (DiscardGrant when the grant is at hand). It
+// is a no-op when the grant is gone.
+func (d *DB) DropGrant(ctx context.Context, appID, openID, grantID string) error {
+	g, err := d.GetGrant(ctx, appID, openID, grantID)
+	switch {
+	case minipush.ErrorCode(err) == minipush.ENOTFOUND:
+		return nil
+	case err != nil:
+		return err
 	}
-	if out.Item == nil {
-		return minipush.Grant{}, minipush.Errorf(minipush.ENOTFOUND, "no such grant")
-	}
-	var it grantItem
-	if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
-		return minipush.Grant{}, fmt.Errorf("dynamo: decode grant: %w", err)
-	}
-	return it.grant(), nil
+	return d.DiscardGrant(ctx, g)
 }
 
-// SpendableGrant is the sender's grant lookup: it returns the user's earliest-expiring
-// grant of channel that can pay for a message now (unexpired, uses left, not leased),
-// in one Query on the expiry index in the common case (expired grants sort before the
-// key condition's lower bound, so they are never read). It tells the two kinds of
-// "none" apart:
-//
-//   - ENOTFOUND: the user holds no unexpired grant of the channel with uses left;
-//     the recipient's outcome is no_grant.
-//   - ECONFLICT: they do, but every one is leased by a live sender. That is not
-//     no_grant: the other sender may yet release the grant (WeChat answered retry),
-//     and when it is a duplicate of the same batch in flight, recording no_grant
-//     here would decide the recipient's outcome before that sender's claim and
-//     leave them unsent. The caller looks again after the lease.
-//
-// The leaseUntil test moves from the filter to the client so leased grants are
-// seen; they are read (and billed) by the Query either way.
+// GetGrant reads one grant by ID, or returns ENOTFOUND. The ID is not the whole key
+// (the expiry is in it too), so it is a Query of the user's grants: for the rare paths
+// (a lost claim's grant, tests), never the send path.
+func (d *DB) GetGrant(ctx context.Context, appID, openID, grantID string) (minipush.Grant, error) {
+	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
+		TableName:              aws.String(d.Tables.Grants),
+		KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :g)"),
+		FilterExpression:       aws.String("id = :id"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk": strAV(minipush.UserKey(appID, openID)), ":g": strAV(grantSKPrefix), ":id": strAV(grantID),
+		},
+		ConsistentRead: aws.Bool(true),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return minipush.Grant{}, fmt.Errorf("dynamo: get grant of %s: %w", appID, err)
+		}
+		for _, item := range page.Items {
+			var it grantItem
+			if err := attributevalue.UnmarshalMap(item, &it); err != nil {
+				return minipush.Grant{}, fmt.Errorf("dynamo: decode grant: %w", err)
+			}
+			return it.grant(), nil
+		}
+	}
+	return minipush.Grant{}, minipush.Errorf(minipush.ENOTFOUND, "no such grant")
+}
+
+// SpendableGrant is the sender's grant lookup: the user's earliest-expiring grant of
+// channel that can pay for a message now (unexpired, uses left), in one Query of the
+// table in the common case (expired grants sort before the key condition's lower bound,
+// so they are never read), or ENOTFOUND: the recipient's outcome is no_grant. Another
+// run may be spending the same grant at this moment; the spend after the call settles
+// it (SpendGrant).
 func (d *DB) SpendableGrant(ctx context.Context, appID, openID, channel string) (minipush.Grant, error) {
 	now := d.Now()
 	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
 		TableName:              aws.String(d.Tables.Grants),
-		IndexName:              aws.String(ExpiryIndex),
-		KeyConditionExpression: aws.String("pk = :pk AND ek BETWEEN :from AND :to"),
+		KeyConditionExpression: aws.String("pk = :pk AND sk BETWEEN :from AND :to"),
 		// Expiring at or before now is expired: start just past now.
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":pk":   &types.AttributeValueMemberS{Value: minipush.UserKey(appID, openID)},
-			":from": &types.AttributeValueMemberS{Value: minipush.ExpiryKeyAt(channel, now.Add(time.Second))},
-			":to":   &types.AttributeValueMemberS{Value: channel + "#~"},
+			":from": &types.AttributeValueMemberS{Value: grantSKPrefix + minipush.ExpiryKeyAt(channel, now.Add(time.Second))},
+			":to":   &types.AttributeValueMemberS{Value: grantSKPrefix + channel + "#~"},
 			":zero": &types.AttributeValueMemberN{Value: "0"},
 		},
 		FilterExpression: aws.String("uses > :zero"),
 		ConsistentRead:   aws.Bool(true),
-		Limit:            aws.Int32(8),
+		Limit:            aws.Int32(4),
 	})
-	leased := false
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
@@ -467,14 +501,8 @@ func (d *DB) SpendableGrant(ctx context.Context, appID, openID, channel string) 
 			if err := attributevalue.UnmarshalMap(item, &it); err != nil {
 				return minipush.Grant{}, fmt.Errorf("dynamo: decode grant: %w", err)
 			}
-			if it.LeaseUntil <= now.Unix() {
-				return it.grant(), nil
-			}
-			leased = true
+			return it.grant(), nil
 		}
-	}
-	if leased {
-		return minipush.Grant{}, minipush.Errorf(minipush.ECONFLICT, "every spendable grant of %s is leased", channel)
 	}
 	return minipush.Grant{}, minipush.Errorf(minipush.ENOTFOUND, "no spendable grant")
 }

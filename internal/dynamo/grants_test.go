@@ -171,7 +171,7 @@ func TestAddGrantsConcurrentLimit(t *testing.T) {
 }
 
 // TestSpendableGrantOneQuery shows the access pattern send uses: the earliest-expiring
-// spendable grant for a channel is one Query, skipping expired, leased, used-up and
+// spendable grant for a channel is one Query, skipping expired, used-up and
 // other-channel grants.
 func TestSpendableGrantOneQuery(t *testing.T) {
 	t.Parallel()
@@ -275,62 +275,38 @@ func mustAddGrant(t *testing.T, db *dynamo.DB, g minipush.Grant) {
 	}
 }
 
-func TestGrantLease(t *testing.T) {
+// TestSpendGrant: without a lease a spend is conditional on the grant still having a
+// use, so two runs that paid with the same grant learn which spent it: one succeeds,
+// the other gets ECONFLICT (and, for a subscribe grant, spends the user's next one).
+func TestSpendGrant(t *testing.T) {
 	t.Parallel()
-	const app = "wxlease"
-	t.Run("OneOwnerAtATime", func(t *testing.T) {
+	const app = "wxspendg"
+	t.Run("OnceOnly", func(t *testing.T) {
 		t.Parallel()
 		db, _, clk := MustDB(t)
 		g := formGrant(app, "u1", "f1", clk.Now())
 		mustAddGrant(t, db, g)
-		leased, err := db.LeaseGrant(t.Context(), g, "a", clk.Now().Add(time.Minute))
-		if err != nil || leased.LeaseOwner != "a" || leased.Uses != 1 {
-			t.Fatalf("LeaseGrant = %+v, %v", leased, err)
+		errs := make([]error, 4)
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Go(func() { errs[i] = db.SpendGrant(t.Context(), g) })
 		}
-		if _, err := db.LeaseGrant(t.Context(), g, "b", clk.Now().Add(time.Minute)); minipush.ErrorCode(err) != minipush.ECONFLICT {
-			t.Fatalf("second lease while the first is live: %v, want ECONFLICT", err)
+		wg.Wait()
+		won := 0
+		for _, err := range errs {
+			switch minipush.ErrorCode(err) {
+			case "":
+				won++
+			case minipush.ECONFLICT:
+			default:
+				t.Fatalf("spend: %v", err)
+			}
 		}
-		if _, err := db.SpendableGrant(t.Context(), app, "u1", minipush.GrantChannel(minipush.GrantForm, "")); minipush.ErrorCode(err) != minipush.ECONFLICT {
-			t.Errorf("SpendableGrant of a leased grant: %v, want ECONFLICT (held by a live sender)", err)
+		if won != 1 {
+			t.Errorf("%d concurrent spends of one grant succeeded, want 1", won)
 		}
-		// Released by someone else: nothing changes.
-		if err := db.ReleaseGrant(t.Context(), g, "b"); err != nil {
-			t.Fatal(err)
-		}
-		if got, _ := db.GetGrant(t.Context(), app, "u1", g.ID); got.LeaseOwner != "a" {
-			t.Errorf("release by a non-owner changed the lease to %q", got.LeaseOwner)
-		}
-		if err := db.SpendGrant(t.Context(), leased, "b"); minipush.ErrorCode(err) != minipush.ECONFLICT {
-			t.Errorf("spend by a non-owner: %v, want ECONFLICT", err)
-		}
-		if err := db.ReleaseGrant(t.Context(), g, "a"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.LeaseGrant(t.Context(), g, "b", clk.Now().Add(time.Minute)); err != nil {
-			t.Errorf("lease after release: %v", err)
-		}
-	})
-	t.Run("CrashedLeaseRunsOut", func(t *testing.T) {
-		t.Parallel()
-		db, _, clk := MustDB(t)
-		g := formGrant(app, "u1", "f1", clk.Now())
-		mustAddGrant(t, db, g)
-		if _, err := db.LeaseGrant(t.Context(), g, "crashed", clk.Now().Add(time.Minute)); err != nil {
-			t.Fatal(err)
-		}
-		clk.Add(time.Minute)
-		if _, err := db.LeaseGrant(t.Context(), g, "b", clk.Now().Add(time.Minute)); err != nil {
-			t.Errorf("lease after the crashed sender's lease ran out: %v", err)
-		}
-	})
-	t.Run("ExpiredNeverLeased", func(t *testing.T) {
-		t.Parallel()
-		db, _, clk := MustDB(t)
-		g := formGrant(app, "u1", "f1", clk.Now())
-		mustAddGrant(t, db, g)
-		clk.Add(minipush.FormGrantValidity)
-		if _, err := db.LeaseGrant(t.Context(), g, "a", clk.Now().Add(time.Minute)); minipush.ErrorCode(err) != minipush.ECONFLICT {
-			t.Errorf("lease of a grant expiring now: %v, want ECONFLICT", err)
+		if _, err := db.GetGrant(t.Context(), app, "u1", g.ID); minipush.ErrorCode(err) != minipush.ENOTFOUND {
+			t.Errorf("spent grant still stored: %v", err)
 		}
 	})
 	t.Run("PrepayUsesDecrement", func(t *testing.T) {
@@ -340,20 +316,39 @@ func TestGrantLease(t *testing.T) {
 		g.Kind, g.ID, g.Uses = minipush.GrantPrepay, minipush.GrantID(minipush.GrantPrepay, "p1"), 3
 		mustAddGrant(t, db, g)
 		for want := 2; want >= 0; want-- {
-			leased, err := db.LeaseGrant(t.Context(), g, "a", clk.Now().Add(time.Minute))
+			cur, err := db.SpendableGrant(t.Context(), app, "u1", g.Channel())
 			if err != nil {
-				t.Fatalf("lease with %d uses left: %v", want+1, err)
+				t.Fatalf("lookup with %d uses left: %v", want+1, err)
 			}
-			if err := db.SpendGrant(t.Context(), leased, "a"); err != nil {
+			if err := db.SpendGrant(t.Context(), cur); err != nil {
 				t.Fatal(err)
 			}
 			got, err := db.GetGrant(t.Context(), app, "u1", g.ID)
 			switch {
 			case want == 0 && minipush.ErrorCode(err) != minipush.ENOTFOUND:
 				t.Errorf("after the last use: %+v, %v; want the grant deleted", got, err)
-			case want > 0 && (err != nil || got.Uses != want || got.LeaseOwner != ""):
-				t.Errorf("after a spend: %+v, %v; want %d uses, no lease", got, err, want)
+			case want > 0 && (err != nil || got.Uses != want):
+				t.Errorf("after a spend: %+v, %v; want %d uses", got, err, want)
 			}
+		}
+	})
+	t.Run("PrepayStaleUsesLastOneDeletes", func(t *testing.T) {
+		t.Parallel()
+		db, _, clk := MustDB(t)
+		g := formGrant(app, "u1", "p2", clk.Now())
+		g.Kind, g.ID, g.Uses = minipush.GrantPrepay, minipush.GrantID(minipush.GrantPrepay, "p2"), 2
+		mustAddGrant(t, db, g)
+		// Two runs read uses 2 and both spend: the second takes the last use and deletes.
+		for range 2 {
+			if err := db.SpendGrant(t.Context(), g); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := db.GetGrant(t.Context(), app, "u1", g.ID); minipush.ErrorCode(err) != minipush.ENOTFOUND {
+			t.Errorf("used-up prepay grant still stored: %v", err)
+		}
+		if err := db.SpendGrant(t.Context(), g); minipush.ErrorCode(err) != minipush.ECONFLICT {
+			t.Errorf("third spend of a two-use grant: %v, want ECONFLICT", err)
 		}
 	})
 }
@@ -372,24 +367,11 @@ func TestSpendableGrant(t *testing.T) {
 	late := formGrant(app, "u1", "late", clk.Now())
 	mustAddGrant(t, db, early)
 	mustAddGrant(t, db, late)
-	if _, err := db.LeaseGrant(ctx, early, "other", clk.Now().Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if g, err := lookup(); err != nil || g.ID != late.ID {
-		t.Errorf("earliest leased: %+v, %v; want the later grant", g, err)
-	}
-	if _, err := db.LeaseGrant(ctx, late, "other", clk.Now().Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lookup(); minipush.ErrorCode(err) != minipush.ECONFLICT {
-		t.Errorf("every grant leased: %v, want ECONFLICT (not no grant)", err)
-	}
-	clk.Add(time.Minute)
 	if g, err := lookup(); err != nil || g.ID != early.ID {
-		t.Errorf("leases ran out: %+v, %v; want the earliest grant again", g, err)
+		t.Errorf("lookup: %+v, %v; want the earliest grant", g, err)
 	}
 	// Past the earlier grant's expiry only the later one is left; past both, none.
-	clk.Add(minipush.FormGrantValidity - time.Hour - time.Minute)
+	clk.Add(minipush.FormGrantValidity - time.Hour)
 	if g, err := lookup(); err != nil || g.ID != late.ID {
 		t.Errorf("earliest expired: %+v, %v; want the later grant", g, err)
 	}

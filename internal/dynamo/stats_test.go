@@ -140,22 +140,27 @@ func TestRecordExpiry(t *testing.T) {
 			t.Errorf("marker expiresAt = %s, want %s (a week after counting)", got, want)
 		}
 		day := now.Truncate(24 * time.Hour)
-		out, err = db.Client.Query(ctx, &dynamodb.QueryInput{
-			TableName:              aws.String(db.Tables.State),
-			KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :day)"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":pk":  &types.AttributeValueMemberS{Value: "expstats#wx1"},
-				":day": &types.AttributeValueMemberS{Value: minipush.ExpiryDayOf(day) + "#"},
-			},
-		})
-		if err != nil {
-			t.Fatal(err)
+		// Counters are spread over partition keys expstats#<app>#<shard>.
+		var counters []map[string]types.AttributeValue
+		for shard := range 32 {
+			out, err = db.Client.Query(ctx, &dynamodb.QueryInput{
+				TableName:              aws.String(db.Tables.State),
+				KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :day)"),
+				ExpressionAttributeValues: map[string]types.AttributeValue{
+					":pk":  &types.AttributeValueMemberS{Value: "expstats#wx1#" + strconv.Itoa(shard)},
+					":day": &types.AttributeValueMemberS{Value: minipush.ExpiryDayOf(day) + "#"},
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			counters = append(counters, out.Items...)
 		}
-		if len(out.Items) == 0 {
+		if len(counters) == 0 {
 			t.Fatal("no counters for today")
 		}
 		want = strconv.FormatInt(day.Add(dynamo.StatsRetention).Unix(), 10)
-		for _, it := range out.Items {
+		for _, it := range counters {
 			if got := it["expiresAt"].(*types.AttributeValueMemberN).Value; got != want {
 				t.Errorf("counter expiresAt = %s, want %s (400 days after its day)", got, want)
 			}

@@ -95,8 +95,8 @@ func (f *fixture) counted(parallelism int) (*send.Handler, *writeCounter) {
 }
 
 // TestWritesPerMessage measures the DynamoDB writes of a run where everyone is sent:
-// lease + claim + spend + final = 4 per message, plus one counter update per SQS
-// message and the completion (run and campaign marked done).
+// claim + spend + final = 3 per message (no lease, no index entry), plus one counter
+// update per SQS message and the completion (run and campaign marked done).
 func TestWritesPerMessage(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -112,8 +112,8 @@ func TestWritesPerMessage(t *testing.T) {
 	grants, deliveries, campaigns := wc.writes[f.db.Tables.Grants], wc.writes[f.db.Tables.Deliveries], wc.writes[f.db.Tables.Campaigns]
 	t.Logf("%d sent: %d grant writes, %d delivery writes, %d campaign writes, %d reads (%.2f writes, %.2f reads per message)",
 		n, grants, deliveries, campaigns, wc.reads, float64(wc.total())/n, float64(wc.reads)/n)
-	if grants != 2*n || deliveries != 2*n {
-		t.Errorf("grant writes %d, delivery writes %d; want %d each (lease+spend, claim+final)", grants, deliveries, 2*n)
+	if grants != n || deliveries != 2*n {
+		t.Errorf("grant writes %d, delivery writes %d; want %d (spend) and %d (claim+final)", grants, deliveries, n, 2*n)
 	}
 	// One counter update per SQS message; completion adds the run and the campaign.
 	if campaigns > messages+2 {
@@ -142,7 +142,7 @@ func TestWritesPerMessage(t *testing.T) {
 
 // BenchmarkSend measures recipients/s through the handler against the sandbox and
 // DynamoDB Local, every recipient holding a grant (so every one is a WeChat call and
-// 4 writes). Setup is excluded. Run it with a fixed count, e.g.
+// 3 writes). Setup is excluded. Run it with a fixed count, e.g.
 //
 //	go test -run '^$' -bench BenchmarkSend -benchtime 2000x ./internal/send
 func BenchmarkSend(b *testing.B) {

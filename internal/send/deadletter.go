@@ -28,7 +28,7 @@ type DeadLetterStore interface {
 	CreateDelivery(ctx context.Context, d minipush.Delivery) (minipush.Delivery, error)
 	FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, outcome minipush.Outcome, reason string, errcode int) error
 	GetGrant(ctx context.Context, appID, openID, grantID string) (minipush.Grant, error)
-	SpendGrant(ctx context.Context, g minipush.Grant, owner string) error
+	SpendGrant(ctx context.Context, g minipush.Grant) error
 	runCounters
 }
 
@@ -203,7 +203,7 @@ func (d *DeadLetter) finalize(ctx context.Context, b minipush.Batch, runKey, ope
 	return "", fmt.Errorf("deadletter: delivery kept changing: %w", errClaimLive)
 }
 
-// spendClaimed retires the grant a lost claim leased: its message may have gone out,
+// spendClaimed retires the grant a lost claim was paying with: its message may have gone out,
 // so the grant counts as used (as send's resolve does). A failure only leaves the
 // grant to be answered 41028/41029 next time, so it is logged.
 func (d *DeadLetter) spendClaimed(ctx context.Context, b minipush.Batch, openID string, dl minipush.Delivery) {
@@ -211,8 +211,8 @@ func (d *DeadLetter) spendClaimed(ctx context.Context, b minipush.Batch, openID 
 		return
 	}
 	g, err := d.Store.GetGrant(ctx, b.AppID, openID, dl.GrantID)
-	if err == nil && g.LeaseOwner == dl.Owner {
-		err = d.Store.SpendGrant(ctx, g, dl.Owner)
+	if err == nil {
+		err = d.Store.SpendGrant(ctx, g)
 	}
 	if err != nil && minipush.ErrorCode(err) != minipush.ENOTFOUND && minipush.ErrorCode(err) != minipush.ECONFLICT {
 		d.log().LogAttrs(ctx, slog.LevelWarn, "deadletter: spend grant of a lost claim failed",

@@ -100,9 +100,6 @@ func TestDeadLetter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.db.LeaseGrant(ctx, g, "dead-sender", now.Add(-time.Minute)); err != nil {
-		t.Fatal(err)
-	}
 	for _, d := range []minipush.Delivery{
 		{RunKey: runKey, OpenID: lost, State: minipush.DeliverySending, Owner: "dead-sender", LeaseUntil: now.Add(-time.Minute), GrantID: g.ID, ExpiresAt: now.Add(time.Hour)},
 		{RunKey: runKey, OpenID: live, State: minipush.DeliverySending, Owner: "live-sender", LeaseUntil: now.Add(time.Hour), ExpiresAt: now.Add(time.Hour)},

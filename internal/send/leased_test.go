@@ -9,13 +9,17 @@ import (
 
 	"minipush"
 	"minipush/internal/dev/sandbox"
+	"minipush/internal/send"
 )
 
-// TestLeasedElsewhere: the recipient's only grant is leased by another live sender
-// (a duplicate of this batch in flight, or another campaign). "No spendable grant
-// right now" is not "no grant": the recipient stays pending until that lease ends,
-// and is sent with the grant if the other sender released it.
-func TestLeasedElsewhere(t *testing.T) {
+// TestBusyBriefly: the recipient's claim is held by another live sender (a duplicate
+// of this batch in flight) that lets go within moments (WeChat said retry, so it
+// deleted its claim). The recipient is not final, and it is looked at again soon — a
+// short backoff with jitter, growing toward the lease — not after the whole lease
+// (issue #12: ~80 recipients waited out 2 minutes for a claim released in
+// milliseconds). The lease here is the production one, so waiting it out fails the
+// drain's deadline.
+func TestBusyBriefly(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	u := f.sb.NewUser(appID)
@@ -23,21 +27,23 @@ func TestLeasedElsewhere(t *testing.T) {
 	f.sb.AddSubscribeGrant(appID, u, subTpl)
 	f.putGrants(t, []minipush.Grant{g})
 	f.putCampaign(t, "c", subscribeMessage(), minipush.Policy{}, 1)
-	if _, err := f.db.LeaseGrant(t.Context(), g, "other", time.Now().Add(time.Minute)); err != nil {
+	runKey := minipush.RunKey("c", 1)
+	if _, err := f.db.CreateDelivery(t.Context(), minipush.Delivery{RunKey: runKey, OpenID: u, State: minipush.DeliverySending,
+		Owner: "other", LeaseUntil: time.Now().Add(send.DefaultLease), GrantID: g.ID, ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	h := f.handler(2)
-	h.Lease = 2 * time.Second // the busy recipient comes back after this handler's lease
+	h.Lease = send.DefaultLease
 	handle(t, h, events10(t, batches("c", []string{u}, 1))[0])
 	if d, ok := f.outcomes(t, "c")[u]; ok && d.State == minipush.DeliveryFinal {
-		t.Fatalf("recipient final %s/%s while its grant was leased elsewhere, want pending", d.Outcome, d.Reason)
+		t.Fatalf("recipient final %s/%s while another sender held its claim, want pending", d.Outcome, d.Reason)
 	}
-	// The other sender gives the grant back (WeChat said retry); the re-queued
-	// recipient is then sent with it.
-	if err := f.db.ReleaseGrant(t.Context(), g, "other"); err != nil {
+	// The other sender lets go (WeChat said retry); the re-queued recipient comes back
+	// within seconds and is sent.
+	if err := f.db.DeleteClaim(t.Context(), runKey, u, "other"); err != nil {
 		t.Fatal(err)
 	}
-	f.drain(t, h, 30*time.Second, f.runDone(t, "c"))
+	f.drain(t, h, 20*time.Second, f.runDone(t, "c"))
 	if d := f.outcomes(t, "c")[u]; d.Outcome != minipush.OutcomeSent {
 		t.Errorf("outcome %s/%s, want sent", d.Outcome, d.Reason)
 	}
@@ -47,8 +53,8 @@ func TestLeasedElsewhere(t *testing.T) {
 }
 
 // TestOverlapOneGrant: two senders on overlapping batches of users who hold one
-// grant each. Whoever loses a grant's lease race must not decide the recipient's
-// outcome: everyone ends sent, once.
+// grant each. Whoever loses a claim race must not decide the recipient's outcome:
+// everyone ends sent, once, and each grant is spent once.
 func TestOverlapOneGrant(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)

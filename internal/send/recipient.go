@@ -24,8 +24,8 @@ func (r recipient) store() Store { return r.inv.h.Store }
 
 // deliver runs steps 2–5 for the recipient. An error is an infrastructure failure
 // (storage, queue); the caller fails the message so SQS redelivers it. Before
-// returning one, deliver undoes what it can (claim, lease) so the redelivery does not
-// have to wait for them to expire.
+// returning one, deliver deletes its claim when no call was made under it, so the
+// redelivery does not have to wait for the claim to expire.
 func (r recipient) deliver(ctx context.Context) (result, error) {
 	h, c := r.inv.h, r.st.c
 	var claimed, dayTaken bool
@@ -38,13 +38,8 @@ func (r recipient) deliver(ctx context.Context) (result, error) {
 				return r.finishOwn(ctx, minipush.OutcomeNoGrant, "", 0)
 			}
 			return r.finalizeUnclaimed(ctx, minipush.OutcomeNoGrant, "", 0)
-		case minipush.ErrorCode(err) == minipush.ECONFLICT:
-			// Every grant is leased by another live sender: not no_grant. It may be a
-			// duplicate of this batch about to claim the recipient, or a sender that
-			// will release the grant; look again after its lease.
-			return r.busy(ctx, claimed)
 		case err != nil:
-			return r.abandon(ctx, claimed, nil, err)
+			return r.abandon(ctx, claimed, err)
 		}
 		if c.Policy.OnePerDay && !dayTaken {
 			// After the grant lookup, so a user without a grant keeps their day.
@@ -54,64 +49,45 @@ func (r recipient) deliver(ctx context.Context) (result, error) {
 			case minipush.ErrorCode(err) == minipush.ECONFLICT:
 				return r.finalizeUnclaimed(ctx, minipush.OutcomeSkipped, "daily_cap", 0)
 			case err != nil:
-				return r.abandon(ctx, claimed, nil, err)
+				return r.abandon(ctx, claimed, err)
 			}
 			dayTaken = true
 		}
-		until := h.now().Add(h.lease())
-		leased, err := r.store().LeaseGrant(ctx, g, r.inv.owner, until)
-		switch {
-		case minipush.ErrorCode(err) == minipush.ECONFLICT:
-			// Another sender (another run or campaign) took it: look again, boundedly.
-			if lookups++; lookups >= grantLookups {
-				return r.retryLater(ctx, claimed, nil)
-			}
-			continue
-		case err != nil:
-			return r.abandon(ctx, claimed, nil, err)
-		}
 		if !claimed {
 			if err := h.Limiter.Wait(ctx); err != nil {
-				r.release(ctx, leased)
 				return result{openID: r.openID, fate: fateHold}, nil
 			}
 			existing, err := r.store().CreateDelivery(ctx, minipush.Delivery{
 				RunKey: r.runKey, OpenID: r.openID, State: minipush.DeliverySending, Owner: r.inv.owner,
-				LeaseUntil: until, GrantID: leased.ID, ExpiresAt: h.now().Add(r.retention()),
+				LeaseUntil: h.now().Add(h.lease()), GrantID: g.ID, ExpiresAt: h.now().Add(r.retention()),
 			})
 			switch {
 			case minipush.ErrorCode(err) == minipush.ECONFLICT:
-				r.release(ctx, leased)
 				return r.resolve(ctx, existing)
 			case err != nil:
-				return r.abandon(ctx, false, &leased, err)
+				return r.abandon(ctx, false, err)
 			}
 			claimed = true
 		} else {
-			err := r.store().SetDeliveryGrant(ctx, r.runKey, r.openID, r.inv.owner, leased.ID)
+			err := r.store().SetDeliveryGrant(ctx, r.runKey, r.openID, r.inv.owner, g.ID)
 			switch {
 			case minipush.ErrorCode(err) == minipush.ECONFLICT:
 				// Our claim outlived its lease and was taken over: it is final elsewhere.
-				r.release(ctx, leased)
 				return result{openID: r.openID, fate: fateDone}, nil
 			case err != nil:
-				return r.abandon(ctx, true, &leased, err)
+				return r.abandon(ctx, true, err)
 			}
 		}
 
 		callStart := h.now()
-		action, reason, errcode := r.call(ctx, leased)
+		action, reason, errcode := r.call(ctx, g)
 		switch action {
 		case wechat.OK:
-			if err := r.store().SpendGrant(ctx, leased, r.inv.owner); err != nil {
-				// The message went out; the outcome must still be recorded. A grant
-				// that stays behind is answered 41028/41029 next time and dropped.
-				h.log().LogAttrs(ctx, slog.LevelWarn, "send: spend grant failed after a sent message", attrs(r, err)...)
-			}
+			r.spend(ctx, g)
 			return r.finishOwn(ctx, minipush.OutcomeSent, "", 0)
 		case wechat.NextGrant:
-			if err := r.store().DropGrant(ctx, c.AppID, r.openID, leased.ID); err != nil {
-				return r.abandon(ctx, true, &leased, err)
+			if err := r.store().DiscardGrant(ctx, g); err != nil {
+				return r.abandon(ctx, true, err)
 			}
 			if lookups++; lookups >= grantLookups {
 				return r.finishOwn(ctx, minipush.OutcomeFailed, reason, errcode)
@@ -121,14 +97,11 @@ func (r recipient) deliver(ctx context.Context) (result, error) {
 				// WeChat held no grant of this template for the user when it answered: ours
 				// from before the call are stale; an accept that landed since is not.
 				if _, err := r.store().DeleteGrantsAcceptedBefore(ctx, c.AppID, r.openID, c.Message.TemplateID, callStart); err != nil {
-					return r.abandon(ctx, true, &leased, err)
+					return r.abandon(ctx, true, err)
 				}
-			} else {
-				r.release(ctx, leased)
 			}
 			return r.finishOwn(ctx, minipush.OutcomeFailed, reason, errcode)
 		case wechat.Abort:
-			r.release(ctx, leased)
 			if err := r.store().DeleteClaim(ctx, r.runKey, r.openID, r.inv.owner); err != nil && minipush.ErrorCode(err) != minipush.ECONFLICT {
 				return result{}, fmt.Errorf("send: abort: %w", err)
 			}
@@ -138,13 +111,49 @@ func (r recipient) deliver(ctx context.Context) (result, error) {
 			return result{openID: r.openID, fate: fateHold}, nil
 		case wechat.Unknown:
 			// WeChat may have delivered it: never resend, and count the grant as used.
-			if err := r.store().SpendGrant(ctx, leased, r.inv.owner); err != nil {
-				h.log().LogAttrs(ctx, slog.LevelWarn, "send: spend grant of an unknown send failed", attrs(r, err)...)
-			}
+			r.spend(ctx, g)
 			return r.finishOwn(ctx, minipush.OutcomeUnknown, reason, errcode)
 		default: // Retry, or a token that stayed stale after one refresh
-			return r.retryLater(ctx, true, &leased)
+			return r.retryLater(ctx)
 		}
+	}
+}
+
+// spendTries bounds how many grants one message's spend may retire: g, and after a
+// lost race for it, the user's next grants of the template.
+const spendTries = 3
+
+// spend retires the grant a message went out (or may have gone out) under. Without a
+// lease another run may have called WeChat with the same grant meanwhile and spent it
+// first (ECONFLICT). For a subscribe message that means WeChat counted two of the
+// user's accepts of the template, so this sender spends the next one of ours: our
+// inventory keeps matching WeChat's count. A formId or prepay id is one value at
+// WeChat, which answers a second use 41029 (dropped, never a second message), so a
+// lost race leaves nothing to do. Failures are logged: the message went out and its
+// outcome must still be recorded; a grant left behind is answered 41028/41029 or
+// 43101 when next used, and dropped then.
+func (r recipient) spend(ctx context.Context, g minipush.Grant) {
+	ctx = context.WithoutCancel(ctx)
+	for range spendTries {
+		err := r.store().SpendGrant(ctx, g)
+		if err == nil {
+			return
+		}
+		if minipush.ErrorCode(err) != minipush.ECONFLICT {
+			r.inv.h.log().LogAttrs(ctx, slog.LevelWarn, "send: spend grant failed after a call", attrs(r, err)...)
+			return
+		}
+		if g.Kind != minipush.GrantSubscribe {
+			return
+		}
+		next, err := r.store().SpendableGrant(ctx, g.AppID, g.OpenID, g.Channel())
+		if err != nil {
+			if minipush.ErrorCode(err) != minipush.ENOTFOUND {
+				r.inv.h.log().LogAttrs(ctx, slog.LevelWarn, "send: spend the next grant failed", attrs(r, err)...)
+			}
+			return
+		}
+		g = next
 	}
 }
 
@@ -294,8 +303,8 @@ func (r recipient) resolve(ctx context.Context, d minipush.Delivery) (result, er
 	}
 	if d.GrantID != "" {
 		g, err := r.store().GetGrant(ctx, r.st.c.AppID, r.openID, d.GrantID)
-		if err == nil && g.LeaseOwner == d.Owner {
-			err = r.store().SpendGrant(ctx, g, d.Owner)
+		if err == nil {
+			err = r.store().SpendGrant(ctx, g)
 		}
 		if err != nil && minipush.ErrorCode(err) != minipush.ENOTFOUND && minipush.ErrorCode(err) != minipush.ECONFLICT {
 			h.log().LogAttrs(ctx, slog.LevelWarn, "send: spend grant of a lost claim failed", attrs(r, err)...)
@@ -304,55 +313,23 @@ func (r recipient) resolve(ctx context.Context, d minipush.Delivery) (result, er
 	return final(r.openID, minipush.OutcomeUnknown, "sender_lost"), nil
 }
 
-// retryLater undoes the claim and lease (WeChat proved nothing was sent) and leaves the
+// retryLater deletes the claim (WeChat proved nothing was sent) and leaves the
 // recipient pending for a new attempt.
-func (r recipient) retryLater(ctx context.Context, claimed bool, leased *minipush.Grant) (result, error) {
-	if leased != nil {
-		r.release(ctx, *leased)
-	}
-	if claimed {
-		if err := r.store().DeleteClaim(ctx, r.runKey, r.openID, r.inv.owner); err != nil {
-			if minipush.ErrorCode(err) == minipush.ECONFLICT {
-				return result{openID: r.openID, fate: fateDone}, nil
-			}
-			return result{}, fmt.Errorf("send: delete claim: %w", err)
+func (r recipient) retryLater(ctx context.Context) (result, error) {
+	if err := r.store().DeleteClaim(ctx, r.runKey, r.openID, r.inv.owner); err != nil {
+		if minipush.ErrorCode(err) == minipush.ECONFLICT {
+			return result{openID: r.openID, fate: fateDone}, nil
 		}
+		return result{}, fmt.Errorf("send: delete claim: %w", err)
 	}
 	return result{openID: r.openID, fate: fateRetry}, nil
 }
 
-// busy leaves the recipient pending until other senders' leases end, first deleting
-// this invocation's claim if it holds one (WeChat rejected the grant it tried, so
-// nothing was sent under it).
-func (r recipient) busy(ctx context.Context, claimed bool) (result, error) {
+// abandon deletes this invocation's claim after an infrastructure error before WeChat
+// was called under it, and returns the error.
+func (r recipient) abandon(ctx context.Context, claimed bool, cause error) (result, error) {
 	if claimed {
-		if err := r.store().DeleteClaim(ctx, r.runKey, r.openID, r.inv.owner); err != nil {
-			if minipush.ErrorCode(err) == minipush.ECONFLICT {
-				return result{openID: r.openID, fate: fateDone}, nil
-			}
-			return result{}, fmt.Errorf("send: delete claim: %w", err)
-		}
-	}
-	return result{openID: r.openID, fate: fateBusy}, nil
-}
-
-// abandon undoes what it can after an infrastructure error, before WeChat was called,
-// and returns the error.
-func (r recipient) abandon(ctx context.Context, claimed bool, leased *minipush.Grant, cause error) (result, error) {
-	ctx = context.WithoutCancel(ctx)
-	if leased != nil {
-		r.release(ctx, *leased)
-	}
-	if claimed {
-		_ = r.store().DeleteClaim(ctx, r.runKey, r.openID, r.inv.owner)
+		_ = r.store().DeleteClaim(context.WithoutCancel(ctx), r.runKey, r.openID, r.inv.owner)
 	}
 	return result{}, fmt.Errorf("send: recipient: %w", cause)
-}
-
-// release ends this invocation's lease on g; a failure only delays the grant's next
-// use until the lease runs out, so it is logged, not returned.
-func (r recipient) release(ctx context.Context, g minipush.Grant) {
-	if err := r.store().ReleaseGrant(context.WithoutCancel(ctx), g, r.inv.owner); err != nil {
-		r.inv.h.log().LogAttrs(ctx, slog.LevelWarn, "send: release grant failed; its lease will run out", attrs(r, err)...)
-	}
 }

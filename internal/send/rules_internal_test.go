@@ -85,3 +85,26 @@ func TestRateLimiter(t *testing.T) {
 		}
 	})
 }
+
+// TestBusyDelay: a recipient another live sender holds is looked at again after
+// seconds, the delay growing toward the lease and never past it, jittered down to half.
+func TestBusyDelay(t *testing.T) {
+	lease := 2 * time.Minute
+	for _, tc := range []struct {
+		looks  int
+		jitter float64
+		want   time.Duration
+	}{
+		{1, 1, 2 * time.Second},
+		{1, 0.5, time.Second},
+		{1, 0, time.Second}, // clamped to half
+		{2, 1, 4 * time.Second},
+		{4, 1, 16 * time.Second},
+		{7, 1, lease + time.Second},
+		{30, 1, lease + time.Second},
+	} {
+		if got := busyDelay(lease, tc.looks, tc.jitter); got != tc.want {
+			t.Errorf("busyDelay(%v, %d, %v) = %v, want %v", lease, tc.looks, tc.jitter, got, tc.want)
+		}
+	}
+}

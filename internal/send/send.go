@@ -11,39 +11,63 @@
 //     pending recipient ends skipped/"missed_occurrence", grants untouched.
 //  1. Read the delivery items of all recipients with BatchGetItem and drop the final
 //     ones, so a redelivered message does no work twice and wastes no writes.
-//  2. Per remaining recipient, with bounded parallelism: opt-out (one BatchGetItem of
-//     the users), the earliest spendable grant of the message's channel (one Query;
-//     when every grant is leased by another live sender the recipient stays pending
-//     rather than ending no_grant, see dynamo.DB.SpendableGrant),
-//     the per-day slot when the policy asks (a conditional update of the user item; the
-//     day is the recipient's, in the app's zone, see Handler.Zones),
-//     and a lease on the grant (a conditional update; on a lost race, look again).
-//  3. Claim the delivery just before the call (PutItem attribute_not_exists). An
-//     existing final item wins; a live claim of another sender keeps the recipient
-//     pending; an expired claim is a crashed sender whose message may have gone out, so
-//     it becomes unknown and is never resent.
+//  2. Per remaining recipient, with bounded parallelism (a recipient whose claim another
+//     live sender holds is set aside without a write, see 6): opt-out (one BatchGetItem
+//     of the users), the earliest spendable grant of the message's channel (one Query of
+//     the grants table, whose sort key orders a user's grants by channel and expiry),
+//     and the per-day slot when the policy asks (a conditional update of the user item;
+//     the day is the recipient's, in the app's zone, see Handler.Zones).
+//  3. Claim the delivery just before the call (PutItem attribute_not_exists), naming the
+//     grant it pays with. An existing final item wins; a live claim of another sender
+//     keeps the recipient pending; an expired claim is a crashed sender whose message
+//     may have gone out, so it becomes unknown (its grant spent) and is never resent.
 //  4. Call WeChat with the shared token (token.Cache); a stale token is invalidated
 //     once and the call retried once.
 //  5. Act on the classified answer (wechat.Classify): spend the grant and record sent;
 //     drop a rejected grant and try the next; fail the recipient; pause the campaign
-//     and hold the rest; release and retry later; or record unknown.
-//  6. Re-queue only still-pending recipients as a new message (Attempt+1, capped
-//     exponential DelaySeconds); beyond the policy's retry budget they end failed/
-//     "retries_exhausted".
+//     and hold the rest; delete the claim and retry later; or spend the grant and
+//     record unknown.
+//  6. Re-queue only still-pending recipients as a new message: transient failures with
+//     Attempt+1 and capped exponential DelaySeconds (beyond the policy's retry budget
+//     they end failed/"retries_exhausted"); recipients another live sender held (busy)
+//     after a short delay growing from 2 s toward the claim's lease, jittered, since
+//     that sender is most often a duplicate of the same message done in a moment.
 //  7. Add the message's finalized recipients to the run counters in one UpdateItem;
 //     when the run looks complete, minipush.Reconcile recounts it from the delivery
 //     items and marks it done.
 //
-// Writes per sent message: lease the grant, claim the delivery, spend the grant,
-// record the final outcome = 4, plus one counter update per SQS message (about 0.01
-// per recipient at 100 recipients a message). Each is needed: the lease keeps another
-// run (or campaign) from spending the same grant while this call is in flight; the
-// claim is what makes a second message to the recipient impossible (it must precede
-// the call, and no other write can stand in for it because grants and deliveries live
-// in different partitions); the spend makes the consumed grant unusable; the final
-// write tells redeliveries and the summary what happened. Folding the spend and the
-// final write into one transaction would cost the same (transactions bill double).
-// Recipients that end without a call cost one write (the final item).
+// # Exactly once, without a grant lease
+//
+// At most one message per recipient per run: the claim is one conditional write on
+// one item (the recipient's delivery, in its run's shard), made before the call and
+// removed only when WeChat proved nothing was sent; whoever loses it never calls.
+//
+// No grant spent twice: the grant is not reserved before the call; it is spent after
+// the call with a write conditional on its still having a use (dynamo.DB.SpendGrant).
+// Two runs (two campaigns) may pick the same grant of one user at the same moment and
+// both call WeChat with it. For a template message the grant is a formId or prepay id,
+// one value at WeChat: a formId used twice is answered 41029 (NextGrant), so the
+// second call sends nothing, drops the grant and tries the user's next one; a prepay
+// id allows three uses, each decrement conditional. For a subscribe message WeChat
+// keeps a count of accepts per user and template and names no grant: if both calls
+// succeed, WeChat consumed two accepts, and the run whose spend finds the grant gone
+// spends the user's next grant of the template instead (recipient.spend), so our
+// inventory keeps matching WeChat's count; if the user had only one accept, the second
+// call is answered 43101 and that run drops the user's accepts from before its call.
+// What the lease bought (no second call with a grant in flight) is thus already
+// enforced by WeChat, and its two writes per message (lease, and the spend clearing it)
+// plus its failure modes (a crashed sender's grant blocked for the lease, recipients
+// waiting out a duplicate's lease) are gone.
+//
+// Writes per sent message: claim the delivery, spend the grant, record the final
+// outcome (an update of the claim item; the table has no index) = 3, plus one counter
+// update per SQS message (about 0.01 per recipient at 100 recipients a message). Each is
+// needed: the claim makes a second message impossible and must precede the call; the
+// spend retires the consumed grant; the final write tells redeliveries, the operator's
+// listing and the recount what happened. No two of them can share a write: they are
+// three items in two tables, and a transaction bills every item double. Recipients
+// that end without a call cost one write (the final item); a recipient whose claim
+// another sender holds costs none.
 package send
 
 import (
@@ -55,6 +79,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -90,10 +115,8 @@ type Store interface {
 	TakeDailySlot(ctx context.Context, appID, openID, day, runKey string) error
 
 	SpendableGrant(ctx context.Context, appID, openID, channel string) (minipush.Grant, error)
-	LeaseGrant(ctx context.Context, g minipush.Grant, owner string, until time.Time) (minipush.Grant, error)
-	ReleaseGrant(ctx context.Context, g minipush.Grant, owner string) error
-	SpendGrant(ctx context.Context, g minipush.Grant, owner string) error
-	DropGrant(ctx context.Context, appID, openID, grantID string) error
+	SpendGrant(ctx context.Context, g minipush.Grant) error
+	DiscardGrant(ctx context.Context, g minipush.Grant) error
 	GetGrant(ctx context.Context, appID, openID, grantID string) (minipush.Grant, error)
 	// DeleteGrantsAcceptedBefore drops the user's grants of a template collected before
 	// a time (WeChat answered 43101 to a call started then).
@@ -143,8 +166,11 @@ type Handler struct {
 	// missing here counts in minipush.DefaultAppTimeZone.
 	Zones map[string]*time.Location
 
-	Now      func() time.Time // must agree with the store's clock (leases compare both)
-	NewOwner func() string    // a unique id per invocation; claims and leases carry it
+	Now func() time.Time // must agree with the store's clock (leases compare both)
+	// Jitter returns the factor in [0.5, 1] applied to a busy recipient's delay;
+	// default uniformly random.
+	Jitter   func() float64
+	NewOwner func() string // a unique id per invocation; claims and leases carry it
 	Log      *slog.Logger
 	Metrics  *metrics.Emitter // one EMF flush per invocation; nil emits nothing
 
@@ -342,14 +368,22 @@ func (inv *invocation) message(ctx context.Context, rec events.SQSMessage) (mini
 	if err != nil {
 		return b, fmt.Errorf("send: batch %s: %w", b.ID, err)
 	}
-	var pending []string
+	var pending, claimedElsewhere []string
+	now := h.now()
 	for _, id := range openIDs {
-		if d, ok := stored[id]; !ok || !d.Final() {
+		d, ok := stored[id]
+		switch {
+		case ok && d.Final():
+		case ok && d.Owner != inv.owner && now.Before(d.LeaseUntil):
+			// Another live sender (a duplicate of this message) holds the claim: look
+			// again soon, without a write that would only fail its condition.
+			claimedElsewhere = append(claimedElsewhere, id)
+		default:
 			pending = append(pending, id)
 		}
 	}
-	alreadyFinal := len(openIDs) - len(pending)
-	if len(pending) == 0 {
+	alreadyFinal := len(openIDs) - len(pending) - len(claimedElsewhere)
+	if len(pending) == 0 && len(claimedElsewhere) == 0 {
 		inv.account(ctx, b, minipush.Counters{}, alreadyFinal)
 		return b, nil
 	}
@@ -362,7 +396,7 @@ func (inv *invocation) message(ctx context.Context, rec events.SQSMessage) (mini
 		}
 	}
 
-	results := make([]result, len(pending))
+	results := make([]result, len(pending), len(pending)+len(claimedElsewhere))
 	errs := make([]error, len(pending))
 	var wg sync.WaitGroup
 	for i, openID := range pending {
@@ -390,6 +424,9 @@ func (inv *invocation) message(ctx context.Context, rec events.SQSMessage) (mini
 		})
 	}
 	wg.Wait()
+	for _, id := range claimedElsewhere {
+		results = append(results, result{openID: id, fate: fateBusy})
+	}
 	return b, inv.settle(ctx, b, st, results, alreadyFinal, errors.Join(errs...))
 }
 
@@ -428,9 +465,12 @@ func (inv *invocation) settle(ctx context.Context, b minipush.Batch, st *campaig
 			hold = append(hold, r.openID)
 		}
 	}
-	attempt := b.Attempt
-	if len(retry)+len(busy) > 0 {
+	attempt, looks := b.Attempt, b.Busy
+	switch {
+	case len(retry) > 0:
 		attempt++
+	case len(busy) > 0:
+		looks++ // only busy: a look again, not an attempt
 	}
 	budget := cmp.Or(st.c.Policy.RetryBudget, minipush.DefaultRetryBudget)
 	if len(retry) > 0 && attempt > budget {
@@ -473,14 +513,14 @@ func (inv *invocation) settle(ctx context.Context, b minipush.Batch, st *campaig
 			delay = backoff(h.RetryBase, attempt)
 		}
 		if len(busy) > 0 {
-			delay = max(delay, h.lease()+time.Second)
+			delay = max(delay, busyDelay(h.lease(), looks, h.jitter()))
 		}
 		if st.paused.Load() {
 			delay = max(delay, orDur(h.HoldDelay, DefaultHoldDelay))
 		}
 		next := minipush.Batch{
 			ID: requeueID(b.ID, attempt), CampaignID: b.CampaignID, Run: b.Run, AppID: b.AppID,
-			OpenIDs: pending, Attempt: attempt,
+			OpenIDs: pending, Attempt: attempt, Busy: looks,
 		}
 		if err := h.Queue.Enqueue(ctx, next, min(delay, MaxDelay)); err != nil {
 			return fmt.Errorf("send: re-queue %d recipients of batch %s: %w", len(pending), b.ID, err)
@@ -552,6 +592,31 @@ func backoff(base time.Duration, attempt int) time.Duration {
 		d *= 2
 	}
 	return min(d, MaxDelay)
+}
+
+// busyBase is the first delay before a recipient whose claim another live sender held
+// is looked at again: such a sender is usually a duplicate of the same SQS message that
+// finishes (or lets go) within a second or two.
+const busyBase = 2 * time.Second
+
+// busyDelay is the delay of the looks-th look at a busy recipient: growing from busyBase
+// toward the lease (after which a claim left by a crashed sender is taken over), times
+// a jitter factor in [0.5, 1] so the copies of one batch drift apart instead of meeting
+// again.
+func busyDelay(lease time.Duration, looks int, jitter float64) time.Duration {
+	ceiling := busyBase
+	for i := 1; i < looks && ceiling < lease; i++ {
+		ceiling *= 2
+	}
+	ceiling = min(ceiling, lease+time.Second)
+	return time.Duration(float64(ceiling) * min(max(jitter, 0.5), 1))
+}
+
+func (h *Handler) jitter() float64 {
+	if h.Jitter != nil {
+		return h.Jitter()
+	}
+	return 0.5 + mrand.Float64()/2
 }
 
 // requeueID derives the re-queued batch's id from its root batch: "<id>-r<attempt>".

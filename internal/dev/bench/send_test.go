@@ -329,9 +329,6 @@ func (w *sendWorld) runFloor(t *testing.T, runKey string, ids []string, workers 
 			return err
 		}
 		lease := w.db.Now().Add(send.DefaultLease)
-		if g, err = w.db.LeaseGrant(ctx, g, owner, lease); err != nil {
-			return err
-		}
 		if _, err := w.db.CreateDelivery(ctx, minipush.Delivery{RunKey: runKey, OpenID: u, State: minipush.DeliverySending,
 			Owner: owner, LeaseUntil: lease, GrantID: g.ID, ExpiresAt: w.db.Now().Add(30 * 24 * time.Hour)}); err != nil {
 			return err
@@ -340,7 +337,7 @@ func (w *sendWorld) runFloor(t *testing.T, runKey string, ids []string, workers 
 			Page: msg.Page, Data: data}); err != nil {
 			return err
 		}
-		if err := w.db.SpendGrant(ctx, g, owner); err != nil {
+		if err := w.db.SpendGrant(ctx, g); err != nil {
 			return err
 		}
 		return w.db.FinishDelivery(ctx, runKey, u, owner, time.Time{}, minipush.OutcomeSent, "", 0)
