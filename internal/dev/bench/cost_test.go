@@ -345,8 +345,8 @@ func costReport(stages []*costStage, n int, scale float64) string {
 		"most it can cost one: a session lasts 7 days and an upload carries up to 50 grants, so a user who\n"+
 		"stays logged in, or grants several templates at once, costs less.\n\n", n)
 	fmt.Fprintf(&b, "Capacity units are DynamoDB Local's own `ConsumedCapacity` (asked for with `INDEXES` on every\n"+
-		"request, so index writes count: each write of a grant also writes its `ByExpiry` index, and each final\n"+
-		"delivery its `ByOutcome` index), with two corrections where Local is known to differ from AWS:\n"+
+		"request, so index writes would count; since issue #12 neither the grants nor the deliveries table has\n"+
+		"an index), with two corrections where Local is known to differ from AWS:\n"+
 		"a BatchGetItem key that finds no item is billed the minimum read (1 RRU strongly consistent) by AWS\n"+
 		"but reported as 0 by Local, so it is added; and Local reports a one-item transaction of a small item\n"+
 		"as %.0f WRU where AWS bills 2, so transaction units are scaled by %.2f (measured at the start of the run).\n\n", 2/scale, scale)
