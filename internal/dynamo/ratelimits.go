@@ -2,6 +2,7 @@ package dynamo
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -23,11 +24,8 @@ func (d *DB) Allow(ctx context.Context, key string, limit int, window time.Durat
 	now := d.Now()
 	start := now.Truncate(window)
 	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName: aws.String(d.Tables.State),
-		Key: map[string]types.AttributeValue{
-			"pk": strAV("rate#" + key),
-			"sk": strAV(strconv.FormatInt(start.Unix(), 10)),
-		},
+		TableName:           aws.String(d.Tables.State),
+		Key:                 rateKey(key, start),
 		ConditionExpression: aws.String("attribute_not_exists(n) OR n < :limit"),
 		UpdateExpression:    aws.String("ADD n :one SET expiresAt = :exp"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
@@ -43,4 +41,33 @@ func (d *DB) Allow(ctx context.Context, key string, limit int, window time.Durat
 		return false, nil
 	}
 	return false, err
+}
+
+// Spent reports whether key's current window has already counted limit events, without
+// counting one: callers that count only some outcomes (collect counts refused login
+// codes) check first and call Allow after. It is one eventually consistent GetItem
+// (half a read unit), so a write in the last second may not be seen yet: concurrent
+// callers can overshoot the limit by what they have in flight, which is the price of
+// not writing on every check.
+func (d *DB) Spent(ctx context.Context, key string, limit int, window time.Duration) (bool, error) {
+	if limit <= 0 {
+		return true, nil
+	}
+	out, err := d.Client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:            aws.String(d.Tables.State),
+		Key:                  rateKey(key, d.Now().Truncate(window)),
+		ProjectionExpression: aws.String("n"),
+	})
+	if err != nil {
+		return false, fmt.Errorf("dynamo: rate limit read: %w", err)
+	}
+	return intAttr(out.Item["n"]) >= limit, nil
+}
+
+// rateKey is the state-table key of key's window that starts at start.
+func rateKey(key string, start time.Time) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		"pk": strAV("rate#" + key),
+		"sk": strAV(strconv.FormatInt(start.Unix(), 10)),
+	}
 }

@@ -93,3 +93,36 @@ func TestAllow(t *testing.T) {
 		}
 	})
 }
+
+// TestSpent: the read-only check sees what Allow counted in the current window, counts
+// nothing itself, and starts afresh in the next window.
+func TestSpent(t *testing.T) {
+	t.Parallel()
+	db, _, clk := MustDB(t)
+	ctx := t.Context()
+	const key, limit = "session#h1", 2
+	spent := func(t *testing.T, want bool) {
+		t.Helper()
+		if got, err := db.Spent(ctx, key, limit, time.Minute); err != nil || got != want {
+			t.Fatalf("Spent: %v %v, want %v", got, err, want)
+		}
+	}
+	spent(t, false) // no item yet
+	for range limit {
+		spent(t, false)
+		if ok, err := db.Allow(ctx, key, limit, time.Minute); err != nil || !ok {
+			t.Fatalf("Allow: %v %v", ok, err)
+		}
+	}
+	// Many checks leave the count where it is: the next Allow is still refused.
+	spent(t, true)
+	spent(t, true)
+	if ok, err := db.Allow(ctx, key, limit, time.Minute); err != nil || ok {
+		t.Fatalf("Allow over the limit: %v %v, want refused", ok, err)
+	}
+	if got, err := db.Spent(ctx, key, 0, time.Minute); err != nil || !got {
+		t.Fatalf("limit 0: %v %v, want spent", got, err)
+	}
+	clk.Add(time.Minute)
+	spent(t, false)
+}
