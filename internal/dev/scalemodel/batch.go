@@ -139,18 +139,8 @@ func (x *exchange) batchWrite() {
 		admitted[e.table] = append(admitted[e.table], e.raw)
 		done = append(done, e)
 	}
-	if len(done) == 0 {
-		x.throttle(*first)
-		return
-	}
-	x.set("RequestItems", admitted)
-	a, resp, err := x.send()
-	if err != nil {
-		x.fail(err)
-		return
-	}
-	if resp == nil {
-		x.reply(a, nil)
+	a, resp, ok := sendAdmitted(x, admitted, first)
+	if !ok {
 		return
 	}
 	var upstream map[string][]json.RawMessage
@@ -160,12 +150,7 @@ func (x *exchange) batchWrite() {
 	}
 	caps := capacities(resp["ConsumedCapacity"])
 	for _, table := range slices.Sorted(maps.Keys(admitted)) {
-		var of []*batchEntry
-		for _, e := range done {
-			if e.table == table {
-				of = append(of, e)
-			}
-		}
+		of := entriesOf(done, table)
 		tableUnits, lsiUnits, gsiUnits := caps[table].units()
 		x.chargeByWeight(of, tableUnits)
 		for name, u := range lsiUnits {
@@ -185,6 +170,29 @@ func (x *exchange) batchWrite() {
 	b, _ := json.Marshal(unprocessed)
 	resp["UnprocessedItems"] = b
 	x.reply(a, resp)
+}
+
+// sendAdmitted forwards a batch call cut to its admitted requests (by table); the
+// rest the caller returns as unprocessed. With nothing admitted the call is throttled
+// whole at its first denial, as AWS does. ok is as for sendAccepted.
+func sendAdmitted[R any](x *exchange, admitted map[string]R, first *denial) (a answer, resp map[string]json.RawMessage, ok bool) {
+	if len(admitted) == 0 {
+		x.throttle(*first)
+		return a, nil, false
+	}
+	x.set("RequestItems", admitted)
+	return x.sendAccepted()
+}
+
+// entriesOf is the entries that write to table, in their order.
+func entriesOf(entries []*batchEntry, table string) []*batchEntry {
+	var of []*batchEntry
+	for _, e := range entries {
+		if e.table == table {
+			of = append(of, e)
+		}
+	}
+	return of
 }
 
 // chargeSpread books each index's units evenly over the touches of that index.
@@ -258,18 +266,8 @@ func (x *exchange) batchGet() {
 			unprocessed[table] = with(requests[table], tk.throttled)
 		}
 	}
-	if len(admitted) == 0 {
-		x.throttle(*first)
-		return
-	}
-	x.set("RequestItems", admitted)
-	a, resp, err := x.send()
-	if err != nil {
-		x.fail(err)
-		return
-	}
-	if resp == nil {
-		x.reply(a, nil)
+	a, resp, ok := sendAdmitted(x, admitted, first)
+	if !ok {
 		return
 	}
 	var responses map[string][]json.RawMessage
@@ -372,23 +370,13 @@ func (x *exchange) transactWrite() {
 		writeCanceled(x.w, len(entries), at, den.cancelCode(), den.message())
 		return
 	}
-	a, resp, err := x.send()
-	if err != nil {
-		x.fail(err)
-		return
-	}
-	if resp == nil {
-		x.reply(a, nil)
+	a, resp, ok := x.sendAccepted()
+	if !ok {
 		return
 	}
 	caps := capacities(resp["ConsumedCapacity"])
 	for _, table := range slices.Sorted(maps.Keys(caps)) {
-		var of []*batchEntry
-		for _, e := range entries {
-			if e.table == table {
-				of = append(of, e)
-			}
-		}
+		of := entriesOf(entries, table)
 		if len(of) == 0 {
 			continue
 		}
@@ -405,6 +393,7 @@ func (x *exchange) transactWrite() {
 		}
 		after := e.item
 		if e.verb == "Update" {
+			var err error
 			if after, err = x.s.image(x.ctx(), e.table, e.key); err != nil {
 				x.fail(err)
 				return
@@ -442,21 +431,18 @@ func (x *exchange) transactGet() {
 		writeCanceled(x.w, len(all), at, den.cancelCode(), den.message())
 		return
 	}
-	a, resp, err := x.send()
-	if err != nil {
-		x.fail(err)
+	a, resp, ok := x.sendAccepted()
+	if !ok {
 		return
 	}
-	if resp != nil {
-		var responses []struct{ Item item }
-		_ = decodeJSON(resp["Responses"], &responses)
-		for i, t := range all {
-			units := 2 * reqcount.MinimumRead(true)
-			if i < len(responses) && len(responses[i].Item) > 0 {
-				units = 2 * readUnits(responses[i].Item.size(), true)
-			}
-			x.s.lim.charge(t, units)
+	var responses []struct{ Item item }
+	_ = decodeJSON(resp["Responses"], &responses)
+	for i, t := range all {
+		units := 2 * reqcount.MinimumRead(true)
+		if i < len(responses) && len(responses[i].Item) > 0 {
+			units = 2 * readUnits(responses[i].Item.size(), true)
 		}
+		x.s.lim.charge(t, units)
 	}
 	x.reply(a, resp)
 }

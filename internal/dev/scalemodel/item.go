@@ -59,25 +59,22 @@ func (v av) size() int {
 		}
 		return n
 	case v.SS != nil:
-		n := 0
-		for _, s := range v.SS {
-			n += len(s)
-		}
-		return n
+		return setSize(v.SS, func(s string) int { return len(s) })
 	case v.NS != nil:
-		n := 0
-		for _, s := range v.NS {
-			n += numberSize(s)
-		}
-		return n
+		return setSize(v.NS, numberSize)
 	case v.BS != nil:
-		n := 0
-		for _, b := range v.BS {
-			n += len(b)
-		}
-		return n
+		return setSize(v.BS, func(b []byte) int { return len(b) })
 	}
 	return 0
+}
+
+// setSize is a set's size: its members' sizes, with no overhead for the set itself.
+func setSize[T any](members []T, size func(T) int) int {
+	n := 0
+	for _, m := range members {
+		n += size(m)
+	}
+	return n
 }
 
 // numberSize is one byte per two significant digits plus one, leading and trailing

@@ -95,6 +95,33 @@ func (x *exchange) send() (answer, map[string]json.RawMessage, error) {
 	return a, resp, nil
 }
 
+// admitted reserves the touches of one request; when the limiter refuses one, the
+// request is answered throttled at that partition and admitted is false.
+func (x *exchange) admitted(sc *schema, touches ...touch) bool {
+	if d := x.s.lim.admit(touches); d != nil {
+		x.throttle(denial{*d, sc})
+		return false
+	}
+	return true
+}
+
+// sendAccepted forwards the request (see send); ok is true only with DynamoDB's
+// accepted, decoded answer. Otherwise the client already has its answer: a 502 for an
+// upstream failure, or DynamoDB's refusal (a failed condition, a validation error)
+// relayed as it is.
+func (x *exchange) sendAccepted() (a answer, resp map[string]json.RawMessage, ok bool) {
+	a, resp, err := x.send()
+	if err != nil {
+		x.fail(err)
+		return a, nil, false
+	}
+	if resp == nil {
+		x.reply(a, nil)
+		return a, nil, false
+	}
+	return a, resp, true
+}
+
 // reply relays an answer as the client asked for it: the consumed capacity dropped or
 // cut to its total, and fields the model asked for on its own (strip) removed.
 func (x *exchange) reply(a answer, resp map[string]json.RawMessage, strip ...string) {
@@ -188,6 +215,12 @@ func capacities(raw json.RawMessage) map[string]capacity {
 		out[one.TableName] = one
 	}
 	return out
+}
+
+// readUnitsOf is what an accepted read of table cost: DynamoDB Local's report, but
+// never below the least AWS bills for a read.
+func readUnitsOf(resp map[string]json.RawMessage, table string, consistent bool) float64 {
+	return max(capacities(resp["ConsumedCapacity"])[table].CapacityUnits, reqcount.MinimumRead(consistent))
 }
 
 // writeUnits is what a write of size bytes costs: 1 WCU per started KB.
@@ -322,8 +355,7 @@ func (x *exchange) itemWrite() {
 	}
 	tableTouch := touch{res: resource{table: table}, key: pk, kind: write, estimate: est}
 	gsiReserved := gsiTouches(sc, old, predicted, 1)
-	if d := x.s.lim.admit(append([]touch{tableTouch}, gsiReserved...)); d != nil {
-		x.throttle(denial{*d, sc})
+	if !x.admitted(sc, append([]touch{tableTouch}, gsiReserved...)...) {
 		return
 	}
 
@@ -339,13 +371,10 @@ func (x *exchange) itemWrite() {
 		}
 		x.set("ReturnValues", rv)
 	}
-	a, resp, err := x.send()
-	if err != nil {
-		x.fail(err)
-		return
-	}
-	if resp == nil { // refused by DynamoDB (a failed condition): AWS still charges the write
-		x.reply(a, nil)
+	// Refused by DynamoDB (a failed condition), AWS still charges the write: the
+	// reservation stands.
+	a, resp, ok := x.sendAccepted()
+	if !ok {
 		return
 	}
 	var attrs item
@@ -405,19 +434,14 @@ func (x *exchange) getItem() {
 	}
 	consistent := boolOf(x.req, "ConsistentRead")
 	t := touch{res: resource{table: table}, key: key[sc.hash].keyString(), kind: read, estimate: reqcount.MinimumRead(consistent)}
-	if d := x.s.lim.admit([]touch{t}); d != nil {
-		x.throttle(denial{*d, sc})
+	if !x.admitted(sc, t) {
 		return
 	}
-	a, resp, err := x.send()
-	if err != nil {
-		x.fail(err)
+	a, resp, ok := x.sendAccepted()
+	if !ok {
 		return
 	}
-	if resp != nil {
-		c := capacities(resp["ConsumedCapacity"])[table]
-		x.s.lim.charge(t, max(c.CapacityUnits, reqcount.MinimumRead(consistent)))
-	}
+	x.s.lim.charge(t, readUnitsOf(resp, table, consistent))
 	x.reply(a, resp)
 }
 
@@ -443,20 +467,13 @@ func (x *exchange) query() {
 		}
 	}
 	consistent := boolOf(x.req, "ConsistentRead")
-	units := func(resp map[string]json.RawMessage) float64 {
-		c := capacities(resp["ConsumedCapacity"])[table]
-		return max(c.CapacityUnits, reqcount.MinimumRead(consistent))
-	}
 	if x.op == "Scan" {
 		x.s.lim.countRequest(res)
-		a, resp, err := x.send()
-		if err != nil {
-			x.fail(err)
+		a, resp, ok := x.sendAccepted()
+		if !ok {
 			return
 		}
-		if resp != nil {
-			x.s.lim.book(res, read, units(resp))
-		}
+		x.s.lim.book(res, read, readUnitsOf(resp, table, consistent))
 		x.reply(a, resp)
 		return
 	}
@@ -476,21 +493,17 @@ func (x *exchange) query() {
 		return
 	}
 	t := touch{res: res, key: v.keyString(), kind: read, estimate: reqcount.MinimumRead(consistent)}
-	if d := x.s.lim.admit([]touch{t}); d != nil {
-		x.throttle(denial{*d, sc})
+	if !x.admitted(sc, t) {
 		return
 	}
-	a, resp, err := x.send()
-	if err != nil {
-		x.fail(err)
+	a, resp, ok := x.sendAccepted()
+	if !ok {
 		return
 	}
-	if resp != nil {
-		u := units(resp)
-		x.s.lim.charge(t, u)
-		if indexName != "" && res.index == "" {
-			x.s.lim.book(resource{table, indexName}, read, u)
-		}
+	u := readUnitsOf(resp, table, consistent)
+	x.s.lim.charge(t, u)
+	if indexName != "" && res.index == "" {
+		x.s.lim.book(resource{table, indexName}, read, u)
 	}
 	x.reply(a, resp)
 }
