@@ -64,9 +64,9 @@ func (s *Sandbox) controlMux() *http.ServeMux {
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		a, ok := s.apps[b.AppID]
-		if !ok {
-			return nil, fmt.Errorf("%w: unknown appid %q", errBadRequest, b.AppID)
+		a, err := s.controlAppLocked(b.AppID)
+		if err != nil {
+			return nil, err
 		}
 		return map[string]string{"openid": s.newUserLocked(a)}, nil
 	})
@@ -80,9 +80,9 @@ func (s *Sandbox) controlMux() *http.ServeMux {
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		a, ok := s.apps[b.AppID]
-		if !ok {
-			return nil, fmt.Errorf("%w: unknown appid %q", errBadRequest, b.AppID)
+		a, err := s.controlAppLocked(b.AppID)
+		if err != nil {
+			return nil, err
 		}
 		if b.OpenID == "" {
 			b.OpenID = s.newUserLocked(a)
@@ -106,8 +106,8 @@ func (s *Sandbox) controlMux() *http.ServeMux {
 		if err := decodeControl(r, &b); err != nil {
 			return nil, err
 		}
-		if !s.hasApp(b.AppID) {
-			return nil, fmt.Errorf("%w: unknown appid %q", errBadRequest, b.AppID)
+		if err := s.controlApp(b.AppID); err != nil {
+			return nil, err
 		}
 		s.SetAllowedPages(b.AppID, b.Pages)
 		return nil, nil
@@ -169,8 +169,8 @@ func (s *Sandbox) controlMux() *http.ServeMux {
 		if err := decodeControl(r, &b); err != nil {
 			return nil, err
 		}
-		if !s.hasApp(b.AppID) {
-			return nil, fmt.Errorf("%w: unknown appid %q", errBadRequest, b.AppID)
+		if err := s.controlApp(b.AppID); err != nil {
+			return nil, err
 		}
 		s.InvalidateTokens(b.AppID)
 		return nil, nil
@@ -195,11 +195,22 @@ func (s *Sandbox) controlMux() *http.ServeMux {
 	return m
 }
 
-func (s *Sandbox) hasApp(appID string) bool {
+// controlApp checks that a control request names a known app; an unknown appid is
+// the caller's mistake (400).
+func (s *Sandbox) controlApp(appID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.apps[appID]
-	return ok
+	_, err := s.controlAppLocked(appID)
+	return err
+}
+
+// controlAppLocked is controlApp for a caller holding s.mu that goes on to use the app.
+func (s *Sandbox) controlAppLocked(appID string) (*app, error) {
+	a, ok := s.apps[appID]
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown appid %q", errBadRequest, appID)
+	}
+	return a, nil
 }
 
 func decodeControl(r *http.Request, v any) error {
