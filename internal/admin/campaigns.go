@@ -145,15 +145,24 @@ func campaignID(r request) (string, error) {
 
 // getCampaign answers one campaign. GET /v1/admin/campaigns/{id}
 func (h *Handler) getCampaign(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
+	return okJSON(h.campaign(ctx, r))
+}
+
+// campaign reads the campaign the {id} path segment names.
+func (h *Handler) campaign(ctx context.Context, r request) (minipush.Campaign, error) {
 	id, err := campaignID(r)
 	if err != nil {
-		return events.APIGatewayV2HTTPResponse{}, err
+		return minipush.Campaign{}, err
 	}
-	c, err := h.Store.GetCampaign(ctx, id)
+	return h.Store.GetCampaign(ctx, id)
+}
+
+// okJSON answers v as 200 JSON, or err for handle to map to its status.
+func okJSON(v any, err error) (events.APIGatewayV2HTTPResponse, error) {
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
-	return httpapi.JSON(http.StatusOK, c), nil
+	return httpapi.JSON(http.StatusOK, v), nil
 }
 
 type campaignPatch struct {
@@ -192,10 +201,7 @@ func (h *Handler) patchCampaign(ctx context.Context, r request) (events.APIGatew
 		// The app cannot be edited, but the deployment may have stopped serving it.
 		return h.servedApp("appId", c.AppID)
 	})
-	if err != nil {
-		return events.APIGatewayV2HTTPResponse{}, err
-	}
-	return httpapi.JSON(http.StatusOK, c), nil
+	return okJSON(c, err)
 }
 
 // uploadAudience adds one page of openids to a draft list campaign, as JSON
@@ -356,11 +362,7 @@ func (h *Handler) scheduleCampaign(ctx context.Context, r request) (events.APIGa
 		}
 		next = n
 	}
-	c, err := h.Store.ScheduleCampaign(ctx, id, s, next)
-	if err != nil {
-		return events.APIGatewayV2HTTPResponse{}, err
-	}
-	return httpapi.JSON(http.StatusOK, c), nil
+	return okJSON(h.Store.ScheduleCampaign(ctx, id, s, next))
 }
 
 // resumeIn is resume's optional body.
@@ -401,24 +403,17 @@ func (h *Handler) transition(ctx context.Context, r request) (events.APIGatewayV
 		}
 		c, err = h.Store.ResumeCampaign(ctx, id, in.CatchUp)
 	}
-	if err != nil {
-		return events.APIGatewayV2HTTPResponse{}, err
-	}
-	return httpapi.JSON(http.StatusOK, c), nil
+	return okJSON(c, err)
 }
 
 // progress answers a campaign's status and every run's counters, the current run
 // (the last started) separately. GET /v1/admin/campaigns/{id}/progress
 func (h *Handler) progress(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
-	id, err := campaignID(r)
+	c, err := h.campaign(ctx, r)
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
-	c, err := h.Store.GetCampaign(ctx, id)
-	if err != nil {
-		return events.APIGatewayV2HTTPResponse{}, err
-	}
-	runs, err := h.Store.CampaignRuns(ctx, id)
+	runs, err := h.Store.CampaignRuns(ctx, c.ID)
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}

@@ -127,9 +127,5 @@ func (h *Handler) inventory(ctx context.Context, r request) (events.APIGatewayV2
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
-	inv, err := h.Store.GrantInventory(ctx, app)
-	if err != nil {
-		return events.APIGatewayV2HTTPResponse{}, err
-	}
-	return httpapi.JSON(http.StatusOK, inv), nil
+	return okJSON(h.Store.GrantInventory(ctx, app))
 }
