@@ -190,9 +190,7 @@ func (r *Recorder) Add(name string, v float64, dims ...Dim) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	g := r.group(dims)
-	if _, ok := g.counts[name]; !ok {
-		g.order = append(g.order, name)
-	}
+	firstUse(g, g.counts, name)
 	g.counts[name] += v
 }
 
@@ -205,15 +203,21 @@ func (r *Recorder) Observe(name string, v float64, dims ...Dim) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	g := r.group(dims)
-	if _, ok := g.values[name]; !ok {
-		g.order = append(g.order, name)
-	}
+	firstUse(g, g.values, name)
 	g.values[name] = append(g.values[name], v)
 }
 
 // Duration records d in milliseconds as a value of the metric name.
 func (r *Recorder) Duration(name string, d time.Duration, dims ...Dim) {
 	r.Observe(name, float64(d.Microseconds())/1000, dims...)
+}
+
+// firstUse puts name in g's line order the first time it is recorded in m (g's counts
+// or values), so lines come out in a stable order.
+func firstUse[V any](g *group, m map[string]V, name string) {
+	if _, ok := m[name]; !ok {
+		g.order = append(g.order, name)
+	}
 }
 
 func (r *Recorder) group(dims []Dim) *group {
