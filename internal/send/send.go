@@ -10,11 +10,12 @@
 //     resumed a recurring campaign past this run's occurrence without catch-up): every
 //     pending recipient ends skipped/"missed_occurrence", grants untouched.
 //  1. Read the delivery items of all recipients with BatchGetItem and drop the final
-//     ones, so a redelivered message does no work twice and wastes no writes.
+//     ones, so a redelivered message does no work twice and wastes no writes; the
+//     opt-outs (one BatchGetItem of the users) are read at the same time.
 //  2. Per remaining recipient, with bounded parallelism (a recipient whose claim another
-//     live sender holds is set aside without a write, see 6): opt-out (one BatchGetItem
-//     of the users), the earliest spendable grant of the message's channel (one Query of
-//     the grants table, whose sort key orders a user's grants by channel and expiry),
+//     live sender holds is set aside without a write, see 6): opt-out, the earliest
+//     spendable grant of the message's channel (one Query of the grants table, whose
+//     sort key orders a user's grants by channel and expiry),
 //     and the per-day slot when the policy asks (a conditional update of the user item;
 //     the day is the recipient's, in the app's zone, see Handler.Zones).
 //  3. Claim the delivery just before the call (PutItem attribute_not_exists), naming the
@@ -23,10 +24,10 @@
 //     may have gone out, so it becomes unknown (its grant spent) and is never resent.
 //  4. Call WeChat with the shared token (token.Cache); a stale token is invalidated
 //     once and the call retried once.
-//  5. Act on the classified answer (wechat.Classify): spend the grant and record sent;
-//     drop a rejected grant and try the next; fail the recipient; pause the campaign
-//     and hold the rest; delete the claim and retry later; or spend the grant and
-//     record unknown.
+//  5. Act on the classified answer (wechat.Classify): spend the grant and record sent
+//     (both writes in flight at once, see below); drop a rejected grant and try the
+//     next; fail the recipient; pause the campaign and hold the rest; delete the claim
+//     and retry later; or spend the grant and record unknown (likewise at once).
 //  6. Re-queue only still-pending recipients as a new message: transient failures with
 //     Attempt+1 and capped exponential DelaySeconds (beyond the policy's retry budget
 //     they end failed/"retries_exhausted"); recipients another live sender held (busy)
@@ -58,6 +59,15 @@
 // enforced by WeChat, and its two writes per message (lease, and the spend clearing it)
 // plus its failure modes (a crashed sender's grant blocked for the lease, recipients
 // waiting out a duplicate's lease) are gone.
+//
+// The spend and the final write after a call are made at once (recipient.spendAndFinish):
+// neither's condition reads the other's item, and their order guards nothing. If the
+// sender dies after the final write and before the spend, the grant keeps a use we no
+// longer have, exactly as when the spend fails: WeChat answers its next use 41029
+// (formId, prepay id) or 43101 (no accept left), and it is dropped then, never a second
+// message to this recipient in this run (the final item stands). If it dies after the
+// spend and before the final write, the claim expires and is taken over as unknown,
+// as before.
 //
 // Writes per sent message: claim the delivery, spend the grant, record the final
 // outcome (an update of the claim item; the table has no index) = 3, plus one counter
@@ -364,8 +374,19 @@ func (inv *invocation) message(ctx context.Context, rec events.SQSMessage) (mini
 
 	runKey := minipush.RunKey(b.CampaignID, b.Run)
 	openIDs := dedupe(b.OpenIDs)
+	stale := c.RunStale(b.Run)
+	// The opt-outs are read next to the delivery items, not after them: two reads of
+	// two tables that need nothing from each other, so the batch waits for one round
+	// trip. On a redelivery this reads users already final too; reads are cheap.
+	var optedOut map[string]bool
+	var optErr error
+	var reads sync.WaitGroup
+	if c.Policy.SkipOptedOut && c.Status != minipush.StatusCancelled && !stale {
+		reads.Go(func() { optedOut, optErr = h.Store.OptedOut(ctx, c.AppID, openIDs) })
+	}
 	stored, err := h.Store.Deliveries(ctx, runKey, openIDs)
-	if err != nil {
+	reads.Wait()
+	if err = cmp.Or(err, optErr); err != nil {
 		return b, fmt.Errorf("send: batch %s: %w", b.ID, err)
 	}
 	var pending, claimedElsewhere []string
@@ -386,14 +407,6 @@ func (inv *invocation) message(ctx context.Context, rec events.SQSMessage) (mini
 	if len(pending) == 0 && len(claimedElsewhere) == 0 {
 		inv.account(ctx, b, minipush.Counters{}, alreadyFinal)
 		return b, nil
-	}
-
-	stale := c.RunStale(b.Run)
-	var optedOut map[string]bool
-	if c.Policy.SkipOptedOut && c.Status != minipush.StatusCancelled && !stale {
-		if optedOut, err = h.Store.OptedOut(ctx, c.AppID, pending); err != nil {
-			return b, fmt.Errorf("send: batch %s: %w", b.ID, err)
-		}
 	}
 
 	results := make([]result, len(pending), len(pending)+len(claimedElsewhere))
