@@ -23,11 +23,13 @@ import (
 const (
 	DefaultSessionTTL    = 7 * 24 * time.Hour // then the mini-program logs in again silently with wx.login
 	DefaultRatePerMinute = 30                 // uploads per user per minute
-	// DefaultSessionRatePerMinute bounds logins per source address: each costs a Lambda
-	// and a jscode2session call, which WeChat limits per app, so a flood from one
-	// source must not use up what real logins need. A user logs in about once a week
-	// (DefaultSessionTTL); the headroom is for many users behind one carrier NAT.
-	DefaultSessionRatePerMinute = 60
+	// DefaultSessionRefusalsPerMinute bounds the login codes WeChat refuses per source
+	// address: each refused code cost a jscode2session call, which WeChat limits per
+	// app, so a flood of forged codes from one source must not use up what real logins
+	// need. Valid logins are not counted: thousands of real users behind one carrier
+	// NAT log in freely, while a real user's own retries (a used code, a stale one)
+	// stay far below it.
+	DefaultSessionRefusalsPerMinute = 20
 )
 
 // Store is the storage collect needs (package dynamo in production).
@@ -48,10 +50,13 @@ type Store interface {
 	RecomputeInventory(ctx context.Context, appID, openID string) (minipush.User, error)
 }
 
-// Limiter is a fixed-window rate limit shared by every instance (dynamo.DB.Allow).
+// Limiter is a fixed-window rate limit shared by every instance (dynamo.DB.Allow and
+// Spent).
 type Limiter interface {
 	// Allow counts one event for key and reports whether it is within limit per window.
 	Allow(ctx context.Context, key string, limit int, window time.Duration) (bool, error)
+	// Spent reports, without counting, whether key's current window has reached limit.
+	Spent(ctx context.Context, key string, limit int, window time.Duration) (bool, error)
 }
 
 // Login exchanges a wx.login code (wechat.Client in production).
@@ -72,23 +77,24 @@ type Handler struct {
 	MaxLiveGrants      int
 	SubscribeRetention time.Duration
 	RatePerMinute      int
-	// SessionRatePerMinute bounds POST /v1/session per source address.
-	SessionRatePerMinute int
-	Now                  func() time.Time
-	Log                  *slog.Logger
-	Metrics              *metrics.Emitter // one EMF flush per request; nil emits nothing
+	// SessionRefusalsPerMinute bounds, per source address, the login codes WeChat
+	// refuses; once reached, POST /v1/session from that address is 429 until the window ends.
+	SessionRefusalsPerMinute int
+	Now                      func() time.Time
+	Log                      *slog.Logger
+	Metrics                  *metrics.Emitter // one EMF flush per request; nil emits nothing
 }
 
 // New returns a handler with the default knobs and a discarding logger.
 func New(store Store, limiter Limiter, wc Login, apps minipush.Apps, sessionKey []byte) *Handler {
 	return &Handler{
 		Store: store, Limiter: limiter, WeChat: wc, Apps: apps, SessionKey: sessionKey,
-		SessionTTL:           DefaultSessionTTL,
-		MaxLiveGrants:        minipush.DefaultMaxLiveGrants,
-		SubscribeRetention:   minipush.DefaultSubscribeRetention,
-		RatePerMinute:        DefaultRatePerMinute,
-		SessionRatePerMinute: DefaultSessionRatePerMinute,
-		Now:                  time.Now,
+		SessionTTL:               DefaultSessionTTL,
+		MaxLiveGrants:            minipush.DefaultMaxLiveGrants,
+		SubscribeRetention:       minipush.DefaultSubscribeRetention,
+		RatePerMinute:            DefaultRatePerMinute,
+		SessionRefusalsPerMinute: DefaultSessionRefusalsPerMinute,
+		Now:                      time.Now,
 	}
 }
 

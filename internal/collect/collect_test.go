@@ -825,7 +825,7 @@ func TestFromEnvMissing(t *testing.T) {
 		{"ErrNoTables", map[string]string{}, "GRANTS_TABLE"},
 		{"ErrNoSessionSecret", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W"}, "SESSION_SECRET_ARN"},
 		{"ErrBadRate", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S", lambdaenv.CollectRateEnv: "0"}, lambdaenv.CollectRateEnv},
-		{"ErrBadSessionRate", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S", lambdaenv.SessionRateEnv: "-1"}, lambdaenv.SessionRateEnv},
+		{"ErrBadSessionRefusals", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S", lambdaenv.SessionRefusalsEnv: "-1"}, lambdaenv.SessionRefusalsEnv},
 		{"ErrBadSessionTTL", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S", lambdaenv.SessionTTLEnv: "7d"}, lambdaenv.SessionTTLEnv},
 		{"ErrShortSessionTTL", map[string]string{"GRANTS_TABLE": "g", "USERS_TABLE": "u", "STATE_TABLE": "s", "WECHAT_SECRET_ARN": "local:W", "SESSION_SECRET_ARN": "local:S", lambdaenv.SessionTTLEnv: "30s"}, lambdaenv.SessionTTLEnv},
 		{"ErrShortSessionKey", map[string]string{

@@ -288,44 +288,58 @@ func TestRejectAppliesToOlderAccepts(t *testing.T) {
 	}
 }
 
-// TestSessionSourceLimit (item 11): logins are limited per source address, counted in
-// the state table under a keyed hash of the address, and refused with 429 and
-// Retry-After before WeChat is called.
+// TestSessionSourceLimit (issue #13 review): per source address only the login codes
+// WeChat refuses are counted, in the state table under a keyed hash of the address.
+// Valid logins from one address (thousands of users behind a carrier NAT) all succeed
+// and write no counter; once the refusals reach the limit, the address is answered 429
+// with Retry-After without calling WeChat until the window ends.
 func TestSessionSourceLimit(t *testing.T) {
 	t.Parallel()
-	f := newFixtureEnv(t, map[string]string{lambdaenv.SessionRateEnv: "2"})
+	f := newFixtureEnv(t, map[string]string{lambdaenv.SessionRefusalsEnv: "2"})
 	rec := &countingLogin{Login: f.h.WeChat}
 	f.h.WeChat = rec
 	const ip, other = "203.0.113.7", "198.51.100.20"
-	login := func(source string) events.APIGatewayV2HTTPResponse {
-		_, code := f.sb.NewLogin(appID)
+	login := func(source, code string) events.APIGatewayV2HTTPResponse {
 		req := request("POST", "/v1/session", `{"code":"`+code+`"}`, nil, nil)
 		req.RequestContext.HTTP.SourceIP = source
 		return f.do(t, req)
 	}
+	valid := func() string { _, code := f.sb.NewLogin(appID); return code }
+	counterKey := "rate#session#" + session.Pseudonym([]byte(sessionKey), "ip", ip)
+
+	for i := range 10 { // five times the refusal limit
+		if resp := login(ip, valid()); resp.StatusCode != http.StatusOK {
+			t.Fatalf("valid login %d from one address: %d %s", i, resp.StatusCode, resp.Body)
+		}
+	}
+	if snap := f.snapshot(t); strings.Contains(snap, "rate#session#") {
+		t.Fatalf("valid logins wrote a login counter:\n%s", snap)
+	}
 	for i := range 2 {
-		if resp := login(ip); resp.StatusCode != http.StatusOK {
-			t.Fatalf("login %d: %d %s", i, resp.StatusCode, resp.Body)
+		if resp := login(ip, "forged-code-"+strconv.Itoa(i)); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("forged code %d: %d %s, want 401", i, resp.StatusCode, resp.Body)
 		}
 	}
 	calls := rec.n.Load()
 	before := f.snapshot(t)
-	resp := login(ip)
-	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(resp.Body, `"code":"rate_limited"`) {
-		t.Fatalf("third login: %d %s, want 429", resp.StatusCode, resp.Body)
+	for _, code := range []string{"forged-code-2", valid()} {
+		resp := login(ip, code)
+		if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(resp.Body, `"code":"rate_limited"`) {
+			t.Fatalf("login after 2 refusals: %d %s, want 429", resp.StatusCode, resp.Body)
+		}
+		if got := resp.Headers["Retry-After"]; got != "30" { // the fixture's clock is 30 s into its minute
+			t.Fatalf("Retry-After %q, want 30", got)
+		}
 	}
-	if got := resp.Headers["Retry-After"]; got != "30" { // the fixture's clock is 30 s into its minute
-		t.Fatalf("Retry-After %q, want 30", got)
-	}
-	if rec.n.Load() != calls {
-		t.Fatal("jscode2session was called for a login over the limit")
+	if n := rec.n.Load(); n != calls {
+		t.Fatalf("jscode2session was called %d times for logins over the limit", n-calls)
 	}
 	f.mustUnchanged(t, before)
-	if resp := login(other); resp.StatusCode != http.StatusOK {
+	if resp := login(other, valid()); resp.StatusCode != http.StatusOK {
 		t.Fatalf("login from another address: %d %s", resp.StatusCode, resp.Body)
 	}
 	snap := f.snapshot(t)
-	if strings.Contains(snap, ip) || !strings.Contains(snap, "rate#session#"+session.Pseudonym([]byte(sessionKey), "ip", ip)) {
+	if strings.Contains(snap, ip) || !strings.Contains(snap, counterKey) {
 		t.Fatalf("the counter is not keyed by a keyed hash of the address:\n%s", snap)
 	}
 }

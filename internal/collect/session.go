@@ -50,22 +50,30 @@ func (h *Handler) session(ctx context.Context, log *slog.Logger, req events.APIG
 		return events.APIGatewayV2HTTPResponse{}, minipush.Errorf(minipush.EINVALID, "unknown appId")
 	}
 	log = log.With("appid", app.AppID)
-	// Counted before WeChat is called: a flood from one source is refused here, before
-	// it costs a jscode2session call. The source address enters the key only as a keyed
-	// hash, so the state table holds no client addresses.
-	source := session.Pseudonym(h.SessionKey, "ip", req.RequestContext.HTTP.SourceIP)
-	ok, err := h.Limiter.Allow(ctx, "session#"+source, h.SessionRatePerMinute, time.Minute)
+	// Only codes WeChat refuses are counted, per source: a flood of forged codes from one
+	// address costs at most the limit in jscode2session calls a minute, and is refused
+	// here before WeChat is called; a flood of real codes needs real WeChat logins, so
+	// valid logins, from however many users share a carrier NAT, are not counted (and
+	// write nothing). The check is one eventually consistent read; the source address
+	// enters the key only as a keyed hash, so the state table holds no client addresses.
+	source := "session#" + session.Pseudonym(h.SessionKey, "ip", req.RequestContext.HTTP.SourceIP)
+	spent, err := h.Limiter.Spent(ctx, source, h.SessionRefusalsPerMinute, time.Minute)
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
-	if !ok {
-		return events.APIGatewayV2HTTPResponse{}, minipush.Errorf(minipush.ERATELIMIT, "at most %d logins a minute from one address: retry later", h.SessionRatePerMinute)
+	if spent {
+		return events.APIGatewayV2HTTPResponse{}, minipush.Errorf(minipush.ERATELIMIT, "%d refused login codes from this address this minute: retry later", h.SessionRefusalsPerMinute)
 	}
 	s, err := h.WeChat.Code2Session(ctx, app.AppID, app.AppSecret, in.Code)
 	if err != nil {
 		switch wechat.Reason(err) {
 		case "code_invalid", "code_used", "code_blocked", "code_missing":
-			// The client must call wx.login again; nothing WeChat-side is broken.
+			// The client must call wx.login again; nothing WeChat-side is broken. The
+			// refusal counts against its source; a failure to count is logged, not
+			// answered, since the client's answer is the 401 either way.
+			if _, cerr := h.Limiter.Allow(ctx, source, h.SessionRefusalsPerMinute, time.Minute); cerr != nil {
+				log.Warn("refused login not counted", "err", cerr)
+			}
 			return events.APIGatewayV2HTTPResponse{}, &minipush.Error{Code: minipush.EUNAUTHORIZED, Message: "login code invalid, used or blocked: call wx.login again", Err: err}
 		}
 		return events.APIGatewayV2HTTPResponse{}, &minipush.Error{Code: minipush.EUPSTREAM, Message: "WeChat login failed", Err: err}

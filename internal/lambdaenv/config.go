@@ -16,9 +16,9 @@ import (
 const (
 	// CollectRateEnv bounds grant uploads per user per minute (collect.DefaultRatePerMinute).
 	CollectRateEnv = "COLLECT_RATE_PER_MINUTE"
-	// SessionRateEnv bounds logins per source address per minute
-	// (collect.DefaultSessionRatePerMinute).
-	SessionRateEnv = "SESSION_RATE_PER_MINUTE"
+	// SessionRefusalsEnv bounds the login codes WeChat may refuse per source address
+	// per minute (collect.DefaultSessionRefusalsPerMinute).
+	SessionRefusalsEnv = "SESSION_REFUSALS_PER_MINUTE"
 	// SessionTTLEnv overrides collect.DefaultSessionTTL, as a Go duration ("72h").
 	SessionTTLEnv = "SESSION_TTL"
 	// SendParallelismEnv sets send.Handler.Parallelism, recipients in flight per instance.

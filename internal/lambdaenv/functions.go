@@ -34,7 +34,7 @@ func Collect(ctx context.Context, env Env) (h *collect.Handler, err error) {
 	if err != nil {
 		return nil, err
 	}
-	sessionRate, err := w.cfg.positiveInt(SessionRateEnv, collect.DefaultSessionRatePerMinute)
+	refusals, err := w.cfg.positiveInt(SessionRefusalsEnv, collect.DefaultSessionRefusalsPerMinute)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +64,7 @@ func Collect(ctx context.Context, env Env) (h *collect.Handler, err error) {
 	h.MaxLiveGrants = w.cfg.maxLiveGrants
 	h.SubscribeRetention = w.cfg.subscribeRetention
 	h.RatePerMinute = rate
-	h.SessionRatePerMinute = sessionRate
+	h.SessionRefusalsPerMinute = refusals
 	h.SessionTTL = ttl
 	h.Now = db.Now
 	h.Log = w.log

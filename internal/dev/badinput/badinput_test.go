@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"minipush/internal/dev/testenv"
+	"minipush/internal/session"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -45,7 +46,7 @@ type tcase struct {
 	// rateOf is the rate-limit key (the one collect passes to the limiter) whose
 	// counter the request may (and must) raise by one: the upload limiter counts every
 	// upload that carries a valid grant, before the store knows it is a duplicate, and
-	// the login limiter every login with a valid body, before WeChat is asked. Nothing
+	// the login limiter every code WeChat refuses (valid logins are not counted). Nothing
 	// else may change.
 	rateOf string
 	// pushClaim, on an acknowledged push, means the request may (and must) add one
@@ -78,6 +79,11 @@ func TestBadInput(t *testing.T) {
 		"other app's secret": other.Secret, "event token": demo.EventToken, "session token": fx.token,
 	}
 	base := s.snapshot(t)
+	// The fixture's two valid logins came from this machine's address and wrote no
+	// login counter: only refused codes are counted per source.
+	if n := rateCount(base, "session#"+session.Pseudonym(s.key, "ip", "127.0.0.1")); n != 0 {
+		t.Fatalf("the fixture's valid logins counted %d against their source, want 0", n)
+	}
 	// The fixture is in the snapshot, so "unchanged" compares real data.
 	for table, least := range map[string]int{"GrantsTable": 3, "UsersTable": 3, "CampaignsTable": 3, "AudienceTable": 2, "StateTable": 1} {
 		if n := len(base.tables[table]); n < least {

@@ -188,8 +188,9 @@ func (fx *fixture) cases() []tcase {
 		{route: sessionRoute, kind: wrongType, name: "SessionAppOmittedOfTwo", req: jsonPost("/v1/session", `{"code":"abc"}`, ""), want: 422, code: minipush.EINVALID, says: "appId"},
 		{route: sessionRoute, kind: oversized, name: "SessionBodyOver4KiB", req: jsonPost("/v1/session", `{"code":"`+strings.Repeat("c", 5000)+`"}`, ""), want: 413, code: minipush.ETOOLARGE, says: "4096"},
 		{route: sessionRoute, kind: oversized, name: "SessionCodeTooLong", req: jsonPost("/v1/session", `{"code":"`+strings.Repeat("c", 129)+`","appId":"`+demo.AppID+`"}`, ""), want: 400, code: minipush.EMALFORMED, says: "128"},
-		// A login WeChat refuses still counts against its source's rate: the limit is
-		// checked before jscode2session is called (that call is what a flood costs).
+		// A code WeChat refuses counts against its source (the refused-code limit is
+		// checked before jscode2session is called: that call is what a flood costs);
+		// a valid login does not.
 		{route: sessionRoute, kind: forged, name: "SessionCodeNotIssued", req: jsonPost("/v1/session", `{"code":"0a1b2c3d4e5f-forged","appId":"`+demo.AppID+`"}`, ""), want: 401, code: minipush.EUNAUTHORIZED, says: "wx.login", rateOf: sourceKey},
 		{route: sessionRoute, kind: forged, name: "SessionCodeOfOtherApp", req: jsonPost("/v1/session", `{"code":"`+fx.newCode()+`","appId":"`+other.AppID+`"}`, ""), want: 401, code: minipush.EUNAUTHORIZED, says: "wx.login", rateOf: sourceKey},
 		{route: sessionRoute, kind: replayed, name: "SessionCodeUsed", req: jsonPost("/v1/session", `{"code":"`+fx.usedCode+`","appId":"`+demo.AppID+`"}`, ""), want: 401, code: minipush.EUNAUTHORIZED, says: "wx.login", rateOf: sourceKey},

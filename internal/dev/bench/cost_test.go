@@ -145,7 +145,6 @@ func TestBenchCost(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch.Log = quietLog
-	ch.SessionRatePerMinute = n // every simulated user logs in from this one machine
 	ddb, _ := countedClients(w, st.counter)
 	ch.Store.(*dynamo.DB).Client = ddb // the limiter is the same *dynamo.DB
 	err = parallel(ctx, 8, n, func(ctx context.Context, i int) error {

@@ -515,9 +515,10 @@ func scaleCollect(t *testing.T, k float64, n int, sz scaleSizes) scaleRow {
 	ctx := t.Context()
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	namer := newKeyNamer(sys.app.AppID)
-	// Logins are not measured, and here all come from one address, so the per-source
-	// login limit's key would take them all: a collect function of the same namespace
-	// and secrets on DynamoDB Local directly signs the sessions instead.
+	// Logins are not measured, and here all come from one address, so each one's read of
+	// that address's refused-code counter would land on one key: a collect function of
+	// the same namespace and secrets on DynamoDB Local directly signs the sessions
+	// instead, outside the model's throttles.
 	fnEnv, err := sys.Resources.FunctionEnv("CollectFunction")
 	if err != nil {
 		t.Fatal(err)
