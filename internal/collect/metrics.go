@@ -13,13 +13,7 @@ import (
 // counts the answer by status class and flushes the request's metrics (the WeChat
 // login's latency, throttles the SDK retried, grants harvested, pushes).
 func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
-	ctx, rec := h.Metrics.Start(ctx)
-	resp, err := h.handle(ctx, req)
-	rec.Add(metrics.Requests, 1, metrics.Dim{Name: "Status", Value: metrics.StatusClass(resp.StatusCode)})
-	if ferr := rec.Flush(); ferr != nil {
-		h.logger().WarnContext(ctx, "metrics lost", "err", ferr.Error())
-	}
-	return resp, err
+	return h.Metrics.HTTP(ctx, h.logger(), req, h.handle)
 }
 
 // countHarvested counts the grants the store accepted (statuses[i] == accepted; a
