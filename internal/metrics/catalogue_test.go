@@ -50,7 +50,7 @@ func TestCatalogueEmitted(t *testing.T) {
 		}
 		rel, _ := filepath.Rel(root, path)
 		if d.IsDir() {
-			if rel == filepath.Join("internal", "dev") || rel == filepath.Join("internal", "metrics") || strings.HasPrefix(d.Name(), ".") && rel != "." {
+			if rel == filepath.Join("internal", "dev") || strings.HasPrefix(d.Name(), ".") && rel != "." {
 				return filepath.SkipDir
 			}
 			return nil
@@ -61,6 +61,21 @@ func TestCatalogueEmitted(t *testing.T) {
 		f, err := parser.ParseFile(fset, path, nil, 0)
 		if err != nil {
 			return err
+		}
+		if filepath.Dir(rel) == filepath.Join("internal", "metrics") {
+			// The package's own recording code (Emitter.HTTP counts Requests) names the
+			// constants bare; only uses inside function bodies count, not declarations.
+			for _, decl := range f.Decls {
+				if fn, ok := decl.(*ast.FuncDecl); ok && fn.Body != nil {
+					ast.Inspect(fn.Body, func(n ast.Node) bool {
+						if id, ok := n.(*ast.Ident); ok && names[id.Name] != "" {
+							used[id.Name] = true
+						}
+						return true
+					})
+				}
+			}
+			return nil
 		}
 		ast.Inspect(f, func(n ast.Node) bool {
 			if sel, ok := n.(*ast.SelectorExpr); ok {

@@ -35,8 +35,10 @@ func TestGrantsTableFromTemplate(t *testing.T) {
 		td.StreamSpecification.StreamViewType != ddbtypes.StreamViewTypeNewAndOldImages {
 		t.Errorf("stream spec = %+v, want NEW_AND_OLD_IMAGES enabled", td.StreamSpecification)
 	}
-	if len(td.LocalSecondaryIndexes) != 1 || aws.ToString(td.LocalSecondaryIndexes[0].IndexName) != "ByExpiry" {
-		t.Errorf("local indexes = %+v, want ByExpiry", td.LocalSecondaryIndexes)
+	// Grants are ordered by the table's own sort key (g#<channel>#<expiry>#<id>): no index
+	// is written with every grant (issue #12).
+	if len(td.LocalSecondaryIndexes) != 0 || len(td.GlobalSecondaryIndexes) != 0 {
+		t.Errorf("indexes = %+v %+v, want none", td.LocalSecondaryIndexes, td.GlobalSecondaryIndexes)
 	}
 	ttl, err := env.DynamoDB.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(table)})
 	if err != nil {
@@ -51,10 +53,9 @@ func TestGrantsTableFromTemplate(t *testing.T) {
 	type item struct {
 		PK        string `dynamodbav:"pk"`
 		SK        string `dynamodbav:"sk"`
-		EK        string `dynamodbav:"ek"`
 		ExpiresAt int64  `dynamodbav:"expiresAt"`
 	}
-	want := item{PK: "wxapp#openid1", SK: "g#1", EK: "t#0000000100#1", ExpiresAt: 100}
+	want := item{PK: "wxapp#openid1", SK: "g#t#0000000100#1", ExpiresAt: 100}
 	av, err := attributevalue.MarshalMap(want)
 	if err != nil {
 		t.Fatal(err)
@@ -64,9 +65,8 @@ func TestGrantsTableFromTemplate(t *testing.T) {
 	}
 	out, err := env.DynamoDB.Query(ctx, &dynamodb.QueryInput{
 		TableName:                 aws.String(table),
-		IndexName:                 aws.String("ByExpiry"),
-		KeyConditionExpression:    aws.String("pk = :pk AND ek > :from"),
-		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":pk": &ddbtypes.AttributeValueMemberS{Value: want.PK}, ":from": &ddbtypes.AttributeValueMemberS{Value: "t#0000000050"}},
+		KeyConditionExpression:    aws.String("pk = :pk AND sk > :from"),
+		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":pk": &ddbtypes.AttributeValueMemberS{Value: want.PK}, ":from": &ddbtypes.AttributeValueMemberS{Value: "g#t#0000000050"}},
 	})
 	if err != nil {
 		t.Fatal(err)
