@@ -35,7 +35,7 @@ import (
 //
 // Run items (sk "run#<n>") belong to the planner and send (runs.go); they carry no
 // createdAt, so they never enter ByStatus, and listing filters on sk anyway. A sending
-// run sits in ByDue under its own shard (WatchShard), apart from due campaigns.
+// run sits in ByDue under a watch shard (WatchShard), apart from due campaigns.
 
 // Campaign indexes.
 const (

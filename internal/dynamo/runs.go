@@ -1,10 +1,12 @@
 package dynamo
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"slices"
 	"strconv"
@@ -35,8 +37,8 @@ import (
 //	                      (ResumeCampaign)
 //	sent, noGrant, skipped, unknown, failed_<reason>
 //	                    N, flat counters, ADDed once per SQS message
-//	dueShard, dueAt     S, N: while sending, the run waits in ByDue's watch shard
-//	                      (WatchShard)
+//	dueShard, dueAt     S, N: while sending, the run waits in one of ByDue's watch
+//	                      shards (WatchShard)
 //	sendingAt, doneAt   N, epoch seconds
 //	expiresAt           N, TTL, set when the run is done (RetentionExpiry)
 //
@@ -46,13 +48,28 @@ import (
 // transaction, so minipush.Reconcile can never see a finished run of a campaign that is
 // still waiting.
 
-// WatchShard is the ByDue hash key of runs in status sending: each carries dueAt = the
+// WatchShard is the ByDue hash key of a run in status sending: each carries dueAt = the
 // epoch second of its last sign of progress (planning finished, a counter update, a
 // recount that found it incomplete), so the planner finds the runs that went quiet
-// (StalledRuns) with one Query and recounts them. A run whose last counter update died
-// with its sender, or whose sends all finished before its planner marked it sending,
-// is completed that way instead of staying sending forever. Done runs leave the index.
-const WatchShard = "watch"
+// (StalledRuns) and recounts them. A run whose last counter update died with its sender,
+// or whose sends all finished before its planner marked it sending, is completed that
+// way instead of staying sending forever. Done runs leave the index.
+//
+// The index projects ALL, so every counter update of a sending run rewrites its entry:
+// one index write per SQS message of every sending run. Under one hash key that is the
+// hottest key of a busy deployment (the scale bench throttled it with three campaigns),
+// so a run's entry sits under one of WatchShards keys, picked by its campaign and run,
+// and StalledRuns reads them all.
+func WatchShard(campaignID string, run int) string {
+	h := fnv.New32a()
+	h.Write([]byte(campaignID + "#" + strconv.Itoa(run)))
+	return watchShardKey(int(h.Sum32() % WatchShards))
+}
+
+// WatchShards is how many ByDue hash keys the sending runs are spread over.
+const WatchShards = 8
+
+func watchShardKey(n int) string { return "watch#" + strconv.Itoa(n) }
 
 func runSK(run int) string { return "run#" + strconv.Itoa(run) }
 
@@ -156,7 +173,7 @@ func (d *DB) FinishRun(ctx context.Context, campaignID string, run int, owner st
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":planning": strAV(string(minipush.RunPlanning)), ":owner": strAV(owner), ":sending": strAV(string(minipush.RunSending)),
 			":planned": numAV(int64(planned)), ":now": numAV(now.Unix()),
-			":watch": strAV(WatchShard),
+			":watch": strAV(WatchShard(campaignID, run)),
 		},
 	}
 	roll := rollUpdate(d.Tables.Campaigns, campaignID, run, next, now)
@@ -348,40 +365,55 @@ func (d *DB) TouchRun(ctx context.Context, campaignID string, run int) error {
 }
 
 // StalledRuns returns up to limit runs in status sending with no sign of progress since
-// quietSince, quietest first: one Query of the ByDue index's watch shard.
+// quietSince, quietest first: one Query of each of the ByDue index's watch shards.
 func (d *DB) StalledRuns(ctx context.Context, quietSince time.Time, limit int) ([]minipush.RunRef, error) {
-	var out []minipush.RunRef
-	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
-		TableName: aws.String(d.Tables.Campaigns), IndexName: aws.String(CampaignsByDue),
-		KeyConditionExpression: aws.String("dueShard = :watch AND dueAt <= :since"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":watch": strAV(WatchShard), ":since": numAV(quietSince.Unix()),
-		},
-		Limit: aws.Int32(int32(max(limit, 1))),
-	})
-	for p.HasMorePages() && len(out) < limit {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("dynamo: stalled runs: %w", err)
-		}
-		for _, item := range page.Items {
-			var k struct {
-				PK string `dynamodbav:"pk"`
-				SK string `dynamodbav:"sk"`
+	type stalled struct {
+		ref   minipush.RunRef
+		dueAt int64
+	}
+	var all []stalled
+	for shard := range WatchShards {
+		p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
+			TableName: aws.String(d.Tables.Campaigns), IndexName: aws.String(CampaignsByDue),
+			KeyConditionExpression: aws.String("dueShard = :watch AND dueAt <= :since"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":watch": strAV(watchShardKey(shard)), ":since": numAV(quietSince.Unix()),
+			},
+			ProjectionExpression: aws.String("pk, sk, dueAt"),
+			Limit:                aws.Int32(int32(max(limit, 1))),
+		})
+		// Each shard is read in dueAt order, so its first limit runs are all it can add.
+		for n := 0; p.HasMorePages() && n < limit; {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("dynamo: stalled runs: %w", err)
 			}
-			if err := attributevalue.UnmarshalMap(item, &k); err != nil {
-				return nil, fmt.Errorf("dynamo: decode stalled run key: %w", err)
+			for _, item := range page.Items {
+				var k struct {
+					PK    string `dynamodbav:"pk"`
+					SK    string `dynamodbav:"sk"`
+					DueAt int64  `dynamodbav:"dueAt"`
+				}
+				if err := attributevalue.UnmarshalMap(item, &k); err != nil {
+					return nil, fmt.Errorf("dynamo: decode stalled run key: %w", err)
+				}
+				id, ok1 := strings.CutPrefix(k.PK, "c#")
+				num, ok2 := strings.CutPrefix(k.SK, "run#")
+				run, err := strconv.Atoi(num)
+				if !ok1 || !ok2 || err != nil {
+					return nil, fmt.Errorf("dynamo: stalled run with key %q/%q", k.PK, k.SK)
+				}
+				all = append(all, stalled{minipush.RunRef{CampaignID: id, Run: run}, k.DueAt})
+				n++
 			}
-			id, ok1 := strings.CutPrefix(k.PK, "c#")
-			n, ok2 := strings.CutPrefix(k.SK, "run#")
-			run, err := strconv.Atoi(n)
-			if !ok1 || !ok2 || err != nil {
-				return nil, fmt.Errorf("dynamo: stalled run with key %q/%q", k.PK, k.SK)
-			}
-			out = append(out, minipush.RunRef{CampaignID: id, Run: run})
 		}
 	}
-	return out[:min(len(out), limit)], nil
+	slices.SortStableFunc(all, func(a, b stalled) int { return cmp.Compare(a.dueAt, b.dueAt) })
+	out := make([]minipush.RunRef, 0, min(len(all), limit))
+	for _, s := range all[:min(len(all), limit)] {
+		out = append(out, s.ref)
+	}
+	return out, nil
 }
 
 // CampaignRuns returns a campaign's runs, oldest first: one Query of its partition.

@@ -1,6 +1,8 @@
 package dynamo_test
 
 import (
+	"fmt"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -292,4 +294,54 @@ func TestRunCompletion(t *testing.T) {
 			t.Errorf("recurring campaign %s, %v after a run; want it left to the planner", c.Status, err)
 		}
 	})
+}
+
+// TestStalledRunsAcrossWatchShards: sending runs are spread over the ByDue index's watch
+// shards (one hash key took every sending run's counter updates), and StalledRuns still
+// finds every quiet one, quietest first, and only up to its limit.
+func TestStalledRunsAcrossWatchShards(t *testing.T) {
+	t.Parallel()
+	db, _, clk := MustDB(t)
+	ctx := t.Context()
+	start := clk.Now()
+	const n = 12
+	shards := map[string]bool{}
+	var want []string
+	for i := range n {
+		id := fmt.Sprintf("c%02d", i)
+		at := start.Add(time.Duration(i) * time.Second)
+		mustDue(t, db, id, minipush.Schedule{At: at}, at)
+		if _, err := db.BeginRun(ctx, id, at); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ClaimRun(ctx, id, 1, "wx1", "p", at, at, at.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		// Finished (marked sending) in reverse order, so the quietest is the last one.
+		if err := db.FinishRun(ctx, id, 1, "p", 5, time.Time{}, start.Add(time.Duration(n-i)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		shards[dynamo.WatchShard(id, 1)] = true
+		want = append([]string{id}, want...)
+	}
+	if len(shards) < 2 {
+		t.Fatalf("%d runs on %d watch shard(s), want them spread", n, len(shards))
+	}
+	got, err := db.StalledRuns(ctx, start.Add(time.Hour), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range got {
+		ids = append(ids, r.CampaignID)
+	}
+	if !slices.Equal(ids, want) {
+		t.Fatalf("stalled runs %v, want every run quietest first %v", ids, want)
+	}
+	if got, err := db.StalledRuns(ctx, start.Add(time.Hour), 3); err != nil || len(got) != 3 || got[0].CampaignID != want[0] || got[2].CampaignID != want[2] {
+		t.Fatalf("limit 3: %v %v, want %v", got, err, want[:3])
+	}
+	if got, err := db.StalledRuns(ctx, start.Add(3*time.Second), 100); err != nil || len(got) != 3 {
+		t.Fatalf("quiet since +3s: %v %v, want the 3 runs last touched by then", got, err)
+	}
 }
