@@ -214,6 +214,22 @@ func (d *DB) FinishRun(ctx context.Context, campaignID string, run int, owner st
 
 func failedAttr(reason string) string { return "failed_" + reason }
 
+// attrCount is one counter attribute of a run item and its value.
+type attrCount struct {
+	attr string
+	n    int
+}
+
+// counterAttrs lists the run item's counter attributes for c in a stable order, a
+// failure reason as failed_<reason>.
+func counterAttrs(c minipush.Counters) []attrCount {
+	out := []attrCount{{"sent", c.Sent}, {"noGrant", c.NoGrant}, {"skipped", c.Skipped}, {"unknown", c.Unknown}}
+	for _, r := range sortedReasons(c.Failed) {
+		out = append(out, attrCount{failedAttr(r), c.Failed[r]})
+	}
+	return out
+}
+
 // AddRunCounters adds one SQS message's finalized recipients to the run item's
 // counters (one UpdateItem per message, not per recipient) and returns the run's
 // progress after it. ENOTFOUND when the run item does not exist.
@@ -221,21 +237,14 @@ func (d *DB) AddRunCounters(ctx context.Context, campaignID string, run int, c m
 	names := map[string]string{}
 	vals := map[string]types.AttributeValue{}
 	var adds []string
-	add := func(attr string, n int) {
-		if n == 0 {
-			return
+	for _, a := range counterAttrs(c) {
+		if a.n == 0 {
+			continue
 		}
 		i := strconv.Itoa(len(adds))
-		names["#a"+i] = attr
-		vals[":v"+i] = numAV(int64(n))
+		names["#a"+i] = a.attr
+		vals[":v"+i] = numAV(int64(a.n))
 		adds = append(adds, "#a"+i+" :v"+i)
-	}
-	add("sent", c.Sent)
-	add("noGrant", c.NoGrant)
-	add("skipped", c.Skipped)
-	add("unknown", c.Unknown)
-	for _, r := range sortedReasons(c.Failed) {
-		add(failedAttr(r), c.Failed[r])
 	}
 	in := &dynamodb.UpdateItemInput{
 		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
@@ -315,16 +324,6 @@ func (d *DB) MarkRunDone(ctx context.Context, campaignID string, run int, counte
 	// A finished run is kept for the retention period, then TTL deletes it.
 	sets := []string{"#status = :done", "doneAt = :now", "expiresAt = :exp"}
 	const leaveWatch = " REMOVE dueShard, dueAt"
-	set := func(attr string, n int) {
-		i := strconv.Itoa(len(names))
-		names["#s"+i] = attr
-		vals[":s"+i] = numAV(int64(n))
-		sets = append(sets, "#s"+i+" = :s"+i)
-	}
-	set("sent", c.Sent)
-	set("noGrant", c.NoGrant)
-	set("skipped", c.Skipped)
-	set("unknown", c.Unknown)
 	failed := maps.Clone(c.Failed)
 	if failed == nil {
 		failed = map[string]int{}
@@ -336,8 +335,12 @@ func (d *DB) MarkRunDone(ctx context.Context, campaignID string, run int, counte
 			failed[r] = 0
 		}
 	}
-	for _, r := range sortedReasons(failed) {
-		set(failedAttr(r), failed[r])
+	c.Failed = failed
+	for _, a := range counterAttrs(c) {
+		i := strconv.Itoa(len(names))
+		names["#s"+i] = a.attr
+		vals[":s"+i] = numAV(int64(a.n))
+		sets = append(sets, "#s"+i+" = :s"+i)
 	}
 	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
