@@ -408,7 +408,8 @@ func TestSubscribeSend(t *testing.T) {
 		{"ErrTokenUnknown", "bogus", with("", nil), 40001, ""},
 		{"ErrNotJSON", tok, "touser=x", 47001, ""},
 		{"ErrUnknownField", tok, with("templateId", tmpl), 47001, "templateId"},
-		{"ErrColorInSubscribeData", tok, with("data", map[string]any{"thing1": map[string]string{"value": "x", "color": "#000000"}}), 47001, "color"},
+		{"ErrDataItemNotObject", tok, with("data", map[string]any{"thing1": "x", "time2": map[string]string{"value": "12:00"}}), 47001, "data.thing1"},
+		{"ErrDataValueNotString", tok, with("data", map[string]any{"thing1": map[string]any{"value": 7}}), 47001, "data.thing1"},
 		{"ErrTouserEmpty", tok, with("touser", nil), 40003, ""},
 		{"ErrTouserUnknown", tok, with("touser", "oUNKNOWN"), 40003, ""},
 		{"ErrTemplate", tok, with("template_id", "nope"), 40037, ""},
@@ -449,6 +450,29 @@ func TestSubscribeSend(t *testing.T) {
 			wantCode(t, e.subscribe(t, tok, with("", nil)), 43101)
 		})
 	})
+}
+
+// TestSubscribeSendSilenceperBody sends a body shaped exactly as
+// github.com/silenceper/wechat/v2 marshals its subscribe.Message: every field
+// without omitempty, and each data item a DataItem{Value, Color} with "color": "".
+// WeChat accepts it, so the sandbox must; the fields it does check stay checked.
+func TestSubscribeSendSilenceperBody(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tok := e.token(t)
+	u := e.sb.NewUser(appID)
+	e.sb.AddSubscribeGrant(appID, u, tmpl)
+	body := func(thing1 string) string {
+		return `{"touser":"` + u + `","template_id":"` + tmpl + `","page":"",` +
+			`"data":{"thing1":{"value":"` + thing1 + `","color":""},"time2":{"value":"12:00","color":""},` +
+			`"number3":{"value":"1","color":""}},"miniprogram_state":"","lang":""}`
+	}
+	wantCode(t, e.subscribe(t, tok, body(strings.Repeat("x", 21))), 47003) // value rules still apply
+	wantCode(t, e.subscribe(t, tok, strings.Replace(body("x"), `"number3"`, `"number9"`, 1)), 47003)
+	wantCode(t, e.subscribe(t, tok, body("到货")), 0)
+	if acc := e.sb.Accepted(); len(acc) != 1 || acc[0].Data["thing1"] != "到货" || acc[0].Data["number3"] != "1" {
+		t.Errorf("Accepted = %+v", acc)
+	}
 }
 
 func TestSubscribeGrantsAddUp(t *testing.T) {

@@ -48,14 +48,26 @@ func (s *Sandbox) subscribeSend(r *http.Request, body []byte) reply {
 		ToUser     string `json:"touser"`
 		TemplateID string `json:"template_id"`
 		Page       string `json:"page"`
-		Data       map[string]*struct {
-			Value *string `json:"value"`
-		} `json:"data"`
-		MiniprogramState string `json:"miniprogram_state"`
-		Lang             string `json:"lang"`
+		// Data items are decoded apart: WeChat is strict about the body's own fields
+		// but ignores unknown fields inside a data item, and widely used clients rely
+		// on it (silenceper/wechat/v2 sends "color": "" in every item).
+		Data             map[string]json.RawMessage `json:"data"`
+		MiniprogramState string                     `json:"miniprogram_state"`
+		Lang             string                     `json:"lang"`
 	}
 	if err := strictDecode(body, &b); err != nil {
 		return failReply(errc(47001, "data format error: %v", err))
+	}
+	type dataItem struct {
+		Value *string `json:"value"`
+	}
+	items := make(map[string]dataItem, len(b.Data))
+	for key, raw := range b.Data {
+		var it dataItem
+		if err := json.Unmarshal(raw, &it); err != nil {
+			return failReply(errc(47001, "data format error: data.%s: %v", key, err))
+		}
+		items[key] = it
 	}
 	u, ok := a.users[b.ToUser]
 	if !ok {
@@ -72,10 +84,9 @@ func (s *Sandbox) subscribeSend(r *http.Request, body []byte) reply {
 	}
 	data := map[string]string{}
 	for _, key := range slices.Sorted(maps.Keys(fields)) {
-		f := b.Data[key]
 		v := ""
-		if f != nil && f.Value != nil {
-			v = *f.Value
+		if f := items[key].Value; f != nil {
+			v = *f
 		}
 		if p := ValidateValue(fields[key], v); p != "" {
 			return failReply(errc(47003, "argument invalid! data.%s.value %s", key, p))
