@@ -29,6 +29,7 @@ type Delivery struct {
 	Outcome    Outcome
 	Reason     string
 	ErrCode    int
+	MsgID      string // WeChat's msgid of a sent subscribe message, decimal (above 2^53: never a float64); "" if none
 	UpdatedAt  time.Time
 	ExpiresAt  time.Time // kept until then (the retention period), then deleted
 }

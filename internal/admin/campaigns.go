@@ -439,6 +439,7 @@ type deliveryOut struct {
 	Outcome   minipush.Outcome       `json:"outcome,omitempty"`
 	Reason    string                 `json:"reason,omitempty"`
 	ErrCode   int                    `json:"errcode,omitempty"`
+	MsgID     string                 `json:"msgId,omitempty"` // a string: above 2^53, a JSON number would lose digits
 	UpdatedAt time.Time              `json:"updatedAt,omitzero"`
 }
 
@@ -469,7 +470,7 @@ func (h *Handler) deliveries(ctx context.Context, r request) (events.APIGatewayV
 	}
 	out := make([]deliveryOut, len(dls))
 	for i, d := range dls {
-		out[i] = deliveryOut{OpenID: d.OpenID, State: d.State, Outcome: d.Outcome, Reason: d.Reason, ErrCode: d.ErrCode, UpdatedAt: d.UpdatedAt}
+		out[i] = deliveryOut{OpenID: d.OpenID, State: d.State, Outcome: d.Outcome, Reason: d.Reason, ErrCode: d.ErrCode, MsgID: d.MsgID, UpdatedAt: d.UpdatedAt}
 	}
 	return httpapi.JSON(http.StatusOK, struct {
 		Deliveries []deliveryOut `json:"deliveries"`

@@ -39,6 +39,7 @@ type deliveryItem struct {
 	Outcome    string `dynamodbav:"outcome,omitempty"` // final items only
 	Reason     string `dynamodbav:"reason,omitempty"`
 	ErrCode    int    `dynamodbav:"errcode,omitempty"`
+	MsgID      string `dynamodbav:"msgId,omitempty"` // decimal, as WeChat's int64 exceeds 2^53
 	UpdatedAt  int64  `dynamodbav:"updatedAt"`
 	ExpiresAt  int64  `dynamodbav:"expiresAt"`
 }
@@ -47,7 +48,7 @@ func (it deliveryItem) delivery() minipush.Delivery {
 	return minipush.Delivery{
 		RunKey: runKeyOf(it.PK), OpenID: it.SK, State: minipush.DeliveryState(it.State), Owner: it.Owner, LeaseUntil: fromEpoch(it.LeaseUntil),
 		GrantID: it.GrantID, Outcome: minipush.Outcome(it.Outcome), Reason: it.Reason, ErrCode: it.ErrCode,
-		UpdatedAt: fromEpoch(it.UpdatedAt), ExpiresAt: fromEpoch(it.ExpiresAt),
+		MsgID: it.MsgID, UpdatedAt: fromEpoch(it.UpdatedAt), ExpiresAt: fromEpoch(it.ExpiresAt),
 	}
 }
 
@@ -143,8 +144,10 @@ func (d *DB) CreateDelivery(ctx context.Context, dl minipush.Delivery) (minipush
 
 // FinishDelivery makes a claimed delivery final, only if it is still claimed by owner
 // (and, when leaseUntil is not zero, with exactly that lease: taking over a crashed
-// sender's claim). It returns ECONFLICT when the claim is no longer owner's.
-func (d *DB) FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, outcome minipush.Outcome, reason string, errcode int) error {
+// sender's claim). msgID ("" for none) is WeChat's id of a sent message, kept in the
+// same write so a receipt can find the delivery. It returns ECONFLICT when the claim
+// is no longer owner's.
+func (d *DB) FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, outcome minipush.Outcome, reason string, errcode int, msgID string) error {
 	cond := "#state = :sending AND #owner = :owner"
 	vals := map[string]types.AttributeValue{
 		":sending": strAV(string(minipush.DeliverySending)), ":owner": strAV(owner), ":final": strAV(string(minipush.DeliveryFinal)),
@@ -162,6 +165,10 @@ func (d *DB) FinishDelivery(ctx context.Context, runKey, openID, owner string, l
 	if errcode != 0 {
 		set += ", errcode = :errcode"
 		vals[":errcode"] = numAV(int64(errcode))
+	}
+	if msgID != "" {
+		set += ", msgId = :msgid"
+		vals[":msgid"] = strAV(msgID)
 	}
 	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: aws.String(d.Tables.Deliveries), Key: deliveryKey(runKey, openID),

@@ -81,10 +81,10 @@ func (r recipient) deliver(ctx context.Context) (result, error) {
 		}
 
 		callStart := h.now()
-		action, reason, errcode := r.call(ctx, g)
+		action, reason, errcode, msgID := r.call(ctx, g)
 		switch action {
 		case wechat.OK:
-			return r.spendAndFinish(ctx, g, minipush.OutcomeSent, "", 0)
+			return r.spendAndFinish(ctx, g, minipush.OutcomeSent, "", 0, msgID)
 		case wechat.NextGrant:
 			if err := r.store().DiscardGrant(ctx, g); err != nil {
 				return r.abandon(ctx, true, err)
@@ -111,7 +111,7 @@ func (r recipient) deliver(ctx context.Context) (result, error) {
 			return result{openID: r.openID, fate: fateHold}, nil
 		case wechat.Unknown:
 			// WeChat may have delivered it: never resend, and count the grant as used.
-			return r.spendAndFinish(ctx, g, minipush.OutcomeUnknown, reason, errcode)
+			return r.spendAndFinish(ctx, g, minipush.OutcomeUnknown, reason, errcode, "")
 		default: // Retry, or a token that stayed stale after one refresh
 			return r.retryLater(ctx)
 		}
@@ -123,10 +123,10 @@ func (r recipient) deliver(ctx context.Context) (result, error) {
 // a recipient waits one round trip for them instead of two. Ordering bought nothing:
 // a spend lost after the final write leaves a grant that WeChat answers 41029 or
 // 43101 when next used (and it is dropped then), the same as a spend that fails.
-func (r recipient) spendAndFinish(ctx context.Context, g minipush.Grant, o minipush.Outcome, reason string, errcode int) (result, error) {
+func (r recipient) spendAndFinish(ctx context.Context, g minipush.Grant, o minipush.Outcome, reason string, errcode int, msgID string) (result, error) {
 	var wg sync.WaitGroup
 	wg.Go(func() { r.spend(ctx, g) })
-	res, err := r.finishOwn(ctx, o, reason, errcode)
+	res, err := r.finishOwnMsg(ctx, o, reason, errcode, msgID)
 	wg.Wait()
 	return res, err
 }
@@ -201,25 +201,28 @@ func (r recipient) pause(ctx context.Context, reason string, errcode int) error 
 }
 
 // call sends the message paying with g, refreshing a stale token once, and returns
-// the classified answer with its reason and errcode.
-func (r recipient) call(ctx context.Context, g minipush.Grant) (wechat.Action, string, int) {
+// the classified answer with its reason and errcode, and WeChat's msgid of a sent
+// subscribe message ("" when none).
+func (r recipient) call(ctx context.Context, g minipush.Grant) (wechat.Action, string, int, string) {
 	h, c := r.inv.h, r.st.c
 	tok, err := h.Tokens.Get(ctx, c.AppID)
 	if err != nil {
-		return tokenFailure(err)
+		a, reason, code := tokenFailure(err)
+		return a, reason, code, ""
 	}
-	err = r.send(ctx, tok, g)
+	msgID, err := r.send(ctx, tok, g)
 	if wechat.Classify(err) == wechat.Refresh {
 		fresh, terr := h.Tokens.Invalidate(ctx, c.AppID, tok)
 		if terr != nil {
-			return tokenFailure(terr)
+			a, reason, code := tokenFailure(terr)
+			return a, reason, code, ""
 		}
-		err = r.send(ctx, fresh, g)
+		msgID, err = r.send(ctx, fresh, g)
 		if wechat.Classify(err) == wechat.Refresh {
-			return wechat.Retry, wechat.Reason(err), errcodeOf(err)
+			return wechat.Retry, wechat.Reason(err), errcodeOf(err), ""
 		}
 	}
-	return wechat.Classify(err), wechat.Reason(err), errcodeOf(err)
+	return wechat.Classify(err), wechat.Reason(err), errcodeOf(err), msgID
 }
 
 // tokenFailure classifies a failure to get a token: no message was sent, so it is a
@@ -242,7 +245,7 @@ func errcodeOf(err error) int {
 	return 0
 }
 
-func (r recipient) send(ctx context.Context, tok string, g minipush.Grant) error {
+func (r recipient) send(ctx context.Context, tok string, g minipush.Grant) (msgID string, err error) {
 	m := r.st.c.Message
 	if m.Kind == minipush.MessageSubscribe {
 		data := make(map[string]wechat.Value, len(m.Data))
@@ -258,7 +261,7 @@ func (r recipient) send(ctx context.Context, tok string, g minipush.Grant) error
 	for k, v := range m.Data {
 		data[k] = wechat.TemplateValue{Value: v.Value, Color: v.Color}
 	}
-	return r.inv.h.WeChat.SendTemplate(ctx, tok, wechat.TemplateMessage{
+	return "", r.inv.h.WeChat.SendTemplate(ctx, tok, wechat.TemplateMessage{
 		ToUser: r.openID, TemplateID: m.TemplateID, Page: m.Page, FormID: g.Value, Data: data,
 		EmphasisKeyword: m.EmphasisKeyword,
 	})
@@ -267,7 +270,13 @@ func (r recipient) send(ctx context.Context, tok string, g minipush.Grant) error
 // finishOwn makes this invocation's claim final. If the claim was taken over (its
 // lease ran out, so another sender recorded it as unknown) that record stands.
 func (r recipient) finishOwn(ctx context.Context, o minipush.Outcome, reason string, errcode int) (result, error) {
-	err := r.store().FinishDelivery(ctx, r.runKey, r.openID, r.inv.owner, time.Time{}, o, reason, errcode)
+	return r.finishOwnMsg(ctx, o, reason, errcode, "")
+}
+
+// finishOwnMsg is finishOwn keeping WeChat's msgid of a sent message in the same
+// final write.
+func (r recipient) finishOwnMsg(ctx context.Context, o minipush.Outcome, reason string, errcode int, msgID string) (result, error) {
+	err := r.store().FinishDelivery(ctx, r.runKey, r.openID, r.inv.owner, time.Time{}, o, reason, errcode, msgID)
 	switch {
 	case minipush.ErrorCode(err) == minipush.ECONFLICT:
 		return result{openID: r.openID, fate: fateDone}, nil
@@ -306,7 +315,7 @@ func (r recipient) resolve(ctx context.Context, d minipush.Delivery) (result, er
 	case h.now().Before(d.LeaseUntil):
 		return result{openID: r.openID, fate: fateBusy}, nil
 	}
-	err := r.store().FinishDelivery(ctx, r.runKey, r.openID, d.Owner, d.LeaseUntil, minipush.OutcomeUnknown, "sender_lost", 0)
+	err := r.store().FinishDelivery(ctx, r.runKey, r.openID, d.Owner, d.LeaseUntil, minipush.OutcomeUnknown, "sender_lost", 0, "")
 	switch {
 	case minipush.ErrorCode(err) == minipush.ECONFLICT:
 		return result{openID: r.openID, fate: fateDone}, nil

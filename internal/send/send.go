@@ -117,7 +117,7 @@ type Store interface {
 
 	Deliveries(ctx context.Context, runKey string, openIDs []string) (map[string]minipush.Delivery, error)
 	CreateDelivery(ctx context.Context, d minipush.Delivery) (minipush.Delivery, error)
-	FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, outcome minipush.Outcome, reason string, errcode int) error
+	FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, outcome minipush.Outcome, reason string, errcode int, msgID string) error
 	SetDeliveryGrant(ctx context.Context, runKey, openID, owner, grantID string) error
 	DeleteClaim(ctx context.Context, runKey, openID, owner string) error
 
@@ -140,7 +140,7 @@ type Queue interface {
 
 // Sender is the WeChat API (implemented by *wechat.Client).
 type Sender interface {
-	SendSubscribe(ctx context.Context, token string, m wechat.SubscribeMessage) error
+	SendSubscribe(ctx context.Context, token string, m wechat.SubscribeMessage) (msgID string, err error)
 	SendTemplate(ctx context.Context, token string, m wechat.TemplateMessage) error
 }
 

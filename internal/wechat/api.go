@@ -2,10 +2,14 @@ package wechat
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -145,12 +149,52 @@ type SubscribeMessage struct {
 }
 
 // SendSubscribe sends a subscribe message, spending one of the user's one-time grants
-// for the template on success. 43101 (no grant left) and 47003 classify as
-// FailRecipient, 40037 as Abort, token errors as Refresh.
+// for the template on success, and returns the msgid WeChat gave it ("" when the
+// answer has none: it is optional), which its subscribe_msg_sent_event names later.
+// 43101 (no grant left) and 47003 classify as FailRecipient, 40037 as Abort, token
+// errors as Refresh.
 //
 // https://developers.weixin.qq.com/miniprogram/dev/OpenApiDoc/mp-message-management/subscribe-message/sendMessage.html
-func (c *Client) SendSubscribe(ctx context.Context, token string, m SubscribeMessage) error {
-	return c.send(ctx, pathSubscribeSend, token, m)
+func (c *Client) SendSubscribe(ctx context.Context, token string, m SubscribeMessage) (string, error) {
+	var out struct {
+		MsgID json.RawMessage `json:"msgid"`
+	}
+	if err := c.send(ctx, pathSubscribeSend, token, m, &out); err != nil {
+		return "", err
+	}
+	id, err := ParseMsgID(out.MsgID)
+	if err != nil {
+		// The message went out (errcode 0): an unreadable msgid loses the receipt
+		// match, never the outcome.
+		c.Logger.LogAttrs(ctx, slog.LevelWarn, "wechat unreadable msgid",
+			slog.String("api", pathSubscribeSend), slog.String("err", err.Error()))
+		return "", nil
+	}
+	return id, nil
+}
+
+// ParseMsgID reads a msgid as WeChat answers it: a JSON number (above 2^53, so
+// never through float64, which would round it) or a string of digits; absent or
+// null is "". The result is the id in canonical decimal.
+func ParseMsgID(raw json.RawMessage) (string, error) {
+	s := strings.TrimSpace(string(raw))
+	if s == "" || s == "null" {
+		return "", nil
+	}
+	if strings.HasPrefix(s, `"`) {
+		var q string
+		if err := json.Unmarshal([]byte(s), &q); err != nil {
+			return "", fmt.Errorf("msgid %s: %w", s, err)
+		}
+		if s = strings.TrimSpace(q); s == "" {
+			return "", nil
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return "", fmt.Errorf("msgid %.40q is not an integer", s)
+	}
+	return strconv.FormatInt(n, 10), nil
 }
 
 // TemplateValue is one keyword of a legacy template message.
@@ -176,15 +220,15 @@ type TemplateMessage struct {
 //
 // https://developers.weixin.qq.com/miniprogram/dev/api-backend/open-api/template-message/templateMessage.send.html
 func (c *Client) SendTemplate(ctx context.Context, token string, m TemplateMessage) error {
-	return c.send(ctx, pathTemplateSend, token, m)
+	return c.send(ctx, pathTemplateSend, token, m, nil)
 }
 
-func (c *Client) send(ctx context.Context, path, token string, body any) error {
+func (c *Client) send(ctx context.Context, path, token string, body, out any) error {
 	return c.do(ctx, call{
 		method:  http.MethodPost,
 		path:    path,
 		query:   url.Values{"access_token": {token}},
 		body:    body,
 		secrets: []string{token},
-	}, nil)
+	}, out)
 }

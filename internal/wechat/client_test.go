@@ -93,7 +93,7 @@ func TestClassifyErrcodes(t *testing.T) {
 			srv := httptest.NewServer(answer(200, fmt.Sprintf(`{"errcode":%d,"errmsg":"boom rid: 64f7ae6b-5b2b0b3c-2a3b4c5d"}`, tt.code)))
 			t.Cleanup(srv.Close)
 			c, _ := newTestClient(t, srv, Options{})
-			err := c.SendSubscribe(t.Context(), "TOKEN", SubscribeMessage{ToUser: "o1", TemplateID: "T"})
+			_, err := c.SendSubscribe(t.Context(), "TOKEN", SubscribeMessage{ToUser: "o1", TemplateID: "T"})
 			var we *Error
 			if !errors.As(err, &we) {
 				t.Fatalf("err = %v, want *Error", err)
@@ -245,7 +245,7 @@ func TestSecretsNotLogged(t *testing.T) {
 	errs = append(errs, err)
 	_, err = c.Token(t.Context(), "wx1", secret)
 	errs = append(errs, err)
-	errs = append(errs, c.SendSubscribe(t.Context(), token, SubscribeMessage{ToUser: "o"}))
+	errs = append(errs, errOnly(c.SendSubscribe(t.Context(), token, SubscribeMessage{ToUser: "o"})))
 
 	// A transport failure: *url.Error would print the whole URL with the token.
 	dead := httptest.NewServer(http.NotFoundHandler())
@@ -284,7 +284,7 @@ func TestTransport(t *testing.T) {
 		addr := l.Addr().String()
 		l.Close()
 		c := New(Options{BaseURL: "http://" + addr, Logger: slog.New(slog.DiscardHandler)})
-		err = c.SendSubscribe(t.Context(), "T", SubscribeMessage{})
+		_, err = c.SendSubscribe(t.Context(), "T", SubscribeMessage{})
 		var re *RequestError
 		if !errors.As(err, &re) || re.Written {
 			t.Fatalf("err = %#v, want unwritten *RequestError", err)
@@ -306,7 +306,7 @@ func TestTransport(t *testing.T) {
 		}))
 		t.Cleanup(srv.Close)
 		c, _ := newTestClient(t, srv, Options{})
-		err := c.SendSubscribe(t.Context(), "T", SubscribeMessage{ToUser: "o"})
+		_, err := c.SendSubscribe(t.Context(), "T", SubscribeMessage{ToUser: "o"})
 		if Classify(err) != Unknown {
 			t.Errorf("Classify = %v (%v), want unknown", Classify(err), err)
 		}
@@ -328,7 +328,7 @@ func TestTransport(t *testing.T) {
 		t.Cleanup(srv.Close)
 		t.Cleanup(func() { close(release) })
 		c, _ := newTestClient(t, srv, Options{Timeout: 100 * time.Millisecond})
-		err := c.SendSubscribe(t.Context(), "T", SubscribeMessage{ToUser: "o"})
+		_, err := c.SendSubscribe(t.Context(), "T", SubscribeMessage{ToUser: "o"})
 		if Classify(err) != Unknown || Reason(err) != "timeout" {
 			t.Errorf("Classify = %v, Reason = %q (%v); want unknown, timeout", Classify(err), Reason(err), err)
 		}
@@ -440,7 +440,7 @@ func TestSendBodies(t *testing.T) {
 	t.Cleanup(srv.Close)
 	c, _ := newTestClient(t, srv, Options{})
 
-	err := c.SendSubscribe(t.Context(), "TOK", SubscribeMessage{
+	_, err := c.SendSubscribe(t.Context(), "TOK", SubscribeMessage{
 		ToUser: "o1", TemplateID: "T1", Data: map[string]Value{"thing1": {Value: "hi"}},
 	})
 	if err != nil {
@@ -463,5 +463,38 @@ func TestSendBodies(t *testing.T) {
 		if got[path] != w {
 			t.Errorf("%s:\n got %s\nwant %s", path, got[path], w)
 		}
+	}
+}
+
+// errOnly drops SendSubscribe's msgid where a test wants only the error.
+func errOnly(_ string, err error) error { return err }
+
+// TestSendSubscribeMsgID checks the msgid of a successful send is decoded exactly:
+// 2^53+1 is the first integer float64 cannot hold, so a float64 decode turns it into
+// 2^53. WeChat sends it as a number; some answers carry it as a string, and not every
+// answer has one.
+func TestSendSubscribeMsgID(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, body, want string
+	}{
+		{"Number", `{"errcode":0,"errmsg":"ok","msgid":9007199254740993}`, "9007199254740993"},
+		{"String", `{"errcode":0,"errmsg":"ok","msgid":"9007199254740993"}`, "9007199254740993"},
+		{"MaxInt64", `{"errcode":0,"errmsg":"ok","msgid":9223372036854775807}`, "9223372036854775807"},
+		{"Absent", `{"errcode":0,"errmsg":"ok"}`, ""},
+		{"Null", `{"errcode":0,"errmsg":"ok","msgid":null}`, ""},
+		{"NotAnInteger", `{"errcode":0,"errmsg":"ok","msgid":1.5}`, ""}, // sent all the same
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(answer(200, tt.body))
+			t.Cleanup(srv.Close)
+			c, _ := newTestClient(t, srv, Options{})
+			id, err := c.SendSubscribe(t.Context(), "TOKEN", SubscribeMessage{ToUser: "o1", TemplateID: "T"})
+			if err != nil || id != tt.want {
+				t.Errorf("SendSubscribe = %q, %v; want %q", id, err, tt.want)
+			}
+		})
 	}
 }

@@ -836,7 +836,7 @@ func (w *sendWorld) runNaive(t *testing.T, ids []string, workers int) (time.Dura
 		if best == nil {
 			return nil // nothing to spend
 		}
-		if err := w.wc.SendSubscribe(ctx, tok.AccessToken, wechat.SubscribeMessage{ToUser: u, TemplateID: msg.TemplateID,
+		if _, err := w.wc.SendSubscribe(ctx, tok.AccessToken, wechat.SubscribeMessage{ToUser: u, TemplateID: msg.TemplateID,
 			Page: msg.Page, Data: data}); err != nil {
 			return err
 		}

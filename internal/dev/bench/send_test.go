@@ -333,14 +333,14 @@ func (w *sendWorld) runFloor(t *testing.T, runKey string, ids []string, workers 
 			Owner: owner, LeaseUntil: lease, GrantID: g.ID, ExpiresAt: w.db.Now().Add(30 * 24 * time.Hour)}); err != nil {
 			return err
 		}
-		if err := w.wc.SendSubscribe(ctx, tok.AccessToken, wechat.SubscribeMessage{ToUser: u, TemplateID: msg.TemplateID,
+		if _, err := w.wc.SendSubscribe(ctx, tok.AccessToken, wechat.SubscribeMessage{ToUser: u, TemplateID: msg.TemplateID,
 			Page: msg.Page, Data: data}); err != nil {
 			return err
 		}
 		if err := w.db.SpendGrant(ctx, g); err != nil {
 			return err
 		}
-		return w.db.FinishDelivery(ctx, runKey, u, owner, time.Time{}, minipush.OutcomeSent, "", 0)
+		return w.db.FinishDelivery(ctx, runKey, u, owner, time.Time{}, minipush.OutcomeSent, "", 0, "")
 	})
 	elapsed := time.Since(start)
 	if err != nil {

@@ -56,10 +56,10 @@ func TestClientAgainstSandbox(t *testing.T) {
 		t.Fatalf("StableToken = %+v, %v", tok, err)
 	}
 	e.sb.AddSubscribeGrant(appID, openID, tmpl)
-	if err := c.SendSubscribe(t.Context(), tok.AccessToken, subscribeMessage(openID)); err != nil {
+	if _, err := c.SendSubscribe(t.Context(), tok.AccessToken, subscribeMessage(openID)); err != nil {
 		t.Fatal(err)
 	}
-	err = c.SendSubscribe(t.Context(), tok.AccessToken, subscribeMessage(openID))
+	_, err = c.SendSubscribe(t.Context(), tok.AccessToken, subscribeMessage(openID))
 	if wechat.Classify(err) != wechat.FailRecipient || wechat.Reason(err) != "user_refused" {
 		t.Errorf("second send: %v, %q", wechat.Classify(err), wechat.Reason(err))
 	}
@@ -90,13 +90,13 @@ func TestFaultErrcode(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 2 {
-		err := c.SendSubscribe(t.Context(), tok, subscribeMessage(u))
+		_, err := c.SendSubscribe(t.Context(), tok, subscribeMessage(u))
 		if wechat.Classify(err) != wechat.Retry {
 			t.Fatalf("send %d: %v, want retry", i, err)
 		}
 	}
 	// The faulted sends consumed nothing: the one grant is still there.
-	if err := c.SendSubscribe(t.Context(), tok, subscribeMessage(u)); err != nil {
+	if _, err := c.SendSubscribe(t.Context(), tok, subscribeMessage(u)); err != nil {
 		t.Fatalf("after faults: %v", err)
 	}
 	if st := e.sb.Stats(); st.Faults != 2 || st.Errcodes[-1] != 2 || st.Injected[-1] != 2 || st.Accepted != 1 {
@@ -115,7 +115,7 @@ func TestFaultRateIsSeeded(t *testing.T) {
 			t.Fatal(err)
 		}
 		for range 100 {
-			if err := c.SendSubscribe(t.Context(), tok, subscribeMessage(u)); err != nil {
+			if _, err := c.SendSubscribe(t.Context(), tok, subscribeMessage(u)); err != nil {
 				faulted++
 			}
 		}
@@ -158,7 +158,7 @@ func TestFaultLostAnswer(t *testing.T) {
 			if err := e.sb.AddFault(tt.fault); err != nil {
 				t.Fatal(err)
 			}
-			err := c.SendSubscribe(t.Context(), tok, subscribeMessage(u))
+			_, err := c.SendSubscribe(t.Context(), tok, subscribeMessage(u))
 			if wechat.Classify(err) != wechat.Unknown {
 				t.Fatalf("Classify = %v (%v), want unknown", wechat.Classify(err), err)
 			}
@@ -170,7 +170,7 @@ func TestFaultLostAnswer(t *testing.T) {
 				t.Error("AnswerLost not set")
 			}
 			// A retry shows whether the grant went with the lost answer.
-			err = c.SendSubscribe(t.Context(), tok, subscribeMessage(u))
+			_, err = c.SendSubscribe(t.Context(), tok, subscribeMessage(u))
 			if tt.recorded && wechat.Reason(err) != "user_refused" {
 				t.Errorf("retry after a delivered send: %v, want 43101", err)
 			}
@@ -232,9 +232,9 @@ func TestConcurrentSends(t *testing.T) {
 	errs := make(chan error, n*2)
 	for _, u := range users {
 		wg.Go(func() {
-			errs <- c.SendSubscribe(t.Context(), tok, subscribeMessage(u))
+			errs <- errOnly(c.SendSubscribe(t.Context(), tok, subscribeMessage(u)))
 			// Same user again: must be refused, never double-accepted.
-			if err := c.SendSubscribe(t.Context(), tok, subscribeMessage(u)); wechat.Reason(err) != "user_refused" {
+			if _, err := c.SendSubscribe(t.Context(), tok, subscribeMessage(u)); wechat.Reason(err) != "user_refused" {
 				errs <- err
 			}
 		})
@@ -309,10 +309,10 @@ func TestControlAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := wechat.SubscribeMessage{ToUser: openID, TemplateID: "T", Page: "pages/a/a", Data: map[string]wechat.Value{"thing1": {Value: "x"}}}
-	if err := c.SendSubscribe(t.Context(), tok.AccessToken, m); wechat.Reason(err) != "quota_exceeded" {
+	if _, err := c.SendSubscribe(t.Context(), tok.AccessToken, m); wechat.Reason(err) != "quota_exceeded" {
 		t.Errorf("faulted send: %v", err)
 	}
-	if err := c.SendSubscribe(t.Context(), tok.AccessToken, m); err != nil {
+	if _, err := c.SendSubscribe(t.Context(), tok.AccessToken, m); err != nil {
 		t.Error(err)
 	}
 	if err := c.SendTemplate(t.Context(), tok.AccessToken, wechat.TemplateMessage{ToUser: openID, TemplateID: "F", FormID: formID}); err != nil {
@@ -346,7 +346,7 @@ func TestControlAPI(t *testing.T) {
 	}
 
 	post(t, "/_sandbox/tokens/invalidate", map[string]string{"appid": "wx2"}, 200)
-	if err := c.SendSubscribe(t.Context(), tok.AccessToken, m); wechat.Classify(err) != wechat.Refresh {
+	if _, err := c.SendSubscribe(t.Context(), tok.AccessToken, m); wechat.Classify(err) != wechat.Refresh {
 		t.Errorf("after invalidate: %v", err)
 	}
 
@@ -363,4 +363,30 @@ func TestControlAPI(t *testing.T) {
 			t.Errorf("users = %v", out)
 		}
 	})
+}
+
+// errOnly drops SendSubscribe's msgid where a test wants only the error.
+func errOnly(_ string, err error) error { return err }
+
+// TestSubscribeMsgID checks the sandbox answers each accepted subscribe send with its
+// own msgid above 2^53, and the client reads it exactly.
+func TestSubscribeMsgID(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	c := e.client(time.Second)
+	tok := e.token(t)
+	u := e.grantedUser(2)
+	var ids []string
+	for range 2 {
+		id, err := c.SendSubscribe(t.Context(), tok, subscribeMessage(u))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	acc := e.sb.Accepted()
+	if len(acc) != 2 || ids[0] != "9007199254740993" || ids[1] != "9007199254740994" ||
+		acc[0].MsgID != sandbox.MsgIDBase || acc[1].MsgID != sandbox.MsgIDBase+1 {
+		t.Errorf("msgids = %v, accepted %+v", ids, acc)
+	}
 }

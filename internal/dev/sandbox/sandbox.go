@@ -127,6 +127,9 @@ type Message struct {
 	// AnswerLost is set when a fault dropped the answer after the message was
 	// accepted: the sender saw a timeout or a hang-up, yet the message went out.
 	AnswerLost bool `json:"answer_lost"`
+	// MsgID is the msgid a subscribe send was answered with (0 for a template send),
+	// a string in JSON because it is above 2^53.
+	MsgID int64 `json:"msgid,omitempty,string"`
 }
 
 // Stats counts what the sandbox saw.

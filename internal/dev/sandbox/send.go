@@ -108,11 +108,20 @@ func (s *Sandbox) subscribeSend(r *http.Request, body []byte) reply {
 		return failReply(errc(43101, ""))
 	}
 	u.subGrants[b.TemplateID]--
-	return acceptedReply(s.recordLocked(Message{
+	id := MsgIDBase + int64(len(s.accepted))
+	rep := acceptedReply(s.recordLocked(Message{
 		AppID: a.id, API: PathSubscribeSend, ToUser: b.ToUser, TemplateID: b.TemplateID,
-		Page: b.Page, Data: data,
+		Page: b.Page, Data: data, MsgID: id,
 	}))
+	rep.body.(map[string]any)["msgid"] = id
+	return rep
 }
+
+// MsgIDBase is the msgid of a sandbox's first accepted message; the n-th (from 0) is
+// MsgIDBase+n, so ids are unique within a sandbox. Real msgids are above 2^53, where
+// a client that decodes them through float64 rounds them; so are these, from the
+// first, so such a client fails here too.
+const MsgIDBase int64 = 1<<53 + 1
 
 // templateSend serves POST /cgi-bin/message/wxopen/template/send (the retired
 // formId channel).
