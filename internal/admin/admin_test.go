@@ -227,4 +227,23 @@ func TestCampaignFlow(t *testing.T) {
 		}
 		mustOK(t, h, call{method: "GET", target: "/v1/admin/campaigns/c1/runs/1/deliveries?outcome=lost"}, http.StatusUnprocessableEntity, nil)
 	})
+
+	t.Run("DeliveryMsgID", func(t *testing.T) {
+		// WeChat's msgid is above 2^53: listed as a string, every digit kept.
+		rk := minipush.RunKey("c1", 2)
+		if _, err := db.CreateDelivery(ctx, minipush.Delivery{RunKey: rk, OpenID: "oM", State: minipush.DeliverySending, Owner: "s",
+			LeaseUntil: now.Add(time.Minute), ExpiresAt: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.FinishDelivery(ctx, rk, "oM", "s", time.Time{}, minipush.OutcomeSent, "", 0, "9007199254740993"); err != nil {
+			t.Fatal(err)
+		}
+		var res struct {
+			Deliveries []json.RawMessage `json:"deliveries"`
+		}
+		mustOK(t, h, call{method: "GET", target: "/v1/admin/campaigns/c1/runs/2/deliveries?outcome=sent"}, 200, &res)
+		if len(res.Deliveries) != 1 || !strings.Contains(string(res.Deliveries[0]), `"msgId":"9007199254740993"`) {
+			t.Fatalf("deliveries %s", res.Deliveries)
+		}
+	})
 }
