@@ -66,7 +66,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx = lambdacontext.NewContext(ctx, &lambdacontext.LambdaContext{AwsRequestID: ev.RequestContext.RequestID})
 	start := time.Now()
 	resp, err := route.Handler(ctx, ev)
-	g.Log.Info("http", "function", route.Function, "route", ev.RouteKey, "status", resp.StatusCode,
+	g.Log.Info("http", "target", route.Function, "route", ev.RouteKey, "status", resp.StatusCode,
 		"request_id", ev.RequestContext.RequestID, "ms", time.Since(start).Milliseconds(), "err", err)
 	if err != nil {
 		gatewayError(w, http.StatusInternalServerError, "Internal Server Error")

@@ -189,7 +189,7 @@ func Start(ctx context.Context, opts Options) (_ *Runner, err error) {
 					if err != nil {
 						return nil, fmt.Errorf("localrun: %s event %s: %w", id, name, err)
 					}
-					log.Info("event source mapping disabled by the template", "function", id, "event", name)
+					log.Info("event source mapping disabled by the template", "target", id, "event", name)
 					continue
 				}
 				qh, ok := asSQS(h)
@@ -215,7 +215,7 @@ func Start(ctx context.Context, opts Options) (_ *Runner, err error) {
 					return nil, err
 				}
 				if !on {
-					log.Info("event source mapping disabled by the template", "function", id, "event", name)
+					log.Info("event source mapping disabled by the template", "target", id, "event", name)
 					continue
 				}
 				m, err := NewStreamMapping(opts)

@@ -105,7 +105,7 @@ func (s *Schedule) invoke(ctx context.Context) error {
 	ictx = lambdacontext.NewContext(ictx, &lambdacontext.LambdaContext{AwsRequestID: id})
 	start := time.Now()
 	err := s.Handler(ictx, ev)
-	s.Log.Info("schedule", "function", s.Function, "ms", time.Since(start).Milliseconds(), "err", err)
+	s.Log.Info("schedule", "target", s.Function, "ms", time.Since(start).Milliseconds(), "err", err)
 	return err
 }
 

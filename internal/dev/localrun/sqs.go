@@ -84,7 +84,7 @@ func (m *SQSMapping) pollOnce(ctx context.Context) {
 	})
 	if err != nil {
 		if ctx.Err() == nil {
-			m.Log.Warn("sqs receive failed", "function", m.Function, "err", err)
+			m.Log.Warn("sqs receive failed", "target", m.Function, "err", err)
 			sleep(ctx, time.Second)
 		}
 		return
@@ -105,7 +105,7 @@ func (m *SQSMapping) pollOnce(ctx context.Context) {
 	resp, err := m.Handler(ictx, ev)
 	cancel()
 	if err != nil {
-		m.Log.Error("function failed; batch returns to the queue", "function", m.Function, "messages", len(ev.Records), "err", err)
+		m.Log.Error("function failed; batch returns to the queue", "target", m.Function, "messages", len(ev.Records), "err", err)
 		return
 	}
 	failed := map[string]bool{}
@@ -113,7 +113,7 @@ func (m *SQSMapping) pollOnce(ctx context.Context) {
 		for _, f := range resp.BatchItemFailures {
 			if _, ok := receipts[f.ItemIdentifier]; !ok {
 				// Lambda treats an unknown or empty identifier as a failure of the whole batch.
-				m.Log.Error("invalid batchItemFailures; whole batch returns", "function", m.Function, "id", f.ItemIdentifier)
+				m.Log.Error("invalid batchItemFailures; whole batch returns", "target", m.Function, "id", f.ItemIdentifier)
 				return
 			}
 			failed[f.ItemIdentifier] = true
@@ -134,7 +134,7 @@ func (m *SQSMapping) pollOnce(ctx context.Context) {
 	if _, err := m.Client.DeleteMessageBatch(context.WithoutCancel(ctx), &sqs.DeleteMessageBatchInput{
 		QueueUrl: aws.String(m.QueueURL), Entries: entries,
 	}); err != nil {
-		m.Log.Warn("sqs delete failed; messages will be redelivered", "function", m.Function, "err", err)
+		m.Log.Warn("sqs delete failed; messages will be redelivered", "target", m.Function, "err", err)
 	}
 }
 
@@ -149,10 +149,10 @@ func (m *SQSMapping) duplicate(ctx context.Context, msgs []sqstypes.Message) {
 			QueueUrl: aws.String(m.QueueURL), MessageBody: msg.Body, MessageAttributes: msg.MessageAttributes,
 			DelaySeconds: rand.Int32N(3),
 		}); err != nil {
-			m.Log.Warn("sqs duplicate failed", "function", m.Function, "err", err)
+			m.Log.Warn("sqs duplicate failed", "target", m.Function, "err", err)
 			continue
 		}
-		m.Log.Info("sqs message duplicated", "function", m.Function, "message_id", aws.ToString(msg.MessageId))
+		m.Log.Info("sqs message duplicated", "target", m.Function, "message_id", aws.ToString(msg.MessageId))
 	}
 }
 

@@ -104,7 +104,7 @@ func (m *StreamMapping) Run(ctx context.Context) {
 			recs, err := m.src.NextInShards(ctx)
 			if err != nil {
 				if ctx.Err() == nil {
-					m.opts.Log.Warn("stream read failed", "function", m.opts.Function, "err", err)
+					m.opts.Log.Warn("stream read failed", "target", m.opts.Function, "err", err)
 					sleep(ctx, time.Second)
 				}
 				continue
@@ -183,7 +183,7 @@ func (m *StreamMapping) invoke(ctx context.Context, batch []localstack.ShardReco
 	ictx = lambdacontext.NewContext(ictx, &lambdacontext.LambdaContext{AwsRequestID: reqID})
 	resp, err := m.opts.Handler(ictx, events.DynamoDBEvent{Records: recs})
 	if err != nil {
-		m.opts.Log.Error("stream function failed", "function", m.opts.Function, "records", len(batch), "err", err)
+		m.opts.Log.Error("stream function failed", "target", m.opts.Function, "records", len(batch), "err", err)
 		return 0, reqID, true
 	}
 	if !m.opts.ReportFailures || len(resp.BatchItemFailures) == 0 {
@@ -235,7 +235,7 @@ type failureRecord struct {
 func (m *StreamMapping) giveUp(ctx context.Context, failing []localstack.ShardRecord, invokes int, reqID string, fnErr bool) {
 	first, last := failing[0].Record, failing[len(failing)-1].Record
 	if m.opts.OnFailureQueueURL == "" {
-		m.opts.Log.Error("stream records dropped after retries", "function", m.opts.Function,
+		m.opts.Log.Error("stream records dropped after retries", "target", m.opts.Function,
 			"records", len(failing), "attempts", invokes)
 		return
 	}
@@ -264,11 +264,11 @@ func (m *StreamMapping) giveUp(ctx context.Context, failing []localstack.ShardRe
 		QueueUrl: aws.String(m.opts.OnFailureQueueURL), MessageBody: aws.String(string(body)),
 	}); err != nil {
 		// Lambda too retries the destination; locally the record is logged and lost.
-		m.opts.Log.Error("stream failure record not sent; records dropped", "function", m.opts.Function,
+		m.opts.Log.Error("stream failure record not sent; records dropped", "target", m.opts.Function,
 			"records", len(failing), "err", err)
 		return
 	}
-	m.opts.Log.Warn("stream records sent to the on-failure destination after retries", "function", m.opts.Function,
+	m.opts.Log.Warn("stream records sent to the on-failure destination after retries", "target", m.opts.Function,
 		"records", len(failing), "attempts", invokes, "shard", b.ShardID, "start", b.StartSequenceNumber, "end", b.EndSequenceNumber)
 }
 
