@@ -22,6 +22,7 @@ import (
 	"minipush"
 	"minipush/internal/collect"
 	"minipush/internal/dev/localrun"
+	"minipush/internal/dev/localstack"
 	"minipush/internal/dev/sandbox"
 	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
@@ -203,6 +204,13 @@ type system struct {
 
 func startSystem(t *testing.T) *system {
 	t.Helper()
+	return startSystemOn(t, stackFor(t))
+}
+
+// startSystemOn is startSystem on the given endpoints (the scale section puts the
+// functions' DynamoDB behind the scale model).
+func startSystemOn(t *testing.T, ep localstack.Endpoints) *system {
+	t.Helper()
 	app := localrun.DemoApp()
 	sb := sandbox.New(sandbox.Options{})
 	if err := sb.Apply(app.SandboxConfig()); err != nil {
@@ -210,7 +218,6 @@ func startSystem(t *testing.T) *system {
 	}
 	srv := httptest.NewServer(sb) // 127.0.0.1
 	t.Cleanup(srv.Close)
-	ep := stackFor(t)
 	builders := lambdaenv.Builders()
 	// The collect function as its main.go builds it, logging to nowhere rather than
 	// thousands of lines into the bench output.
@@ -226,7 +233,7 @@ func startSystem(t *testing.T) *system {
 	r, err := localrun.Start(t.Context(), localrun.Options{
 		Root: testenv.Root(), Stack: &ep, Addr: "127.0.0.1:0", Prefix: "b" + hex.EncodeToString(suffix) + "-",
 		Builders: builders, Params: map[string]string{"WeChatBaseURL": srv.URL},
-		Secrets: map[string]string{"WeChatSecret": app.SecretJSON()},
+		Secrets: map[string]string{"WeChatSecret": app.SecretJSON()}, Log: quietLog,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -623,41 +623,6 @@ func scaleCollect(t *testing.T, k float64, n int, sz scaleSizes) scaleRow {
 		kinds: kindsOf(st, sys.Resources.Prefix, namer)}
 }
 
-// startSystemOn is startSystem on the given endpoints (the functions' DynamoDB through
-// the scale model).
-func startSystemOn(t *testing.T, ep localstack.Endpoints) *system {
-	t.Helper()
-	app := localrun.DemoApp()
-	sb := sandbox.New(sandbox.Options{})
-	if err := sb.Apply(app.SandboxConfig()); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptestServer(t, sb)
-	builders := lambdaenv.Builders()
-	builders["CollectFunction"] = func(ctx context.Context, getenv func(string) string) (any, error) {
-		h, err := lambdaenv.Collect(ctx, lambdaenv.Env{Getenv: getenv, Log: quietLog})
-		if err != nil {
-			return nil, err
-		}
-		return h.Handle, nil
-	}
-	r, err := localrun.Start(t.Context(), localrun.Options{
-		Root: testenv.Root(), Stack: &ep, Addr: "127.0.0.1:0", Prefix: "s" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36) + "-",
-		Builders: builders, Params: map[string]string{"WeChatBaseURL": srv},
-		Secrets: map[string]string{"WeChatSecret": app.SecretJSON()}, Log: quietLog,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		r.Stop(context.Background())
-		if err := r.Resources.Teardown(context.Background(), ep.NewClients()); err != nil {
-			t.Logf("teardown: %v", err)
-		}
-	})
-	return &system{Runner: r, sandbox: sb, app: app}
-}
-
 // scaleExpire removes a day's expired grants at the expire target, as DynamoDB's TTL
 // does (deleted on DynamoDB Local directly: TTL's deletes cost no capacity), and lets
 // the expire function consume the grants stream's REMOVE records through the template's
@@ -800,19 +765,11 @@ func scaleExpire(t *testing.T, k float64, n int, sz scaleSizes) scaleRow {
 func (w *sendWorld) runNaive(t *testing.T, ids []string, workers int) (time.Duration, int) {
 	t.Helper()
 	ctx := t.Context()
-	tok, err := w.wc.StableToken(ctx, sendAppID, sendSecret, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg := sendMessage()
-	data := map[string]wechat.Value{}
-	for k, v := range msg.Data {
-		data[k] = wechat.Value{Value: v.Value}
-	}
+	tok, msg, data := w.loopMessage(t)
 	table := w.db.Tables.Grants
 	var sent atomic.Int64
 	start := time.Now()
-	err = parallel(ctx, workers, len(ids), func(ctx context.Context, i int) error {
+	err := parallel(ctx, workers, len(ids), func(ctx context.Context, i int) error {
 		u := ids[i]
 		out, err := w.db.Client.Query(ctx, &dynamodb.QueryInput{TableName: aws.String(table),
 			KeyConditionExpression:    aws.String("pk = :pk"),
@@ -836,7 +793,7 @@ func (w *sendWorld) runNaive(t *testing.T, ids []string, workers int) (time.Dura
 		if best == nil {
 			return nil // nothing to spend
 		}
-		if _, err := w.wc.SendSubscribe(ctx, tok.AccessToken, wechat.SubscribeMessage{ToUser: u, TemplateID: msg.TemplateID,
+		if _, err := w.wc.SendSubscribe(ctx, tok, wechat.SubscribeMessage{ToUser: u, TemplateID: msg.TemplateID,
 			Page: msg.Page, Data: data}); err != nil {
 			return err
 		}

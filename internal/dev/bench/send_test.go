@@ -306,12 +306,11 @@ func (w *sendWorld) checkRun(t *testing.T, id string, n int) {
 	}
 }
 
-// runFloor delivers one message to each of ids with workers goroutines doing only the
-// requests the guarantees need, in the order send makes them.
-func (w *sendWorld) runFloor(t *testing.T, runKey string, ids []string, workers int) time.Duration {
+// loopMessage is what a hand-written send loop (the floor, the naive loop) sends: an
+// access token and the bench campaign's message with its data in WeChat's form.
+func (w *sendWorld) loopMessage(t *testing.T) (string, minipush.Message, map[string]wechat.Value) {
 	t.Helper()
-	ctx := t.Context()
-	tok, err := w.wc.StableToken(ctx, sendAppID, sendSecret, false)
+	tok, err := w.wc.StableToken(t.Context(), sendAppID, sendSecret, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,9 +319,18 @@ func (w *sendWorld) runFloor(t *testing.T, runKey string, ids []string, workers 
 	for k, v := range msg.Data {
 		data[k] = wechat.Value{Value: v.Value}
 	}
+	return tok.AccessToken, msg, data
+}
+
+// runFloor delivers one message to each of ids with workers goroutines doing only the
+// requests the guarantees need, in the order send makes them.
+func (w *sendWorld) runFloor(t *testing.T, runKey string, ids []string, workers int) time.Duration {
+	t.Helper()
+	ctx := t.Context()
+	tok, msg, data := w.loopMessage(t)
 	owner := "floor-" + runKey
 	start := time.Now()
-	err = parallel(ctx, workers, len(ids), func(ctx context.Context, i int) error {
+	err := parallel(ctx, workers, len(ids), func(ctx context.Context, i int) error {
 		u := ids[i]
 		g, err := w.db.SpendableGrant(ctx, sendAppID, u, msg.Channel())
 		if err != nil {
@@ -333,7 +341,7 @@ func (w *sendWorld) runFloor(t *testing.T, runKey string, ids []string, workers 
 			Owner: owner, LeaseUntil: lease, GrantID: g.ID, ExpiresAt: w.db.Now().Add(30 * 24 * time.Hour)}); err != nil {
 			return err
 		}
-		if _, err := w.wc.SendSubscribe(ctx, tok.AccessToken, wechat.SubscribeMessage{ToUser: u, TemplateID: msg.TemplateID,
+		if _, err := w.wc.SendSubscribe(ctx, tok, wechat.SubscribeMessage{ToUser: u, TemplateID: msg.TemplateID,
 			Page: msg.Page, Data: data}); err != nil {
 			return err
 		}
