@@ -47,7 +47,7 @@ const (
 )
 
 // fixture is one test's world: its own tables on the shared local stack, a sandbox on
-// httptest, and the handler built by the production FromEnv from the function's
+// httptest, and the handler built by the production wiring (lambdaenv) from the function's
 // environment as template.yaml resolves it, on a fixed clock.
 type fixture struct {
 	h   *collect.Handler
@@ -103,7 +103,7 @@ func newFixtureApp(t *testing.T, extra map[string]string, appFields map[string]s
 	}
 	db, ok := h.Store.(*dynamo.DB)
 	if !ok {
-		t.Fatalf("FromEnv store is %T, want *dynamo.DB", h.Store)
+		t.Fatalf("lambdaenv store is %T, want *dynamo.DB", h.Store)
 	}
 	// A fixed clock in the middle of a minute: the rate limit's window never turns
 	// during a test.

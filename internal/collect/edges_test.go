@@ -448,7 +448,7 @@ func TestSessionKeyMinimum(t *testing.T) {
 			}
 			_, err := lambdaenv.Collect(t.Context(), lambdaenv.Env{Getenv: func(k string) string { return env[k] }})
 			if tc.ok != (err == nil) {
-				t.Fatalf("FromEnv with a %d-byte key: %v", len(tc.key), err)
+				t.Fatalf("lambdaenv.Collect with a %d-byte key: %v", len(tc.key), err)
 			}
 			if err != nil && (!strings.Contains(err.Error(), "at least 32") || strings.Contains(err.Error(), tc.key)) {
 				t.Fatalf("error %v: want one naming the minimum and not the key", err)

@@ -448,7 +448,7 @@ func TestFromEnv(t *testing.T) {
 			}
 			return vars[k]
 		}}); err == nil || !strings.Contains(err.Error(), "STATE_TABLE") {
-			t.Fatalf("FromEnv without STATE_TABLE = %v, want an error naming it", err)
+			t.Fatalf("lambdaenv.Expire without STATE_TABLE = %v, want an error naming it", err)
 		}
 	})
 }

@@ -472,7 +472,7 @@ func TestFromEnv(t *testing.T) {
 			}
 			return env[k]
 		}}); err == nil {
-			t.Error("FromEnv without SEND_QUEUE_URL succeeded")
+			t.Error("lambdaenv.Send without SEND_QUEUE_URL succeeded")
 		}
 	})
 	t.Run("Sends", func(t *testing.T) {

@@ -41,7 +41,7 @@ const (
 var quiet = slog.New(slog.DiscardHandler)
 
 // fixture is one test's world: its own tables and queues on the shared local stack,
-// a sandbox on httptest, and a handler wired to both as FromEnv wires production.
+// a sandbox on httptest, and a handler wired to both as lambdaenv wires production.
 type fixture struct {
 	env      *testenv.Env
 	db       *dynamo.DB

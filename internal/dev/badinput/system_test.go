@@ -117,7 +117,7 @@ func startSystem(t *testing.T) *system {
 }
 
 // logCapture collects what the functions log. They log JSON to os.Stderr (collect and
-// admin build their loggers in FromEnv, as in Lambda, where stderr is CloudWatch), so
+// admin build their loggers in lambdaenv, as in Lambda, where stderr is CloudWatch), so
 // the suite points os.Stderr at a pipe while the runner starts and reads the pipe here.
 type logCapture struct {
 	mu  sync.Mutex

@@ -38,7 +38,7 @@ const (
 )
 
 // TestBenchCollect measures grant uploads through the real HTTP path: the local runner's
-// emulated API Gateway in front of the collect function built by its production FromEnv,
+// emulated API Gateway in front of the collect function built by its production wiring (lambdaenv),
 // on the local stack. Users log in first (not timed); then concurrent clients upload
 // 20 new grants per request. Afterwards the grants table must hold exactly the uploaded
 // grants. Each user uploads `rounds` times, within the template's default
@@ -170,7 +170,7 @@ func TestBenchCollect(t *testing.T) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Collect\n\n")
 	fmt.Fprintf(&b, "`POST /v1/grants` through the local runner's emulated API Gateway to the collect function\n"+
-		"(built by `collect.FromEnv`, as in Lambda) on DynamoDB Local. %d users logged in first\n"+
+		"(built by `lambdaenv.Collect`, as in Lambda) on DynamoDB Local. %d users logged in first\n"+
 		"(`POST /v1/session` against the WeChat sandbox, not timed); then %d concurrent clients, each\n"+
 		"owning 1/%d of the users, uploaded %d times per user, every upload %d new grants (%d formIds and\n"+
 		"%d subscribe accepts). One upload is a session check, a rate-limit `UpdateItem`, a read of the\n"+

@@ -33,7 +33,7 @@ import (
 )
 
 // The cost section follows messages through their whole life, each stage run by its
-// function as FromEnv builds it, with only the AWS clients swapped for ones that count
+// function as lambdaenv builds it, with only the AWS clients swapped for ones that count
 // (package reqcount): collect (a user logs in and uploads the subscribe grant that will
 // pay for the message), plan (a tick packs the reachable audience into SQS batches),
 // send (the event source hands the batches to the send function), expire (the grants
@@ -338,7 +338,7 @@ func costReport(stages []*costStage, n int, scale float64) string {
 		"user logs in, `POST /v1/session`, and uploads the grant, `POST /v1/grants`), **plan** (one tick packs the\n"+
 		"campaign's reachable audience into SQS batches of 100), **send** (the SQS event source receives 10\n"+
 		"batches at a time, invokes the send function, deletes them), **expire** (the grants stream's REMOVE\n"+
-		"of each spent grant, 100 records an invocation). Each function is built by its `FromEnv` with only\n"+
+		"of each spent grant, 100 records an invocation). Each function is built by `lambdaenv` with only\n"+
 		"its AWS clients replaced by counting ones (an SDK middleware, `internal/reqcount`). Every message was\n"+
 		"checked delivered exactly once. Collect is counted as one login and one upload per message, the\n"+
 		"most it can cost one: a session lasts 7 days and an upload carries up to 50 grants, so a user who\n"+

@@ -38,7 +38,7 @@ type planResult struct {
 }
 
 // TestBenchPlan plans list campaigns of 100k and 1M recipients (smoke: 2k and 5k), after a
-// warm-up plan, with the real planner, built by plan.FromEnv as in Lambda, on one tick,
+// warm-up plan, with the real planner, built by lambdaenv.Plan as in Lambda, on one tick,
 // into the real send queue, and measures recipients/s and the planner's peak memory.
 // Memory must not grow with the audience: the planner streams it page by page.
 // Afterwards the queue is drained and every recipient must have been queued exactly once.
@@ -117,7 +117,7 @@ func TestBenchPlan(t *testing.T) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Plan\n\n")
-	fmt.Fprintf(&b, "One schedule tick of the real planner (`plan.FromEnv`, as in Lambda) plans a list campaign:\n"+
+	fmt.Fprintf(&b, "One schedule tick of the real planner (`lambdaenv.Plan`, as in Lambda) plans a list campaign:\n"+
 		"it reads the audience from DynamoDB Local a page of %d at a time, packs batches of %d\n"+
 		"recipients and puts them on the local SQS send queue %d per `SendMessageBatch`, saving its\n"+
 		"cursor after every page. Loading the audience (parallel `BatchWriteItem`) is not timed, and a\n"+

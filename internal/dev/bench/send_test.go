@@ -56,7 +56,7 @@ func sendMessage() minipush.Message {
 }
 
 // sendWorld is one scenario's stack: a namespace of every table and queue, the WeChat
-// sandbox on httptest, the send function built by its production FromEnv, and the
+// sandbox on httptest, the send function built by its production wiring (lambdaenv), and the
 // floor's own storage and WeChat clients on the same services.
 type sendWorld struct {
 	env   *testenv.Env
@@ -445,11 +445,11 @@ func TestBenchSend(t *testing.T) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Send next to its floor\n\n")
-	fmt.Fprintf(&b, "Delivered messages per second end to end: the send function as `FromEnv` builds it,\n"+
+	fmt.Fprintf(&b, "Delivered messages per second end to end: the send function as `lambdaenv` builds it,\n"+
 		"fed by an emulated SQS event source (one instance, BatchSize 10, partial batch responses) from the\n"+
 		"batches the planner queued, timed from the first receive until the run is marked done; next to the\n"+
 		"floor, a bare loop of as many workers as the function has recipients in flight (`SEND_PARALLELISM`)\n"+
-		"making only the requests the guarantees need: the grant query, the grant lease, the delivery\n"+
+		"making only the requests the guarantees need: the grant query, the delivery\n"+
 		"claim, the WeChat call, the grant spend and the final delivery write. Same DynamoDB Local, SQS\n"+
 		"server and sandbox; every recipient holds one grant; a warm-up of %d messages each, then %d runs\n"+
 		"each, alternating. The best run of each counts, because the noise here (other processes on the\n"+
