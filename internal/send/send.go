@@ -186,7 +186,7 @@ type Handler struct {
 
 	Parallelism int           // recipients in flight per invocation; default DefaultParallelism
 	Retention   time.Duration // delivery items' TTL; default 30 days
-	Lease       time.Duration // claim and grant lease; default DefaultLease
+	Lease       time.Duration // a claim's lease; default DefaultLease
 	RetryBase   time.Duration // first re-queue delay, doubled per attempt; 0 uses the default, <0 none
 	HoldDelay   time.Duration // re-queue delay while the campaign is paused; default DefaultHoldDelay
 	// DeadlineMargin: recipients are not started once the invocation has less than this

@@ -36,7 +36,7 @@ import (
 )
 
 // The send section compares the send function with its floor: the least work that
-// delivers one message with the same guarantees' requests (grant query, grant lease,
+// delivers one message with the same guarantees' requests (grant query,
 // delivery claim, WeChat call, grant spend, delivery final), done by a bare loop of as
 // many workers as the handler has recipients in flight, on the same stack.
 

@@ -35,7 +35,7 @@ const (
 // back within a minute while a live slow invocation never loses its batch to another
 // (30 s let batches of invocations that ran near their deadline on a busy machine be
 // received 5 times and reach the DLQ); the lease is short so a dead sender's claims
-// and grant leases expire soon, yet longer than a WeChat call (5 s timeout).
+// expire soon, yet longer than a WeChat call (5 s timeout).
 var runnerArgs = []string{
 	"-sqs-duplicate", "0.2",
 	"-param", "SendVisibilityTimeout=61",
