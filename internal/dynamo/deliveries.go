@@ -7,13 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"golang.org/x/sync/errgroup"
 
 	"minipush"
 )
@@ -224,22 +224,19 @@ func (d *DB) DeleteClaim(ctx context.Context, runKey, openID, owner string) erro
 func (d *DB) CountOutcomes(ctx context.Context, campaignID string, run int) (minipush.Counters, error) {
 	runKey := minipush.RunKey(campaignID, run)
 	counts := make([]minipush.Counters, minipush.DeliveryShards)
-	errs := make([]error, minipush.DeliveryShards)
-	sem := make(chan struct{}, countParallelism)
-	var wg sync.WaitGroup
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(countParallelism)
 	for shard := range minipush.DeliveryShards {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			counts[shard], errs[shard] = d.countShard(ctx, minipush.DeliveryPartition(runKey, shard))
+		g.Go(func() (err error) {
+			counts[shard], err = d.countShard(gctx, minipush.DeliveryPartition(runKey, shard))
+			return err
 		})
 	}
-	wg.Wait()
 	var c minipush.Counters
-	for i, sc := range counts {
-		if errs[i] != nil {
-			return c, fmt.Errorf("dynamo: count outcomes of %s#%d: %w", campaignID, run, errs[i])
-		}
+	if err := g.Wait(); err != nil {
+		return c, fmt.Errorf("dynamo: count outcomes of %s#%d: %w", campaignID, run, err)
+	}
+	for _, sc := range counts {
 		c.Add(sc)
 	}
 	return c, nil

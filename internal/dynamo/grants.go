@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -12,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"golang.org/x/sync/errgroup"
 
 	"minipush"
 )
@@ -162,25 +164,35 @@ func (d *DB) AddGrants(ctx context.Context, appID, openID string, grants []minip
 			}
 			continue
 		}
-		raced := false
+		// The puts are independent (one item each), so an upload waits for a few round
+		// trips, not one per grant.
+		var raced atomic.Bool
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(grantPutParallelism)
 		for _, i := range accepted {
-			av, err := attributevalue.MarshalMap(toGrantItem(grants[i]))
-			if err != nil {
-				return nil, fmt.Errorf("dynamo: encode grant: %w", err)
-			}
-			_, err = d.Client.PutItem(ctx, &dynamodb.PutItemInput{
-				TableName: aws.String(d.Tables.Grants), Item: av,
-				ConditionExpression: aws.String("attribute_not_exists(pk)"),
-			})
-			if err != nil {
-				if err = conflict(err, "dynamo: store grant of %s", appID); minipush.ErrorCode(err) != minipush.ECONFLICT {
-					return nil, err
+			g.Go(func() error {
+				av, err := attributevalue.MarshalMap(toGrantItem(grants[i]))
+				if err != nil {
+					return fmt.Errorf("dynamo: encode grant: %w", err)
 				}
-				out[i] = minipush.AddDuplicate
-				raced = true
-			}
+				_, err = d.Client.PutItem(gctx, &dynamodb.PutItemInput{
+					TableName: aws.String(d.Tables.Grants), Item: av,
+					ConditionExpression: aws.String("attribute_not_exists(pk)"),
+				})
+				if err != nil {
+					if err = conflict(err, "dynamo: store grant of %s", appID); minipush.ErrorCode(err) != minipush.ECONFLICT {
+						return err
+					}
+					out[i] = minipush.AddDuplicate
+					raced.Store(true)
+				}
+				return nil
+			})
 		}
-		if raced {
+		if err := g.Wait(); err != nil {
+			return nil, err
+		}
+		if raced.Load() {
 			// A concurrent copy of this upload stored the grant first, after the
 			// inventory above counted it: recount, so the live count is exact.
 			if _, err := d.RecomputeInventory(ctx, appID, openID); err != nil {
@@ -191,13 +203,16 @@ func (d *DB) AddGrants(ctx context.Context, appID, openID string, grants []minip
 	}
 }
 
+// grantPutParallelism bounds the grant puts one upload makes at once.
+const grantPutParallelism = 8
+
 // inventoryPending is how long the live count an upload wrote on the user is trusted
 // over a recount of the grants table: longer than an upload takes to store its grants.
 const inventoryPending = 30 * time.Second
 
 // ImportGrants writes grants as they are, 25 per BatchWriteItem, overwriting any with the
-// same key: a bulk load for benchmarks and load tests, where AddGrants (an inventory read
-// and a transaction per user) would take longer than the work measured. It checks no
+// same key: a bulk load for benchmarks and load tests, where AddGrants (an inventory read,
+// an inventory update and a conditional put per grant) would take longer than the work measured. It checks no
 // per-user limit and leaves the users' inventories alone (RecomputeInventory rebuilds one).
 func (d *DB) ImportGrants(ctx context.Context, grants []minipush.Grant) error {
 	return putAll(ctx, d, d.Tables.Grants, "grant", grants, func(g minipush.Grant) any { return toGrantItem(g) })

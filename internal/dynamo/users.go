@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"golang.org/x/sync/errgroup"
 
 	"minipush"
 )
@@ -192,30 +192,15 @@ func (d *DB) PutUserAttrs(ctx context.Context, appID string, a minipush.UserAttr
 // the first error; users written before it stay written (each write is a whole-user
 // replacement, so re-running the import is safe).
 func (d *DB) ImportUserAttrs(ctx context.Context, appID string, users []minipush.UserAttrs) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, importParallelism)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(importParallelism)
 	for _, u := range users {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
+		if gctx.Err() != nil {
 			break
 		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := d.PutUserAttrs(ctx, appID, u); err != nil {
-				cancel(err)
-			}
-		})
+		g.Go(func() error { return d.PutUserAttrs(gctx, appID, u) })
 	}
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
-		return err
-	}
-	return nil
+	return g.Wait()
 }
 
 // stringSet marshals as a DynamoDB string set (SS) rather than a list, so the planner's
