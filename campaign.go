@@ -1,6 +1,7 @@
 package minipush
 
 import (
+	"hash/fnv"
 	"time"
 )
 
@@ -30,6 +31,9 @@ type Message struct {
 	EmphasisKeyword  string               `json:"emphasisKeyword,omitempty"`  // template messages only
 	MiniprogramState string               `json:"miniprogramState,omitempty"` // subscribe only: developer|trial|formal
 	Lang             string               `json:"lang,omitempty"`             // subscribe only
+	// CustomerService, when set, is sent instead to users inside their customer-service
+	// window, without spending a grant (see ChannelCustomerService).
+	CustomerService *CustomerService `json:"customerService,omitempty"`
 }
 
 // DataValue is one data field of a message. Color is for template messages only.
@@ -69,11 +73,38 @@ type Schedule struct {
 	TimeZone string    `json:"timeZone,omitempty"`
 }
 
-// Policy limits what a campaign may do to a user.
+// Policy limits what a campaign may do to a user. The per-user frequency caps are the
+// app's (App.Caps), shared by all its campaigns; the onePerDay flag they replaced is
+// no longer read (a stored campaign that has it is capped by its app like any other).
 type Policy struct {
 	SkipOptedOut bool `json:"skipOptedOut"` // on by default: opted-out users are skipped
-	OnePerDay    bool `json:"onePerDay"`    // at most one push per user per day across campaigns
-	RetryBudget  int  `json:"retryBudget"`  // transient retries per recipient before giving up; 0 means DefaultRetryBudget
+	// Transactional marks messages a user is owed (an order shipped, a booking
+	// reminder): they skip the app's frequency caps and quiet hours.
+	Transactional bool `json:"transactional,omitempty"`
+	// QuietHours overrides the app's quiet hours for this campaign ({off:true} for none).
+	QuietHours *QuietHours `json:"quietHours,omitempty"`
+	// HoldoutPercent (0 to MaxHoldoutPercent) of the audience, picked by HeldOut, ends
+	// skipped/holdout: the control group that measures the campaign's lift.
+	HoldoutPercent int `json:"holdoutPercent,omitempty"`
+	RetryBudget    int `json:"retryBudget"` // transient retries per recipient before giving up; 0 means DefaultRetryBudget
+}
+
+// MaxHoldoutPercent bounds Policy.HoldoutPercent: a control group larger than the
+// treated group measures nothing better and costs the campaign its reach.
+const MaxHoldoutPercent = 50
+
+// HeldOut reports whether openID falls in campaign's holdout of percent: a hash of
+// both, so every run and rerun of the campaign (and the forecast) agrees, while each
+// campaign draws its own control group. Basis points, so the share is exact to 0.01 %.
+func HeldOut(campaignID, openID string, percent int) bool {
+	if percent <= 0 {
+		return false
+	}
+	h := fnv.New64a()
+	h.Write([]byte(campaignID))
+	h.Write([]byte{0})
+	h.Write([]byte(openID))
+	return h.Sum64()%10000 < uint64(percent)*100
 }
 
 // DefaultRetryBudget is the retry budget of a policy that names none. The operator API

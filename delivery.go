@@ -30,8 +30,15 @@ type Delivery struct {
 	Reason     string
 	ErrCode    int
 	MsgID      string // WeChat's msgid of a sent subscribe message, decimal (above 2^53: never a float64); "" if none
-	UpdatedAt  time.Time
-	ExpiresAt  time.Time // kept until then (the retention period), then deleted
+	Channel    string // the API the message went (or would go) out through: ChannelCustomerService or the message kind
+	CSFallback string // why the customer-service channel was left for a grant (a reason such as "cs_window_closed"), or ""
+	// Receipt is what WeChat's subscribe_msg_sent_event said of a sent message ("" until
+	// one arrived), with its ErrorCode and ErrorStatus when it reports a failure.
+	Receipt       ReceiptState
+	ReceiptCode   int
+	ReceiptStatus string
+	UpdatedAt     time.Time
+	ExpiresAt     time.Time // kept until then (the retention period), then deleted
 }
 
 // DeliveryShards is how many partition keys a run's deliveries are spread over
@@ -77,3 +84,40 @@ const (
 	OutcomeSkipped Outcome = "skipped"  // by policy: opted out, already pushed today
 	OutcomeUnknown Outcome = "unknown"  // the request left but its answer was lost; never resent
 )
+
+// Skip reasons of the app's limits and the campaign's holdout.
+const (
+	ReasonFrequencyCap = "frequency_cap" // the app's per-day or per-week cap was reached; the grant is kept
+	ReasonHoldout      = "holdout"       // in the campaign's control group (Policy.HoldoutPercent)
+)
+
+// ReceiptState is what a subscribe_msg_sent_event reported of a sent message. WeChat
+// reports failures only for asynchronous system failures, so delivered is "no failure
+// reported", not a read receipt (WECHAT.md §8).
+type ReceiptState string
+
+// Receipt states. A sent delivery moves to one of them once; a replayed receipt
+// changes nothing.
+const (
+	ReceiptDelivered   ReceiptState = "delivered"    // ErrorCode 0
+	ReceiptAsyncFailed ReceiptState = "async_failed" // with WeChat's ErrorCode and ErrorStatus
+)
+
+// Receipt is one List item of a subscribe_msg_sent_event push, validated.
+type Receipt struct {
+	AppID       string
+	OpenID      string // FromUserName of the push
+	TemplateID  string
+	MsgID       string // decimal, as the delivery keeps it
+	ErrorCode   int
+	ErrorStatus string
+	At          time.Time // the push's CreateTime
+}
+
+// State is the receipt state the receipt moves a sent delivery to.
+func (r Receipt) State() ReceiptState {
+	if r.ErrorCode == 0 {
+		return ReceiptDelivered
+	}
+	return ReceiptAsyncFailed
+}

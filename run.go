@@ -32,6 +32,11 @@ type Run struct {
 	// Occurrence is the due time the planner started the run for (zero for runs
 	// started before it was recorded): how late its messages would arrive now.
 	Occurrence time.Time `json:"occurrence,omitzero"`
+	// Deferred is how many planned recipients wait for the end of quiet hours
+	// (DeferredUntil): inside the window every pending recipient of a marketing
+	// campaign waits. Set by the progress route, not stored.
+	Deferred      int       `json:"deferred,omitempty"`
+	DeferredUntil time.Time `json:"deferredUntil,omitzero"`
 }
 
 // RunProgress is a run's status, planned count and counters, as a counter update
@@ -154,6 +159,21 @@ type Counters struct {
 	NoGrant int            `json:"noGrant"`
 	Skipped int            `json:"skipped"`
 	Unknown int            `json:"unknown"`
+	// GrantsSaved counts recipients sent on the customer-service channel (no grant
+	// spent), CSFallbacks those whose customer-service attempt was refused (window
+	// closed, count used up) and who went on to the grant channel. Both are also among
+	// the outcomes, so Final leaves them out.
+	GrantsSaved int `json:"grantsSaved"`
+	CSFallbacks int `json:"csFallbacks"`
+	// Delivered and AsyncFailed count the run's sent messages whose receipt
+	// (subscribe_msg_sent_event) arrived, by what it said. They are sub-states of Sent,
+	// not final outcomes (Final leaves them out), and are kept apart from the run item
+	// (dynamo: receipt counters) since receipts arrive at the send rate, after the run.
+	Delivered   int `json:"delivered"`
+	AsyncFailed int `json:"asyncFailed"`
+	// Holdout is how many of Skipped were the campaign's control group
+	// (ReasonHoldout), apart so operators can measure lift against them.
+	Holdout int `json:"holdout"`
 }
 
 // Final returns how many recipients reached a final state.
@@ -171,6 +191,9 @@ func (c *Counters) Add(o Counters) {
 	c.NoGrant += o.NoGrant
 	c.Skipped += o.Skipped
 	c.Unknown += o.Unknown
+	c.GrantsSaved += o.GrantsSaved
+	c.CSFallbacks += o.CSFallbacks
+	c.Holdout += o.Holdout
 	for reason, n := range o.Failed {
 		if c.Failed == nil {
 			c.Failed = map[string]int{}
@@ -188,6 +211,9 @@ func (c *Counters) Count(outcome Outcome, reason string) {
 		c.NoGrant++
 	case OutcomeSkipped:
 		c.Skipped++
+		if reason == ReasonHoldout {
+			c.Holdout++
+		}
 	case OutcomeUnknown:
 		c.Unknown++
 	case OutcomeFailed:
