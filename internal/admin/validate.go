@@ -53,6 +53,22 @@ func validateCampaign(c minipush.Campaign) error {
 	if c.Policy.RetryBudget < 1 || c.Policy.RetryBudget > maxRetryBudget {
 		return invalid("policy.retryBudget: %d, want 1 to %d", c.Policy.RetryBudget, maxRetryBudget)
 	}
+	return validatePolicy(c.Policy)
+}
+
+// validatePolicy checks the holdout and the quiet-hours override.
+func validatePolicy(p minipush.Policy) error {
+	if p.HoldoutPercent < 0 || p.HoldoutPercent > minipush.MaxHoldoutPercent {
+		return invalid("policy.holdoutPercent: %d, want 0 to %d", p.HoldoutPercent, minipush.MaxHoldoutPercent)
+	}
+	if p.QuietHours != nil {
+		if err := p.QuietHours.Check("policy.quietHours"); err != nil {
+			return invalid("%s", err.Error())
+		}
+		if p.Transactional && !p.QuietHours.Off {
+			return invalid("policy.quietHours: a transactional campaign has no quiet hours; drop one of the two")
+		}
+	}
 	return nil
 }
 
@@ -98,6 +114,7 @@ func validateMessage(m minipush.Message) error {
 	}
 	add(msgcheck.ValidateTemplateID(m.TemplateID))
 	add(msgcheck.ValidatePage(m.Page))
+	errs = append(errs, validateCS(m.CustomerService)...) // csvalidate.go
 	if len(errs) > 0 {
 		return invalid("message: %s", strings.Join(errs, "; "))
 	}

@@ -48,6 +48,13 @@ type Store interface {
 	MarkPushApplied(ctx context.Context, appID, timestamp, nonce, digest string) error
 	// RecomputeInventory recounts a user's live grants onto the user item.
 	RecomputeInventory(ctx context.Context, appID, openID string) (minipush.User, error)
+	// OpenCSWindow stores a user's customer-service window unless the stored one ends
+	// as late or later, and reports whether it did.
+	OpenCSWindow(ctx context.Context, appID, openID string, w minipush.CSWindowState) (bool, error)
+	// RecordReceipt moves the sent delivery with the receipt's msgid to its receipt
+	// state and counts it, once; false (nil error) when nothing matched or it was
+	// recorded before.
+	RecordReceipt(ctx context.Context, r minipush.Receipt) (bool, error)
 }
 
 // Limiter is a fixed-window rate limit shared by every instance (dynamo.DB.Allow and

@@ -51,6 +51,7 @@ const (
 	maxPushBody   = 64 << 10
 	eventPopup    = "subscribe_msg_popup_event"
 	eventChange   = "subscribe_msg_change_event"
+	eventSent     = "subscribe_msg_sent_event" // a receipt: see receipts.go
 	pushOK        = "success"
 	statusAccept  = "accept"
 	statusReject  = "reject"
@@ -132,10 +133,14 @@ func (h *Handler) eventCheck(log *slog.Logger, req events.APIGatewayV2HTTPReques
 	return text(http.StatusOK, echo), nil
 }
 
-// pushItem is one template's result in a subscribe event.
+// pushItem is one template's result in a subscribe event, or one message's receipt in
+// a sent event (the fields of receipts.go).
 type pushItem struct {
-	TemplateID string `xml:"TemplateId" json:"TemplateId"`
-	Status     string `xml:"SubscribeStatusString" json:"SubscribeStatusString"`
+	TemplateID  string  `xml:"TemplateId" json:"TemplateId"`
+	Status      string  `xml:"SubscribeStatusString" json:"SubscribeStatusString"`
+	MsgID       flexNum `xml:"MsgID" json:"MsgID"`
+	ErrorCode   flexNum `xml:"ErrorCode" json:"ErrorCode"`
+	ErrorStatus string  `xml:"ErrorStatus" json:"ErrorStatus"`
 }
 
 // pushList is the JSON List field: WeChat sends an object for one template and an
@@ -181,6 +186,9 @@ type pushXML struct {
 	Change struct {
 		List []pushItem `xml:"List"`
 	} `xml:"SubscribeMsgChangeEvent"`
+	Sent struct {
+		List []pushItem `xml:"List"`
+	} `xml:"SubscribeMsgSentEvent"`
 }
 
 type pushJSON struct {
@@ -190,12 +198,18 @@ type pushJSON struct {
 	MsgType      string   `json:"MsgType"`
 	Event        string   `json:"Event"`
 	List         pushList `json:"List"`
+	// Sent is the wrapper WeChat's JSON sent event does not have (its List is at the
+	// top, WECHAT.md §8), accepted should it ever come.
+	Sent struct {
+		List pushList `json:"List"`
+	} `json:"SubscribeMsgSentEvent"`
 }
 
 // pushEvent is a decoded push, whatever its format.
 type pushEvent struct {
 	OpenID     string
 	CreateTime string
+	MsgType    string
 	Event      string
 	Items      []pushItem
 }
@@ -210,9 +224,12 @@ func decodePush(body []byte) (ev pushEvent, encrypt string, err error) {
 		if err := xml.Unmarshal(body, &x); err != nil {
 			return ev, "", minipush.Errorf(minipush.EMALFORMED, "push body is not WeChat XML")
 		}
-		ev = pushEvent{OpenID: x.FromUserName, CreateTime: strings.TrimSpace(x.CreateTime), Event: x.Event, Items: x.Popup.List}
-		if x.Event == eventChange {
+		ev = pushEvent{OpenID: x.FromUserName, CreateTime: strings.TrimSpace(x.CreateTime), MsgType: x.MsgType, Event: x.Event, Items: x.Popup.List}
+		switch x.Event {
+		case eventChange:
 			ev.Items = x.Change.List
+		case eventSent:
+			ev.Items = x.Sent.List
 		}
 		return ev, strings.TrimSpace(x.Encrypt), nil
 	}
@@ -220,18 +237,27 @@ func decodePush(body []byte) (ev pushEvent, encrypt string, err error) {
 	if err := json.Unmarshal(body, &j); err != nil {
 		return ev, "", minipush.Errorf(minipush.EMALFORMED, "push body is not WeChat JSON")
 	}
-	return pushEvent{OpenID: j.FromUserName, CreateTime: string(j.CreateTime), Event: j.Event, Items: j.List}, strings.TrimSpace(j.Encrypt), nil
+	items := j.List
+	if len(items) == 0 {
+		items = j.Sent.List
+	}
+	return pushEvent{OpenID: j.FromUserName, CreateTime: string(j.CreateTime), MsgType: j.MsgType, Event: j.Event, Items: items}, strings.TrimSpace(j.Encrypt), nil
 }
 
-// checkEvent refuses a subscribe event without a usable user or time.
+// checkEvent refuses a subscribe event without a usable user or time, and a sent event
+// any of whose receipts does not parse (nothing of such a push is applied).
 func checkEvent(ev pushEvent) error {
-	if ev.Event == eventPopup || ev.Event == eventChange {
+	if ev.Event == eventPopup || ev.Event == eventChange || ev.Event == eventSent || opensCSWindow(ev) {
 		if ev.OpenID == "" || len(ev.OpenID) > maxPushOpenID {
 			return minipush.Errorf(minipush.EMALFORMED, "push without a valid FromUserName")
 		}
 		if _, err := strconv.ParseInt(ev.CreateTime, 10, 64); err != nil {
 			return minipush.Errorf(minipush.EMALFORMED, "push without a valid CreateTime")
 		}
+	}
+	if ev.Event == eventSent {
+		_, err := receiptsOf("", ev)
+		return err
 	}
 	return nil
 }
@@ -333,6 +359,9 @@ func (h *Handler) eventPush(ctx context.Context, log *slog.Logger, req events.AP
 // that failed midway applies it again.
 func (h *Handler) applyPush(ctx context.Context, log *slog.Logger, app minipush.App, ev pushEvent) error {
 	countPush(ctx, app.AppID, ev.Event)
+	if opensCSWindow(ev) {
+		return h.openCSWindow(ctx, log, app, ev) // cswindow.go
+	}
 	switch ev.Event {
 	case eventPopup:
 		if !app.AcceptsFrom(minipush.SourcePush) {
@@ -388,6 +417,8 @@ func (h *Handler) applyPush(ctx context.Context, log *slog.Logger, app minipush.
 			}
 			log.Info("template turned off", "template", it.TemplateID, "dropped", n)
 		}
+	case eventSent:
+		return h.applyReceipts(ctx, log, app, ev)
 	default:
 		log.Info("push ignored", "event", ev.Event)
 	}

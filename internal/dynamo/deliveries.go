@@ -40,8 +40,14 @@ type deliveryItem struct {
 	Reason     string `dynamodbav:"reason,omitempty"`
 	ErrCode    int    `dynamodbav:"errcode,omitempty"`
 	MsgID      string `dynamodbav:"msgId,omitempty"` // decimal, as WeChat's int64 exceeds 2^53
+	Channel    string `dynamodbav:"channel,omitempty"`
+	CSFallback string `dynamodbav:"csFallback,omitempty"`
 	UpdatedAt  int64  `dynamodbav:"updatedAt"`
 	ExpiresAt  int64  `dynamodbav:"expiresAt"`
+	// Receipt fields (receipts.go): set once, by the sent event of a sent delivery.
+	Receipt       string `dynamodbav:"receipt,omitempty"`
+	ReceiptCode   int    `dynamodbav:"receiptCode,omitempty"`
+	ReceiptStatus string `dynamodbav:"receiptStatus,omitempty"`
 }
 
 func (it deliveryItem) delivery() minipush.Delivery {
@@ -49,6 +55,8 @@ func (it deliveryItem) delivery() minipush.Delivery {
 		RunKey: runKeyOf(it.PK), OpenID: it.SK, State: minipush.DeliveryState(it.State), Owner: it.Owner, LeaseUntil: fromEpoch(it.LeaseUntil),
 		GrantID: it.GrantID, Outcome: minipush.Outcome(it.Outcome), Reason: it.Reason, ErrCode: it.ErrCode,
 		MsgID: it.MsgID, UpdatedAt: fromEpoch(it.UpdatedAt), ExpiresAt: fromEpoch(it.ExpiresAt),
+		Channel: it.Channel, CSFallback: it.CSFallback,
+		Receipt: minipush.ReceiptState(it.Receipt), ReceiptCode: it.ReceiptCode, ReceiptStatus: it.ReceiptStatus,
 	}
 }
 
@@ -102,7 +110,7 @@ func (d *DB) Deliveries(ctx context.Context, runKey string, openIDs []string) (m
 func (d *DB) CreateDelivery(ctx context.Context, dl minipush.Delivery) (minipush.Delivery, error) {
 	it := deliveryItem{
 		PK: deliveryPK(dl.RunKey, dl.OpenID), SK: dl.OpenID, State: string(dl.State), Owner: dl.Owner, LeaseUntil: epoch(dl.LeaseUntil),
-		GrantID: dl.GrantID, Reason: dl.Reason, ErrCode: dl.ErrCode,
+		GrantID: dl.GrantID, Reason: dl.Reason, ErrCode: dl.ErrCode, Channel: dl.Channel,
 		UpdatedAt: epoch(d.Now()), ExpiresAt: epoch(dl.ExpiresAt),
 	}
 	if dl.State == minipush.DeliveryFinal {
@@ -200,6 +208,26 @@ func (d *DB) SetDeliveryGrant(ctx context.Context, runKey, openID, owner, grantI
 	return nil
 }
 
+// FallBackDelivery records on owner's claim that the customer-service channel was
+// refused (reason) and the recipient goes on to channel, the grant message's. ECONFLICT
+// when the claim is not owner's any more.
+func (d *DB) FallBackDelivery(ctx context.Context, runKey, openID, owner, channel, reason string) error {
+	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Deliveries), Key: deliveryKey(runKey, openID),
+		ConditionExpression:      aws.String("#state = :sending AND #owner = :owner"),
+		UpdateExpression:         aws.String("SET channel = :ch, csFallback = :why, updatedAt = :now"),
+		ExpressionAttributeNames: map[string]string{"#state": "state", "#owner": "owner"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":sending": strAV(string(minipush.DeliverySending)), ":owner": strAV(owner),
+			":ch": strAV(channel), ":why": strAV(reason), ":now": numAV(d.Now().Unix()),
+		},
+	})
+	if err != nil {
+		return conflict(err, "dynamo: fall back delivery of %s", runKey)
+	}
+	return nil
+}
+
 // DeleteClaim removes owner's claim when WeChat proved nothing was sent (a retryable
 // answer, or an abort), so a later attempt can claim again. ECONFLICT when the claim is
 // not owner's any more.
@@ -252,7 +280,7 @@ func (d *DB) countShard(ctx context.Context, pk string) (minipush.Counters, erro
 		KeyConditionExpression:    aws.String("pk = :pk"),
 		FilterExpression:          aws.String("attribute_exists(outcome)"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": strAV(pk)},
-		ProjectionExpression:      aws.String("outcome, reason"),
+		ProjectionExpression:      aws.String("outcome, reason, channel, csFallback"),
 		ConsistentRead:            aws.Bool(true),
 	})
 	for p.HasMorePages() {
@@ -262,13 +290,16 @@ func (d *DB) countShard(ctx context.Context, pk string) (minipush.Counters, erro
 		}
 		for _, item := range page.Items {
 			var it struct {
-				Outcome string `dynamodbav:"outcome"`
-				Reason  string `dynamodbav:"reason"`
+				Outcome    string `dynamodbav:"outcome"`
+				Reason     string `dynamodbav:"reason"`
+				Channel    string `dynamodbav:"channel"`
+				CSFallback string `dynamodbav:"csFallback"`
 			}
 			if err := attributevalue.UnmarshalMap(item, &it); err != nil {
 				return c, fmt.Errorf("decode outcome: %w", err)
 			}
 			c.Count(minipush.Outcome(it.Outcome), it.Reason)
+			c.CountChannel(minipush.Outcome(it.Outcome), it.Channel, it.CSFallback)
 		}
 	}
 	return c, nil

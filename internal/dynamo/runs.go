@@ -35,10 +35,10 @@ import (
 //	occurrence          N, epoch seconds: the due time the run was started for, so a
 //	                      resume can tell a run interrupted past its occurrence
 //	                      (ResumeCampaign)
-//	sent, noGrant, skipped, unknown, failed_<reason>
-//	                    N, flat counters, ADDed once per SQS message
-//	dueShard, dueAt     S, N: while sending, the run waits in one of ByDue's watch
-//	                      shards (WatchShard)
+//	sent, noGrant, skipped, unknown, holdout (of skipped), failed_<reason>
+//	                    N, flat counters, ADDed once per send invocation
+//	progressAt          N, epoch seconds: the last sign of progress (planning
+//	                      finished, a counter update); no index key, see WatchShard
 //	sendingAt, doneAt   N, epoch seconds
 //	expiresAt           N, TTL, set when the run is done (RetentionExpiry)
 //
@@ -47,6 +47,11 @@ import (
 // tick. Finishing a run sets the run to sending and rolls the campaign in one
 // transaction, so minipush.Reconcile can never see a finished run of a campaign that is
 // still waiting.
+//
+// While a run is sending, a small watch item next to it (pk "c#<id>", sk "w#<n>":
+// dueShard, dueAt and nothing else) waits in the ByDue index; it is written when the run
+// starts sending, when a quiet run is recounted or found active, and deleted when the
+// run is done.
 
 // WatchShard is the ByDue hash key of a run in status sending: each carries dueAt = the
 // epoch second of its last sign of progress (planning finished, a counter update, a
@@ -55,11 +60,15 @@ import (
 // or whose sends all finished before its planner marked it sending, is completed that
 // way instead of staying sending forever. Done runs leave the index.
 //
-// The index projects ALL, so every counter update of a sending run rewrites its entry:
-// one index write per SQS message of every sending run. Under one hash key that is the
-// hottest key of a busy deployment (the scale bench throttled it with three campaigns),
-// so a run's entry sits under one of WatchShards keys, picked by its campaign and run,
-// and StalledRuns reads them all.
+// The index keys sit on the run's watch item, not on the run item: the index projects
+// ALL, so with the keys on the run item every counter update rewrote its index entry,
+// a second write unit per update (issue #12's send budget is 3.0 WRU a message). The
+// counters' progressAt is not an index key; StalledRuns reads it for the runs whose
+// watch entry went quiet and moves the entry up to it when the run was active after all,
+// so the watch is exact with one write per run per quiet period instead of one per
+// counter update. The watch entries sit under WatchShards hash keys, picked by campaign
+// and run, since under one key the scale bench throttled it with three campaigns, and
+// StalledRuns reads them all.
 func WatchShard(campaignID string, run int) string {
 	h := fnv.New32a()
 	h.Write([]byte(campaignID + "#" + strconv.Itoa(run)))
@@ -72,6 +81,17 @@ const WatchShards = 8
 func watchShardKey(n int) string { return "watch#" + strconv.Itoa(n) }
 
 func runSK(run int) string { return "run#" + strconv.Itoa(run) }
+
+// watchSK is the sort key of a sending run's watch item.
+func watchSK(run int) string { return "w#" + strconv.Itoa(run) }
+
+// watchItem is the watch item of a run starting to send at now.
+func watchItem(campaignID string, run int, now time.Time) map[string]types.AttributeValue {
+	it := campaignKey(campaignID, watchSK(run))
+	it["dueShard"] = strAV(WatchShard(campaignID, run))
+	it["dueAt"] = numAV(now.Unix())
+	return it
+}
 
 // RunItemKey is the key of a run's item in the campaigns table, for a test that reads an
 // attribute no method returns (the retention TTL) without retyping the layout.
@@ -168,31 +188,35 @@ func (d *DB) FinishRun(ctx context.Context, campaignID string, run int, owner st
 		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
 		ConditionExpression: aws.String("#status = :planning AND #owner = :owner"),
 		UpdateExpression: aws.String("SET #status = :sending, planned = :planned, sendingAt = :now, " +
-			"dueShard = :watch, dueAt = :now REMOVE #owner, leaseUntil, #cursor"),
+			"progressAt = :now REMOVE #owner, leaseUntil, #cursor"),
 		ExpressionAttributeNames: map[string]string{"#status": "status", "#owner": "owner", "#cursor": "cursor"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":planning": strAV(string(minipush.RunPlanning)), ":owner": strAV(owner), ":sending": strAV(string(minipush.RunSending)),
 			":planned": numAV(int64(planned)), ":now": numAV(now.Unix()),
-			":watch": strAV(WatchShard(campaignID, run)),
 		},
 	}
+	// The watch item goes in with the status: a sending run without one would never be
+	// recounted if its last counter update were lost.
+	watch := &types.Put{TableName: aws.String(d.Tables.Campaigns), Item: watchItem(campaignID, run, now)}
 	roll := rollUpdate(d.Tables.Campaigns, campaignID, run, next, now)
 	if planned == 0 {
+		watch = nil
 		// Nobody to send to means no send message, so no Reconcile would ever finish the
 		// run: it is done now, and a one-off campaign with it.
 		runUpdate.UpdateExpression = aws.String("SET #status = :done, planned = :planned, sendingAt = :now, doneAt = :now, " +
 			"expiresAt = :exp REMOVE #owner, leaseUntil, #cursor")
 		delete(runUpdate.ExpressionAttributeValues, ":sending")
-		delete(runUpdate.ExpressionAttributeValues, ":watch")
 		runUpdate.ExpressionAttributeValues[":done"] = strAV(string(minipush.RunDone))
 		runUpdate.ExpressionAttributeValues[":exp"] = numAV(RetentionExpiry(now, d.retention()))
 		if next.IsZero() {
 			roll.ExpressionAttributeValues[":sending"] = strAV(string(minipush.StatusDone))
 		}
 	}
-	_, err := d.Client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
-		{Update: runUpdate}, {Update: roll},
-	}})
+	items := []types.TransactWriteItem{{Update: runUpdate}, {Update: roll}}
+	if watch != nil {
+		items = append(items, types.TransactWriteItem{Put: watch})
+	}
+	_, err := d.Client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
 	if err == nil {
 		return nil
 	}
@@ -200,12 +224,22 @@ func (d *DB) FinishRun(ctx context.Context, campaignID string, run int, owner st
 		return fmt.Errorf("dynamo: finish run %s#%d: %w", campaignID, run, err)
 	}
 	// Find out which condition failed: the run's (lease lost) is a conflict; the
-	// campaign's alone means the operator moved it, and the run still finishes.
-	_, err = d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName: runUpdate.TableName, Key: runUpdate.Key, ConditionExpression: runUpdate.ConditionExpression,
-		UpdateExpression: runUpdate.UpdateExpression, ExpressionAttributeNames: runUpdate.ExpressionAttributeNames,
-		ExpressionAttributeValues: runUpdate.ExpressionAttributeValues,
-	})
+	// campaign's alone means the operator moved it, and the run still finishes, with its
+	// watch item.
+	if watch != nil {
+		_, err = d.Client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+			{Update: runUpdate}, {Put: watch},
+		}})
+		if transactionLost(err) {
+			err = minipush.Errorf(minipush.ECONFLICT, "run %s#%d: plan lease lost", campaignID, run)
+		}
+	} else {
+		_, err = d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName: runUpdate.TableName, Key: runUpdate.Key, ConditionExpression: runUpdate.ConditionExpression,
+			UpdateExpression: runUpdate.UpdateExpression, ExpressionAttributeNames: runUpdate.ExpressionAttributeNames,
+			ExpressionAttributeValues: runUpdate.ExpressionAttributeValues,
+		})
+	}
 	if err != nil {
 		return conflict(err, "dynamo: finish run %s#%d", campaignID, run)
 	}
@@ -223,16 +257,19 @@ type attrCount struct {
 // counterAttrs lists the run item's counter attributes for c in a stable order, a
 // failure reason as failed_<reason>.
 func counterAttrs(c minipush.Counters) []attrCount {
-	out := []attrCount{{"sent", c.Sent}, {"noGrant", c.NoGrant}, {"skipped", c.Skipped}, {"unknown", c.Unknown}}
+	out := []attrCount{{"sent", c.Sent}, {"noGrant", c.NoGrant}, {"skipped", c.Skipped}, {"unknown", c.Unknown}, {"holdout", c.Holdout},
+		{"grantsSaved", c.GrantsSaved}, {"csFallbacks", c.CSFallbacks}}
 	for _, r := range sortedReasons(c.Failed) {
 		out = append(out, attrCount{failedAttr(r), c.Failed[r]})
 	}
 	return out
 }
 
-// AddRunCounters adds one SQS message's finalized recipients to the run item's
-// counters (one UpdateItem per message, not per recipient) and returns the run's
-// progress after it. ENOTFOUND when the run item does not exist.
+// AddRunCounters adds finalized recipients (one send invocation's of the run, or one
+// dead-lettered message's) to the run item's counters, one UpdateItem and not one per
+// recipient, and returns the run's progress after it. It also sets progressAt, which is
+// no index key: the update is one write unit (see WatchShard). ENOTFOUND when the run
+// item does not exist.
 func (d *DB) AddRunCounters(ctx context.Context, campaignID string, run int, c minipush.Counters) (minipush.RunProgress, error) {
 	names := map[string]string{}
 	vals := map[string]types.AttributeValue{}
@@ -255,9 +292,8 @@ func (d *DB) AddRunCounters(ctx context.Context, campaignID string, run int, c m
 		// Nothing to add: read the progress instead of writing.
 		return d.RunCounters(ctx, campaignID, run)
 	}
-	// dueAt alone (without dueShard) keeps a done run out of the watch.
 	vals[":now"] = numAV(d.Now().Unix())
-	in.UpdateExpression = aws.String("ADD " + strings.Join(adds, ", ") + " SET dueAt = :now")
+	in.UpdateExpression = aws.String("ADD " + strings.Join(adds, ", ") + " SET progressAt = :now")
 	in.ExpressionAttributeNames = names
 	in.ExpressionAttributeValues = vals
 	out, err := d.Client.UpdateItem(ctx, in)
@@ -285,7 +321,8 @@ func runProgress(item map[string]types.AttributeValue) minipush.RunProgress {
 	}
 	p.Counters = minipush.Counters{
 		Planned: p.Planned, Sent: intAttr(item["sent"]), NoGrant: intAttr(item["noGrant"]),
-		Skipped: intAttr(item["skipped"]), Unknown: intAttr(item["unknown"]),
+		Skipped: intAttr(item["skipped"]), Unknown: intAttr(item["unknown"]), Holdout: intAttr(item["holdout"]),
+		GrantsSaved: intAttr(item["grantsSaved"]), CSFallbacks: intAttr(item["csFallbacks"]),
 	}
 	for k, v := range item {
 		if r, ok := strings.CutPrefix(k, "failed_"); ok {
@@ -323,7 +360,6 @@ func (d *DB) MarkRunDone(ctx context.Context, campaignID string, run int, counte
 	}
 	// A finished run is kept for the retention period, then TTL deletes it.
 	sets := []string{"#status = :done", "doneAt = :now", "expiresAt = :exp"}
-	const leaveWatch = " REMOVE dueShard, dueAt"
 	failed := maps.Clone(c.Failed)
 	if failed == nil {
 		failed = map[string]int{}
@@ -345,30 +381,51 @@ func (d *DB) MarkRunDone(ctx context.Context, campaignID string, run int, counte
 	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
 		ConditionExpression:       aws.String("attribute_exists(pk) AND #status <> :done"),
-		UpdateExpression:          aws.String("SET " + strings.Join(sets, ", ") + leaveWatch),
+		UpdateExpression:          aws.String("SET " + strings.Join(sets, ", ")),
 		ExpressionAttributeNames:  names,
 		ExpressionAttributeValues: vals,
 	})
-	return ignoreConflict(err, "dynamo: mark run %s#%d done", campaignID, run)
+	if err = ignoreConflict(err, "dynamo: mark run %s#%d done", campaignID, run); err != nil {
+		return err
+	}
+	// A done run leaves the watch. Should this delete be lost, StalledRuns finds the run
+	// done and deletes the watch item then.
+	return d.unwatch(ctx, campaignID, run)
 }
 
-// TouchRun records activity on a sending run (see WatchShard); a run that is not
-// sending is left alone.
+func (d *DB) unwatch(ctx context.Context, campaignID string, run int) error {
+	_, err := d.Client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, watchSK(run)),
+	})
+	if err != nil {
+		return fmt.Errorf("dynamo: unwatch run %s#%d: %w", campaignID, run, err)
+	}
+	return nil
+}
+
+// TouchRun records activity on a sending run (see WatchShard) on its watch item; a run
+// that is not watched (not sending) is left alone.
 func (d *DB) TouchRun(ctx context.Context, campaignID string, run int) error {
+	return d.rewatch(ctx, campaignID, run, d.Now().Unix())
+}
+
+// rewatch moves a run's watch entry to dueAt, if the run still has one.
+func (d *DB) rewatch(ctx context.Context, campaignID string, run int, dueAt int64) error {
 	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
-		ConditionExpression:      aws.String("#status = :sending"),
-		UpdateExpression:         aws.String("SET dueAt = :now"),
-		ExpressionAttributeNames: map[string]string{"#status": "status"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":sending": strAV(string(minipush.RunSending)), ":now": numAV(d.Now().Unix()),
-		},
+		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, watchSK(run)),
+		ConditionExpression:       aws.String("attribute_exists(pk)"),
+		UpdateExpression:          aws.String("SET dueAt = :at"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":at": numAV(dueAt)},
 	})
 	return ignoreConflict(err, "dynamo: touch run %s#%d", campaignID, run)
 }
 
 // StalledRuns returns up to limit runs in status sending with no sign of progress since
-// quietSince, quietest first: one Query of each of the ByDue index's watch shards.
+// quietSince, quietest first. It queries each of the ByDue index's watch shards for
+// watch entries quiet since then and reads those runs' items (BatchGetItem): a run that
+// made progress meanwhile (a counter update sets progressAt, not the entry) has its
+// entry moved up to that progress and is not returned; a run found done, or gone, has
+// its leftover watch item deleted.
 func (d *DB) StalledRuns(ctx context.Context, quietSince time.Time, limit int) ([]minipush.RunRef, error) {
 	type stalled struct {
 		ref   minipush.RunRef
@@ -383,14 +440,16 @@ func (d *DB) StalledRuns(ctx context.Context, quietSince time.Time, limit int) (
 				":watch": strAV(watchShardKey(shard)), ":since": numAV(quietSince.Unix()),
 			},
 			ProjectionExpression: aws.String("pk, sk, dueAt"),
-			Limit:                aws.Int32(int32(max(limit, 1))),
+			Limit:                aws.Int32(int32(min(max(limit, 1), 100))),
 		})
-		// Each shard is read in dueAt order, so its first limit runs are all it can add.
+		// Each shard is read in dueAt order, so its first limit quiet runs are all it can
+		// add; entries of active runs are moved out of the way as they are met.
 		for n := 0; p.HasMorePages() && n < limit; {
 			page, err := p.NextPage(ctx)
 			if err != nil {
 				return nil, fmt.Errorf("dynamo: stalled runs: %w", err)
 			}
+			var cands []stalled
 			for _, item := range page.Items {
 				var k struct {
 					PK    string `dynamodbav:"pk"`
@@ -401,13 +460,36 @@ func (d *DB) StalledRuns(ctx context.Context, quietSince time.Time, limit int) (
 					return nil, fmt.Errorf("dynamo: decode stalled run key: %w", err)
 				}
 				id, ok1 := strings.CutPrefix(k.PK, "c#")
-				num, ok2 := strings.CutPrefix(k.SK, "run#")
+				num, ok2 := strings.CutPrefix(k.SK, "w#")
 				run, err := strconv.Atoi(num)
 				if !ok1 || !ok2 || err != nil {
 					return nil, fmt.Errorf("dynamo: stalled run with key %q/%q", k.PK, k.SK)
 				}
-				all = append(all, stalled{minipush.RunRef{CampaignID: id, Run: run}, k.DueAt})
-				n++
+				cands = append(cands, stalled{minipush.RunRef{CampaignID: id, Run: run}, k.DueAt})
+			}
+			refs := make([]minipush.RunRef, 0, len(cands))
+			for _, c := range cands {
+				refs = append(refs, c.ref)
+			}
+			runs, err := d.runStates(ctx, refs)
+			if err != nil {
+				return nil, err
+			}
+			for _, c := range cands {
+				st, ok := runs[c.ref]
+				switch {
+				case !ok || st.status != minipush.RunSending:
+					if err := d.unwatch(ctx, c.ref.CampaignID, c.ref.Run); err != nil {
+						return nil, err
+					}
+				case st.progressAt > quietSince.Unix():
+					if err := d.rewatch(ctx, c.ref.CampaignID, c.ref.Run, st.progressAt); err != nil {
+						return nil, err
+					}
+				case n < limit:
+					all = append(all, stalled{c.ref, max(c.dueAt, st.progressAt)})
+					n++
+				}
 			}
 		}
 	}
@@ -415,6 +497,45 @@ func (d *DB) StalledRuns(ctx context.Context, quietSince time.Time, limit int) (
 	out := make([]minipush.RunRef, 0, min(len(all), limit))
 	for _, s := range all[:min(len(all), limit)] {
 		out = append(out, s.ref)
+	}
+	return out, nil
+}
+
+// runState is what StalledRuns needs of a run item.
+type runState struct {
+	status     minipush.RunStatus
+	progressAt int64
+}
+
+// runStates reads the status and progressAt of runs (strongly consistent BatchGetItem);
+// a run without an item is absent from the map.
+func (d *DB) runStates(ctx context.Context, refs []minipush.RunRef) (map[minipush.RunRef]runState, error) {
+	keys := make([]map[string]types.AttributeValue, 0, len(refs))
+	for _, r := range refs {
+		keys = append(keys, campaignKey(r.CampaignID, runSK(r.Run)))
+	}
+	out := make(map[minipush.RunRef]runState, len(refs))
+	err := d.batchGet(ctx, d.Tables.Campaigns, "pk, sk, #status, progressAt", map[string]string{"#status": "status"}, keys,
+		func(item map[string]types.AttributeValue) error {
+			var it struct {
+				PK         string `dynamodbav:"pk"`
+				SK         string `dynamodbav:"sk"`
+				Status     string `dynamodbav:"status"`
+				ProgressAt int64  `dynamodbav:"progressAt"`
+			}
+			if err := attributevalue.UnmarshalMap(item, &it); err != nil {
+				return fmt.Errorf("dynamo: decode run state: %w", err)
+			}
+			run, err := strconv.Atoi(strings.TrimPrefix(it.SK, "run#"))
+			if err != nil {
+				return fmt.Errorf("dynamo: run item with sort key %q", it.SK)
+			}
+			ref := minipush.RunRef{CampaignID: strings.TrimPrefix(it.PK, "c#"), Run: run}
+			out[ref] = runState{status: minipush.RunStatus(it.Status), progressAt: it.ProgressAt}
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("dynamo: stalled runs: %w", err)
 	}
 	return out, nil
 }
@@ -449,7 +570,7 @@ func (d *DB) CampaignRuns(ctx context.Context, id string) ([]minipush.Run, error
 		}
 	}
 	slices.SortFunc(runs, func(a, b minipush.Run) int { return a.N - b.N })
-	return runs, nil
+	return d.withReceipts(ctx, id, runs) // receipts.go: counted apart from the run item
 }
 
 // DB is the store that minipush.Reconcile finishes runs through.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
@@ -210,4 +211,119 @@ type stringSet []string
 // MarshalDynamoDBAttributeValue implements attributevalue.Marshaler.
 func (s stringSet) MarshalDynamoDBAttributeValue() (types.AttributeValue, error) {
 	return &types.AttributeValueMemberSS{Value: s}, nil
+}
+
+// A user's customer-service window (minipush.CSWindowState) is two attributes of the
+// user item, csUntil (epoch seconds) and csLeft: WeChat's pushes open it, send takes
+// messages from it. Every write is conditional on csUntil, so a late or replayed push
+// never moves a window backwards and a send never takes a message from a window a
+// newer push replaced.
+
+// OpenCSWindow stores w as the user's window unless the stored one ends at or after
+// w.Until (a newer or the same user message, e.g. a push WeChat retried), and reports
+// whether it did. Creates the user item when the user wrote before logging in.
+func (d *DB) OpenCSWindow(ctx context.Context, appID, openID string, w minipush.CSWindowState) (bool, error) {
+	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Users), Key: pkKey(minipush.UserKey(appID, openID)),
+		ConditionExpression: aws.String("attribute_not_exists(csUntil) OR csUntil < :until"),
+		UpdateExpression:    aws.String("SET csUntil = :until, csLeft = :left, appId = if_not_exists(appId, :app), openId = if_not_exists(openId, :open)"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":until": numAV(w.Until.Unix()), ":left": numAV(int64(w.Left)), ":app": strAV(appID), ":open": strAV(openID),
+		},
+	})
+	if err != nil {
+		err = conflict(err, "dynamo: open customer-service window of a user of %s", appID)
+		if minipush.ErrorCode(err) == minipush.ECONFLICT {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+// csAttrs are the window's attributes as stored.
+type csAttrs struct {
+	Until int64 `dynamodbav:"csUntil"`
+	Left  int   `dynamodbav:"csLeft"`
+}
+
+func (a csAttrs) state() minipush.CSWindowState {
+	return minipush.CSWindowState{Until: fromEpoch(a.Until), Left: a.Left}
+}
+
+// CSWindow reads the user's window; a user without one (or unknown) has the zero,
+// closed window. The read is eventually consistent (half the cost): TakeCSMessage's
+// condition is what decides, this only spares users without a window that write.
+func (d *DB) CSWindow(ctx context.Context, appID, openID string) (minipush.CSWindowState, error) {
+	out, err := d.Client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(d.Tables.Users), Key: pkKey(minipush.UserKey(appID, openID)),
+		ProjectionExpression: aws.String("csUntil, csLeft"),
+	})
+	if err != nil {
+		return minipush.CSWindowState{}, fmt.Errorf("dynamo: read customer-service window of a user of %s: %w", appID, err)
+	}
+	var a csAttrs
+	if err := attributevalue.UnmarshalMap(out.Item, &a); err != nil {
+		return minipush.CSWindowState{}, fmt.Errorf("dynamo: decode customer-service window: %w", err)
+	}
+	return a.state(), nil
+}
+
+// TakeCSMessage takes one message from the user's window if it is open at now with a
+// message left, and returns the window after it; ECONFLICT when it is not. One
+// conditional decrement, so concurrent campaigns never take more than the window has.
+func (d *DB) TakeCSMessage(ctx context.Context, appID, openID string, now time.Time) (minipush.CSWindowState, error) {
+	out, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Users), Key: pkKey(minipush.UserKey(appID, openID)),
+		ConditionExpression: aws.String("csUntil > :now AND csLeft > :zero"),
+		UpdateExpression:    aws.String("SET csLeft = csLeft - :one"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":now": numAV(now.Unix()), ":zero": numAV(0), ":one": numAV(1),
+		},
+		// The whole item (a user item is small) for csUntil too: the window's end
+		// binds a later give-back or close to this very window.
+		ReturnValues: types.ReturnValueAllNew,
+	})
+	if err != nil {
+		return minipush.CSWindowState{}, conflict(err, "dynamo: take a customer-service message of a user of %s", appID)
+	}
+	var a csAttrs
+	if err := attributevalue.UnmarshalMap(out.Attributes, &a); err != nil {
+		return minipush.CSWindowState{}, fmt.Errorf("dynamo: decode customer-service window: %w", err)
+	}
+	return a.state(), nil
+}
+
+// ReturnCSMessage gives back a message TakeCSMessage took from the window ending at
+// until, after WeChat proved nothing was sent. A window a newer push replaced is left
+// alone (it has its full count). ECONFLICT then.
+func (d *DB) ReturnCSMessage(ctx context.Context, appID, openID string, until time.Time) error {
+	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Users), Key: pkKey(minipush.UserKey(appID, openID)),
+		ConditionExpression: aws.String("csUntil = :until AND csLeft < :max"),
+		UpdateExpression:    aws.String("SET csLeft = csLeft + :one"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":until": numAV(until.Unix()), ":max": numAV(minipush.CSWindowMessages), ":one": numAV(1),
+		},
+	})
+	if err != nil {
+		return conflict(err, "dynamo: return a customer-service message of a user of %s", appID)
+	}
+	return nil
+}
+
+// CloseCSWindow empties the window ending at until: WeChat answered that it is closed
+// or used up (45015, 45047), so no campaign should try it again. A window a newer push
+// opened is left alone. ECONFLICT then.
+func (d *DB) CloseCSWindow(ctx context.Context, appID, openID string, until time.Time) error {
+	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(d.Tables.Users), Key: pkKey(minipush.UserKey(appID, openID)),
+		ConditionExpression:       aws.String("csUntil = :until"),
+		UpdateExpression:          aws.String("SET csLeft = :zero"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":until": numAV(until.Unix()), ":zero": numAV(0)},
+	})
+	if err != nil {
+		return conflict(err, "dynamo: close customer-service window of a user of %s", appID)
+	}
+	return nil
 }

@@ -19,6 +19,7 @@ type recipient struct {
 	b      minipush.Batch
 	runKey string
 	openID string
+	cap    *capSlot // the frequency-cap slot (caps.go); nil for a recipient never delivered
 }
 
 func (r recipient) store() Store { return r.inv.h.Store }
@@ -28,8 +29,16 @@ func (r recipient) store() Store { return r.inv.h.Store }
 // returning one, deliver deletes its claim when no call was made under it, so the
 // redelivery does not have to wait for the claim to expire.
 func (r recipient) deliver(ctx context.Context) (result, error) {
+	if r.st.c.Message.CustomerService != nil {
+		return r.deliverCS(ctx) // cs.go: the customer-service channel first
+	}
+	return r.deliverGrant(ctx, false)
+}
+
+// deliverGrant is deliver on the grant channel; claimed says this invocation holds the
+// recipient's claim already (the customer-service step's, after WeChat refused it).
+func (r recipient) deliverGrant(ctx context.Context, claimed bool) (result, error) {
 	h, c := r.inv.h, r.st.c
-	var claimed, dayTaken bool
 	lookups := 0
 	for {
 		g, err := r.store().SpendableGrant(ctx, c.AppID, r.openID, c.Message.Channel())
@@ -42,17 +51,11 @@ func (r recipient) deliver(ctx context.Context) (result, error) {
 		case err != nil:
 			return r.abandon(ctx, claimed, err)
 		}
-		if c.Policy.OnePerDay && !dayTaken {
-			// After the grant lookup, so a user without a grant keeps their day.
-			day := h.now().In(r.st.day).Format("2006-01-02")
-			err := r.store().TakeDailySlot(ctx, c.AppID, r.openID, day, r.runKey)
-			switch {
-			case minipush.ErrorCode(err) == minipush.ECONFLICT:
-				return r.finalizeUnclaimed(ctx, minipush.OutcomeSkipped, "daily_cap", 0)
-			case err != nil:
-				return r.abandon(ctx, claimed, err)
-			}
-			dayTaken = true
+		// After the grant lookup, so a user without a grant keeps their slot.
+		if capped, err := r.takeCap(ctx); err != nil {
+			return r.abandon(ctx, claimed, err)
+		} else if capped {
+			return r.finalizeUnclaimed(ctx, minipush.OutcomeSkipped, minipush.ReasonFrequencyCap, 0)
 		}
 		if !claimed {
 			if err := h.Limiter.Wait(ctx); err != nil {
@@ -60,7 +63,7 @@ func (r recipient) deliver(ctx context.Context) (result, error) {
 			}
 			existing, err := r.store().CreateDelivery(ctx, minipush.Delivery{
 				RunKey: r.runKey, OpenID: r.openID, State: minipush.DeliverySending, Owner: r.inv.owner,
-				LeaseUntil: h.now().Add(h.lease()), GrantID: g.ID, ExpiresAt: h.now().Add(r.retention()),
+				LeaseUntil: h.now().Add(h.lease()), GrantID: g.ID, Channel: string(c.Message.Kind), ExpiresAt: h.now().Add(r.retention()),
 			})
 			switch {
 			case minipush.ErrorCode(err) == minipush.ECONFLICT:
@@ -102,6 +105,7 @@ func (r recipient) deliver(ctx context.Context) (result, error) {
 			}
 			return r.finishOwn(ctx, minipush.OutcomeFailed, reason, errcode)
 		case wechat.Abort:
+			r.returnCap(ctx) // nothing was sent; still under our claim
 			if err := r.store().DeleteClaim(ctx, r.runKey, r.openID, r.inv.owner); err != nil && minipush.ErrorCode(err) != minipush.ECONFLICT {
 				return result{}, fmt.Errorf("send: abort: %w", err)
 			}
@@ -283,6 +287,9 @@ func (r recipient) finishOwnMsg(ctx context.Context, o minipush.Outcome, reason 
 	case err != nil:
 		return result{}, fmt.Errorf("send: record %s: %w", o, err)
 	}
+	if o == minipush.OutcomeFailed || o == minipush.OutcomeNoGrant {
+		r.returnCap(ctx) // WeChat took nothing from the user: the slot is theirs again
+	}
 	return final(r.openID, o, reason), nil
 }
 
@@ -337,6 +344,7 @@ func (r recipient) resolve(ctx context.Context, d minipush.Delivery) (result, er
 // retryLater deletes the claim (WeChat proved nothing was sent) and leaves the
 // recipient pending for a new attempt.
 func (r recipient) retryLater(ctx context.Context) (result, error) {
+	r.returnCap(ctx) // before the claim goes: no other sender of the run sends meanwhile
 	if err := r.store().DeleteClaim(ctx, r.runKey, r.openID, r.inv.owner); err != nil {
 		if minipush.ErrorCode(err) == minipush.ECONFLICT {
 			return result{openID: r.openID, fate: fateDone}, nil
@@ -350,6 +358,7 @@ func (r recipient) retryLater(ctx context.Context) (result, error) {
 // was called under it, and returns the error.
 func (r recipient) abandon(ctx context.Context, claimed bool, cause error) (result, error) {
 	if claimed {
+		r.returnCap(ctx)
 		_ = r.store().DeleteClaim(context.WithoutCancel(ctx), r.runKey, r.openID, r.inv.owner)
 	}
 	return result{}, fmt.Errorf("send: recipient: %w", cause)

@@ -189,6 +189,7 @@ func (s *Sandbox) controlMux() *http.ServeMux {
 		s.ResetFaults()
 		return nil, nil
 	})
+	s.customControl(handle) // custom.go
 	m.HandleFunc("/_sandbox/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]any{"error": "no such control route", "routes": ControlRoutes})
 	})

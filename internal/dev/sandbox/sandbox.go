@@ -82,6 +82,7 @@ type app struct {
 	codes         map[string]*jsCode    // by js_code
 	forms         map[string]*formGrant // by form_id
 	subTemplates  map[string]map[string]string
+	tmplInfo      map[string]*templateInfo // by subscribe template id (templates.go); nil until set
 	formTemplates map[string][]string
 	pages         map[string]bool // nil: any "pages/..." path
 	tokens        map[string]*token
@@ -93,6 +94,7 @@ type app struct {
 type user struct {
 	openID    string
 	subGrants map[string]int // template id -> one-time grants left
+	cs        csWindow       // customer-service window (custom.go)
 }
 
 type jsCode struct {
