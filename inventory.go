@@ -14,6 +14,10 @@ type GrantInventory struct {
 	LiveByKind  map[GrantKind]int `json:"liveByKind"`
 	Expiring24h int               `json:"expiring24h"` // live now, expiring within 24 hours
 	Expiring7d  int               `json:"expiring7d"`  // live now, expiring within 7 days (includes Expiring24h)
+	// ExpiringPerDay has one entry per UTC day from today through ExpiringDays-1 days
+	// later, today first: the live grants whose expiry falls on that day (the console's
+	// "expiring this week" chart).
+	ExpiringPerDay []ExpiryDay `json:"expiringPerDay"`
 	// Truncated means the live counts cover only part of the grants: counting them
 	// scans the table, and the scan stopped at its bound (see dynamo.DB.GrantInventory).
 	Truncated bool `json:"truncated,omitempty"`
@@ -30,6 +34,9 @@ type ExpiryDay struct {
 	Total  int               `json:"total"`
 	ByKind map[GrantKind]int `json:"byKind"`
 }
+
+// ExpiringDays is how many days ahead GrantInventory breaks expiring grants down by day.
+const ExpiringDays = 7
 
 // ExpiryStatsDays is how many days of expiry statistics GrantInventory reports.
 const ExpiryStatsDays = 30

@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -53,8 +52,11 @@ type Store interface {
 // Handler serves the admin routes.
 type Handler struct {
 	Store Store
-	// Token is the operator bearer token (from OPERATOR_SECRET_ARN).
-	Token string
+	// Token is the operator bearer token (from OPERATOR_SECRET_ARN), addressing every
+	// app; Tokens, when set, replaces it with several tokens, each scoped to its apps
+	// (ParseOperatorTokens, scope.go).
+	Token  string
+	Tokens []OperatorToken
 	// AppIDs are the mini-programs this deployment serves (the WeChat secret's apps):
 	// an appId outside them is refused, since its campaigns could only end no_grant and
 	// its users would never log in.
@@ -67,14 +69,31 @@ type Handler struct {
 	// key and the request's fingerprint: a create whose key is taken over after its
 	// first run died (the lock ran out) writes the same campaign again, not a second one.
 	KeyedID func(seed string) string
+	// Webhooks keeps apps' webhooks (New sets it when the store has them); Events
+	// enqueues the operator's pause and cancel as webhook events (nil: none).
+	Webhooks WebhookStore
+	Events   Publisher
 	// Log receives the request log and the audit trail; nil discards.
 	Log     *slog.Logger
 	Metrics *metrics.Emitter // one EMF flush per request; nil emits nothing
+	// Apps are the served apps by appId (the WeChat secret, secrets dropped): their
+	// caps, quiet hours, zone and quota, for the forecast and progress's deferred count.
+	Apps map[string]minipush.App
+	// ForecastRate is the send rate (messages/s) the forecast assumes; 0 is
+	// DefaultForecastRate.
+	ForecastRate float64
+	// Registry is the template registry (templates.go); nil: no template routes, and
+	// campaigns get the generic data checks only.
+	Registry TemplateStore
+	// TemplateSource reads templates from WeChat for a sync; nil refuses syncs.
+	TemplateSource TemplateSource
 }
 
 // New returns a handler on store serving appIDs, with the wall clock and random ids.
 func New(store Store, token string, appIDs []string) *Handler {
-	return &Handler{Store: store, Token: token, AppIDs: appIDs, Now: time.Now, NewID: randomID, KeyedID: hashedID}
+	h := &Handler{Store: store, Token: token, AppIDs: appIDs, Now: time.Now, NewID: randomID, KeyedID: hashedID}
+	h.Webhooks, _ = store.(WebhookStore)
+	return h
 }
 
 func (h *Handler) log() *slog.Logger { return logs.Or(h.Log) }
@@ -93,11 +112,20 @@ func randomID() string {
 
 // handle answers one HTTP API request (payload format 2.0) for Handle.
 func (h *Handler) handle(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
-	if !h.authorized(req) {
+	if resp, ok := public(req); ok {
+		return resp, nil
+	}
+	sc, ok := h.authenticate(req)
+	if !ok {
 		return httpapi.Error(minipush.Errorf(minipush.EUNAUTHORIZED, "operator bearer token missing or wrong")), nil
 	}
+	ctx = context.WithValue(ctx, scopeKey{}, sc)
 	var resp events.APIGatewayV2HTTPResponse
 	key, keyed, err := idempotencyKey(req)
+	if serr := h.checkScope(ctx, req, sc); serr != nil {
+		// Before the Idempotency-Key: a scoped token never gets another app's kept answer.
+		key, keyed, err = "", false, serr
+	}
 	switch {
 	case err != nil:
 		resp = httpapi.Error(err)
@@ -111,9 +139,9 @@ func (h *Handler) handle(ctx context.Context, req events.APIGatewayV2HTTPRequest
 	// Errors are logged once, here; every operator change is logged as an audit trail.
 	switch {
 	case resp.StatusCode >= 500:
-		h.log().ErrorContext(ctx, "admin: request failed", append(logAttrs(req, resp), "err", fmt.Sprint(err))...)
+		h.log().ErrorContext(ctx, "admin: request failed", append(logAttrs(req, resp), "operator", sc.name, "err", fmt.Sprint(err))...)
 	case req.RequestContext.HTTP.Method != http.MethodGet:
-		h.log().InfoContext(ctx, "admin: operator request", logAttrs(req, resp)...)
+		h.log().InfoContext(ctx, "admin: operator request", append(logAttrs(req, resp), "operator", sc.name)...)
 	}
 	return resp, nil
 }
@@ -146,19 +174,6 @@ func logPath(path string) string {
 	return "/v1/admin/users/{openId}"
 }
 
-// authorized compares the bearer token with the operator token in constant time
-// (hashing both first, so not even the length leaks). Session tokens never match.
-func (h *Handler) authorized(req events.APIGatewayV2HTTPRequest) bool {
-	// The scheme is case-insensitive (RFC 9110 §11.1), as in collect.
-	scheme, got, ok := strings.Cut(strings.TrimSpace(httpapi.Header(req, "Authorization")), " ")
-	got = strings.TrimSpace(got)
-	if !ok || !strings.EqualFold(scheme, "Bearer") || got == "" || h.Token == "" {
-		return false
-	}
-	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(h.Token))
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
-}
-
 // request is what a route handler sees of the HTTP request.
 type request struct {
 	events.APIGatewayV2HTTPRequest
@@ -169,22 +184,31 @@ type request struct {
 
 func (r request) param(name string) string { return r.query.Get(name) }
 
-func (h *Handler) route(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
-	path := ev.RawPath
-	rest, ok := strings.CutPrefix(path, "/v1/admin/")
-	if !ok {
-		return notFound(path)
-	}
+// parseRequest splits the path after /v1/admin/ and parses the query, for route and
+// for checkScope, which must read the same appId the route will.
+func parseRequest(ev events.APIGatewayV2HTTPRequest) (request, error) {
+	rest, _ := strings.CutPrefix(ev.RawPath, "/v1/admin/")
 	q, err := url.ParseQuery(ev.RawQueryString)
 	if err != nil {
-		return events.APIGatewayV2HTTPResponse{}, minipush.Errorf(minipush.EMALFORMED, "query string does not parse")
+		return request{}, minipush.Errorf(minipush.EMALFORMED, "query string does not parse")
 	}
 	for k, v := range ev.QueryStringParameters {
 		if !q.Has(k) {
 			q.Set(k, v)
 		}
 	}
-	r := request{APIGatewayV2HTTPRequest: ev, method: ev.RequestContext.HTTP.Method, parts: strings.Split(strings.TrimSuffix(rest, "/"), "/"), query: q}
+	return request{APIGatewayV2HTTPRequest: ev, method: ev.RequestContext.HTTP.Method, parts: strings.Split(strings.TrimSuffix(rest, "/"), "/"), query: q}, nil
+}
+
+func (h *Handler) route(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+	path := ev.RawPath
+	if !strings.HasPrefix(path, "/v1/admin/") {
+		return notFound(path)
+	}
+	r, err := parseRequest(ev)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
 	p := r.parts
 	switch {
 	case len(p) == 1 && p[0] == "campaigns":
@@ -201,6 +225,8 @@ func (h *Handler) route(ctx context.Context, ev events.APIGatewayV2HTTPRequest) 
 			return h.methods(ctx, r, map[string]routeFunc{http.MethodPost: h.transition})
 		case "progress":
 			return h.methods(ctx, r, map[string]routeFunc{http.MethodGet: h.progress})
+		case "forecast":
+			return h.methods(ctx, r, map[string]routeFunc{http.MethodPost: h.forecast})
 		}
 	case len(p) == 5 && p[0] == "campaigns" && p[2] == "runs" && p[4] == "deliveries":
 		return h.methods(ctx, r, map[string]routeFunc{http.MethodGet: h.deliveries})
@@ -208,8 +234,18 @@ func (h *Handler) route(ctx context.Context, ev events.APIGatewayV2HTTPRequest) 
 		return h.methods(ctx, r, map[string]routeFunc{http.MethodPut: h.putUser})
 	case len(p) == 1 && p[0] == "users:import":
 		return h.methods(ctx, r, map[string]routeFunc{http.MethodPost: h.importUsers})
+	case len(p) >= 3 && p[0] == "apps" && (p[2] == "templates" || p[2] == "templates:sync"):
+		return h.templates(ctx, r)
+	case len(p) == 3 && p[0] == "apps" && p[2] == "webhook":
+		return h.methods(ctx, r, map[string]routeFunc{http.MethodGet: h.getWebhook, http.MethodPut: h.putWebhook})
 	case len(p) == 1 && p[0] == "inventory":
 		return h.methods(ctx, r, map[string]routeFunc{http.MethodGet: h.inventory})
+	case len(p) == 1 && p[0] == "apps":
+		return h.methods(ctx, r, map[string]routeFunc{http.MethodGet: h.listApps})
+	case len(p) == 1 && p[0] == "campaigns:validate":
+		return h.methods(ctx, r, map[string]routeFunc{http.MethodPost: h.validateDraft})
+	case len(p) == 2 && p[0] == "schedule" && p[1] == "next":
+		return h.methods(ctx, r, map[string]routeFunc{http.MethodGet: h.nextRuns})
 	}
 	return notFound(path)
 }

@@ -167,6 +167,7 @@ func (d *DB) liveStock(ctx context.Context, appID string, now time.Time, maxScan
 	type stock struct {
 		byKind      map[minipush.GrantKind]int
 		in24h, in7d int
+		perDay      map[string]map[minipush.GrantKind]int // expiry day -> kind -> count
 		truncated   bool
 	}
 	results := make([]stock, grantScanSegments)
@@ -179,7 +180,7 @@ func (d *DB) liveStock(ctx context.Context, appID string, now time.Time, maxScan
 	var wg sync.WaitGroup
 	for seg := range grantScanSegments {
 		wg.Go(func() {
-			s := stock{byKind: map[minipush.GrantKind]int{}}
+			s := stock{byKind: map[minipush.GrantKind]int{}, perDay: map[string]map[minipush.GrantKind]int{}}
 			defer func() { results[seg] = s }()
 			in := &dynamodb.ScanInput{
 				TableName:            aws.String(d.Tables.Grants),
@@ -203,6 +204,9 @@ func (d *DB) liveStock(ctx context.Context, appID string, now time.Time, maxScan
 			}
 			p := dynamodb.NewScanPaginator(d.Client, in)
 			day, week := now.Add(24*time.Hour).Unix(), now.Add(7*24*time.Hour).Unix()
+			// The per-day breakdown covers whole UTC days: today through ExpiringDays-1 after.
+			today := now.UTC().Truncate(24 * time.Hour)
+			horizon := today.AddDate(0, 0, minipush.ExpiringDays).Unix()
 			for p.HasMorePages() {
 				if scanned.Load() >= maxScanned || (hasDeadline && time.Now().After(stopAt)) {
 					s.truncated = true
@@ -232,6 +236,13 @@ func (d *DB) liveStock(ctx context.Context, appID string, now time.Time, maxScan
 					if it.ExpiresAt <= week {
 						s.in7d++
 					}
+					if it.ExpiresAt < horizon {
+						day := minipush.ExpiryDayOf(time.Unix(it.ExpiresAt, 0))
+						if s.perDay[day] == nil {
+							s.perDay[day] = map[minipush.GrantKind]int{}
+						}
+						s.perDay[day][minipush.GrantKind(it.Kind)]++
+					}
 				}
 			}
 		})
@@ -240,7 +251,17 @@ func (d *DB) liveStock(ctx context.Context, appID string, now time.Time, maxScan
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	inv.ExpiringPerDay = make([]minipush.ExpiryDay, minipush.ExpiringDays)
+	for i := range inv.ExpiringPerDay {
+		inv.ExpiringPerDay[i] = minipush.ExpiryDay{Day: minipush.ExpiryDayOf(now.AddDate(0, 0, i)), ByKind: map[minipush.GrantKind]int{}}
+	}
 	for _, s := range results {
+		for i := range inv.ExpiringPerDay {
+			for k, n := range s.perDay[inv.ExpiringPerDay[i].Day] {
+				inv.ExpiringPerDay[i].ByKind[k] += n
+				inv.ExpiringPerDay[i].Total += n
+			}
+		}
 		for k, n := range s.byKind {
 			inv.LiveByKind[k] += n
 			inv.Live += n
