@@ -9,5 +9,5 @@ import (
 )
 
 func main() {
-	lambda.Start(lambdaenv.Init("admin", lambdaenv.Admin).Handle)
+	lambda.Start(lambdaenv.Init("admin", lambdaenv.Admin).Invoke)
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,11 +29,25 @@ const (
 )
 
 // policyIn is a policy as the operator sends it: absent fields take the defaults
-// (opted-out users skipped, minipush.DefaultRetryBudget retries).
+// (opted-out users skipped, minipush.DefaultRetryBudget retries, the app's quiet hours,
+// no holdout).
 type policyIn struct {
-	SkipOptedOut *bool `json:"skipOptedOut"`
-	OnePerDay    *bool `json:"onePerDay"`
-	RetryBudget  *int  `json:"retryBudget"`
+	SkipOptedOut   *bool                `json:"skipOptedOut"`
+	Transactional  *bool                `json:"transactional"`
+	QuietHours     *minipush.QuietHours `json:"quietHours"`
+	HoldoutPercent *int                 `json:"holdoutPercent"`
+	RetryBudget    *int                 `json:"retryBudget"`
+	// OnePerDay is refused (refuseRetired): the app's frequency caps replaced it.
+	OnePerDay *bool `json:"onePerDay"`
+}
+
+// refuseRetired refuses the fields the API no longer takes, so an operator who sends
+// one learns what replaced it instead of getting a campaign that ignores it.
+func (p *policyIn) refuseRetired() error {
+	if p != nil && p.OnePerDay != nil {
+		return invalid("policy.onePerDay: replaced by the app's frequency caps (caps: {perDay, perWeek} in the WeChat secret), which every non-transactional campaign of the app counts against; remove the field")
+	}
+	return nil
 }
 
 func (p *policyIn) apply(to *minipush.Policy) {
@@ -42,8 +57,15 @@ func (p *policyIn) apply(to *minipush.Policy) {
 	if p.SkipOptedOut != nil {
 		to.SkipOptedOut = *p.SkipOptedOut
 	}
-	if p.OnePerDay != nil {
-		to.OnePerDay = *p.OnePerDay
+	if p.Transactional != nil {
+		to.Transactional = *p.Transactional
+	}
+	if p.QuietHours != nil {
+		q := *p.QuietHours
+		to.QuietHours = &q
+	}
+	if p.HoldoutPercent != nil {
+		to.HoldoutPercent = *p.HoldoutPercent
 	}
 	if p.RetryBudget != nil {
 		to.RetryBudget = *p.RetryBudget
@@ -75,11 +97,18 @@ func (h *Handler) createCampaign(ctx context.Context, r request) (events.APIGate
 		Policy: minipush.Policy{SkipOptedOut: true, RetryBudget: minipush.DefaultRetryBudget},
 		Status: minipush.StatusDraft, CreatedAt: now, UpdatedAt: now,
 	}
+	if err := in.Policy.refuseRetired(); err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
 	in.Policy.apply(&c.Policy)
 	if err := validateCampaign(c); err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
 	if err := h.servedApp("appId", c.AppID); err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	// Against the template registry, before anything is stored (templates.go).
+	if err := h.checkTemplate(ctx, c.AppID, c.Message); err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
 	if err := h.Store.CreateCampaign(ctx, c); err != nil {
@@ -113,6 +142,10 @@ func (h *Handler) listCampaigns(ctx context.Context, r request) (events.APIGatew
 	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
+	// A scoped operator token lists its apps' campaigns only (a page may come out short;
+	// the cursor still goes on); appId narrows the listing to one app for any token.
+	sc, app := scopeOf(ctx), r.param("appId")
+	cs = slices.DeleteFunc(cs, func(c minipush.Campaign) bool { return !sc.allows(c.AppID) || (app != "" && c.AppID != app) })
 	if cs == nil {
 		cs = []minipush.Campaign{}
 	}
@@ -184,6 +217,9 @@ func (h *Handler) patchCampaign(ctx context.Context, r request) (events.APIGatew
 	if err := httpapi.DecodeJSON(r.APIGatewayV2HTTPRequest, maxCampaignBody, &p); err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
+	if err := p.Policy.refuseRetired(); err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
 	c, err := h.Store.UpdateDraft(ctx, id, func(c *minipush.Campaign) error {
 		if p.Name != nil {
 			c.Name = *p.Name
@@ -199,7 +235,10 @@ func (h *Handler) patchCampaign(ctx context.Context, r request) (events.APIGatew
 			return err
 		}
 		// The app cannot be edited, but the deployment may have stopped serving it.
-		return h.servedApp("appId", c.AppID)
+		if err := h.servedApp("appId", c.AppID); err != nil {
+			return err
+		}
+		return h.checkTemplate(ctx, c.AppID, c.Message)
 	})
 	return okJSON(c, err)
 }
@@ -403,6 +442,15 @@ func (h *Handler) transition(ctx context.Context, r request) (events.APIGatewayV
 		}
 		c, err = h.Store.ResumeCampaign(ctx, id, in.CatchUp)
 	}
+	if err == nil && c.RunSeq > 0 && r.parts[2] != "resume" {
+		// The operator's pause or cancel reaches the app's webhook (enqueued only).
+		ev := minipush.RunEvent(minipush.EventRunAborted, c, c.RunSeq, h.Now())
+		if r.parts[2] == "pause" {
+			ev = minipush.RunEvent(minipush.EventRunPaused, c, c.RunSeq, h.Now())
+			ev.Reason = "operator"
+		}
+		h.publish(ctx, ev)
+	}
 	return okJSON(c, err)
 }
 
@@ -429,6 +477,7 @@ func (h *Handler) progress(ctx context.Context, r request) (events.APIGatewayV2H
 	}{ID: c.ID, Status: c.Status, NextRunAt: c.NextRunAt, Runs: runs}
 	if len(runs) > 0 {
 		out.Current = &runs[len(runs)-1]
+		h.markDeferred(c, out.Current)
 	}
 	return httpapi.JSON(http.StatusOK, out), nil
 }

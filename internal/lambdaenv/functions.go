@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
+	"minipush"
 	"minipush/internal/admin"
 	"minipush/internal/collect"
 	"minipush/internal/dynamo"
@@ -19,6 +19,7 @@ import (
 	"minipush/internal/send"
 	"minipush/internal/session"
 	"minipush/internal/token"
+	"minipush/internal/webhook"
 	"minipush/internal/wechat"
 )
 
@@ -72,8 +73,9 @@ func Collect(ctx context.Context, env Env) (h *collect.Handler, err error) {
 	return h, nil
 }
 
-// Admin builds the operator API: the operator token (OPERATOR_SECRET_ARN) and the
-// served appIds from the WeChat secret, whose app secrets are not kept.
+// Admin builds the operator API: the operator tokens and their app scopes
+// (OPERATOR_SECRET_ARN) and the served appIds from the WeChat secret, whose app secrets
+// are not kept.
 func Admin(ctx context.Context, env Env) (h *admin.Handler, err error) {
 	defer wrap(&err, "admin")
 	w, err := env.wire("admin", "GRANTS_TABLE", "USERS_TABLE", "CAMPAIGNS_TABLE", "AUDIENCE_TABLE", "DELIVERIES_TABLE",
@@ -84,27 +86,52 @@ func Admin(ctx context.Context, env Env) (h *admin.Handler, err error) {
 	if err := w.connect(ctx); err != nil {
 		return nil, err
 	}
-	tok, err := w.secrets.get(ctx, "OPERATOR_SECRET_ARN", w.cfg.operatorSecretARN)
+	raw, err := w.secrets.get(ctx, "OPERATOR_SECRET_ARN", w.cfg.operatorSecretARN)
 	if err != nil {
 		return nil, err
-	}
-	if tok = strings.TrimSpace(tok); tok == "" {
-		return nil, fmt.Errorf("the operator token secret is empty")
 	}
 	apps, err := w.secrets.apps(ctx, w.cfg)
 	if err != nil {
 		return nil, err
 	}
-	h = admin.New(w.db(), tok, apps.IDs())
+	// A plain string is one all-apps token; JSON lists tokens scoped to apps.
+	tokens, err := admin.ParseOperatorTokens(raw, apps.IDs())
+	if err != nil {
+		return nil, fmt.Errorf("OPERATOR_SECRET_ARN: %w", err)
+	}
+	db := w.db()
+	h = admin.New(db, "", apps.IDs())
+	h.Tokens = tokens
+	if pub := w.webhooks(); pub != nil {
+		h.Events = pub
+	}
+	h.Apps = appsByID(apps)
 	h.Log = w.log
 	h.Metrics = w.metrics(ctx)
+	h.Registry = db
+	if w.cfg.tokenEndpoint == "stable" {
+		// The template sync takes its own token: stable_token in normal mode answers the
+		// token send already uses, so neither invalidates the other, and the admin role
+		// keeps no access to send's token cache. The legacy endpoint would invalidate
+		// send's token on every call, so with it there is no sync (501).
+		wc := wechat.New(wechat.Options{BaseURL: w.cfg.weChatBaseURL, Logger: w.log})
+		h.TemplateSource = admin.WeChatTemplates{Client: wc, Token: func(ctx context.Context, appID string, _ bool) (string, error) {
+			app, ok := apps.Find(appID)
+			if !ok {
+				return "", fmt.Errorf("no credentials for app %s in the wechat secret", appID)
+			}
+			tok, err := wc.StableToken(ctx, app.AppID, app.AppSecret, false)
+			return tok.AccessToken, err
+		}}
+	}
 	return h, nil
 }
 
 // Plan builds the planner: storage and the send queue.
 func Plan(ctx context.Context, env Env) (h *plan.Handler, err error) {
 	defer wrap(&err, "plan")
-	w, err := env.wire("plan", "CAMPAIGNS_TABLE", "AUDIENCE_TABLE", "USERS_TABLE", "GRANTS_TABLE", "DELIVERIES_TABLE", "SEND_QUEUE_URL")
+	w, err := env.wire("plan", "CAMPAIGNS_TABLE", "AUDIENCE_TABLE", "USERS_TABLE", "GRANTS_TABLE", "DELIVERIES_TABLE", "SEND_QUEUE_URL",
+		"WECHAT_SECRET_ARN")
 	if err != nil {
 		return nil, err
 	}
@@ -115,12 +142,18 @@ func Plan(ctx context.Context, env Env) (h *plan.Handler, err error) {
 	if err := w.connect(ctx); err != nil {
 		return nil, err
 	}
+	// The apps' quiet hours and zones; the planner never calls WeChat.
+	apps, err := w.secrets.apps(ctx, w.cfg)
+	if err != nil {
+		return nil, err
+	}
 	return &plan.Handler{
 		DB:      w.db(),
 		Queue:   queue.New(w.aws.sqs, w.cfg.sendQueueURL),
 		Log:     w.log,
 		Metrics: w.metrics(ctx),
 		Quiet:   quiet,
+		Apps:    appsByID(apps),
 	}, nil
 }
 
@@ -170,23 +203,48 @@ func Send(ctx context.Context, env Env) (h *send.Handler, err error) {
 		}
 		return tok.AccessToken, tok.ExpiresAt, err
 	}
-	zones := make(map[string]*time.Location, len(apps.Apps))
-	for _, app := range apps.Apps {
-		zones[app.AppID] = app.Location()
-	}
 	return &send.Handler{
 		Store:       db,
 		Queue:       queue.New(w.aws.sqs, w.cfg.sendQueueURL),
 		WeChat:      wc,
 		Tokens:      token.New(db, fetch),
 		Limiter:     send.NewRateLimiter(w.cfg.sendRatePerSecond),
-		Zones:       zones,
+		Apps:        appsByID(apps),
 		Now:         db.Now,
 		Log:         w.log,
 		Metrics:     w.metrics(ctx),
 		Parallelism: parallelism,
 		Retention:   w.cfg.retention,
 		Lease:       lease,
+	}, nil
+}
+
+// appsByID indexes the WeChat secret's apps by appId, for the handlers that apply their
+// zone, frequency caps and quiet hours.
+func appsByID(apps minipush.Apps) map[string]minipush.App {
+	out := make(map[string]minipush.App, len(apps.Apps))
+	for _, a := range apps.Apps {
+		out[a.AppID] = a
+	}
+	return out
+}
+
+// Webhook builds the webhook function: storage (webhooks, digests), the HTTP client
+// that posts events, and the webhook queue, to back off failed deliveries and to
+// enqueue digests. It reads no secret: each app's signing secret is on its webhook.
+func Webhook(ctx context.Context, env Env) (h *webhook.Handler, err error) {
+	defer wrap(&err, "webhook")
+	w, err := env.wire("webhook", "STATE_TABLE", "WEBHOOK_QUEUE_URL")
+	if err != nil {
+		return nil, err
+	}
+	if err := w.connect(ctx); err != nil {
+		return nil, err
+	}
+	db := w.db()
+	return &webhook.Handler{
+		Store: db, HTTP: webhook.NewHTTPClient(), Queue: w.aws.sqs, QueueURL: w.cfg.webhookQueueURL,
+		Publisher: w.webhooks(), Now: db.Now, Log: w.log, Metrics: w.metrics(ctx),
 	}, nil
 }
 

@@ -25,6 +25,7 @@ import (
 	"minipush/internal/metrics"
 	"minipush/internal/plan"
 	"minipush/internal/send"
+	"minipush/internal/webhook"
 )
 
 // Env is what a function is built from.
@@ -58,12 +59,14 @@ type Builder = func(ctx context.Context, getenv func(string) string) (any, error
 func Builders() map[string]Builder {
 	return map[string]Builder{
 		"CollectFunction": handler(Collect, func(h *collect.Handler) any { return h.Handle }),
-		"AdminFunction":   handler(Admin, func(h *admin.Handler) any { return h.Handle }),
+		"AdminFunction":   handler(Admin, func(h *admin.Handler) any { return h.Invoke }), // the HTTP API and the daily template sync
 		"PlanFunction":    handler(Plan, func(h *plan.Handler) any { return h.Handle }),
 		"SendFunction":    handler(Send, func(h *send.Handler) any { return h.Handle }),
 		// The stream and the failure queue's replay.
 		"ExpireFunction":     handler(Expire, func(h *expire.Handler) any { return h.Invoke }),
 		"DeadLetterFunction": handler(DeadLetter, func(h *send.DeadLetter) any { return h.Handle }),
+		// The webhook queue and the digest schedule, both through Invoke.
+		"WebhookFunction": handler(Webhook, func(h *webhook.Handler) any { return h.Invoke }),
 	}
 }
 
@@ -127,6 +130,15 @@ func (w *wiring) db() *dynamo.DB {
 // metrics is the function's EMF emitter.
 func (w *wiring) metrics(ctx context.Context) *metrics.Emitter {
 	return metrics.FromEnv(ctx, w.cfg.getenv, w.function)
+}
+
+// webhooks is the publisher of the function's webhook events, nil (publishing nothing)
+// when WEBHOOK_QUEUE_URL is unset.
+func (w *wiring) webhooks() *webhook.Publisher {
+	if w.cfg.webhookQueueURL == "" {
+		return nil
+	}
+	return &webhook.Publisher{Client: w.aws.sqs, URL: w.cfg.webhookQueueURL, Log: w.log}
 }
 
 // wrap prefixes a builder's error with its function.

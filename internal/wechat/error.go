@@ -129,6 +129,13 @@ var rules = map[int]rule{
 	40002: {Abort, "invalid_grant_type"},
 	43002: {Abort, "method_invalid"},
 	47001: {Abort, "body_invalid"},
+
+	// Template management (gettemplate, getpubtemplatekeywords).
+	20001:  {Retry, "system_busy"},
+	200001: {Retry, "system_busy"},
+	200002: {FailRecipient, "param_invalid"},
+	200014: {FailRecipient, "tid_invalid"},
+	200100: {Abort, "account_type_invalid"},
 }
 
 // tokenAPIs are the calls where 40001 means a wrong AppSecret, not a stale token, so

@@ -450,6 +450,14 @@ func asHTTP(h any) (HTTPHandler, bool) {
 		return f, true
 	case func(context.Context, events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error):
 		return f, true
+	case func(context.Context, json.RawMessage) (any, error):
+		// A function that serves more than one event source (admin: the HTTP API and a
+		// schedule) decodes its event itself, as in Lambda.
+		return func(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+			var resp events.APIGatewayV2HTTPResponse
+			err := invokeRaw(ctx, f, req, &resp)
+			return resp, err
+		}, true
 	}
 	return nil, false
 }
@@ -460,6 +468,11 @@ func asSchedule(h any) (ScheduleHandler, bool) {
 		return f, true
 	case func(context.Context, events.EventBridgeEvent) error:
 		return f, true
+	case func(context.Context, json.RawMessage) (any, error):
+		return func(ctx context.Context, ev events.EventBridgeEvent) error {
+			var ignored any
+			return invokeRaw(ctx, f, ev, &ignored)
+		}, true
 	}
 	return nil, false
 }

@@ -88,7 +88,7 @@ func (s *Sandbox) subscribeSend(r *http.Request, body []byte) reply {
 		if f := items[key].Value; f != nil {
 			v = *f
 		}
-		if p := ValidateValue(fields[key], v); p != "" {
+		if p := a.checkField(b.TemplateID, key, fields[key], v); p != "" {
 			return failReply(errc(47003, "argument invalid! data.%s.value %s", key, p))
 		}
 		data[key] = v

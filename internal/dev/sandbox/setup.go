@@ -178,6 +178,12 @@ type TemplateConfig struct {
 	Kind       string            `json:"kind"`               // "subscribe" (default) or "form"
 	Fields     map[string]string `json:"fields,omitempty"`   // subscribe: key -> type
 	Keywords   []string          `json:"keywords,omitempty"` // form
+	// Subscribe only, for gettemplate (SetTemplateInfo): the title, the public title
+	// id, keyword names by key, and the allowed values of enum keys.
+	Title string              `json:"title,omitempty"`
+	TID   string              `json:"tid,omitempty"`
+	Names map[string]string   `json:"names,omitempty"`
+	Enums map[string][]string `json:"enums,omitempty"`
 }
 
 // Apply registers cfg's apps and templates. Unlike the one-call setup methods it
@@ -196,6 +202,9 @@ func (s *Sandbox) Apply(cfg Config) error {
 		switch t.Kind {
 		case "", "subscribe":
 			err = s.addSubscribeTemplateLocked(t.AppID, t.TemplateID, t.Fields)
+			if err == nil && (t.Title != "" || t.TID != "" || len(t.Names) > 0 || len(t.Enums) > 0) {
+				err = s.setTemplateInfoLocked(t.AppID, t.TemplateID, t.Title, t.TID, t.Names, t.Enums)
+			}
 		case "form":
 			err = s.addFormTemplateLocked(t.AppID, t.TemplateID, t.Keywords)
 		default:
