@@ -345,3 +345,97 @@ func TestStalledRunsAcrossWatchShards(t *testing.T) {
 		t.Fatalf("quiet since +3s: %v %v, want the 3 runs last touched by then", got, err)
 	}
 }
+
+// TestRunWatchItem: a sending run's ByDue entry is a watch item of its own, so the
+// counter updates, which change the run item once per send invocation, write no index
+// entry (issue #12: one write unit each, not two). The watch stays exact: a counter
+// update keeps an active run out of StalledRuns (its entry is moved up when met), the
+// run done leaves the index, and a watch item whose delete was lost is cleaned up.
+func TestRunWatchItem(t *testing.T) {
+	t.Parallel()
+	db, _, clk := MustDB(t)
+	ctx := t.Context()
+	start := clk.Now()
+	mustDue(t, db, "cw", minipush.Schedule{At: start}, start)
+	if _, err := db.BeginRun(ctx, "cw", start); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ClaimRun(ctx, "cw", 1, "wx1", "p", start, start, start.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.FinishRun(ctx, "cw", 1, "p", 2, time.Time{}, start); err != nil {
+		t.Fatal(err)
+	}
+	get := func(sk string) map[string]types.AttributeValue {
+		t.Helper()
+		out, err := db.Client.GetItem(ctx, &dynamodb.GetItemInput{
+			TableName: aws.String(db.Tables.Campaigns), ConsistentRead: aws.Bool(true),
+			Key: map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "c#cw"}, "sk": &types.AttributeValueMemberS{Value: sk}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.Item
+	}
+	if run := get("run#1"); run["dueShard"] != nil || run["dueAt"] != nil {
+		t.Fatalf("run item carries the ByDue keys: %v", run)
+	}
+	if w := get("w#1"); w["dueShard"] == nil || w["dueAt"] == nil {
+		t.Fatalf("sending run without a watch item: %v", w)
+	}
+
+	// The counter update writes the run item alone: one unit, no index entry.
+	out, err := db.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(db.Tables.Campaigns), Key: dynamo.RunItemKey("cw", 1),
+		UpdateExpression:          aws.String("ADD sent :one SET progressAt = :now"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":one": &types.AttributeValueMemberN{Value: "1"}, ":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(start.Unix(), 10)}},
+		ReturnConsumedCapacity:    types.ReturnConsumedCapacityIndexes,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc := out.ConsumedCapacity; cc == nil || aws.ToFloat64(cc.CapacityUnits) != 1 || len(cc.GlobalSecondaryIndexes) != 0 {
+		t.Fatalf("a counter update consumed %+v, want 1 unit and no index", cc)
+	}
+
+	// Active: a counter update just before the quiet period ends keeps it out.
+	clk.Add(10 * time.Minute)
+	if _, err := db.AddRunCounters(ctx, "cw", 1, minipush.Counters{Sent: 1}); err != nil {
+		t.Fatal(err)
+	}
+	quietSince := func() time.Time { return clk.Now().Add(-3 * time.Minute) }
+	if got, err := db.StalledRuns(ctx, quietSince(), 10); err != nil || len(got) != 0 {
+		t.Fatalf("active run stalled: %v %v", got, err)
+	}
+	// Its watch entry was moved up to the counter update, not left to be read again.
+	if w := get("w#1"); w["dueAt"].(*types.AttributeValueMemberN).Value != strconv.FormatInt(clk.Now().Unix(), 10) {
+		t.Fatalf("watch entry dueAt %v, want the counter update's %d", w["dueAt"], clk.Now().Unix())
+	}
+	// Quiet for the period: stalled.
+	clk.Add(3*time.Minute + time.Second)
+	if got, err := db.StalledRuns(ctx, quietSince(), 10); err != nil || len(got) != 1 || got[0] != (minipush.RunRef{CampaignID: "cw", Run: 1}) {
+		t.Fatalf("quiet run: %v %v, want cw run 1", got, err)
+	}
+	// Done: the watch item is gone with it.
+	finalDelivery(t, db, "cw", "u1", minipush.OutcomeSent, "")
+	finalDelivery(t, db, "cw", "u2", minipush.OutcomeSent, "")
+	if _, done, err := minipush.Reconcile(ctx, db, "cw", 1); err != nil || !done {
+		t.Fatalf("Reconcile = %v, %v", done, err)
+	}
+	if w := get("w#1"); w != nil {
+		t.Fatalf("done run still watched: %v", w)
+	}
+	// A watch item left behind (its delete lost) is removed by the next look.
+	if _, err := db.Client.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(db.Tables.Campaigns), Item: map[string]types.AttributeValue{
+		"pk": &types.AttributeValueMemberS{Value: "c#cw"}, "sk": &types.AttributeValueMemberS{Value: "w#1"},
+		"dueShard": &types.AttributeValueMemberS{Value: dynamo.WatchShard("cw", 1)}, "dueAt": &types.AttributeValueMemberN{Value: "0"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.StalledRuns(ctx, quietSince(), 10); err != nil || len(got) != 0 {
+		t.Fatalf("done run stalled: %v %v", got, err)
+	}
+	if w := get("w#1"); w != nil {
+		t.Fatalf("leftover watch item not removed: %v", w)
+	}
+}
