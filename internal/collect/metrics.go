@@ -32,7 +32,7 @@ func countHarvested[S comparable](ctx context.Context, appID string, grants []mi
 // as "other", so a push cannot create dimension values of its choosing.
 func countPush(ctx context.Context, appID, event string) {
 	typ := "other"
-	if event == eventPopup || event == eventChange {
+	if event == eventPopup || event == eventChange || event == eventSent {
 		typ = event
 	}
 	metrics.FromContext(ctx).Add(metrics.PushEvents, 1, metrics.Dim{Name: "Type", Value: typ}, metrics.Dim{Name: "AppId", Value: appID})

@@ -67,6 +67,9 @@ const (
 	GrantsExpired = "GrantsExpired"
 	// PushEvents counts WeChat message pushes collect accepted (by Type: the event name).
 	PushEvents = "PushEvents"
+	// Receipts counts the items of subscribe_msg_sent_event pushes (by Result: recorded,
+	// async_failed, or unmatched when no sent delivery without a receipt had the msgid).
+	Receipts = "Receipts"
 	// WeChatLatency is the duration of each WeChat API call, answered or not (by API).
 	WeChatLatency = "WeChatLatency"
 	// Throttles counts refusals for capacity seen on each attempt (by Service: DynamoDB,
@@ -85,7 +88,7 @@ const (
 var Units = map[string]Unit{
 	Sent: Count, Failed: Count, Unknown: Count, NoGrant: Count, Skipped: Count,
 	DeadLettered: Count, GrantsHarvested: Count, GrantsExpired: Count, PushEvents: Count,
-	WeChatLatency: Milliseconds, Throttles: Count, PlannerLag: Seconds,
+	Receipts: Count, WeChatLatency: Milliseconds, Throttles: Count, PlannerLag: Seconds,
 	RecipientsPlanned: Count, Requests: Count,
 }
 
@@ -95,7 +98,7 @@ var Dimensions = map[string][]string{
 	Sent: {"AppId"}, Failed: {"AppId", "Reason"}, Unknown: {"AppId", "Reason"},
 	NoGrant: {"AppId"}, Skipped: {"AppId", "Reason"}, DeadLettered: {"AppId", "Outcome"},
 	GrantsHarvested: {"AppId", "Kind"}, GrantsExpired: {"AppId", "Kind"}, PushEvents: {"AppId", "Type"},
-	WeChatLatency: {"API"}, Throttles: {"Service"}, PlannerLag: {"AppId"},
+	Receipts: {"AppId", "Result"}, WeChatLatency: {"API"}, Throttles: {"Service"}, PlannerLag: {"AppId"},
 	RecipientsPlanned: {"AppId"}, Requests: {"Status"},
 }
 

@@ -30,6 +30,8 @@ var adminOps = []string{
 	"POST campaigns/{id}/cancel", "POST campaigns/{id}/pause", "POST campaigns/{id}/resume",
 	"GET campaigns/{id}/progress", "GET campaigns/{id}/runs/{n}/deliveries",
 	"PUT users/{openId}", "POST users:import", "GET inventory",
+	"POST apps/{appId}/templates:sync", "GET apps/{appId}/templates", "GET apps/{appId}/templates/{priTmplId}",
+	"POST apps/{appId}/templates/{priTmplId}/preview",
 }
 
 // gatewayLimit is API Gateway's request payload limit (10 MB), which the emulation enforces.
@@ -161,6 +163,9 @@ func (fx *fixture) cases() []tcase {
 	}
 	echo := func(query string) request { return request{method: "GET", target: "/v1/wechat/events?" + query} }
 	popup := func(openID string) string { return fmt.Sprintf(popupJSON, openID, now.Unix()) }
+	sent := func(list string) string {
+		return fmt.Sprintf(`{"FromUserName":"oSentUser","CreateTime":%d,"MsgType":"event","Event":"subscribe_msg_sent_event","List":%s}`, now.Unix(), list)
+	}
 	over := strings.Repeat("x", gatewayLimit)
 	form := `{"type":"form","formId":"f"}`
 	sub3 := func(i int) string {
@@ -256,6 +261,14 @@ func (fx *fixture) cases() []tcase {
 		{route: pushRoute, kind: wrongType, name: "PushNoFromUser", req: signed(popup("")), want: 400, code: minipush.EMALFORMED, says: "FromUserName"},
 		{route: pushRoute, kind: wrongType, name: "PushFromUserNumber", req: signed(strings.Replace(popup("X"), `"X"`, `12345`, 1)), want: 400, code: minipush.EMALFORMED, says: "JSON"},
 		{route: pushRoute, kind: wrongType, name: "PushListString", req: signed(`{"FromUserName":"oX","CreateTime":1,"Event":"subscribe_msg_popup_event","List":"accept"}`), want: 400, code: minipush.EMALFORMED, says: "JSON"},
+		// subscribe_msg_sent_event (receipts): a push with any item that does not parse is
+		// refused whole (400, so WeChat retries and the log shows it), nothing applied.
+		{route: pushRoute, kind: wrongType, name: "PushSentMsgIDText", req: signed(sent(`{"TemplateId":"T","MsgID":"abc","ErrorCode":0}`)), want: 400, code: minipush.EMALFORMED, says: "MsgID"},
+		{route: pushRoute, kind: wrongType, name: "PushSentMsgIDFloat", req: signed(sent(`{"TemplateId":"T","MsgID":1.7e18,"ErrorCode":0}`)), want: 400, code: minipush.EMALFORMED, says: "MsgID"},
+		{route: pushRoute, kind: wrongType, name: "PushSentMsgIDNegative", req: signed(sent(`{"TemplateId":"T","MsgID":"-5","ErrorCode":0}`)), want: 400, code: minipush.EMALFORMED, says: "MsgID"},
+		{route: pushRoute, kind: wrongType, name: "PushSentErrorCodeText", req: signed(sent(`{"TemplateId":"T","MsgID":"9007199254740993","ErrorCode":"ok"}`)), want: 400, code: minipush.EMALFORMED, says: "ErrorCode"},
+		{route: pushRoute, kind: wrongType, name: "PushSentNoList", req: signed(sent(`[]`)), want: 400, code: minipush.EMALFORMED, says: "List"},
+		{route: pushRoute, kind: wrongType, name: "PushSentOneBadItemOfTwo", req: signed(sent(`[{"TemplateId":"T","MsgID":"9007199254740993","ErrorCode":0},{"TemplateId":"","MsgID":"9007199254740995","ErrorCode":0}]`)), want: 400, code: minipush.EMALFORMED, says: "List[1]"},
 		// WeChat pushes many event types; acknowledging the ones it does not store is
 		// what keeps WeChat from retrying them. 200 "success", nothing stored but the
 		// push's URL, remembered so that it cannot carry another body.
@@ -412,6 +425,8 @@ func (fx *fixture) cases() []tcase {
 		cs = append(cs, tcase{route: r.route, op: r.op, kind: oversized, name: "OverGatewayLimit" + strings.NewReplacer(" ", "", "/", "_", "{", "", "}", "", "+", "").Replace(r.route),
 			req: request{method: r.method, target: r.target, header: bearer(s.operator), body: []byte(`{"x":"` + over + `"}`)}, want: 413, says: "Request Entity Too Large"})
 	}
+	cs = append(cs, fx.consoleCases()...)
+	cs = append(cs, fx.templateCases()...)
 	// Generated for every admin operation: no credential at all.
 	targets := map[string]request{
 		"POST campaigns":                         fx.admin("POST", "/v1/admin/campaigns", campaignBody),
@@ -428,6 +443,9 @@ func (fx *fixture) cases() []tcase {
 		"PUT users/{openId}":                     fx.admin("PUT", "/v1/admin/users/"+fx.attrsUser+"?appId="+demo.AppID, `{"optOut":true}`),
 		"POST users:import":                      fx.admin("POST", "/v1/admin/users:import", `{"appId":"`+demo.AppID+`","users":[{"openId":"oI1"}]}`),
 		"GET inventory":                          fx.admin("GET", "/v1/admin/inventory?appId="+demo.AppID, ""),
+	}
+	for op, req := range fx.templateTargets() {
+		targets[op] = req
 	}
 	for _, op := range adminOps {
 		req, ok := targets[op]

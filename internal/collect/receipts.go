@@ -1,0 +1,152 @@
+package collect
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"minipush"
+	"minipush/internal/metrics"
+)
+
+// Receipts: WeChat's subscribe_msg_sent_event reports, for each message it sent, whether
+// an asynchronous failure kept it from the user (ErrorCode 0 means none was reported,
+// which is not a read receipt). Each List item names the message by the msgid its send
+// was answered with; the sender kept that msgid on the delivery, so the receipt moves
+// that delivery from sent to delivered or async_failed (dynamo.DB.RecordReceipt).
+//
+// Parsing follows what WeChat really sends (WECHAT.md §8), which several SDKs got wrong:
+// XML with the SubscribeMsgSentEvent wrapper, JSON without it (and with it, should it
+// come), JSON List an object for one item and an array for several, and numbers
+// (MsgID above 2^53, ErrorCode) as numbers or strings, never through float64.
+//
+// A push is validated whole before anything is written: one item that does not parse
+// refuses the push (400, so WeChat retries and the log shows it) and applies nothing.
+// An item whose msgid matches no delivery changes nothing and is only counted.
+//
+// Fallback when the msgid matches nothing: none. DESIGN suggests openid + template +
+// a time window, but a delivery is keyed by (run, openid) and nothing indexes a user's
+// deliveries across runs; such an index would cost a write with every delivery of every
+// outcome to serve the receipts of sends whose answer lacked a msgid, which the sandbox
+// never does and WeChat does rarely (WECHAT.md §8). Those receipts are counted as
+// unmatched (metrics.Receipts, Result=unmatched) so an operator sees whether it matters.
+//
+// https://developers.weixin.qq.com/miniprogram/dev/framework/open-ability/subscribe-message.html
+
+// maxErrorStatus bounds the ErrorStatus kept on a delivery: WeChat's are short
+// ("success", "fail:..."), and the push is not trusted to size our items.
+const maxErrorStatus = 256
+
+// maxMsgIDDigits bounds a msgid: WeChat's is an int64, at most 19 digits.
+const maxMsgIDDigits = 20
+
+// flexNum is a number field that arrives as a JSON number or a JSON string ("0"), kept
+// as its decimal text so that a msgid above 2^53 keeps every digit. XML gives it as
+// text.
+type flexNum string
+
+func (f *flexNum) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*f = flexNum(strings.TrimSpace(s))
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return err
+	}
+	*f = flexNum(n.String())
+	return nil
+}
+
+// receiptsOf validates a sent event's List items into receipts of appID, or refuses the
+// whole push with EMALFORMED naming the first bad item.
+func receiptsOf(appID string, ev pushEvent) ([]minipush.Receipt, error) {
+	if len(ev.Items) == 0 {
+		return nil, minipush.Errorf(minipush.EMALFORMED, "sent event without List items")
+	}
+	created, err := strconv.ParseInt(ev.CreateTime, 10, 64)
+	if err != nil {
+		return nil, minipush.Errorf(minipush.EMALFORMED, "push without a valid CreateTime")
+	}
+	out := make([]minipush.Receipt, 0, len(ev.Items))
+	for i, it := range ev.Items {
+		tpl := strings.TrimSpace(it.TemplateID)
+		if tpl == "" || checkValue(tpl) != "" {
+			return nil, minipush.Errorf(minipush.EMALFORMED, "sent event List[%d]: invalid TemplateId", i)
+		}
+		msgID := strings.TrimSpace(string(it.MsgID))
+		if _, err := strconv.ParseUint(msgID, 10, 64); err != nil || len(msgID) > maxMsgIDDigits || strings.HasPrefix(msgID, "+") {
+			return nil, minipush.Errorf(minipush.EMALFORMED, "sent event List[%d]: MsgID %q is not a decimal id", i, truncate(msgID, 32))
+		}
+		// Keep the msgid as the sender stored it: the canonical decimal.
+		n, _ := strconv.ParseUint(msgID, 10, 64)
+		msgID = strconv.FormatUint(n, 10)
+		code, err := strconv.Atoi(strings.TrimSpace(string(it.ErrorCode)))
+		if err != nil {
+			return nil, minipush.Errorf(minipush.EMALFORMED, "sent event List[%d]: ErrorCode %q is not a number", i, truncate(string(it.ErrorCode), 32))
+		}
+		out = append(out, minipush.Receipt{
+			AppID: appID, OpenID: ev.OpenID, TemplateID: tpl, MsgID: msgID,
+			ErrorCode: code, ErrorStatus: truncate(strings.TrimSpace(it.ErrorStatus), maxErrorStatus),
+			At: time.Unix(created, 0).UTC(),
+		})
+	}
+	return out, nil
+}
+
+// truncate cuts s to at most n bytes on a character boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// applyReceipts records a validated sent event's receipts one by one. Each record is
+// conditional and counted with its write (see dynamo.DB.RecordReceipt), so WeChat's
+// retry of a push that failed midway records the rest and counts nothing twice.
+func (h *Handler) applyReceipts(ctx context.Context, log *slog.Logger, app minipush.App, ev pushEvent) error {
+	rs, err := receiptsOf(app.AppID, ev)
+	if err != nil {
+		return err // checkEvent validated it: not reached
+	}
+	rec := metrics.FromContext(ctx)
+	var recorded, unmatched, failed int
+	for _, r := range rs {
+		ok, err := h.Store.RecordReceipt(ctx, r)
+		if err != nil {
+			return err
+		}
+		result := "recorded"
+		switch {
+		case !ok:
+			unmatched++
+			result = "unmatched"
+		case r.State() == minipush.ReceiptAsyncFailed:
+			recorded++
+			failed++
+			result = "async_failed"
+		default:
+			recorded++
+		}
+		rec.Add(metrics.Receipts, 1, metrics.Dim{Name: "Result", Value: result}, metrics.Dim{Name: "AppId", Value: app.AppID})
+	}
+	// Unmatched is normal for a replay or WeChat's retry; counts only, no msgid or
+	// openid (the user is the pseudonym the caller's logger carries).
+	log.Info("receipts", "items", len(rs), "recorded", recorded, "async_failed", failed, "unmatched", unmatched)
+	return nil
+}
