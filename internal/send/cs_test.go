@@ -1,6 +1,7 @@
 package send_test
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"minipush"
 	"minipush/internal/dev/sandbox"
+	"minipush/internal/dynamo"
 	"minipush/internal/wechat"
 )
 
@@ -105,9 +107,18 @@ func TestCustomerServiceFirst(t *testing.T) {
 	}
 }
 
+// staleWindows reads every window as fresh, as a read made before other campaigns took
+// from it would: only the conditional take may then keep the count.
+type staleWindows struct{ *dynamo.DB }
+
+func (s staleWindows) CSWindow(ctx context.Context, appID, openID string) (minipush.CSWindowState, error) {
+	return minipush.CSWindowState{Until: s.Now().Add(time.Hour), Left: minipush.CSWindowMessages}, nil
+}
+
 // TestCustomerServiceCap: six campaigns at once to users with a fresh window send each
-// exactly 5 messages on the customer-service channel (the window's count, taken with a
-// conditional write) and the sixth through a grant; WeChat never has to refuse one.
+// exactly 5 messages on the customer-service channel and the sixth through a grant;
+// WeChat never has to refuse one. Every sender reads the window as fresh (staleWindows),
+// so the window's count is kept by the conditional take alone.
 func TestCustomerServiceCap(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -130,8 +141,10 @@ func TestCustomerServiceCap(t *testing.T) {
 		id := fmt.Sprintf("c%d", i)
 		f.putCampaign(t, id, csMessage(), minipush.Policy{}, len(ids))
 		wg.Go(func() {
+			h := f.handler(4)
+			h.Store = staleWindows{f.db}
 			for _, ev := range events10(t, batches(id, ids, len(ids))) {
-				handle(t, f.handler(4), ev)
+				handle(t, h, ev)
 			}
 		})
 	}
