@@ -2,7 +2,7 @@
 # on a fresh machine (infra/install.sh installs the local stand-ins they need).
 
 GO        ?= go
-FUNCTIONS := collect admin plan send expire deadletter
+FUNCTIONS := collect admin plan send expire deadletter webhook
 BUILD     := .build
 LAMBDA_ENV := CGO_ENABLED=0 GOOS=linux GOARCH=arm64
 LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w'
@@ -11,7 +11,7 @@ FUZZTIME  ?= 10s
 
 .PHONY: all build build-lambda build-host test fuzz bench coldstart chaos vet fmt deps run demo events stack clean \
 	build-CollectFunction build-AdminFunction build-PlanFunction build-SendFunction build-ExpireFunction \
-	build-DeadLetterFunction
+	build-DeadLetterFunction build-WebhookFunction
 
 all: build
 
@@ -39,10 +39,15 @@ $(eval $(call sam_target,PlanFunction,plan))
 $(eval $(call sam_target,SendFunction,send))
 $(eval $(call sam_target,ExpireFunction,expire))
 $(eval $(call sam_target,DeadLetterFunction,deadletter))
+$(eval $(call sam_target,WebhookFunction,webhook))
 
-## deps: install the local stack (Java if missing, npm packages, DynamoDB Local)
+## deps: install the local stack (Java if missing, npm packages, DynamoDB Local) and the
+## mini-program client's pinned dev tools (typescript, miniprogram-api-typings; npm ci
+## only when its lock changed)
 deps:
 	bash infra/install.sh
+	@cd examples/miniprogram && { cmp -s package-lock.json node_modules/.minipush-installed-lock || \
+	  { npm ci --no-audit --no-fund --loglevel=error >&2 && cp package-lock.json node_modules/.minipush-installed-lock; }; }
 
 ## test: every test, against one local stack shared by all test binaries
 test: deps vet
@@ -87,15 +92,17 @@ fmt:
 
 ## run: the whole system locally: local stack, WeChat sandbox, the five functions behind
 ## the emulated HTTP API, schedule, SQS and stream mappings (data kept in .local/;
-## RESET=1 starts afresh)
+## RESET=1 starts afresh; the functions' JSON logs go to .local/logs/functions.jsonl,
+## LOGS=1 shows them instead)
 run: deps
-	$(GO) run ./cmd/minipush-local -data .local $(if $(RESET),-reset)
+	$(GO) run ./cmd/minipush-local -data .local $(if $(RESET),-reset) $(if $(LOGS),-logs,-log-file .local/logs/functions.jsonl)
 
 ## demo: seed DEMO_USERS sandbox users with grants through the public API, send them a
-## campaign through the operator API, show progress, print the summary (fresh data)
+## campaign through the operator API, show progress, print the summary (fresh data; logs
+## in .local/logs/demo.jsonl, LOGS=1 shows them instead)
 DEMO_USERS ?= 2000
 demo: deps
-	$(GO) run ./cmd/minipush-local -data "" -addr 127.0.0.1:0 -demo $(DEMO_USERS)
+	$(GO) run ./cmd/minipush-local -data "" -addr 127.0.0.1:0 -demo $(DEMO_USERS) $(if $(LOGS),-logs,-log-file .local/logs/demo.jsonl)
 
 ## events: regenerate events/*.json (samples for sam local invoke -e) from real requests
 events: deps
