@@ -3,18 +3,25 @@
 //
 //	minipush-local [-addr 127.0.0.1:3000] [-data .local] [-reset]
 //	               [-dynamodb URL -sqs URL] [-wechat URL] [-sqs-duplicate P]
-//	               [-logs] [-summary 5s]
+//	               [-logs] [-log-file PATH] [-summary 5s] [-demo N]
 //
 // Data is kept in -data between runs unless -reset is given. -dynamodb/-sqs use an
 // already running local stack and -wechat an already running sandbox (tests use them to
 // kill and restart the runner while the "cloud" stays up). -sqs-duplicate P delivers each
 // received SQS message a second time with probability P (fault-injection tests).
 //
+// Its first line on stdout is one JSON object with the endpoints (scripts and tests read
+// it); with -data it also writes <data>/operator.env, the same endpoints as shell
+// assignments (API, TOKEN, APP_ID, WECHAT) for an operator's curl. The functions' JSON
+// logs go to -log-file (make run and make demo name a file under .local/logs/), or, when
+// that is empty, to <data>/logs/functions.jsonl if stderr is a terminal, so they do not
+// drown the terminal; -logs keeps them on stderr. Whenever the logs are moved, the
+// terminal gets a short list of where the console, the API, the OpenAPI document and the
+// log file are.
+//
 // Every -summary interval in which something happened it prints one line of the
 // functions' metrics (the EMF lines they emit, summed by localrun.Summary): recipients
-// per second by outcome, WeChat latency p50/p99, throttles. When stderr is a terminal
-// and -data is set, the functions' JSON logs go to <data>/functions.log so they do not
-// drown it; -logs keeps them on stderr.
+// per second by outcome, WeChat latency p50/p99, throttles.
 package main
 
 import (
@@ -22,6 +29,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -64,11 +72,25 @@ func run(log *slog.Logger) error {
 	prefix := flag.String("prefix", "minipush-", "name prefix of the tables and queues")
 	sqsDup := flag.Float64("sqs-duplicate", 0, "deliver each received SQS message a second time with this probability (0..1), as SQS's at-least-once delivery may; for fault-injection tests")
 	demoUsers := flag.Int("demo", 0, "seed this many users, send them a campaign, show progress, print the summary and exit")
-	showLogs := flag.Bool("logs", false, "keep the functions' JSON logs on stderr instead of <data>/functions.log")
+	showLogs := flag.Bool("logs", false, "keep the functions' JSON logs on stderr instead of a file")
+	logFile := flag.String("log-file", "", "write the functions' JSON logs to this file (default <data>/logs/functions.jsonl when stderr is a terminal)")
 	summaryEvery := flag.Duration("summary", 5*time.Second, "print a metrics summary this often while something changes; 0 never")
 	flag.Parse()
-	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 && !*showLogs && *data != "" && *demoUsers == 0 {
-		if terminal, err = logsToFile(filepath.Join(*data, "functions.log")); err != nil {
+	// Reset first: the log file may live under the data directory.
+	if *reset && *data != "" {
+		if err := os.RemoveAll(*data); err != nil {
+			return err
+		}
+	}
+	if *logFile == "" && isTerminal(os.Stderr) && *data != "" {
+		*logFile = filepath.Join(*data, "logs", "functions.jsonl")
+	}
+	if *showLogs {
+		*logFile = ""
+	}
+	if *logFile != "" {
+		var err error
+		if terminal, err = logsToFile(*logFile); err != nil {
 			return err
 		}
 	}
@@ -78,11 +100,6 @@ func run(log *slog.Logger) error {
 	root, err := repoRoot()
 	if err != nil {
 		return err
-	}
-	if *reset && *data != "" {
-		if err := os.RemoveAll(*data); err != nil {
-			return err
-		}
 	}
 	opts := localrun.Options{Root: root, DataDir: *data, Addr: *addr, Log: log, Reap: 10 * time.Second,
 		Builders: lambdaenv.Builders(), Params: params, Env: env, Prefix: *prefix, SQSDuplicate: *sqsDup}
@@ -121,11 +138,24 @@ func run(log *slog.Logger) error {
 		"dynamodb": r.Stack.DynamoDB, "sqs": r.Stack.SQS, "app_id": app.AppID,
 		"operator_token": r.Secrets["OperatorTokenSecret"],
 	}
-	b, _ := json.Marshal(ready)
-	fmt.Println(string(b))
 	log.Info("ready", "api", r.URL, "wechat_sandbox", sandboxURL, "data", *data)
 	if *demoUsers > 0 {
+		if *logFile != "" {
+			fmt.Printf("minipush demo: the functions' JSON logs go to %s (LOGS=1 shows them here)\n", *logFile)
+		}
 		return runDemo(ctx, r, sandboxURL, app.AppID, *demoUsers)
+	}
+	b, _ := json.Marshal(ready)
+	fmt.Println(string(b))
+	envFile := ""
+	if *data != "" {
+		envFile = filepath.Join(*data, "operator.env")
+		if err := writeOperatorEnv(envFile, r.URL, r.Secrets["OperatorTokenSecret"], app.AppID, sandboxURL); err != nil {
+			return err
+		}
+	}
+	if terminal != os.Stderr || isTerminal(os.Stderr) {
+		printWhere(terminal, r.URL, sandboxURL, *logFile, envFile)
 	}
 	if *summaryEvery > 0 {
 		go r.Metrics.Report(ctx, terminal, *summaryEvery)
@@ -147,9 +177,8 @@ func runDemo(ctx context.Context, r *localrun.Runner, sandboxURL, appID string, 
 	if err != nil {
 		return err
 	}
+	sum.Print(os.Stdout)
 	c := sum.Counters
-	fmt.Printf("done in %.1fs: campaign %s, %d planned, %d sent, %d no grant, %d skipped, %d unknown, failed %v; WeChat sandbox accepted %d\n",
-		sum.Seconds, sum.Campaign, c.Planned, c.Sent, c.NoGrant, c.Skipped, c.Unknown, c.Failed, sum.Accepted)
 	if c.Final() != users || sum.Accepted != c.Sent {
 		return fmt.Errorf("demo: %d of %d recipients final, %d accepted for %d sent", c.Final(), users, sum.Accepted, c.Sent)
 	}
@@ -204,6 +233,38 @@ func logsToFile(path string) (*os.File, error) {
 		f.Close()
 		return os.Stderr, nil // logs stay on stderr where the descriptor cannot move
 	}
-	fmt.Fprintf(term, "function logs: %s (-logs shows them here); metrics summary below\n", path)
 	return term, nil
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// printWhere tells the person at the terminal where everything is: the ready JSON line
+// is for scripts.
+func printWhere(w io.Writer, api, sandboxURL, logFile, envFile string) {
+	fmt.Fprintf(w, "minipush is running; Ctrl-C stops it.\n")
+	fmt.Fprintf(w, "  console   %s/console/\n", api)
+	fmt.Fprintf(w, "  API       %s/v1/  (operator routes under /v1/admin/, Bearer operator token)\n", api)
+	fmt.Fprintf(w, "  OpenAPI   %s/v1/openapi.json\n", api)
+	fmt.Fprintf(w, "  plan now  curl -X POST %s/_local/tick  (else the planner runs every minute)\n", api)
+	fmt.Fprintf(w, "  WeChat    %s  (the sandbox; GET /_sandbox/accepted lists what it accepted)\n", sandboxURL)
+	if envFile != "" {
+		fmt.Fprintf(w, "  operator  . %s  sets API, TOKEN, APP_ID and WECHAT for curl\n", envFile)
+	}
+	if logFile != "" {
+		fmt.Fprintf(w, "  logs      %s  (LOGS=1 or -logs shows them here); metrics summary below\n", logFile)
+	}
+}
+
+// writeOperatorEnv writes the endpoints and the operator token as shell assignments,
+// readable only by the owner (the token is the operator credential).
+func writeOperatorEnv(path, api, token, appID, sandboxURL string) error {
+	body := fmt.Sprintf("# written by minipush-local at each start: . this file, then curl $API with $TOKEN\n"+
+		"API=%s\nTOKEN=%s\nAPP_ID=%s\nWECHAT=%s\n", api, token, appID, sandboxURL)
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		return fmt.Errorf("operator env: %w", err)
+	}
+	return nil
 }

@@ -11,7 +11,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +32,8 @@ type Config struct {
 	Parallel      int
 	Out           io.Writer
 	Terminal      bool // draw a progress bar instead of plain lines
+
+	seeded *meter // Run's seeding progress, counted by Seed's workers
 }
 
 // Summary is what the demo saw at the end.
@@ -38,17 +42,22 @@ type Summary struct {
 	Seconds  float64
 	Counters minipush.Counters
 	Accepted int // messages the sandbox accepted
+	// SendSeconds is the time from the campaign's schedule to its run being done.
+	SendSeconds float64
 }
 
 // Run seeds users with grants, sends them a campaign and waits until every recipient
-// is in a final state.
+// is in a final state. What it writes to c.Out is for a person: a progress bar per
+// phase (redrawn in place on a terminal, a line a second otherwise) and the summary.
 func Run(ctx context.Context, c Config) (Summary, error) {
 	if c.Parallel <= 0 {
 		c.Parallel = 16
 	}
 	start := time.Now()
-	fmt.Fprintf(c.Out, "seeding %d users: wx.login, session, a subscribe accept each\n", c.Users)
+	fmt.Fprintf(c.Out, "seeding %d users: each logs in (wx.login, POST /v1/session) and accepts %s once (POST /v1/grants)\n", c.Users, c.Template)
+	c.seeded = newMeter(c.Out, c.Terminal, "seeding", "users", c.Users)
 	openIDs, err := Seed(ctx, c)
+	c.seeded.finish()
 	if err != nil {
 		return Summary{}, err
 	}
@@ -56,20 +65,52 @@ func Run(ctx context.Context, c Config) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	fmt.Fprintf(c.Out, "campaign %s scheduled now; ticking the planner\n", id)
+	fmt.Fprintf(c.Out, "campaign %s: %d recipients uploaded, scheduled now; the planner ticks\n", id, len(openIDs))
 	if err := Tick(ctx, c); err != nil {
 		return Summary{}, err
 	}
+	sendStart := time.Now()
 	sum, err := Wait(ctx, c, id, len(openIDs))
 	if err != nil {
 		return sum, err
 	}
+	sum.SendSeconds = time.Since(sendStart).Seconds()
 	var accepted []json.RawMessage
 	if err := get(ctx, c.Sandbox+"/_sandbox/accepted", "", &accepted); err == nil {
 		sum.Accepted = len(accepted)
 	}
 	sum.Seconds = time.Since(start).Seconds()
 	return sum, nil
+}
+
+// Print writes the summary as a short table.
+func (s Summary) Print(w io.Writer) {
+	c := s.Counters
+	failed := 0
+	for _, n := range c.Failed {
+		failed += n
+	}
+	fmt.Fprintf(w, "\ndone in %.1fs, campaign %s\n", s.Seconds, s.Campaign)
+	row := func(name string, n int, note string) {
+		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  %-9s %7d  %s", name, n, note), " "))
+	}
+	row("planned", c.Planned, "")
+	row("sent", c.Sent, fmt.Sprintf("the WeChat sandbox accepted %d", s.Accepted))
+	row("no grant", c.NoGrant, "")
+	row("failed", failed, reasons(c.Failed))
+	row("skipped", c.Skipped, "")
+	row("unknown", c.Unknown, "")
+	if s.SendSeconds > 0 {
+		fmt.Fprintf(w, "  %-9s %7.0f  messages/s from schedule to done (%.1fs)\n", "rate", float64(c.Final())/s.SendSeconds, s.SendSeconds)
+	}
+}
+
+func reasons(m map[string]int) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // StartCampaign creates a subscribe campaign of the demo template for openIDs through the
@@ -107,6 +148,8 @@ func Tick(ctx context.Context, c Config) error {
 
 // Wait reports progress until the campaign's current run is done.
 func Wait(ctx context.Context, c Config, id string, total int) (Summary, error) {
+	m := newMeter(c.Out, c.Terminal, "sending", "recipients", total)
+	defer m.finish()
 	var last string
 	for {
 		var p struct {
@@ -121,18 +164,11 @@ func Wait(ctx context.Context, c Config, id string, total int) (Summary, error) 
 		}
 		if p.Current != nil {
 			cs := p.Current.Counters
-			line := fmt.Sprintf("run %s: %d/%d final (sent %d, no grant %d, failed %d, skipped %d, unknown %d)",
-				p.Current.Status, cs.Final(), total, cs.Sent, cs.NoGrant, cs.Final()-cs.Sent-cs.NoGrant-cs.Skipped-cs.Unknown, cs.Skipped, cs.Unknown)
-			if c.Terminal {
-				fmt.Fprintf(c.Out, "\r%s %s", bar(cs.Final(), total), line)
-			} else if line != last {
-				fmt.Fprintln(c.Out, line)
-			}
-			last = line
+			failed := cs.Final() - cs.Sent - cs.NoGrant - cs.Skipped - cs.Unknown
+			last = fmt.Sprintf("run %s: sent %d, no grant %d, failed %d, skipped %d, unknown %d",
+				p.Current.Status, cs.Sent, cs.NoGrant, failed, cs.Skipped, cs.Unknown)
+			m.set(cs.Final(), last)
 			if p.Current.Status == "done" {
-				if c.Terminal {
-					fmt.Fprintln(c.Out)
-				}
 				return Summary{Campaign: id, Counters: cs}, nil
 			}
 		}
@@ -144,11 +180,112 @@ func Wait(ctx context.Context, c Config, id string, total int) (Summary, error) 
 	}
 }
 
+// meter draws one phase's progress: a bar, the count, the rate since the phase began
+// and the time left at that rate. On a terminal it redraws one line in place; elsewhere
+// (a pipe, a CI log) it writes a line at most once a second, and only on change.
+type meter struct {
+	out           io.Writer
+	terminal      bool
+	phase, unit   string
+	total         int
+	start         time.Time
+	mu            sync.Mutex
+	n             int
+	note          string
+	drawn, logged time.Time
+	lastLine      string
+	now           func() time.Time
+}
+
+func newMeter(out io.Writer, terminal bool, phase, unit string, total int) *meter {
+	if out == nil {
+		out = io.Discard
+	}
+	return &meter{out: out, terminal: terminal, phase: phase, unit: unit, total: total, start: time.Now(), now: time.Now}
+}
+
+// add counts n more done (Seed's workers call it concurrently).
+func (m *meter) add(n int) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.n += n
+	m.drawLocked(false)
+}
+
+// set says how many are done now, with a note shown after the rate.
+func (m *meter) set(n int, note string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.n, m.note = n, note
+	m.drawLocked(false)
+}
+
+// finish draws the final state and ends the line.
+func (m *meter) finish() {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.drawLocked(true)
+	if m.terminal {
+		fmt.Fprintln(m.out)
+	}
+}
+
+func (m *meter) drawLocked(final bool) {
+	now := m.now()
+	if m.terminal {
+		// A redraw every 100 ms is smooth enough and keeps 16 seeding workers from
+		// flooding the terminal.
+		if !final && now.Sub(m.drawn) < 100*time.Millisecond {
+			return
+		}
+		m.drawn = now
+		fmt.Fprintf(m.out, "\r\033[K%s", m.line(now))
+		return
+	}
+	if !final && now.Sub(m.logged) < time.Second {
+		return
+	}
+	line := m.line(now)
+	if line == m.lastLine {
+		return
+	}
+	m.logged, m.lastLine = now, line
+	fmt.Fprintln(m.out, line)
+}
+
+// line is the progress line, e.g.
+// "sending  [#########.....] 1200/2000 recipients  812/s  ETA 1s  run sending: sent 1200, …".
+func (m *meter) line(now time.Time) string {
+	elapsed := now.Sub(m.start).Seconds()
+	rate := 0.0
+	if elapsed > 0 {
+		rate = float64(m.n) / elapsed
+	}
+	eta := "ETA -"
+	switch {
+	case m.n >= m.total:
+		eta = fmt.Sprintf("in %.1fs", elapsed)
+	case rate > 0:
+		eta = "ETA " + (time.Duration(float64(m.total-m.n) / rate * float64(time.Second))).Round(time.Second).String()
+	}
+	s := fmt.Sprintf("%-8s %s %d/%d %s  %.0f/s  %s", m.phase, bar(m.n, m.total), m.n, m.total, m.unit, rate, eta)
+	if m.note != "" {
+		s += "  " + m.note
+	}
+	return s
+}
+
 func bar(n, total int) string {
 	const width = 30
-	filled := 0
-	if total > 0 {
-		filled = n * width / total
+	filled := width
+	if total > 0 && n < total {
+		filled = max(0, n) * width / total
 	}
 	return "[" + strings.Repeat("#", filled) + strings.Repeat(".", width-filled) + "]"
 }
@@ -177,6 +314,7 @@ func Seed(ctx context.Context, c Config) ([]string, error) {
 					return
 				}
 				ids[i] = id
+				c.seeded.add(1)
 			}
 		}()
 	}
