@@ -30,6 +30,15 @@ type App struct {
 	// day of the one-push-per-day cap is the recipient's day, so it is computed in this
 	// one zone for every campaign of the app, whatever zone a campaign's schedule names.
 	TimeZone string `json:"timeZone,omitempty"`
+	// Caps are the frequency caps of the app's non-transactional campaigns, e.g.
+	// {"perDay":1,"perWeek":3}; absent or 0 is no cap.
+	Caps Caps `json:"caps,omitzero"`
+	// QuietHours is the app's window without marketing messages; absent is
+	// DefaultQuietHours, {"off":true} none. A campaign may override it.
+	QuietHours *QuietHours `json:"quietHours,omitempty"`
+	// DailyQuota is WeChat's daily message quota of the app (the forecast's share of
+	// it); absent is DefaultDailyQuota.
+	DailyQuota int `json:"dailyQuota,omitempty"`
 }
 
 // DefaultAppTimeZone is an App's TimeZone when the secret names none: mini-program
@@ -142,6 +151,14 @@ func ParseApps(s string) (Apps, error) {
 			// "Local" would be the zone of whatever machine runs the code (UTC on Lambda).
 			if _, err := time.LoadLocation(app.TimeZone); err != nil || app.TimeZone == "Local" {
 				return a, fmt.Errorf("wechat secret app %s: timeZone %q is not an IANA zone such as %q", app.AppID, app.TimeZone, DefaultAppTimeZone)
+			}
+		}
+		if app.Caps.PerDay < 0 || app.Caps.PerWeek < 0 || app.DailyQuota < 0 {
+			return a, fmt.Errorf("wechat secret app %s: caps.perDay, caps.perWeek and dailyQuota are counts, 0 or more", app.AppID)
+		}
+		if app.QuietHours != nil {
+			if err := app.QuietHours.Check("wechat secret app " + app.AppID + " quietHours"); err != nil {
+				return a, err
 			}
 		}
 		if seen[app.AppID] {

@@ -135,8 +135,8 @@ func TestCampaignFlow(t *testing.T) {
 
 	t.Run("Patch", func(t *testing.T) {
 		var got minipush.Campaign
-		mustOK(t, h, call{method: "PATCH", target: "/v1/admin/campaigns/c1", body: `{"name":"renamed","policy":{"onePerDay":true}}`}, 200, &got)
-		if got.Name != "renamed" || !got.Policy.OnePerDay || !got.Policy.SkipOptedOut {
+		mustOK(t, h, call{method: "PATCH", target: "/v1/admin/campaigns/c1", body: `{"name":"renamed","policy":{"holdoutPercent":10}}`}, 200, &got)
+		if got.Name != "renamed" || got.Policy.HoldoutPercent != 10 || !got.Policy.SkipOptedOut {
 			t.Fatalf("patched %+v", got)
 		}
 	})

@@ -489,7 +489,11 @@ type deliveryOut struct {
 	Reason    string                 `json:"reason,omitempty"`
 	ErrCode   int                    `json:"errcode,omitempty"`
 	MsgID     string                 `json:"msgId,omitempty"` // a string: above 2^53, a JSON number would lose digits
-	UpdatedAt time.Time              `json:"updatedAt,omitzero"`
+	// Channel is the API the message went out through (customer_service, subscribe,
+	// template); CSFallback why the customer-service channel was refused before it.
+	Channel    string    `json:"channel,omitempty"`
+	CSFallback string    `json:"csFallback,omitempty"`
+	UpdatedAt  time.Time `json:"updatedAt,omitzero"`
 }
 
 // deliveries pages through one run's deliveries, optionally of one outcome.
@@ -519,7 +523,7 @@ func (h *Handler) deliveries(ctx context.Context, r request) (events.APIGatewayV
 	}
 	out := make([]deliveryOut, len(dls))
 	for i, d := range dls {
-		out[i] = deliveryOut{OpenID: d.OpenID, State: d.State, Outcome: d.Outcome, Reason: d.Reason, ErrCode: d.ErrCode, MsgID: d.MsgID, UpdatedAt: d.UpdatedAt}
+		out[i] = deliveryOut{OpenID: d.OpenID, State: d.State, Outcome: d.Outcome, Reason: d.Reason, ErrCode: d.ErrCode, MsgID: d.MsgID, Channel: d.Channel, CSFallback: d.CSFallback, UpdatedAt: d.UpdatedAt}
 	}
 	return httpapi.JSON(http.StatusOK, struct {
 		Deliveries []deliveryOut `json:"deliveries"`

@@ -102,9 +102,7 @@ func Admin(ctx context.Context, env Env) (h *admin.Handler, err error) {
 	db := w.db()
 	h = admin.New(db, "", apps.IDs())
 	h.Tokens = tokens
-	if pub := w.webhooks(); pub != nil {
-		h.Events = pub
-	}
+	h.Events = w.webhooks()
 	h.Apps = appsByID(apps)
 	h.Log = w.log
 	h.Metrics = w.metrics(ctx)
@@ -154,6 +152,7 @@ func Plan(ctx context.Context, env Env) (h *plan.Handler, err error) {
 		Metrics: w.metrics(ctx),
 		Quiet:   quiet,
 		Apps:    appsByID(apps),
+		Events:  w.webhooks(),
 	}, nil
 }
 
@@ -216,6 +215,7 @@ func Send(ctx context.Context, env Env) (h *send.Handler, err error) {
 		Parallelism: parallelism,
 		Retention:   w.cfg.retention,
 		Lease:       lease,
+		Events:      w.webhooks(),
 	}, nil
 }
 
@@ -244,7 +244,7 @@ func Webhook(ctx context.Context, env Env) (h *webhook.Handler, err error) {
 	db := w.db()
 	return &webhook.Handler{
 		Store: db, HTTP: webhook.NewHTTPClient(), Queue: w.aws.sqs, QueueURL: w.cfg.webhookQueueURL,
-		Publisher: w.webhooks(), Now: db.Now, Log: w.log, Metrics: w.metrics(ctx),
+		Publisher: &webhook.Publisher{Client: w.aws.sqs, URL: w.cfg.webhookQueueURL, Log: w.log}, Now: db.Now, Log: w.log, Metrics: w.metrics(ctx),
 	}, nil
 }
 
@@ -260,7 +260,7 @@ func DeadLetter(ctx context.Context, env Env) (h *send.DeadLetter, err error) {
 		return nil, err
 	}
 	db := w.db()
-	return &send.DeadLetter{Store: db, Now: db.Now, Log: w.log, Retention: w.cfg.retention, Metrics: w.metrics(ctx)}, nil
+	return &send.DeadLetter{Store: db, Now: db.Now, Log: w.log, Retention: w.cfg.retention, Metrics: w.metrics(ctx), Events: w.webhooks()}, nil
 }
 
 // Expire builds the consumer of the grants table's removals and its replay.

@@ -81,6 +81,34 @@ type Handler struct {
 	// per tick.
 	Quiet        time.Duration
 	StalledLimit int
+	// Apps are the served apps by appId (the WeChat secret): their quiet hours, in
+	// which the planner queues nothing of a marketing campaign. An app missing here has
+	// none.
+	Apps map[string]minipush.App
+	// Events enqueues the app's webhook events (a run started, or done here); nil sends
+	// none. It never fails or blocks the planner (webhook.Publisher.Publish).
+	Events Publisher
+}
+
+// Publisher enqueues a webhook event without failing (*webhook.Publisher).
+type Publisher interface {
+	Publish(ctx context.Context, ev minipush.WebhookEvent)
+}
+
+// publish enqueues ev if a publisher is set.
+func (h *Handler) publish(ctx context.Context, ev minipush.WebhookEvent) {
+	if h.Events != nil {
+		h.Events.Publish(ctx, ev)
+	}
+}
+
+// quietUntil reports whether c's quiet hours hold at now, and until when.
+func (h *Handler) quietUntil(c minipush.Campaign, now time.Time) (time.Time, bool) {
+	a, ok := h.Apps[c.AppID]
+	if !ok {
+		return time.Time{}, false
+	}
+	return a.Quiet(c.Policy).Until(now, a.Location())
 }
 
 func (h *Handler) now() time.Time {
@@ -169,6 +197,14 @@ func (h *Handler) reconcileStalled(ctx context.Context, log *slog.Logger) error 
 			errs = append(errs, fmt.Errorf("plan: reconcile %s run %d: %w", r.CampaignID, r.Run, err))
 			continue
 		}
+		if done && h.Events != nil {
+			// The event names the app; a quiet run is rare, so one more read.
+			if camp, gerr := h.DB.GetCampaign(ctx, r.CampaignID); gerr == nil {
+				ev := minipush.RunEvent(minipush.EventRunDone, camp, r.Run, h.now())
+				ev.Counters = &c
+				h.publish(ctx, ev)
+			}
+		}
 		log.InfoContext(ctx, "plan: reconciled quiet run", "campaign", r.CampaignID, "run", r.Run, "done", done,
 			"planned", c.Planned, "final", c.Final())
 	}
@@ -198,6 +234,8 @@ func (h *Handler) planCampaign(ctx context.Context, c minipush.DueCampaign, owne
 		switch {
 		case err == nil:
 			run = n
+			// Only the planner whose BeginRun landed reports the start.
+			h.publish(ctx, minipush.RunEvent(minipush.EventRunStarted, minipush.Campaign{ID: c.ID, AppID: c.AppID}, run, now))
 			// How late the run began after it was due: a planner that is down, busy or
 			// throttled shows here before operators notice late messages.
 			metrics.FromContext(ctx).Observe(metrics.PlannerLag, max(now.Sub(c.DueAt), 0).Seconds(),
@@ -268,8 +306,14 @@ func (h *Handler) planCampaign(ctx context.Context, c minipush.DueCampaign, owne
 		return fmt.Errorf("plan: campaign %s run %d: %w", c.ID, run, err)
 	}
 	if prog.Complete() && prog.Status == minipush.RunSending {
-		if _, _, err := minipush.Reconcile(ctx, h.DB, c.ID, run); err != nil {
+		sum, done, err := minipush.Reconcile(ctx, h.DB, c.ID, run)
+		if err != nil {
 			return fmt.Errorf("plan: campaign %s run %d: %w", c.ID, run, err)
+		}
+		if done {
+			ev := minipush.RunEvent(minipush.EventRunDone, minipush.Campaign{ID: c.ID, AppID: c.AppID}, run, h.now())
+			ev.Counters = &sum
+			h.publish(ctx, ev)
 		}
 	}
 	return nil

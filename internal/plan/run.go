@@ -67,6 +67,16 @@ func (p *runPlanner) plan(ctx context.Context) (bool, error) {
 		if stop, err := p.operatorStopped(ctx); stop || err != nil {
 			return false, err
 		}
+		if until, quiet := p.h.quietUntil(p.c, p.h.now()); quiet {
+			// Quiet hours: queue nothing more. The run stays planning with its cursor and
+			// the lease released, so the first tick after the window continues it; what
+			// was queued before is deferred by send.
+			if err := p.release(ctx); err != nil {
+				return false, err
+			}
+			p.log.InfoContext(ctx, "plan: quiet hours; the rest of the audience is held", "until", until, "planned", p.st.Planned)
+			return false, nil
+		}
 		if err := p.read(ctx, pages); err != nil {
 			if ctx.Err() != nil {
 				// Killed mid-read (the deadline, a cancelled invocation): nothing of this

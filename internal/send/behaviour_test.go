@@ -417,18 +417,20 @@ func TestPolicies(t *testing.T) {
 			t.Errorf("WeChat saw %d sends, want %d (3 attempts each)", n, 3*len(ids))
 		}
 	})
-	t.Run("OnePerDay", func(t *testing.T) {
+	t.Run("PerDayCap", func(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t)
 		ids := f.grantedUsers(t, 10)
 		for _, c := range []string{"first", "second"} {
-			f.putCampaign(t, c, subscribeMessage(), minipush.Policy{OnePerDay: true}, len(ids))
-			handle(t, f.handler(4), events10(t, batches(c, ids, 10))[0])
+			f.putCampaign(t, c, subscribeMessage(), minipush.Policy{}, len(ids))
+			h := f.handler(4)
+			h.Apps = cappedApp(minipush.Caps{PerDay: 1})
+			handle(t, h, events10(t, batches(c, ids, 10))[0])
 		}
 		first, second := f.outcomes(t, "first"), f.outcomes(t, "second")
 		for _, u := range ids {
-			if first[u].Outcome != minipush.OutcomeSent || second[u].Outcome != minipush.OutcomeSkipped || second[u].Reason != "daily_cap" {
-				t.Errorf("%s: first %s, second %s/%s; want sent, skipped/daily_cap", u, first[u].Outcome, second[u].Outcome, second[u].Reason)
+			if first[u].Outcome != minipush.OutcomeSent || second[u].Outcome != minipush.OutcomeSkipped || second[u].Reason != minipush.ReasonFrequencyCap {
+				t.Errorf("%s: first %s, second %s/%s; want sent, skipped/frequency_cap", u, first[u].Outcome, second[u].Outcome, second[u].Reason)
 			}
 		}
 	})

@@ -15,7 +15,7 @@ func zoned(zone string) minipush.Schedule {
 	return minipush.Schedule{Cron: "30 0 * * *", TimeZone: zone}
 }
 
-// TestDailyCapUsesAppZone: the one-push-per-day cap counts the recipient's day in the
+// TestDailyCapUsesAppZone: the app's per-day frequency cap counts the recipient's day in the
 // app's zone (Asia/Shanghai here), not in each campaign's schedule zone. Two campaigns
 // of one app, one scheduled in Asia/Shanghai and one in UTC, once compared day strings
 // of different zones:
@@ -44,7 +44,7 @@ func TestDailyCapUsesAppZone(t *testing.T) {
 		{"LateBlock", "Asia/Shanghai", "UTC", day.Add(16*time.Hour + 30*time.Minute), day.Add(40*time.Hour + 10*time.Minute),
 			minipush.OutcomeSent, "", 1},
 		{"TwoInOneDay", "UTC", "Asia/Shanghai", day.Add(16 * time.Hour), day.Add(17*time.Hour + 30*time.Minute),
-			minipush.OutcomeSkipped, "daily_cap", 0},
+			minipush.OutcomeSkipped, minipush.ReasonFrequencyCap, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -55,16 +55,14 @@ func TestDailyCapUsesAppZone(t *testing.T) {
 			ids := f.grantedUsers(t, 3)
 			h := f.handler(4)
 			h.Now = clock
-			h.Zones = map[string]*time.Location{appID: shanghai}
+			h.Apps = cappedApp(minipush.Caps{PerDay: 1}) // Asia/Shanghai by default
 
 			now.Store(tc.at1.UnixNano())
-			f.putCampaignWith(t, minipush.Campaign{ID: "first", Message: subscribeMessage(), Policy: minipush.Policy{OnePerDay: true},
-				Schedule: zoned(tc.first)}, len(ids))
+			f.putCampaignWith(t, minipush.Campaign{ID: "first", Message: subscribeMessage(), Schedule: zoned(tc.first)}, len(ids))
 			handle(t, h, events10(t, batches("first", ids, 10))[0])
 
 			now.Store(tc.at2.UnixNano())
-			f.putCampaignWith(t, minipush.Campaign{ID: "second", Message: subscribeMessage(), Policy: minipush.Policy{OnePerDay: true},
-				Schedule: zoned(tc.second)}, len(ids))
+			f.putCampaignWith(t, minipush.Campaign{ID: "second", Message: subscribeMessage(), Schedule: zoned(tc.second)}, len(ids))
 			handle(t, h, events10(t, batches("second", ids, 10))[0])
 
 			first, second := f.outcomes(t, "first"), f.outcomes(t, "second")

@@ -199,6 +199,12 @@ func (r recipient) pause(ctx context.Context, reason string, errcode int) error 
 	if err != nil && minipush.ErrorCode(err) != minipush.ECONFLICT {
 		return fmt.Errorf("send: pause campaign: %w", err)
 	}
+	if ev := r.inv.h.Events; ev != nil && err == nil {
+		// Only the sender whose pause landed reports it (ECONFLICT: another did).
+		e := minipush.RunEvent(minipush.EventRunPaused, r.st.c, r.b.Run, r.inv.h.now())
+		e.Reason = fmt.Sprintf("%s (errcode %d)", reason, errcode)
+		ev.Publish(ctx, e)
+	}
 	r.inv.h.log().LogAttrs(ctx, slog.LevelWarn, "send: campaign paused: WeChat would fail every recipient",
 		append(attrs(r, nil), slog.String("reason", reason), slog.Int("errcode", errcode))...)
 	return nil

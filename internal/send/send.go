@@ -190,6 +190,9 @@ type Handler struct {
 	NewOwner func() string // a unique id per invocation; claims and leases carry it
 	Log      *slog.Logger
 	Metrics  *metrics.Emitter // one EMF flush per invocation; nil emits nothing
+	// Events enqueues the app's webhook events (a run paused or done); nil sends none.
+	// It never fails or blocks a send (webhook.Publisher.Publish).
+	Events Publisher
 
 	Parallelism int           // recipients in flight per invocation; default DefaultParallelism
 	Retention   time.Duration // delivery items' TTL; default 30 days
@@ -606,7 +609,7 @@ func (inv *invocation) flushCounters(ctx context.Context) {
 		wg.Go(func() {
 			b := t.first
 			log := inv.h.log().With(slog.String("campaign", b.CampaignID), slog.Int("run", b.Run), slog.String("request_id", inv.reqID), slog.String("batch", b.ID))
-			accountRun(ctx, inv.h.Store, log, b, t.counted, t.alreadyFinal)
+			accountRun(ctx, inv.h.Store, inv.h.Events, log, b, t.counted, t.alreadyFinal)
 		})
 	}
 	wg.Wait()
@@ -614,6 +617,11 @@ func (inv *invocation) flushCounters(ctx context.Context) {
 
 // runCounters is the part of the store that counts a run and finishes it
 // (minipush.Reconcile).
+// Publisher enqueues a webhook event without failing (*webhook.Publisher).
+type Publisher interface {
+	Publish(ctx context.Context, ev minipush.WebhookEvent)
+}
+
 type runCounters interface {
 	AddRunCounters(ctx context.Context, campaignID string, run int, c minipush.Counters) (minipush.RunProgress, error)
 	minipush.RunStore
@@ -621,7 +629,7 @@ type runCounters interface {
 
 // accountRun is account for any handler that finalizes recipients of a batch (send,
 // and the dead-letter handler).
-func accountRun(ctx context.Context, store runCounters, log *slog.Logger, b minipush.Batch, counted minipush.Counters, alreadyFinal int) {
+func accountRun(ctx context.Context, store runCounters, events Publisher, log *slog.Logger, b minipush.Batch, counted minipush.Counters, alreadyFinal int) {
 	if counted.Final() == 0 && alreadyFinal == 0 {
 		return
 	}
@@ -644,6 +652,11 @@ func accountRun(ctx context.Context, store runCounters, log *slog.Logger, b mini
 		log.LogAttrs(ctx, slog.LevelInfo, "send: run done", slog.Int("planned", sum.Planned), slog.Int("sent", sum.Sent),
 			slog.Int("no_grant", sum.NoGrant), slog.Int("skipped", sum.Skipped), slog.Int("unknown", sum.Unknown),
 			slog.Any("failed", sum.Failed))
+		if events != nil {
+			ev := minipush.RunEvent(minipush.EventRunDone, minipush.Campaign{ID: b.CampaignID, AppID: b.AppID}, b.Run, time.Now())
+			ev.Counters = &sum
+			events.Publish(ctx, ev)
+		}
 	}
 }
 

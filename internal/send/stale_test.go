@@ -59,7 +59,7 @@ func TestStaleRunAfterResume(t *testing.T) {
 			ids := f.grantedUsers(t, n)
 			c := minipush.Campaign{
 				ID: "daily", AppID: appID, Name: "daily", Message: subscribeMessage(), Audience: minipush.Audience{Kind: minipush.AudienceList},
-				Policy: minipush.Policy{OnePerDay: true}, Status: minipush.StatusDraft, CreatedAt: clk.Now(), UpdatedAt: clk.Now(),
+				Policy: minipush.Policy{}, Status: minipush.StatusDraft, CreatedAt: clk.Now(), UpdatedAt: clk.Now(),
 			}
 			if err := f.db.CreateCampaign(ctx, c); err != nil {
 				t.Fatal(err)
@@ -102,6 +102,7 @@ func TestStaleRunAfterResume(t *testing.T) {
 			}
 			clk.Set(first.Add(20 * time.Minute))
 			h := f.handler(1)
+			h.Apps = cappedApp(minipush.Caps{PerDay: 1})
 			f.drain(t, h, 30*time.Second, func() bool {
 				got, err := f.db.GetCampaign(ctx, c.ID)
 				if err != nil {
