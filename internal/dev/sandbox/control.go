@@ -24,6 +24,7 @@ var ControlRoutes = []string{
 	`GET    /_sandbox/faults              -> [Fault]`,
 	`POST   /_sandbox/faults              Fault {"path","appid","kind","errcode","rate","times","latency_ms","stall_ms"}`,
 	`DELETE /_sandbox/faults              (reset faults)`,
+	`POST   /_sandbox/receipts            {"appid","url","token","encoding_aes_key"?,"format":"xml"|"json","batch"?,"delay_ms"?,"fail_rate"?,"fail_openids"?,"errcode"?} (subscribe_msg_sent_event pushes; empty url: off)`,
 }
 
 // errBadRequest marks a control request the caller got wrong.
@@ -190,6 +191,17 @@ func (s *Sandbox) controlMux() *http.ServeMux {
 		return nil, nil
 	})
 	s.customControl(handle) // custom.go
+	handle("POST /_sandbox/receipts", func(r *http.Request) (any, error) {
+		var b struct {
+			ReceiptPush
+			DelayMS int `json:"delay_ms"`
+		}
+		if err := decodeControl(r, &b); err != nil {
+			return nil, err
+		}
+		b.Delay = time.Duration(b.DelayMS) * time.Millisecond
+		return nil, s.SetReceipts(b.ReceiptPush)
+	}) // receipts.go
 	m.HandleFunc("/_sandbox/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]any{"error": "no such control route", "routes": ControlRoutes})
 	})

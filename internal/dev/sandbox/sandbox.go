@@ -73,6 +73,7 @@ type Sandbox struct {
 	accepted    []Message
 	stats       Stats
 	setupErrors []string
+	rcpt        receipts // sent-event pushes (receipts.go), under their own lock
 }
 
 // app is one mini-program's state at WeChat.

@@ -114,6 +114,7 @@ func (s *Sandbox) subscribeSend(r *http.Request, body []byte) reply {
 		Page: b.Page, Data: data, MsgID: id,
 	}))
 	rep.body.(map[string]any)["msgid"] = id
+	s.queueReceiptLocked(a.id, b.ToUser, b.TemplateID, id) // receipts.go: off unless configured
 	return rep
 }
 
