@@ -21,7 +21,9 @@ func TestCustomSend(t *testing.T) {
 	}
 	u := e.sb.NewUser(appID)
 	text := wechat.CustomMessage{ToUser: u, MsgType: wechat.CustomText, Text: &wechat.CustomTextBody{Content: "hi"}}
-	send := func(m wechat.CustomMessage) string { return wechat.Reason(c.SendCustom(t.Context(), tok.AccessToken, m)) }
+	send := func(m wechat.CustomMessage) string {
+		return wechat.Reason(c.SendCustom(t.Context(), tok.AccessToken, m))
+	}
 
 	if r := send(text); r != "cs_window_closed" {
 		t.Fatalf("without a window: %q, want cs_window_closed", r)
