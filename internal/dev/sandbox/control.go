@@ -191,6 +191,7 @@ func (s *Sandbox) controlMux() *http.ServeMux {
 		return nil, nil
 	})
 	s.customControl(handle) // custom.go
+	s.quotaControl(handle)  // quota.go
 	handle("POST /_sandbox/receipts", func(r *http.Request) (any, error) {
 		var b struct {
 			ReceiptPush

@@ -74,6 +74,8 @@ type Sandbox struct {
 	stats       Stats
 	setupErrors []string
 	rcpt        receipts // sent-event pushes (receipts.go), under their own lock
+
+	quotas map[string]*dailyQuota // subscribe/send daily quotas by appid (quota.go)
 }
 
 // app is one mini-program's state at WeChat.

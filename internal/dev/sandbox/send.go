@@ -107,6 +107,9 @@ func (s *Sandbox) subscribeSend(r *http.Request, body []byte) reply {
 	if u.subGrants[b.TemplateID] <= 0 {
 		return failReply(errc(43101, ""))
 	}
+	if e := s.takeQuotaLocked(a.id); e != nil {
+		return failReply(e) // quota.go: refused, so the user's grant stays
+	}
 	u.subGrants[b.TemplateID]--
 	id := MsgIDBase + int64(len(s.accepted))
 	rep := acceptedReply(s.recordLocked(Message{
