@@ -37,6 +37,9 @@ type Run struct {
 	// campaign waits. Set by the progress route, not stored.
 	Deferred      int       `json:"deferred,omitempty"`
 	DeferredUntil time.Time `json:"deferredUntil,omitzero"`
+	// Aborted is why the run's canary aborted it ("" when it did not): nothing
+	// beyond the canary was queued.
+	Aborted string `json:"aborted,omitempty"`
 }
 
 // RunProgress is a run's status, planned count and counters, as a counter update
@@ -72,9 +75,11 @@ type PlanState struct {
 	Planned int // recipients queued so far
 }
 
-// PlanCursor is where the planner stopped in each audience segment.
+// PlanCursor is where the planner stopped in each audience segment, and where the
+// run's canary is (nil before the planner decided it).
 type PlanCursor struct {
 	Segments []SegmentCursor `json:"segments"`
+	Canary   *CanaryState    `json:"canary,omitempty"`
 }
 
 // SegmentCursor is one segment's position: the key to continue after, or Done.
@@ -222,6 +227,58 @@ func (c *Counters) Count(outcome Outcome, reason string) {
 		}
 		c.Failed[reason]++
 	}
+}
+
+// Canary defaults (Policy.CanaryPercent, Policy.CanaryAbortPercent).
+const (
+	DefaultCanaryPercent      = 1
+	DefaultCanaryAbortPercent = 10
+	// MinCanary is the smallest canary: fewer recipients say little about an errcode
+	// rate. An audience no larger is its own canary (nothing is held).
+	MinCanary = 20
+)
+
+// MessageWrongReasons are the failure reasons (wechat.Classify) of errcodes that mean
+// the message itself is wrong, not the recipient: 47003 data_invalid, 43107
+// template_banned, 45168 sensitive_words, 40037 template_invalid, 41030 page_invalid.
+// Their share among the canary's final recipients decides whether a run aborts.
+var MessageWrongReasons = []string{"data_invalid", "template_banned", "sensitive_words", "template_invalid", "page_invalid"}
+
+// ReasonCanaryAborted prefixes the reason of a campaign (and run) its canary aborted.
+const ReasonCanaryAborted = "canary_aborted"
+
+// CanaryState is a run's canary as the planner records it in the plan cursor.
+type CanaryState struct {
+	Size     int  `json:"size"`               // recipients wanted in the canary
+	Held     int  `json:"held,omitempty"`     // recipients queued in it, once the rest is held
+	Released bool `json:"released,omitempty"` // the rest may be queued (canary healthy, off, or the whole audience)
+}
+
+// CanarySize is how many of an audience of n a policy sends first: percent of n rounded
+// up, at least MinCanary; 0 when the canary is off. n itself when the canary would
+// cover everyone.
+func (p Policy) CanarySize(n int) int {
+	pct := DefaultCanaryPercent
+	if p.CanaryPercent != nil {
+		pct = *p.CanaryPercent
+	}
+	if pct <= 0 || n <= 0 {
+		return 0
+	}
+	return min(n, max(MinCanary, (n*pct+99)/100))
+}
+
+// CanaryVerdict decides a canary whose held recipients are all final: abort when the
+// message-is-wrong failures exceed the policy's share of them. bad is that count.
+func (p Policy) CanaryVerdict(c Counters) (abort bool, bad int) {
+	for _, r := range MessageWrongReasons {
+		bad += c.Failed[r]
+	}
+	limit := p.CanaryAbortPercent
+	if limit <= 0 {
+		limit = DefaultCanaryAbortPercent
+	}
+	return c.Final() > 0 && bad*100 > limit*c.Final(), bad
 }
 
 // RunKey identifies one run of a campaign; deliveries are keyed by it and the openid.

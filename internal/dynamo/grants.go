@@ -3,6 +3,7 @@ package dynamo
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -520,4 +521,44 @@ func (d *DB) SpendableGrant(ctx context.Context, appID, openID, channel string) 
 		}
 	}
 	return minipush.Grant{}, minipush.Errorf(minipush.ENOTFOUND, "no spendable grant")
+}
+
+// SpendableAt reports whether the user holds a grant of channel with a use left that
+// is still spendable at each of the given times (the forecast asks for now and the
+// scheduled time): one Query, eventually consistent, reading the user's grants of the
+// channel that outlive the earliest time, latest-expiring first.
+func (d *DB) SpendableAt(ctx context.Context, appID, openID, channel string, at ...time.Time) ([]bool, error) {
+	out := make([]bool, len(at))
+	if len(at) == 0 {
+		return out, nil
+	}
+	from := slices.MinFunc(at, time.Time.Compare)
+	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
+		TableName:              aws.String(d.Tables.Grants),
+		KeyConditionExpression: aws.String("pk = :pk AND sk BETWEEN :from AND :to"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk":   &types.AttributeValueMemberS{Value: minipush.UserKey(appID, openID)},
+			":from": &types.AttributeValueMemberS{Value: grantSKPrefix + minipush.ExpiryKeyAt(channel, from.Add(time.Second))},
+			":to":   &types.AttributeValueMemberS{Value: grantSKPrefix + channel + "#~"},
+			":zero": &types.AttributeValueMemberN{Value: "0"},
+		},
+		FilterExpression:     aws.String("uses > :zero"),
+		ProjectionExpression: aws.String("expiresAt"),
+		ScanIndexForward:     aws.Bool(false),
+		Limit:                aws.Int32(4),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("dynamo: spendable grants of %s: %w", appID, err)
+		}
+		for _, item := range page.Items {
+			exp := fromEpoch(int64(intAttr(item["expiresAt"])))
+			for i, t := range at {
+				out[i] = exp.After(t)
+			}
+			return out, nil // the latest-expiring one decides
+		}
+	}
+	return out, nil
 }

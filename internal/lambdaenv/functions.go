@@ -103,7 +103,7 @@ func Admin(ctx context.Context, env Env) (h *admin.Handler, err error) {
 	h = admin.New(db, "", apps.IDs())
 	h.Tokens = tokens
 	h.Events = w.webhooks()
-	h.Apps = appsByID(apps)
+	h.Apps = appsByID(apps, w.aws.emulated())
 	h.Log = w.log
 	h.Metrics = w.metrics(ctx)
 	h.Registry = db
@@ -151,7 +151,7 @@ func Plan(ctx context.Context, env Env) (h *plan.Handler, err error) {
 		Log:     w.log,
 		Metrics: w.metrics(ctx),
 		Quiet:   quiet,
-		Apps:    appsByID(apps),
+		Apps:    appsByID(apps, w.aws.emulated()),
 		Events:  w.webhooks(),
 	}, nil
 }
@@ -208,7 +208,7 @@ func Send(ctx context.Context, env Env) (h *send.Handler, err error) {
 		WeChat:      wc,
 		Tokens:      token.New(db, fetch),
 		Limiter:     send.NewRateLimiter(w.cfg.sendRatePerSecond),
-		Apps:        appsByID(apps),
+		Apps:        appsByID(apps, w.aws.emulated()),
 		Now:         db.Now,
 		Log:         w.log,
 		Metrics:     w.metrics(ctx),
@@ -220,10 +220,17 @@ func Send(ctx context.Context, env Env) (h *send.Handler, err error) {
 }
 
 // appsByID indexes the WeChat secret's apps by appId, for the handlers that apply their
-// zone, frequency caps and quiet hours.
-func appsByID(apps minipush.Apps) map[string]minipush.App {
+// zone, frequency caps and quiet hours. On an emulated stack (make run, the test
+// suites) an app whose secret names no quietHours has none instead of the default
+// night window: local runs go by the wall clock, and a default window would make every
+// local campaign wait for the morning in Shanghai when run in the afternoon UTC. Tests
+// of quiet hours name their window.
+func appsByID(apps minipush.Apps, emulated bool) map[string]minipush.App {
 	out := make(map[string]minipush.App, len(apps.Apps))
 	for _, a := range apps.Apps {
+		if emulated && a.QuietHours == nil {
+			a.QuietHours = &minipush.QuietHours{Off: true}
+		}
 		out[a.AppID] = a
 	}
 	return out

@@ -24,6 +24,7 @@ import (
 
 	"minipush"
 	"minipush/internal/collect"
+	prices "minipush/internal/cost"
 	"minipush/internal/dev/localrun"
 	"minipush/internal/dev/localstack"
 	"minipush/internal/dev/reqcount"
@@ -39,14 +40,15 @@ import (
 // send (the event source hands the batches to the send function), expire (the grants
 // stream's REMOVE of each spent grant reaches the expire function).
 
-// List prices, us-east-1, as given in issue #8.
+// List prices, us-east-1, as given in issue #8: package cost's (imported as prices,
+// since this file has a type cost), which the operator API's forecast uses too.
 const (
-	priceWRU        = 0.625 / 1e6 // DynamoDB on-demand, per write request unit
-	priceRRU        = 0.125 / 1e6 // DynamoDB on-demand, per read request unit
-	priceSQS        = 0.40 / 1e6  // SQS standard, per request (64 KiB chunk)
-	priceLambdaReq  = 0.20 / 1e6  // Lambda, per invocation
-	priceLambdaGBs  = 0.0000133334
-	priceHTTPAPIReq = 1.00 / 1e6 // API Gateway HTTP API, per request (first 300 million a month)
+	priceWRU        = prices.PriceWRU
+	priceRRU        = prices.PriceRRU
+	priceSQS        = prices.PriceSQS
+	priceLambdaReq  = prices.PriceLambdaReq
+	priceLambdaGBs  = prices.PriceLambdaGBs
+	priceHTTPAPIReq = prices.PriceHTTPAPIReq
 )
 
 // costStage is one function's share of the life of the messages.
