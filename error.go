@@ -14,6 +14,7 @@ const (
 	EMALFORMED    = "malformed"    // the request could not be decoded at all
 	ENOTFOUND     = "not_found"    // the addressed thing does not exist
 	EUNAUTHORIZED = "unauthorized" // credential missing, forged or expired
+	EFORBIDDEN    = "forbidden"    // a valid credential whose scope does not cover the request
 	ETOOLARGE     = "too_large"    // the request body or a batch is over its documented limit
 	ERATELIMIT    = "rate_limited" // a per-user or per-app rate limit tripped
 	EUPSTREAM     = "upstream"     // WeChat failed or answered an error we cannot recover from

@@ -24,6 +24,7 @@ import (
 var statuses = map[string]int{
 	minipush.EMALFORMED:    http.StatusBadRequest,
 	minipush.EUNAUTHORIZED: http.StatusUnauthorized,
+	minipush.EFORBIDDEN:    http.StatusForbidden,
 	minipush.ENOTFOUND:     http.StatusNotFound,
 	minipush.ECONFLICT:     http.StatusConflict,
 	minipush.ETOOLARGE:     http.StatusRequestEntityTooLarge,

@@ -41,6 +41,7 @@ const (
 type config struct {
 	tables             dynamo.Tables
 	sendQueueURL       string
+	webhookQueueURL    string // optional for producers: unset publishes no webhook events
 	weChatBaseURL      string
 	tokenEndpoint      string // stable or legacy
 	weChatSecretARN    string
@@ -64,6 +65,7 @@ func readConfig(getenv func(string) string) (*config, error) {
 		Audience: get("AUDIENCE_TABLE"), Deliveries: get("DELIVERIES_TABLE"), State: get("STATE_TABLE"),
 	}
 	c.sendQueueURL = get("SEND_QUEUE_URL")
+	c.webhookQueueURL = get("WEBHOOK_QUEUE_URL")
 	c.weChatBaseURL = orDefault(get("WECHAT_BASE_URL"), "https://api.weixin.qq.com")
 	c.tokenEndpoint = orDefault(get("TOKEN_ENDPOINT"), "stable")
 	var errs []error

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 
+	"minipush"
 	"minipush/internal/admin"
 	"minipush/internal/collect"
 	"minipush/internal/dynamo"
@@ -132,9 +133,15 @@ func (w *wiring) metrics(ctx context.Context) *metrics.Emitter {
 	return metrics.FromEnv(ctx, w.cfg.getenv, w.function)
 }
 
-// webhooks is the publisher of the function's webhook events, nil (publishing nothing)
-// when WEBHOOK_QUEUE_URL is unset.
-func (w *wiring) webhooks() *webhook.Publisher {
+// publisher is what producers of webhook events hold (plan, send, admin each declare
+// the same one-method interface).
+type publisher interface {
+	Publish(ctx context.Context, ev minipush.WebhookEvent)
+}
+
+// webhooks is the publisher of the function's webhook events: a nil interface (no
+// events) when WEBHOOK_QUEUE_URL is unset, never a nil pointer in a non-nil interface.
+func (w *wiring) webhooks() publisher {
 	if w.cfg.webhookQueueURL == "" {
 		return nil
 	}
