@@ -81,6 +81,10 @@ type Handler struct {
 	// per tick.
 	Quiet        time.Duration
 	StalledLimit int
+	// CanaryWait bounds one tick's wait for a run's canary to be final, CanaryPoll is
+	// how often it looks (canary.go); defaults DefaultCanaryWait, DefaultCanaryPoll.
+	CanaryWait time.Duration
+	CanaryPoll time.Duration
 	// Apps are the served apps by appId (the WeChat secret): their quiet hours, in
 	// which the planner queues nothing of a marketing campaign. An app missing here has
 	// none.

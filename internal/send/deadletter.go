@@ -60,6 +60,7 @@ type DeadLetter struct {
 	Log       *slog.Logger
 	Retention time.Duration    // delivery items' TTL; default 30 days
 	Metrics   *metrics.Emitter // one EMF flush per invocation; nil emits nothing
+	Events    Publisher        // webhook events of the runs it finishes; nil sends none
 }
 
 func (d *DeadLetter) now() time.Time {
@@ -144,7 +145,7 @@ func (d *DeadLetter) message(ctx context.Context, rec events.SQSMessage, reqID s
 	}
 	log := d.log().With(slog.String("campaign", b.CampaignID), slog.Int("run", b.Run), slog.String("request_id", reqID), slog.String("batch", b.ID))
 	// Counted before returning any error: a redelivery skips what is final now.
-	accountRun(ctx, d.Store, log, b, counted, alreadyFinal)
+	accountRun(ctx, d.Store, d.Events, log, b, counted, alreadyFinal)
 	log.LogAttrs(ctx, slog.LevelWarn, "deadletter: recipients of a dead send message ended",
 		slog.Int("recipients", len(openIDs)), slog.Int("unknown", counted.Unknown),
 		slog.Int("failed", counted.Failed[DeadLetterReason]), slog.Int("already_final", alreadyFinal),
