@@ -114,6 +114,21 @@ type Receipt struct {
 	At          time.Time // the push's CreateTime
 }
 
+// ReceiptResult is what recording one receipt did.
+type ReceiptResult int
+
+// Receipt results.
+const (
+	// ReceiptRecorded: the sent delivery moved to the receipt's state and was counted.
+	ReceiptRecorded ReceiptResult = iota + 1
+	// ReceiptNoChange: a delivery has the msgid, but it is not sent, has its receipt
+	// already (a replay, WeChat's retry) or is past its retention: nothing changed.
+	ReceiptNoChange
+	// ReceiptUnknown: no delivery has the msgid (yet: the sender may not have recorded
+	// WeChat's answer when the receipt arrives; or never, for a msgid not ours).
+	ReceiptUnknown
+)
+
 // State is the receipt state the receipt moves a sent delivery to.
 func (r Receipt) State() ReceiptState {
 	if r.ErrorCode == 0 {

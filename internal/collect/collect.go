@@ -52,9 +52,8 @@ type Store interface {
 	// as late or later, and reports whether it did.
 	OpenCSWindow(ctx context.Context, appID, openID string, w minipush.CSWindowState) (bool, error)
 	// RecordReceipt moves the sent delivery with the receipt's msgid to its receipt
-	// state and counts it, once; false (nil error) when nothing matched or it was
-	// recorded before.
-	RecordReceipt(ctx context.Context, r minipush.Receipt) (bool, error)
+	// state and counts it, once, and reports what it did.
+	RecordReceipt(ctx context.Context, r minipush.Receipt) (minipush.ReceiptResult, error)
 }
 
 // Limiter is a fixed-window rate limit shared by every instance (dynamo.DB.Allow and

@@ -27,7 +27,12 @@ import (
 //
 // A push is validated whole before anything is written: one item that does not parse
 // refuses the push (400, so WeChat retries and the log shows it) and applies nothing.
-// An item whose msgid matches no delivery changes nothing and is only counted.
+// An item whose msgid matches no delivery changes nothing. While the push is fresh
+// (CreateTime within ReceiptGrace) it is answered 503 so that WeChat retries it: the
+// receipt can overtake the sender's final write, which stores the msgid (seen locally
+// with a loaded DynamoDB Local), and a retry finds it. The rest of such a push is
+// recorded meanwhile and not counted again on the retry. Older ones are acknowledged
+// and only counted as unmatched.
 //
 // Fallback when the msgid matches nothing: none. DESIGN suggests openid + template +
 // a time window, but a delivery is keyed by (run, openid) and nothing indexes a user's
@@ -37,6 +42,10 @@ import (
 // unmatched (metrics.Receipts, Result=unmatched) so an operator sees whether it matters.
 //
 // https://developers.weixin.qq.com/miniprogram/dev/framework/open-ability/subscribe-message.html
+
+// ReceiptGrace is how long after its CreateTime a receipt whose msgid matches nothing
+// is answered 503 (WeChat retries) rather than acknowledged.
+const ReceiptGrace = 2 * time.Minute
 
 // maxErrorStatus bounds the ErrorStatus kept on a delivery: WeChat's are short
 // ("success", "fail:..."), and the push is not trusted to size our items.
@@ -125,15 +134,18 @@ func (h *Handler) applyReceipts(ctx context.Context, log *slog.Logger, app minip
 		return err // checkEvent validated it: not reached
 	}
 	rec := metrics.FromContext(ctx)
-	var recorded, unmatched, failed int
+	var recorded, unmatched, failed, early int
 	for _, r := range rs {
-		ok, err := h.Store.RecordReceipt(ctx, r)
+		res, err := h.Store.RecordReceipt(ctx, r)
 		if err != nil {
 			return err
 		}
 		result := "recorded"
 		switch {
-		case !ok:
+		case res == minipush.ReceiptUnknown && h.Now().Sub(r.At) < ReceiptGrace:
+			early++
+			result = "early"
+		case res != minipush.ReceiptRecorded:
 			unmatched++
 			result = "unmatched"
 		case r.State() == minipush.ReceiptAsyncFailed:
@@ -147,6 +159,9 @@ func (h *Handler) applyReceipts(ctx context.Context, log *slog.Logger, app minip
 	}
 	// Unmatched is normal for a replay or WeChat's retry; counts only, no msgid or
 	// openid (the user is the pseudonym the caller's logger carries).
-	log.Info("receipts", "items", len(rs), "recorded", recorded, "async_failed", failed, "unmatched", unmatched)
+	log.Info("receipts", "items", len(rs), "recorded", recorded, "async_failed", failed, "unmatched", unmatched, "early", early)
+	if early > 0 {
+		return minipush.Errorf(minipush.EUNAVAILABLE, "%d receipts name a msgid no delivery holds yet: retry", early)
+	}
 	return nil
 }

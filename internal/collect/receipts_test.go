@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"minipush"
+	"minipush/internal/collect"
 )
 
 // receiptCampaign is the campaign the receipt tests' deliveries belong to (24 hex
@@ -222,16 +223,46 @@ func TestReceipts(t *testing.T) {
 		// A delivery past its retention that TTL has not deleted yet.
 		f.sentDelivery(t, 1, old, oldID, f.now.Add(-time.Second))
 		before := f.deliveriesSnapshot(t)
-		for _, body := range []string{
-			fmt.Sprintf(sentJSONObject, f.sb.NewUser(appID), ids.next(), "", created), // unknown msgid
-			fmt.Sprintf(sentXML, old, oldID, "", created),                             // old msgid
+		longAgo := strconv.FormatInt(f.now.Add(-collect.ReceiptGrace-time.Second).Unix(), 10)
+		for _, tc := range []struct {
+			body string
+			want int
+		}{
+			// An unknown msgid: while fresh, WeChat is asked to retry (the sender may not
+			// have stored it yet); past the grace, acknowledged. Nothing changes either way.
+			{fmt.Sprintf(sentJSONObject, f.sb.NewUser(appID), ids.next(), "", created), http.StatusServiceUnavailable},
+			{fmt.Sprintf(sentJSONObject, f.sb.NewUser(appID), ids.next(), "", longAgo), http.StatusOK},
+			// An old msgid: its delivery is past its retention.
+			{fmt.Sprintf(sentXML, old, oldID, "", created), http.StatusOK},
 		} {
-			if resp := f.do(t, f.push("POST", body, nil)); resp.StatusCode != http.StatusOK {
-				t.Fatalf("push %d %s, want 200 (acknowledged, nothing to do)", resp.StatusCode, resp.Body)
+			if resp := f.do(t, f.push("POST", tc.body, nil)); resp.StatusCode != tc.want {
+				t.Fatalf("push %d %s, want %d", resp.StatusCode, resp.Body, tc.want)
 			}
 		}
 		if after := f.deliveriesSnapshot(t); after != before {
 			t.Fatalf("deliveries changed:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+	})
+
+	t.Run("EarlyReceiptRetried", func(t *testing.T) {
+		// The receipt overtakes the sender's final write: 503, WeChat retries, and the
+		// retry of the same push records it once the msgid is stored.
+		user := f.sb.NewUser(appID)
+		id := ids.next()
+		req := f.push("POST", fmt.Sprintf(sentJSONObject, user, id, "", created), nil)
+		if resp := f.do(t, req); resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("early receipt: %d %s, want 503 so WeChat retries", resp.StatusCode, resp.Body)
+		}
+		f.sentDelivery(t, 1, user, id, f.now.Add(24*time.Hour))
+		if resp := f.do(t, req); resp.StatusCode != http.StatusOK {
+			t.Fatalf("retry: %d %s", resp.StatusCode, resp.Body)
+		}
+		if d := f.delivery(t, 1, user); d.Receipt != minipush.ReceiptDelivered {
+			t.Fatalf("delivery after the retry: %+v, want delivered", d)
+		}
+		want++
+		if c := f.receiptCounts(t); c.Delivered != want {
+			t.Fatalf("receipt counters %+v, want %d delivered", c, want)
 		}
 	})
 

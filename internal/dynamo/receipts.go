@@ -62,10 +62,10 @@ func splitRunKey(runKey string) (string, int, error) {
 // RecordReceipt moves the sent delivery WeChat answered with r.MsgID to r's receipt
 // state and counts it into its run's receipt counters, in one transaction conditional
 // on the delivery being sent, with that msgid, without a receipt, and not past its
-// retention. It reports whether it did: false (and nil) for an unknown msgid, an
-// expired delivery and a receipt already recorded (WeChat's retry, a replay), none of
-// which changes anything.
-func (d *DB) RecordReceipt(ctx context.Context, r minipush.Receipt) (bool, error) {
+// retention. It reports what it did (minipush.ReceiptResult): an unknown msgid, an
+// expired delivery and a receipt already recorded (WeChat's retry, a replay) change
+// nothing.
+func (d *DB) RecordReceipt(ctx context.Context, r minipush.Receipt) (minipush.ReceiptResult, error) {
 	// KEYS_ONLY: the table's keys of the deliveries with this msgid. One in practice;
 	// a few at most if two apps' ids ever met, and each is checked by its own condition.
 	out, err := d.Client.Query(ctx, &dynamodb.QueryInput{
@@ -75,24 +75,29 @@ func (d *DB) RecordReceipt(ctx context.Context, r minipush.Receipt) (bool, error
 		Limit:                     aws.Int32(10),
 	})
 	if err != nil {
-		return false, fmt.Errorf("dynamo: find delivery by msgid: %w", err)
+		return 0, fmt.Errorf("dynamo: find delivery by msgid: %w", err)
 	}
-	recorded := false
+	if len(out.Items) == 0 {
+		return minipush.ReceiptUnknown, nil
+	}
+	res := minipush.ReceiptNoChange
 	for _, item := range out.Items {
 		var k struct {
 			PK string `dynamodbav:"pk"`
 			SK string `dynamodbav:"sk"`
 		}
 		if err := attributevalue.UnmarshalMap(item, &k); err != nil {
-			return recorded, fmt.Errorf("dynamo: decode delivery key: %w", err)
+			return 0, fmt.Errorf("dynamo: decode delivery key: %w", err)
 		}
 		ok, err := d.recordReceipt(ctx, k.PK, k.SK, r)
 		if err != nil {
-			return recorded, err
+			return 0, err
 		}
-		recorded = recorded || ok
+		if ok {
+			res = minipush.ReceiptRecorded
+		}
 	}
-	return recorded, nil
+	return res, nil
 }
 
 func (d *DB) recordReceipt(ctx context.Context, pk, openID string, r minipush.Receipt) (bool, error) {

@@ -68,7 +68,8 @@ const (
 	// PushEvents counts WeChat message pushes collect accepted (by Type: the event name).
 	PushEvents = "PushEvents"
 	// Receipts counts the items of subscribe_msg_sent_event pushes (by Result: recorded,
-	// async_failed, or unmatched when no sent delivery without a receipt had the msgid).
+	// async_failed, early when no delivery has the msgid yet and WeChat is asked to
+	// retry, or unmatched when nothing changed).
 	Receipts = "Receipts"
 	// WeChatLatency is the duration of each WeChat API call, answered or not (by API).
 	WeChatLatency = "WeChatLatency"

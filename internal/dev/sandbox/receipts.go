@@ -25,7 +25,7 @@ import (
 // an EncodingAESKey, in XML or JSON the way WeChat writes them (JSON: List an object for
 // one item and an array for several, no SubscribeMsgSentEvent wrapper, the msgid a bare
 // number above 2^53 and ErrorCode a string), after a small delay, retried like WeChat
-// (three attempts) when the system answers other than 2xx.
+// (three retries) when the system answers other than 2xx.
 
 // DefaultReceiptErrorCode is the ErrorCode of an injected asynchronous failure.
 const DefaultReceiptErrorCode = 10005
@@ -44,6 +44,10 @@ type ReceiptPush struct {
 	// accepted within Delay of each other go out in one push, as WeChat may send them.
 	Batch int           `json:"batch,omitempty"`
 	Delay time.Duration `json:"-"` // default 100ms; delay_ms in the control API
+	// RetryPause is the pause before the n-th retry, times n (default 1s): WeChat
+	// retries a push answered other than 2xx three times, and minipush answers 503 to a
+	// receipt that overtook the sender's final write so that a retry finds it.
+	RetryPause time.Duration `json:"-"`
 	// FailRate is the share of receipts that report an asynchronous failure, and
 	// FailOpenIDs users whose receipts always do, with ErrorCode (default
 	// DefaultReceiptErrorCode).
@@ -101,6 +105,9 @@ func (s *Sandbox) SetReceipts(cfg ReceiptPush) error {
 	}
 	if cfg.ErrorCode == 0 {
 		cfg.ErrorCode = DefaultReceiptErrorCode
+	}
+	if cfg.RetryPause <= 0 {
+		cfg.RetryPause = time.Second
 	}
 	r := &s.rcpt
 	r.mu.Lock()
@@ -221,7 +228,7 @@ func sentEventBody(format, openID string, created int64, items []receiptItem) []
 	return buf.Bytes()
 }
 
-// pushReceipts delivers one push, trying three times as WeChat does.
+// pushReceipts delivers one push, retrying three times as WeChat does.
 func (s *Sandbox) pushReceipts(cfg ReceiptPush, openID string, items []receiptItem, nonce string, random []byte) {
 	now := s.now()
 	ts := strconv.FormatInt(now.Unix(), 10)
@@ -250,9 +257,9 @@ func (s *Sandbox) pushReceipts(cfg ReceiptPush, openID string, items []receiptIt
 		contentType = "application/json"
 	}
 	var err error
-	for attempt := range 3 {
+	for attempt := range 4 {
 		if attempt > 0 {
-			time.Sleep(cfg.Delay) // WeChat's own pause between retries, not synchronisation
+			time.Sleep(time.Duration(attempt) * cfg.RetryPause) // WeChat's pause between retries, not synchronisation
 		}
 		if err = s.postReceipt(cfg.URL+sep+q, contentType, body); err == nil {
 			s.rcpt.mu.Lock()
@@ -265,7 +272,7 @@ func (s *Sandbox) pushReceipts(cfg ReceiptPush, openID string, items []receiptIt
 	s.rcpt.mu.Lock()
 	s.rcpt.stats.refused++
 	s.rcpt.mu.Unlock()
-	s.log.Warn("sandbox: receipt push given up after 3 attempts", "appid", cfg.AppID, "err", err)
+	s.log.Warn("sandbox: receipt push given up after 3 retries", "appid", cfg.AppID, "err", err)
 }
 
 func (s *Sandbox) postReceipt(url, contentType string, body []byte) error {
