@@ -75,6 +75,10 @@ func run(log *slog.Logger) error {
 	showLogs := flag.Bool("logs", false, "keep the functions' JSON logs on stderr instead of a file")
 	logFile := flag.String("log-file", "", "write the functions' JSON logs to this file (default <data>/logs/functions.jsonl when stderr is a terminal)")
 	summaryEvery := flag.Duration("summary", 5*time.Second, "print a metrics summary this often while something changes; 0 never")
+	var receipts localrun.Receipts
+	flag.StringVar(&receipts.Format, "receipts", "xml", "the sandbox pushes subscribe_msg_sent_event receipts to the API in this format: xml, json or off")
+	flag.Float64Var(&receipts.FailRate, "receipt-fail-rate", 0.02, "share of receipts that report an asynchronous failure (ErrorCode 10005)")
+	flag.IntVar(&receipts.Batch, "receipt-batch", 1, "List items one receipt push may carry")
 	flag.Parse()
 	// Reset first: the log file may live under the data directory.
 	if *reset && *data != "" {
@@ -133,6 +137,11 @@ func run(log *slog.Logger) error {
 		return err
 	}
 	defer r.Stop(context.Background())
+	// Receipts flow once the API listens: the sandbox pushes each sent message's
+	// subscribe_msg_sent_event to it, as WeChat would.
+	if err := app.EnableReceipts(ctx, sandboxURL, r.URL, receipts); err != nil {
+		return err
+	}
 	ready := map[string]string{
 		"api": r.URL, "tick": r.URL + "/_local/tick", "wechat_sandbox": sandboxURL,
 		"dynamodb": r.Stack.DynamoDB, "sqs": r.Stack.SQS, "app_id": app.AppID,
@@ -143,7 +152,7 @@ func run(log *slog.Logger) error {
 		if *logFile != "" {
 			fmt.Printf("minipush demo: the functions' JSON logs go to %s (LOGS=1 shows them here)\n", *logFile)
 		}
-		return runDemo(ctx, r, sandboxURL, app.AppID, *demoUsers)
+		return runDemo(ctx, r, sandboxURL, app.AppID, *demoUsers, receipts.Format != "off")
 	}
 	b, _ := json.Marshal(ready)
 	fmt.Println(string(b))
@@ -165,15 +174,19 @@ func run(log *slog.Logger) error {
 	return nil
 }
 
-func runDemo(ctx context.Context, r *localrun.Runner, sandboxURL, appID string, users int) error {
+func runDemo(ctx context.Context, r *localrun.Runner, sandboxURL, appID string, users int, receipts bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	fi, _ := os.Stdout.Stat()
-	sum, err := demo.Run(ctx, demo.Config{
+	cfg := demo.Config{
 		API: r.URL, Sandbox: sandboxURL, AppID: appID, OperatorToken: r.Secrets["OperatorTokenSecret"],
 		Template: localrun.DemoSubscribeTemplate, Users: users, Out: os.Stdout,
 		Terminal: fi != nil && fi.Mode()&os.ModeCharDevice != 0,
-	})
+	}
+	if receipts {
+		cfg.Receipts = 30 * time.Second
+	}
+	sum, err := demo.Run(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -181,6 +194,9 @@ func runDemo(ctx context.Context, r *localrun.Runner, sandboxURL, appID string, 
 	c := sum.Counters
 	if c.Final() != users || sum.Accepted != c.Sent {
 		return fmt.Errorf("demo: %d of %d recipients final, %d accepted for %d sent", c.Final(), users, sum.Accepted, c.Sent)
+	}
+	if receipts && c.Delivered+c.AsyncFailed != c.Sent {
+		return fmt.Errorf("demo: %d receipts (%d delivered, %d async failed) for %d sent", c.Delivered+c.AsyncFailed, c.Delivered, c.AsyncFailed, c.Sent)
 	}
 	return nil
 }

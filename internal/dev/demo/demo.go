@@ -32,6 +32,10 @@ type Config struct {
 	Parallel      int
 	Out           io.Writer
 	Terminal      bool // draw a progress bar instead of plain lines
+	// Receipts, when set, waits after the run is done for the sent messages'
+	// receipts (subscribe_msg_sent_event pushes the sandbox makes) to arrive, up to
+	// this long.
+	Receipts time.Duration
 
 	seeded *meter // Run's seeding progress, counted by Seed's workers
 }
@@ -75,6 +79,11 @@ func Run(ctx context.Context, c Config) (Summary, error) {
 		return sum, err
 	}
 	sum.SendSeconds = time.Since(sendStart).Seconds()
+	if c.Receipts > 0 {
+		if sum.Counters, err = WaitReceipts(ctx, c, id, sum.Counters); err != nil {
+			return sum, err
+		}
+	}
 	var accepted []json.RawMessage
 	if err := get(ctx, c.Sandbox+"/_sandbox/accepted", "", &accepted); err == nil {
 		sum.Accepted = len(accepted)
@@ -100,6 +109,10 @@ func (s Summary) Print(w io.Writer) {
 	row("failed", failed, reasons(c.Failed))
 	row("skipped", c.Skipped, "")
 	row("unknown", c.Unknown, "")
+	if c.Delivered+c.AsyncFailed > 0 {
+		row("delivered", c.Delivered, "receipts: WeChat reported no failure (subscribe_msg_sent_event)")
+		row("async err", c.AsyncFailed, "receipts: WeChat reported an asynchronous failure (ErrorCode != 0)")
+	}
 	if s.SendSeconds > 0 {
 		fmt.Fprintf(w, "  %-9s %7.0f  messages/s from schedule to done (%.1fs)\n", "rate", float64(c.Final())/s.SendSeconds, s.SendSeconds)
 	}
@@ -165,8 +178,8 @@ func Wait(ctx context.Context, c Config, id string, total int) (Summary, error) 
 		if p.Current != nil {
 			cs := p.Current.Counters
 			failed := cs.Final() - cs.Sent - cs.NoGrant - cs.Skipped - cs.Unknown
-			last = fmt.Sprintf("run %s: sent %d, no grant %d, failed %d, skipped %d, unknown %d",
-				p.Current.Status, cs.Sent, cs.NoGrant, failed, cs.Skipped, cs.Unknown)
+			last = fmt.Sprintf("run %s: sent %d, delivered %d, no grant %d, failed %d, skipped %d, unknown %d",
+				p.Current.Status, cs.Sent, cs.Delivered, cs.NoGrant, failed, cs.Skipped, cs.Unknown)
 			m.set(cs.Final(), last)
 			if p.Current.Status == "done" {
 				return Summary{Campaign: id, Counters: cs}, nil
@@ -403,4 +416,33 @@ func do(ctx context.Context, method, url, token string, in, out any) error {
 		return json.Unmarshal(b, out)
 	}
 	return nil
+}
+
+// WaitReceipts reports the run's receipts (delivered, async failed) as they arrive after
+// the run is done, until every sent message has one or c.Receipts passes, and returns
+// the counters with them.
+func WaitReceipts(ctx context.Context, c Config, id string, cs minipush.Counters) (minipush.Counters, error) {
+	m := newMeter(c.Out, c.Terminal, "receipts", "of sent", cs.Sent)
+	defer m.finish()
+	deadline := time.Now().Add(c.Receipts)
+	for {
+		var p struct {
+			Current *struct{ Counters minipush.Counters }
+		}
+		if err := c.operatorGet(ctx, "/v1/admin/campaigns/"+id+"/progress", &p); err != nil {
+			return cs, err
+		}
+		if p.Current != nil {
+			cs = p.Current.Counters
+		}
+		m.set(cs.Delivered+cs.AsyncFailed, fmt.Sprintf("sent %d, delivered %d, async failed %d", cs.Sent, cs.Delivered, cs.AsyncFailed))
+		if cs.Delivered+cs.AsyncFailed >= cs.Sent || time.Now().After(deadline) {
+			return cs, nil
+		}
+		select {
+		case <-ctx.Done():
+			return cs, fmt.Errorf("demo: waiting for receipts of %s: %w", id, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
