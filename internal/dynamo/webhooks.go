@@ -122,10 +122,10 @@ func (d *DB) RecordWebhookAttempt(ctx context.Context, appID string, status int,
 		TableName: aws.String(d.Tables.State), Key: webhookKey(appID), UpdateExpression: aws.String(update),
 		ConditionExpression: aws.String("attribute_exists(pk)"), ExpressionAttributeValues: vals,
 	})
-	if err = conflict(err, "app %s has no webhook", appID); minipush.ErrorCode(err) == minipush.ECONFLICT {
-		return nil
-	}
 	if err != nil {
+		if minipush.ErrorCode(conflict(err, "no webhook")) == minipush.ECONFLICT {
+			return nil // removed meanwhile: nothing to record on
+		}
 		return fmt.Errorf("dynamo: record webhook attempt of %s: %w", appID, err)
 	}
 	return nil
@@ -165,11 +165,10 @@ func (d *DB) AddDigestRun(ctx context.Context, appID, day, eventID string, failu
 	if len(names) > 0 {
 		in.ExpressionAttributeNames = names
 	}
-	_, err = d.Client.UpdateItem(ctx, in)
-	if err = conflict(err, "run already in digest"); minipush.ErrorCode(err) == minipush.ECONFLICT {
-		return nil
-	}
-	if err != nil {
+	if _, err = d.Client.UpdateItem(ctx, in); err != nil {
+		if minipush.ErrorCode(conflict(err, "run already in digest")) == minipush.ECONFLICT {
+			return nil // a redelivered done event: counted already
+		}
 		return fmt.Errorf("dynamo: add run to digest of %s: %w", appID, err)
 	}
 	return nil
@@ -191,10 +190,10 @@ func (d *DB) ClaimDigest(ctx context.Context, appID, day string) (int, map[strin
 		},
 		ReturnValues: types.ReturnValueAllNew,
 	})
-	if err = conflict(err, "digest claimed"); minipush.ErrorCode(err) == minipush.ECONFLICT {
-		return 0, nil, false, nil
-	}
 	if err != nil {
+		if minipush.ErrorCode(conflict(err, "digest claimed")) == minipush.ECONFLICT {
+			return 0, nil, false, nil
+		}
 		return 0, nil, false, fmt.Errorf("dynamo: claim digest of %s: %w", appID, err)
 	}
 	failures := map[string]int{}
