@@ -401,7 +401,7 @@ func TestLogsHoldNoOpenID(t *testing.T) {
 	f.upload(t, token, `{"grants":[{"type":"form","formId":""}]}`)
 	f.do(t, f.push("POST", fmt.Sprintf(popupXML, user), nil))
 	f.do(t, f.push("POST", fmt.Sprintf(changeJSON, user), nil))
-	f.do(t, f.push("POST", strings.Replace(fmt.Sprintf(popupJSON, user), "subscribe_msg_popup_event", "user_enter_tempsession", 1), nil))
+	f.do(t, f.push("POST", strings.Replace(fmt.Sprintf(popupJSON, user), "subscribe_msg_popup_event", "wxa_nickname_audit", 1), nil)) // an event collect does not act on
 	replayed := f.push("POST", fmt.Sprintf(popupJSON, user), nil)
 	f.do(t, replayed)
 	replayed.Body = fmt.Sprintf(popupXML, user)
