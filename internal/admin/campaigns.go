@@ -37,6 +37,9 @@ type policyIn struct {
 	QuietHours     *minipush.QuietHours `json:"quietHours"`
 	HoldoutPercent *int                 `json:"holdoutPercent"`
 	RetryBudget    *int                 `json:"retryBudget"`
+	// CanaryPercent absent is minipush.DefaultCanaryPercent; 0 turns the canary off.
+	CanaryPercent      *int `json:"canaryPercent"`
+	CanaryAbortPercent *int `json:"canaryAbortPercent"`
 	// OnePerDay is refused (refuseRetired): the app's frequency caps replaced it.
 	OnePerDay *bool `json:"onePerDay"`
 }
@@ -70,6 +73,12 @@ func (p *policyIn) apply(to *minipush.Policy) {
 	if p.RetryBudget != nil {
 		to.RetryBudget = *p.RetryBudget
 	}
+	if p.CanaryPercent != nil {
+		to.CanaryPercent = *p.CanaryPercent
+	}
+	if p.CanaryAbortPercent != nil {
+		to.CanaryAbortPercent = *p.CanaryAbortPercent
+	}
 }
 
 type campaignIn struct {
@@ -94,7 +103,7 @@ func (h *Handler) createCampaign(ctx context.Context, r request) (events.APIGate
 	}
 	c := minipush.Campaign{
 		ID: id(), AppID: in.AppID, Name: in.Name, Message: in.Message, Audience: in.Audience,
-		Policy: minipush.Policy{SkipOptedOut: true, RetryBudget: minipush.DefaultRetryBudget},
+		Policy: minipush.Policy{SkipOptedOut: true, RetryBudget: minipush.DefaultRetryBudget, CanaryPercent: minipush.DefaultCanaryPercent},
 		Status: minipush.StatusDraft, CreatedAt: now, UpdatedAt: now,
 	}
 	if err := in.Policy.refuseRetired(); err != nil {
@@ -130,7 +139,7 @@ func (h *Handler) listCampaigns(ctx context.Context, r request) (events.APIGatew
 	status := minipush.CampaignStatus(r.param("status"))
 	switch status {
 	case minipush.StatusDraft, minipush.StatusScheduled, minipush.StatusPlanning, minipush.StatusSending,
-		minipush.StatusDone, minipush.StatusCancelled, minipush.StatusPaused:
+		minipush.StatusDone, minipush.StatusCancelled, minipush.StatusPaused, minipush.StatusAborted:
 	default:
 		return events.APIGatewayV2HTTPResponse{}, invalid("status %q: want draft, scheduled, planning, sending, done, cancelled or paused", status)
 	}
@@ -493,7 +502,12 @@ type deliveryOut struct {
 	// template); CSFallback why the customer-service channel was refused before it.
 	Channel    string    `json:"channel,omitempty"`
 	CSFallback string    `json:"csFallback,omitempty"`
-	UpdatedAt  time.Time `json:"updatedAt,omitzero"`
+	// Receipt is what WeChat's subscribe_msg_sent_event said of a sent message, with
+	// its ErrorCode and ErrorStatus when it reports an asynchronous failure.
+	Receipt       minipush.ReceiptState `json:"receipt,omitempty"`
+	ReceiptCode   int                   `json:"receiptCode,omitempty"`
+	ReceiptStatus string                `json:"receiptStatus,omitempty"`
+	UpdatedAt     time.Time             `json:"updatedAt,omitzero"`
 }
 
 // deliveries pages through one run's deliveries, optionally of one outcome.
@@ -523,7 +537,8 @@ func (h *Handler) deliveries(ctx context.Context, r request) (events.APIGatewayV
 	}
 	out := make([]deliveryOut, len(dls))
 	for i, d := range dls {
-		out[i] = deliveryOut{OpenID: d.OpenID, State: d.State, Outcome: d.Outcome, Reason: d.Reason, ErrCode: d.ErrCode, MsgID: d.MsgID, Channel: d.Channel, CSFallback: d.CSFallback, UpdatedAt: d.UpdatedAt}
+		out[i] = deliveryOut{OpenID: d.OpenID, State: d.State, Outcome: d.Outcome, Reason: d.Reason, ErrCode: d.ErrCode, MsgID: d.MsgID, Channel: d.Channel, CSFallback: d.CSFallback,
+			Receipt: d.Receipt, ReceiptCode: d.ReceiptCode, ReceiptStatus: d.ReceiptStatus, UpdatedAt: d.UpdatedAt}
 	}
 	return httpapi.JSON(http.StatusOK, struct {
 		Deliveries []deliveryOut `json:"deliveries"`
