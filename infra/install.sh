@@ -2,6 +2,7 @@
 # Installs the local AWS stand-ins that make run and make test need, so a fresh machine
 # needs nothing installed by hand:
 #   - Java 17 (Debian's openjdk-17-jre-headless, only when java is missing);
+#   - Chromium (Debian's chromium, only when missing) for the console's browser test;
 #   - local-aws-sqs from the npm lock (npm ci);
 #   - DynamoDB Local: the official jar and its native libraries, taken from the pinned
 #     amplify-dynamodb-simulator npm tarball (its integrity hash checked) without that
@@ -25,6 +26,15 @@ if ! command -v java >/dev/null 2>&1; then
   sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_="sudo"
   $sudo_ apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+fi
+
+# The console's browser test (internal/dev/browser) drives Debian's chromium; like java,
+# installed only when missing.
+if [ ! -x /usr/bin/chromium ]; then
+  log "chromium not found; installing Debian's chromium"
+  sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_="sudo"
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium >/dev/null
 fi
 
 if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json .cache/package-lock.installed; then

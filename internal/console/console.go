@@ -11,10 +11,12 @@ package console
 
 import (
 	"embed"
+	"encoding/json"
 	"io/fs"
 	"mime"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -37,10 +39,12 @@ func Owns(path string) bool {
 // is text (the chart is inline SVG), so no answer needs base64.
 func Serve(method, p string) events.APIGatewayV2HTTPResponse {
 	if method != http.MethodGet && method != http.MethodHead {
-		return plain(http.StatusMethodNotAllowed, "the console is read with GET", map[string]string{"Allow": "GET, HEAD"})
+		resp := errorAnswer(http.StatusMethodNotAllowed, "method_not_allowed", "the console is read with GET")
+		resp.Headers["Allow"] = "GET, HEAD"
+		return resp
 	}
 	if p == Prefix {
-		return plain(http.StatusFound, "", map[string]string{"Location": Prefix + "/"})
+		return events.APIGatewayV2HTTPResponse{StatusCode: http.StatusFound, Headers: map[string]string{"Location": Prefix + "/", "Cache-Control": "no-cache"}}
 	}
 	name := strings.TrimPrefix(p, Prefix+"/")
 	if name == "" {
@@ -48,11 +52,11 @@ func Serve(method, p string) events.APIGatewayV2HTTPResponse {
 	}
 	// path.Clean and fs.ValidPath refuse "..", so no request reads outside assets/.
 	if name != path.Clean(name) || !fs.ValidPath(name) {
-		return plain(http.StatusNotFound, "no console file "+p, nil)
+		return errorAnswer(http.StatusNotFound, "not_found", "no console file "+strconv.Quote(name))
 	}
 	b, err := assets.ReadFile("assets/" + name)
 	if err != nil {
-		return plain(http.StatusNotFound, "no console file "+p, nil)
+		return errorAnswer(http.StatusNotFound, "not_found", "no console file "+strconv.Quote(name))
 	}
 	ct := mime.TypeByExtension(path.Ext(name))
 	if ct == "" {
@@ -78,12 +82,12 @@ func Serve(method, p string) events.APIGatewayV2HTTPResponse {
 	return resp
 }
 
-func plain(status int, body string, headers map[string]string) events.APIGatewayV2HTTPResponse {
-	h := map[string]string{"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-cache"}
-	for k, v := range headers {
-		h[k] = v
-	}
-	return events.APIGatewayV2HTTPResponse{StatusCode: status, Headers: h, Body: body}
+// errorAnswer is the API's {code, message} error shape (httpapi.ErrorBody), so a client
+// reads a console refusal like any other.
+func errorAnswer(status int, code, message string) events.APIGatewayV2HTTPResponse {
+	b, _ := json.Marshal(map[string]string{"code": code, "message": message})
+	return events.APIGatewayV2HTTPResponse{StatusCode: status, Body: string(b),
+		Headers: map[string]string{"Content-Type": "application/json", "Cache-Control": "no-cache"}}
 }
 
 // Files lists the embedded file names (tests check each is served).

@@ -304,7 +304,7 @@ async function campaignForm(id) {
     preview.replaceChildren(h('div', { class: 'msgcard' },
       h('div', { class: 'title' }, (t && t.title) || b.name || 'Message'),
       emph ? h('div', { class: 'emph' }, emph.value) : null,
-      h('dl', {}, Object.entries(b.message.data).map(([k, v]) => {
+      h('dl', {}, Object.entries(b.message.data).flatMap(([k, v]) => {
         const dd = h('dd', {}, v.value);
         dd.style.color = v.color || ''; // CSSOM, which the page's CSP allows (a style attribute it would not)
         return [h('dt', {}, names[k] || k), dd];
@@ -525,14 +525,24 @@ function progressSection(c, onStatus) {
 
   const loadDeliveries = async (reset) => {
     if (!run) return;
-    if (reset) { cursor = ''; deliveries.replaceChildren(); }
-    const q = new URLSearchParams({ outcome: outcome.value, limit: '50' });
-    if (cursor) q.set('cursor', cursor);
-    const a = await api('GET', '/v1/admin/campaigns/' + c.id + '/runs/' + run + '/deliveries?' + q);
-    deliveries.append(...a.deliveries.map((d) => h('tr', {}, h('td', {}, d.openId), h('td', {}, d.state), h('td', {}, d.outcome || ''),
+    if (reset) cursor = '';
+    // A page may hold fewer than limit rows and still a cursor (the outcome filter runs
+    // after the read): follow it a few times so the first screen is not near-empty.
+    let a = { deliveries: [] };
+    const rows = [];
+    for (let i = 0; i < 10 && rows.length < 50; i++) {
+      const q = new URLSearchParams({ outcome: outcome.value, limit: '50' });
+      if (cursor) q.set('cursor', cursor);
+      a = await api('GET', '/v1/admin/campaigns/' + c.id + '/runs/' + run + '/deliveries?' + q);
+      rows.push(...a.deliveries);
+      cursor = a.cursor || '';
+      if (!cursor) break;
+    }
+    a.deliveries = rows;
+    if (reset) deliveries.replaceChildren();
+    deliveries.append(...a.deliveries.map((d) => h('tr', { dataset: { outcome: d.outcome || '', reason: d.reason || '' } }, h('td', {}, d.openId), h('td', {}, d.state), h('td', {}, d.outcome || ''),
       h('td', {}, d.reason || ''), h('td', {}, d.errcode || ''), h('td', {}, d.msgId || ''), h('td', {}, fmtTime(d.updatedAt)))));
     if (!deliveries.children.length) deliveries.append(h('tr', {}, h('td', { colSpan: 7, class: 'muted' }, 'None.')));
-    cursor = a.cursor || '';
     more.disabled = !cursor;
   };
   outcome.addEventListener('change', () => loadDeliveries(true).catch((err) => toast(err.message)));
@@ -566,16 +576,21 @@ function progressSection(c, onStatus) {
       return h('tr', { dataset: { reason } }, h('td', {}, reason), h('td', {}, e.errcode === undefined ? '' : e.errcode), h('td', {}, n), h('td', {}, e.meaning || ''));
     }));
     if (!rows.length) failures.append(h('tr', {}, h('td', { colSpan: 4, class: 'muted' }, 'No failures.')));
-    if (cur && cur.run !== run) { run = cur.run; await loadDeliveries(true); } else if (!cursor && ['planning', 'sending'].includes(p.status)) await loadDeliveries(true);
+    // The first page follows the run while it moves, and a few polls past its end: a
+    // delivery's outcome can reach the listing a moment after the counters.
+    if (cur && cur.run !== run) { run = cur.run; await loadDeliveries(true); } else if (firstPage && tail > 0) await loadDeliveries(true);
     return p.status;
   };
+  let firstPage = true, tail = 5;
+  more.addEventListener('click', () => { firstPage = false; });
+  outcome.addEventListener('change', () => { firstPage = true; tail = 5; });
   const loop = async () => {
     if (stopped) return;
     let status;
     try { status = await poll(); } catch (err) { line.textContent = err.message; }
     el.dataset.status = status || '';
-    if (!stopped && !['done', 'cancelled', 'draft'].includes(status)) timer = setTimeout(loop, 1000);
-    else if (!stopped && run) await loadDeliveries(true).catch(() => {});
+    if (['done', 'cancelled', 'draft'].includes(status)) tail--;
+    if (!stopped && tail > 0) timer = setTimeout(loop, 1000);
   };
   loop();
   return { el, stop: () => { stopped = true; clearTimeout(timer); } };
