@@ -87,6 +87,15 @@ type Policy struct {
 	// skipped/holdout: the control group that measures the campaign's lift.
 	HoldoutPercent int `json:"holdoutPercent,omitempty"`
 	RetryBudget    int `json:"retryBudget"` // transient retries per recipient before giving up; 0 means DefaultRetryBudget
+	// CanaryPercent of the audience (at least MinCanary recipients) is sent first and the
+	// rest held until every one of them is final (run.go, CanaryState); 0 is no canary.
+	// The operator API stores DefaultCanaryPercent when the field is absent, as it does
+	// the retry budget, so a campaign stored before the canary existed runs without one.
+	CanaryPercent int `json:"canaryPercent,omitempty"`
+	// CanaryAbortPercent: the run aborts by itself when more than this share of the
+	// canary's final recipients failed with a message-is-wrong errcode
+	// (MessageWrongReasons); 0 means DefaultCanaryAbortPercent.
+	CanaryAbortPercent int `json:"canaryAbortPercent,omitempty"`
 }
 
 // MaxHoldoutPercent bounds Policy.HoldoutPercent: a control group larger than the
@@ -123,6 +132,9 @@ const (
 	StatusDone      CampaignStatus = "done"
 	StatusCancelled CampaignStatus = "cancelled"
 	StatusPaused    CampaignStatus = "paused"
+	// StatusAborted: its canary showed the message itself is wrong (Canary); nothing
+	// beyond the canary was queued. It can be edited and scheduled again.
+	StatusAborted CampaignStatus = "aborted"
 )
 
 // Campaign is a message, an audience, a schedule and a policy, sent in runs.

@@ -258,10 +258,7 @@ type CanaryState struct {
 // up, at least MinCanary; 0 when the canary is off. n itself when the canary would
 // cover everyone.
 func (p Policy) CanarySize(n int) int {
-	pct := DefaultCanaryPercent
-	if p.CanaryPercent != nil {
-		pct = *p.CanaryPercent
-	}
+	pct := min(p.CanaryPercent, 100)
 	if pct <= 0 || n <= 0 {
 		return 0
 	}

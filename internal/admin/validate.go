@@ -61,6 +61,12 @@ func validatePolicy(p minipush.Policy) error {
 	if p.HoldoutPercent < 0 || p.HoldoutPercent > minipush.MaxHoldoutPercent {
 		return invalid("policy.holdoutPercent: %d, want 0 to %d", p.HoldoutPercent, minipush.MaxHoldoutPercent)
 	}
+	if p.CanaryPercent < 0 || p.CanaryPercent > 100 {
+		return invalid("policy.canaryPercent: %d, want 0 (no canary) to 100", p.CanaryPercent)
+	}
+	if p.CanaryAbortPercent < 0 || p.CanaryAbortPercent > 100 {
+		return invalid("policy.canaryAbortPercent: %d, want 0 (the default, %d) to 100", p.CanaryAbortPercent, minipush.DefaultCanaryAbortPercent)
+	}
 	if p.QuietHours != nil {
 		if err := p.QuietHours.Check("policy.quietHours"); err != nil {
 			return invalid("%s", err.Error())

@@ -208,8 +208,9 @@ func (d *DB) UpdateDraft(ctx context.Context, id string, edit func(*minipush.Cam
 		if err != nil {
 			return minipush.Campaign{}, err
 		}
-		if cur.Status != minipush.StatusDraft {
-			return minipush.Campaign{}, minipush.Errorf(minipush.ECONFLICT, "campaign %s is %s; only drafts can be edited", id, cur.Status)
+		// An aborted campaign (its canary failed) is edited like a draft, then scheduled again.
+		if cur.Status != minipush.StatusDraft && cur.Status != minipush.StatusAborted {
+			return minipush.Campaign{}, minipush.Errorf(minipush.ECONFLICT, "campaign %s is %s; only drafts and aborted campaigns can be edited", id, cur.Status)
 		}
 		c := cur.Campaign
 		if err := edit(&c); err != nil {
@@ -217,7 +218,7 @@ func (d *DB) UpdateDraft(ctx context.Context, id string, edit func(*minipush.Cam
 		}
 		c.UpdatedAt = d.Now().UTC().Truncate(time.Second)
 		vals := map[string]types.AttributeValue{
-			":draft": strAV(string(minipush.StatusDraft)), ":rev": numAV(int64(cur.Rev)), ":one": numAV(1), ":zero": numAV(0),
+			":draft": strAV(string(cur.Status)), ":rev": numAV(int64(cur.Rev)), ":one": numAV(1), ":zero": numAV(0),
 			":name": strAV(c.Name), ":now": numAV(c.UpdatedAt.Unix()),
 		}
 		for name, v := range map[string]any{":message": c.Message, ":audience": c.Audience, ":schedule": c.Schedule, ":policy": c.Policy} {
@@ -256,12 +257,13 @@ func (d *DB) ScheduleCampaign(ctx context.Context, id string, s minipush.Schedul
 	}
 	out, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(id, "meta"),
-		ConditionExpression: aws.String("attribute_exists(pk) AND #status IN (:draft, :scheduled)"),
+		ConditionExpression: aws.String("attribute_exists(pk) AND #status IN (:draft, :scheduled, :aborted)"),
 		UpdateExpression: aws.String("SET schedule = :schedule, #status = :scheduled, nextRunAt = :next, " +
-			"dueShard = :shard, dueAt = :next, updatedAt = :now, rev = if_not_exists(rev, :zero) + :one"),
+			"dueShard = :shard, dueAt = :next, updatedAt = :now, rev = if_not_exists(rev, :zero) + :one REMOVE abortedReason"),
 		ExpressionAttributeNames: map[string]string{"#status": "status"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":draft": strAV(string(minipush.StatusDraft)), ":scheduled": strAV(string(minipush.StatusScheduled)),
+			":aborted": strAV(string(minipush.StatusAborted)),
 			":schedule": sav, ":next": numAV(next.Unix()), ":shard": strAV(DueShard),
 			":now": numAV(d.Now().Unix()), ":one": numAV(1), ":zero": numAV(0),
 		},

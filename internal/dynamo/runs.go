@@ -566,7 +566,11 @@ func (d *DB) CampaignRuns(ctx context.Context, id string) ([]minipush.Run, error
 				continue // not a run item
 			}
 			prog := runProgress(item)
-			runs = append(runs, minipush.Run{N: n, Status: prog.Status, Counters: prog.Counters, Occurrence: prog.Occurrence})
+			r := minipush.Run{N: n, Status: prog.Status, Counters: prog.Counters, Occurrence: prog.Occurrence}
+			if a, ok := item["aborted"].(*types.AttributeValueMemberS); ok {
+				r.Aborted = a.Value // canary.go
+			}
+			runs = append(runs, r)
 		}
 	}
 	slices.SortFunc(runs, func(a, b minipush.Run) int { return a.N - b.N })

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -52,6 +53,9 @@ func (p *runPlanner) plan(ctx context.Context) (bool, error) {
 	segments = len(p.st.Cursor.Segments) // a resumed run keeps the split it started with
 	pages := make([]page, segments)
 	lease := orDefault(p.h.Lease, DefaultLease)
+	if err := p.startCanary(ctx); err != nil { // canary.go
+		return false, err
+	}
 	for {
 		if p.allDone() {
 			return true, nil
@@ -75,6 +79,19 @@ func (p *runPlanner) plan(ctx context.Context) (bool, error) {
 				return false, err
 			}
 			p.log.InfoContext(ctx, "plan: quiet hours; the rest of the audience is held", "until", until, "planned", p.st.Planned)
+			return false, nil
+		}
+		// The canary's recipients are queued first and the rest held until every one of
+		// them is final (canary.go).
+		if released, err := p.awaitCanary(ctx, lease); errors.Is(err, errCanaryAborted) {
+			return false, nil
+		} else if err != nil {
+			return false, err
+		} else if !released {
+			if err := p.release(ctx); err != nil {
+				return false, err
+			}
+			p.log.InfoContext(ctx, "plan: canary still going; the rest of the audience is held", "canary", p.st.Cursor.Canary.Held)
 			return false, nil
 		}
 		if err := p.read(ctx, pages); err != nil {
@@ -170,6 +187,9 @@ func (p *runPlanner) allDone() bool {
 // read fetches the next page of every unfinished segment, in parallel.
 func (p *runPlanner) read(ctx context.Context, pages []page) error {
 	size := orDefault(p.h.PageSize, DefaultPageSize)
+	if l := p.canaryLimit(); l > 0 {
+		size = min(size, l) // a canary round reads no more than the canary still wants
+	}
 	var wg sync.WaitGroup
 	for i, s := range p.st.Cursor.Segments {
 		pages[i] = page{}
@@ -237,6 +257,7 @@ func (p *runPlanner) queueRound(ctx context.Context, pages []page, lease time.Du
 	}
 	p.st.NextSeq += len(p.batches)
 	p.st.Planned += planned
+	p.canaryQueued()
 	metrics.FromContext(ctx).Add(metrics.RecipientsPlanned, float64(planned), metrics.Dim{Name: "AppId", Value: p.c.AppID})
 	clear(p.batches) // drop references to the round's pages
 	return p.h.DB.SavePlanCursor(ctx, p.c.ID, p.run, p.owner, p.st, p.h.now().Add(lease))
