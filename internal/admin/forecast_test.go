@@ -34,7 +34,10 @@ import (
 func TestForecast25k(t *testing.T) {
 	t.Parallel()
 	const n, granted, expiring, capped, opted = 25000, 2000, 300, 150, 500
+	t0 := time.Now()
+	lap := func(what string) { t.Logf("TIMING %s %v", what, time.Since(t0)); t0 = time.Now() }
 	env := testenv.New(t)
+	lap("env")
 	db := dynamo.New(env.DynamoDB, dynamo.Tables{
 		Grants: env.Table("GrantsTable"), Users: env.Table("UsersTable"), Campaigns: env.Table("CampaignsTable"),
 		Audience: env.Table("AudienceTable"), Deliveries: env.Table("DeliveriesTable"), State: env.Table("StateTable"),
@@ -84,6 +87,7 @@ func TestForecast25k(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	lap("grants+optouts")
 	day, week := minipush.CapPeriod(at, apps[app].Location())
 	for i := expiring; i < expiring+capped; i++ { // an earlier campaign reached them today
 		if err := db.TakeCapSlot(ctx, app, ids[i], day, week, "earlier#1", minipush.Caps{PerDay: 1}); err != nil {
@@ -92,14 +96,16 @@ func TestForecast25k(t *testing.T) {
 	}
 
 	body := `{"appId":"wxf","name":"lift","message":{"kind":"subscribe","templateId":"tplF","data":{"thing1":{"value":"新品"}}},
-"audience":{"kind":"list"},"policy":{"holdoutPercent":10}}`
+"audience":{"kind":"list"},"policy":{"holdoutPercent":10,"canaryPercent":0}}` // one planner tick, then the sends: no canary hold
 	mustOK(t, h, call{method: "POST", target: "/v1/admin/campaigns", body: body}, 201, nil)
 	for i := 0; i < n; i += admin.MaxAudiencePage {
 		page := `{"openIds":["` + strings.Join(ids[i:min(i+admin.MaxAudiencePage, n)], `","`) + `"]}`
 		mustOK(t, h, call{method: "POST", target: "/v1/admin/campaigns/fc/audience", body: page}, 200, nil)
 	}
+	lap("caps+campaign+audience")
 	var fc admin.Forecast
 	mustOK(t, h, call{method: "POST", target: "/v1/admin/campaigns/fc/forecast", body: `{"at":"` + at.Format(time.RFC3339) + `"}`}, 200, &fc)
+	lap("forecast")
 	t.Logf("forecast: %+v", fc)
 	if !fc.Exact || fc.Audience != n || fc.ErrorBound != 0 || fc.GrantNow != granted || fc.GrantAtSend != granted-expiring {
 		t.Fatalf("forecast %+v: want exact, audience %d, %d grants now, %d at the send", fc, n, granted, granted-expiring)
@@ -121,6 +127,7 @@ func TestForecast25k(t *testing.T) {
 	if err := p.Handle(ctx, events.EventBridgeEvent{}); err != nil {
 		t.Fatal(err)
 	}
+	lap("plan")
 	wc := wechat.New(wechat.Options{BaseURL: srv.URL, Logger: quiet, Timeout: 30 * time.Second})
 	s := &send.Handler{Store: db, Queue: q, WeChat: wc, Apps: apps, Now: db.Now, Log: quiet, Parallelism: 32, RetryBase: -1,
 		Tokens: tokencache.New(db, func(ctx context.Context, a string) (string, time.Time, error) {
@@ -159,6 +166,7 @@ func TestForecast25k(t *testing.T) {
 			}
 		}
 	}
+	lap("send")
 	c := run.Counters
 	t.Logf("run: %+v", c)
 	// Exact forecast: the run matches it recipient for recipient.
