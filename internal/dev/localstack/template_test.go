@@ -28,6 +28,7 @@ func TestTemplateWiring(t *testing.T) {
 		"SendFunction":       {"GRANTS_TABLE", "DELIVERIES_TABLE", "CAMPAIGNS_TABLE", "STATE_TABLE", "SEND_QUEUE_URL", "WECHAT_SECRET_ARN", "SEND_RATE_PER_SECOND"},
 		"ExpireFunction":     {"GRANTS_TABLE", "USERS_TABLE", "STATE_TABLE"},
 		"DeadLetterFunction": {"GRANTS_TABLE", "DELIVERIES_TABLE", "CAMPAIGNS_TABLE"},
+		"WebhookFunction":    {"STATE_TABLE", "WEBHOOK_QUEUE_URL"},
 	}
 	if got, want := len(tpl.Functions), len(required); got != want {
 		t.Errorf("template has %d functions, want %d", got, want)
