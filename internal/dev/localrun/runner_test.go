@@ -85,6 +85,11 @@ func (rec *recorder) builders() map[string]localrun.Builder {
 				return events.SQSEventResponse{}, nil
 			}, nil
 		},
+		// The webhook queue and the digest schedule, through one raw handler as in Lambda;
+		// nothing in these tests publishes an event.
+		"WebhookFunction": func(context.Context, func(string) string) (any, error) {
+			return func(context.Context, json.RawMessage) (any, error) { return nil, nil }, nil
+		},
 		// A stream handler only: the template's Replay event (an SQS mapping) is disabled
 		// by default, and the runner must not start it (it would refuse this handler).
 		"ExpireFunction": func(context.Context, func(string) string) (any, error) {
