@@ -492,16 +492,16 @@ func (h *Handler) progress(ctx context.Context, r request) (events.APIGatewayV2H
 }
 
 type deliveryOut struct {
-	OpenID    string                 `json:"openId"`
-	State     minipush.DeliveryState `json:"state"`
-	Outcome   minipush.Outcome       `json:"outcome,omitempty"`
-	Reason    string                 `json:"reason,omitempty"`
-	ErrCode   int                    `json:"errcode,omitempty"`
-	MsgID     string                 `json:"msgId,omitempty"` // a string: above 2^53, a JSON number would lose digits
+	OpenID  string                 `json:"openId"`
+	State   minipush.DeliveryState `json:"state"`
+	Outcome minipush.Outcome       `json:"outcome,omitempty"`
+	Reason  string                 `json:"reason,omitempty"`
+	ErrCode int                    `json:"errcode,omitempty"`
+	MsgID   string                 `json:"msgId,omitempty"` // a string: above 2^53, a JSON number would lose digits
 	// Channel is the API the message went out through (customer_service, subscribe,
 	// template); CSFallback why the customer-service channel was refused before it.
-	Channel    string    `json:"channel,omitempty"`
-	CSFallback string    `json:"csFallback,omitempty"`
+	Channel    string `json:"channel,omitempty"`
+	CSFallback string `json:"csFallback,omitempty"`
 	// Receipt is what WeChat's subscribe_msg_sent_event said of a sent message, with
 	// its ErrorCode and ErrorStatus when it reports an asynchronous failure.
 	Receipt       minipush.ReceiptState `json:"receipt,omitempty"`

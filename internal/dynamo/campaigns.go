@@ -263,7 +263,7 @@ func (d *DB) ScheduleCampaign(ctx context.Context, id string, s minipush.Schedul
 		ExpressionAttributeNames: map[string]string{"#status": "status"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":draft": strAV(string(minipush.StatusDraft)), ":scheduled": strAV(string(minipush.StatusScheduled)),
-			":aborted": strAV(string(minipush.StatusAborted)),
+			":aborted":  strAV(string(minipush.StatusAborted)),
 			":schedule": sav, ":next": numAV(next.Unix()), ":shard": strAV(DueShard),
 			":now": numAV(d.Now().Unix()), ":one": numAV(1), ":zero": numAV(0),
 		},
