@@ -99,35 +99,54 @@ func upstream(what string, err error) error {
 	return e
 }
 
-// templates routes the registry's requests; p is ["apps", appId, "templates"...].
-func (h *Handler) templates(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
-	p := r.parts
-	app := p[1]
+// registryApp is the app a registry route names (p[1]), once the deployment serves it
+// and has a registry. The four routes are plain cases of admin.go's switch, so
+// TestOpenAPIRoutes reads them like any other.
+func (h *Handler) registryApp(r request) (string, error) {
+	app := r.parts[1]
 	if !slices.Contains(h.AppIDs, app) {
-		return events.APIGatewayV2HTTPResponse{}, minipush.Errorf(minipush.ENOTFOUND, "no app %q in this deployment", app)
+		return "", minipush.Errorf(minipush.ENOTFOUND, "no app %q in this deployment", app)
 	}
 	if h.Registry == nil {
-		return events.APIGatewayV2HTTPResponse{}, minipush.Errorf(minipush.ENOTIMPL, "this deployment has no template registry")
+		return "", minipush.Errorf(minipush.ENOTIMPL, "this deployment has no template registry")
 	}
-	switch {
-	case len(p) == 3 && p[2] == "templates:sync":
-		return h.methods(ctx, r, map[string]routeFunc{http.MethodPost: func(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
-			return okJSON(h.SyncTemplates(ctx, app))
-		}})
-	case len(p) == 3 && p[2] == "templates":
-		return h.methods(ctx, r, map[string]routeFunc{http.MethodGet: func(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
-			return okJSON(h.Registry.Templates(ctx, app))
-		}})
-	case len(p) == 4 && p[2] == "templates":
-		return h.methods(ctx, r, map[string]routeFunc{http.MethodGet: func(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
-			return okJSON(h.template(ctx, app, p[3]))
-		}})
-	case len(p) == 5 && p[2] == "templates" && p[4] == "preview":
-		return h.methods(ctx, r, map[string]routeFunc{http.MethodPost: func(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
-			return h.preview(ctx, r, app, p[3])
-		}})
+	return app, nil
+}
+
+// syncTemplatesRoute: POST /v1/admin/apps/{appId}/templates:sync.
+func (h *Handler) syncTemplatesRoute(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
+	app, err := h.registryApp(r)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
 	}
-	return notFound(r.RawPath)
+	return okJSON(h.SyncTemplates(ctx, app))
+}
+
+// listTemplates: GET /v1/admin/apps/{appId}/templates.
+func (h *Handler) listTemplates(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
+	app, err := h.registryApp(r)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	return okJSON(h.Registry.Templates(ctx, app))
+}
+
+// getTemplate: GET /v1/admin/apps/{appId}/templates/{priTmplId}.
+func (h *Handler) getTemplate(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
+	app, err := h.registryApp(r)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	return okJSON(h.template(ctx, app, r.parts[3]))
+}
+
+// previewTemplate: POST /v1/admin/apps/{appId}/templates/{priTmplId}/preview.
+func (h *Handler) previewTemplate(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
+	app, err := h.registryApp(r)
+	if err != nil {
+		return events.APIGatewayV2HTTPResponse{}, err
+	}
+	return h.preview(ctx, r, app, r.parts[3])
 }
 
 // template reads one template, ENOTFOUND for an id that cannot be one.
