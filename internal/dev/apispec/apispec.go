@@ -5,7 +5,7 @@
 // it gets (Observe) and calls Check at its end.
 //
 // The validator is the subset of JSON Schema 2020-12 the document uses (type, enum,
-// const, required, properties, additionalProperties, items, maxItems, $ref to
+// const, required, properties, additionalProperties, items, maxItems, anyOf, $ref to
 // components): small enough to read, and strict where it matters (unknown fields of an
 // error answer, missing required fields, wrong types).
 package apispec
@@ -30,9 +30,24 @@ type Doc struct {
 	// AnyRoute are statuses any route may answer (x-any-route): stage throttling,
 	// storage throttling, internal errors, which no suite of the local system produces.
 	AnyRoute map[int]bool
+	// AnyWrite are the answers any POST, PUT or PATCH under /v1/admin/ may give because
+	// of its Idempotency-Key (x-admin-writes): checked like an operation's own, and each
+	// must be seen on some write.
+	AnyWrite map[int]map[string]any
 
 	mu   sync.Mutex
 	seen map[string]bool // "METHOD /template status"
+}
+
+// anyWriteKey is the Unseen/Observe name of an x-admin-writes status.
+const anyWriteKey = "x-admin-writes"
+
+func isAdminWrite(method, path string) bool {
+	switch strings.ToUpper(method) {
+	case "POST", "PUT", "PATCH":
+		return strings.HasPrefix(path, "/v1/admin/")
+	}
+	return false
 }
 
 // Parse reads an OpenAPI document.
@@ -41,7 +56,7 @@ func Parse(b []byte) (*Doc, error) {
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return nil, fmt.Errorf("apispec: %w", err)
 	}
-	d := &Doc{raw: raw, paths: map[string]map[string]any{}, AnyRoute: map[int]bool{}, seen: map[string]bool{}}
+	d := &Doc{raw: raw, paths: map[string]map[string]any{}, AnyRoute: map[int]bool{}, AnyWrite: map[int]map[string]any{}, seen: map[string]bool{}}
 	ps, _ := raw["paths"].(map[string]any)
 	for p, item := range ps {
 		ops := map[string]any{}
@@ -56,6 +71,13 @@ func Parse(b []byte) (*Doc, error) {
 		for s := range anyRoute {
 			n, _ := strconv.Atoi(s)
 			d.AnyRoute[n] = true
+		}
+	}
+	if w, ok := raw["x-admin-writes"].(map[string]any); ok {
+		rs, _ := w["responses"].(map[string]any)
+		for s, r := range rs {
+			n, _ := strconv.Atoi(s)
+			d.AnyWrite[n], _ = r.(map[string]any)
 		}
 	}
 	return d, nil
@@ -158,6 +180,12 @@ func (d *Doc) Observe(method, path string, status int, contentType string, body 
 	d.seen[key+" "+strconv.Itoa(status)] = true
 	d.mu.Unlock()
 	resp, ok := d.op(key).responses()[strconv.Itoa(status)].(map[string]any)
+	if w, isWrite := d.AnyWrite[status]; !ok && isWrite && isAdminWrite(method, path) {
+		resp, ok = w, true
+		d.mu.Lock()
+		d.seen[anyWriteKey+" "+strconv.Itoa(status)] = true
+		d.mu.Unlock()
+	}
 	if !ok {
 		if d.AnyRoute[status] {
 			return nil
@@ -188,11 +216,17 @@ func (d *Doc) Observe(method, path string, status int, contentType string, body 
 	return nil
 }
 
-// Unseen lists the documented "METHOD /template status" no observed answer produced.
+// Unseen lists the documented "METHOD /template status" no observed answer produced,
+// and "x-admin-writes status" for an Idempotency-Key answer no write produced.
 func (d *Doc) Unseen() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []string
+	for _, s := range slices.Sorted(maps.Keys(d.AnyWrite)) {
+		if k := anyWriteKey + " " + strconv.Itoa(s); !d.seen[k] {
+			out = append(out, k)
+		}
+	}
 	for _, op := range d.Operations() {
 		for _, s := range d.Statuses(op) {
 			if k := op + " " + strconv.Itoa(s); !d.seen[k] {
@@ -233,6 +267,20 @@ func (d *Doc) validate(schema any, v any, at string) error {
 	}
 	if e, ok := s["enum"].([]any); ok && !slices.ContainsFunc(e, func(x any) bool { return fmt.Sprint(x) == fmt.Sprint(v) }) {
 		return fmt.Errorf("%s: %v is not one of %v", at, v, e)
+	}
+	if alts, ok := s["anyOf"].([]any); ok {
+		var errs []string
+		for _, alt := range alts {
+			err := d.validate(alt, v, at)
+			if err == nil {
+				errs = nil
+				break
+			}
+			errs = append(errs, err.Error())
+		}
+		if errs != nil {
+			return fmt.Errorf("%s matches none of anyOf: %s", at, strings.Join(errs, "; "))
+		}
 	}
 	if t, ok := s["type"]; ok {
 		var types []string

@@ -75,7 +75,7 @@ func TestBadInput(t *testing.T) {
 	t.Logf("system up and fixture stored in %s; %d cases", time.Since(began).Round(time.Millisecond), len(cases))
 
 	secrets := map[string]string{
-		"operator token": s.operator, "session signing key": string(s.key), "app secret": demo.Secret,
+		"operator token": s.operator, "scoped operator token": s.scoped, "session signing key": string(s.key), "app secret": demo.Secret,
 		"other app's secret": other.Secret, "event token": demo.EventToken, "session token": fx.token,
 	}
 	base := s.snapshot(t)
@@ -153,6 +153,7 @@ func TestBadInput(t *testing.T) {
 			}
 		}
 	})
+	t.Run("OpenAPI", fx.checkOpenAPI)
 	t.Logf("%d cases in %s", len(cases), time.Since(began).Round(time.Millisecond))
 }
 

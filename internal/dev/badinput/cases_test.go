@@ -32,6 +32,8 @@ var adminOps = []string{
 	"PUT users/{openId}", "POST users:import", "GET inventory",
 	"POST apps/{appId}/templates:sync", "GET apps/{appId}/templates", "GET apps/{appId}/templates/{priTmplId}",
 	"POST apps/{appId}/templates/{priTmplId}/preview",
+	"POST campaigns/{id}/forecast", "GET apps/{appId}/webhook", "PUT apps/{appId}/webhook",
+	"POST campaigns:validate", "GET apps", "GET schedule/next",
 }
 
 // gatewayLimit is API Gateway's request payload limit (10 MB), which the emulation enforces.
@@ -427,6 +429,7 @@ func (fx *fixture) cases() []tcase {
 	}
 	cs = append(cs, fx.consoleCases()...)
 	cs = append(cs, fx.templateCases()...)
+	cs = append(cs, fx.apiCases()...)
 	// Generated for every admin operation: no credential at all.
 	targets := map[string]request{
 		"POST campaigns":                         fx.admin("POST", "/v1/admin/campaigns", campaignBody),
@@ -445,6 +448,9 @@ func (fx *fixture) cases() []tcase {
 		"GET inventory":                          fx.admin("GET", "/v1/admin/inventory?appId="+demo.AppID, ""),
 	}
 	for op, req := range fx.templateTargets() {
+		targets[op] = req
+	}
+	for op, req := range fx.apiTargets() {
 		targets[op] = req
 	}
 	for _, op := range adminOps {

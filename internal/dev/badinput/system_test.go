@@ -3,6 +3,7 @@ package badinput_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,7 +25,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"minipush/internal/admin"
 	"minipush/internal/collect"
+	"minipush/internal/dev/apispec"
 	"minipush/internal/dev/iamcheck"
 	"minipush/internal/dev/localrun"
 	"minipush/internal/dev/samtemplate"
@@ -52,7 +55,8 @@ type system struct {
 	ddb      *dynamodb.Client
 	sqs      *sqs.Client
 	logs     *logCapture
-	operator string // the operator token
+	operator string // the operator token, all apps
+	scoped   string // an operator token scoped to the other app only
 	key      []byte // the session signing key
 }
 
@@ -83,6 +87,13 @@ func startSystem(t *testing.T) *system {
 		t.Fatal(err)
 	}
 	prefix := fmt.Sprintf("bad%d-", time.Now().UnixNano()%1e9)
+	// Two operator tokens: one for every app, one scoped to the other app, whose every
+	// request for the demo app must be refused (403, or 404 for its campaigns).
+	operator, scoped := rand.Text(), rand.Text()
+	tokens, _ := json.Marshal(map[string]any{"tokens": []map[string]any{
+		{"name": "ops", "token": operator, "apps": []string{"*"}},
+		{"name": "other-team", "token": scoped, "apps": []string{other.AppID}},
+	}})
 	rec := iamcheck.NewRecorder(tpl, prefix)
 	r, err := localrun.Start(t.Context(), localrun.Options{
 		Root: testenv.Root(), Stack: &ep, Addr: "127.0.0.1:0",
@@ -90,7 +101,7 @@ func startSystem(t *testing.T) *system {
 		Builders: lambdaenv.Builders(),
 		Observe:  rec.Observer,
 		Params:   map[string]string{"WeChatBaseURL": wx.URL},
-		Secrets:  map[string]string{"WeChatSecret": string(secret)},
+		Secrets:  map[string]string{"WeChatSecret": string(secret), "OperatorTokenSecret": string(tokens)},
 		Log:      slog.New(slog.NewJSONHandler(logs, nil)),
 	})
 	if err != nil {
@@ -113,7 +124,7 @@ func startSystem(t *testing.T) *system {
 	})
 	c := r.Stack.NewClients()
 	return &system{r: r, sb: sb, ddb: c.DynamoDB, sqs: c.SQS, logs: logs,
-		operator: r.Secrets["OperatorTokenSecret"], key: []byte(r.Secrets["SessionSigningSecret"])}
+		operator: operator, scoped: scoped, key: []byte(r.Secrets["SessionSigningSecret"])}
 }
 
 // logCapture collects what the functions log. They log JSON to os.Stderr (collect and
@@ -310,7 +321,16 @@ func (s *system) do(t *testing.T, req request) answer {
 	for k, v := range req.header {
 		hr.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(hr)
+	// The client follows redirects as a browser does; each redirect it follows is an
+	// answer too, checked against openapi.json like the final one.
+	client := &http.Client{CheckRedirect: func(next *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return http.ErrUseLastResponse
+		}
+		observe(t, next.Response, nil)
+		return nil
+	}}
+	resp, err := client.Do(hr)
 	if err != nil {
 		t.Fatalf("%s %s: %v", req.method, req.target, err)
 	}
@@ -319,7 +339,27 @@ func (s *system) do(t *testing.T, req request) answer {
 	if err != nil {
 		t.Fatalf("%s %s: read answer: %v", req.method, req.target, err)
 	}
+	observe(t, resp, b)
 	return answer{status: resp.StatusCode, headers: resp.Header, body: b}
+}
+
+// spec is openapi.json, recording every answer the suite gets (do): each must be as
+// documented, and TestBadInput's OpenAPI step fails for a documented status no answer
+// produced.
+var spec = func() *apispec.Doc {
+	d, err := apispec.Parse(admin.OpenAPI)
+	if err != nil {
+		panic(err)
+	}
+	return d
+}()
+
+// observe checks one answer against openapi.json and records its status as seen.
+func observe(t *testing.T, resp *http.Response, body []byte) {
+	t.Helper()
+	if err := spec.Observe(resp.Request.Method, resp.Request.URL.Path, resp.StatusCode, resp.Header.Get("Content-Type"), body); err != nil {
+		t.Errorf("answer not as documented in openapi.json: %v", err)
+	}
 }
 
 // pushQuery is the query WeChat adds to a message push to app, signed with token at ts.
