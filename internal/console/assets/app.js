@@ -414,9 +414,19 @@ async function campaignPage(id) {
       c.status === 'paused' ? h('button', { type: 'button', id: 'resume', onclick: act('resume') }, 'Resume') : null, ' ',
       !['done', 'cancelled'].includes(c.status) ? h('button', { type: 'button', id: 'cancel', onclick: act('cancel') }, 'Cancel campaign') : null));
   drawHead();
-  if (c.status === 'draft' && c.audience.kind === 'list') sections.append(uploadSection(id));
-  if (c.status === 'draft' || (c.status === 'scheduled' && !c.runSeq)) sections.append(scheduleSection(c));
-  const prog = progressSection(c, (status) => { if (status !== c.status) { c.status = status; drawHead(); } });
+  const upload = c.status === 'draft' && c.audience.kind === 'list' ? uploadSection(id) : null;
+  const sched = c.status === 'draft' || (c.status === 'scheduled' && !c.runSeq) ? scheduleSection(c) : null;
+  if (upload) sections.append(upload);
+  if (sched) sections.append(sched);
+  // Once the campaign moves on (planning, sending, done...), audience and schedule can no
+  // longer change: their cards go without a reload, as a reload would not draw them.
+  const prog = progressSection(c, (status) => {
+    if (status === c.status) return;
+    c.status = status;
+    drawHead();
+    if (status !== 'draft' && upload) upload.remove();
+    if (!['draft', 'scheduled'].includes(status) && sched) sched.remove();
+  });
   sections.append(prog.el);
   stopPage = prog.stop;
 }
