@@ -1,6 +1,7 @@
 package plan_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -18,6 +19,14 @@ func TestFromEnv(t *testing.T) {
 			k, v, _ := strings.Cut(kv, "=")
 			env[k] = v
 		}
+		// The planner reads the WeChat secret for the apps' zones and quiet hours (never
+		// their app secrets): the template names a local: secret, given here.
+		wechat, ok := strings.CutPrefix(env["WECHAT_SECRET_ARN"], "local:")
+		if !ok {
+			t.Fatalf("WECHAT_SECRET_ARN = %q, want a local: secret", env["WECHAT_SECRET_ARN"])
+		}
+		local, _ := json.Marshal(map[string]string{wechat: `{"apps":[{"appId":"` + appID + `","appSecret":"s1"}]}`})
+		env[lambdaenv.LocalSecretsEnv] = string(local)
 		h, err := lambdaenv.Plan(t.Context(), lambdaenv.Env{Getenv: func(k string) string { return env[k] }})
 		if err != nil {
 			t.Fatal(err)

@@ -26,13 +26,15 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 // recorder is a set of fake functions that record what the runner hands them.
 type recorder struct {
-	mu       sync.Mutex
-	http     []events.APIGatewayV2HTTPRequest
-	ticks    []events.EventBridgeEvent
-	bodies   map[string]int
-	stream   []events.DynamoDBEventRecord
-	inFlight atomic.Int64
-	peak     atomic.Int64
+	mu    sync.Mutex
+	http  []events.APIGatewayV2HTTPRequest
+	ticks []events.EventBridgeEvent
+	// adminTicks are the admin function's schedule events (its template sync).
+	adminTicks []events.EventBridgeEvent
+	bodies     map[string]int
+	stream     []events.DynamoDBEventRecord
+	inFlight   atomic.Int64
+	peak       atomic.Int64
 }
 
 func (rec *recorder) builders() map[string]localrun.Builder {
@@ -48,7 +50,24 @@ func (rec *recorder) builders() map[string]localrun.Builder {
 	httpB := func(context.Context, func(string) string) (any, error) { return httpFn, nil }
 	return map[string]localrun.Builder{
 		"CollectFunction": httpB,
-		"AdminFunction":   httpB,
+		// The operator API and its daily template sync, through one raw handler that
+		// decodes its event itself, as lambdaenv.Admin's (admin.Handler.Invoke).
+		"AdminFunction": func(context.Context, func(string) string) (any, error) {
+			return func(ctx context.Context, raw json.RawMessage) (any, error) {
+				var tick events.EventBridgeEvent
+				if err := json.Unmarshal(raw, &tick); err == nil && tick.DetailType == "Scheduled Event" {
+					rec.mu.Lock()
+					rec.adminTicks = append(rec.adminTicks, tick)
+					rec.mu.Unlock()
+					return struct{}{}, nil
+				}
+				var req events.APIGatewayV2HTTPRequest
+				if err := json.Unmarshal(raw, &req); err != nil {
+					return nil, err
+				}
+				return httpFn(ctx, req)
+			}, nil
+		},
 		"PlanFunction": func(context.Context, func(string) string) (any, error) {
 			return func(_ context.Context, ev events.EventBridgeEvent) error {
 				rec.mu.Lock()
@@ -159,6 +178,10 @@ func TestRunnerWiring(t *testing.T) {
 		defer rec.mu.Unlock()
 		if len(rec.ticks) != 1 || rec.ticks[0].DetailType != "Scheduled Event" {
 			t.Fatalf("ticks = %+v", rec.ticks)
+		}
+		// A raw handler gets its schedule's event too, decoded by itself.
+		if len(rec.adminTicks) != 1 || rec.adminTicks[0].Source != "aws.events" {
+			t.Fatalf("admin ticks = %+v", rec.adminTicks)
 		}
 	})
 
