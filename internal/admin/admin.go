@@ -87,6 +87,8 @@ type Handler struct {
 	Registry TemplateStore
 	// TemplateSource reads templates from WeChat for a sync; nil refuses syncs.
 	TemplateSource TemplateSource
+	// TestSender sends a campaign's test (testsend.go); nil refuses test sends (501).
+	TestSender TestSender
 }
 
 // New returns a handler on store serving appIDs, with the wall clock and random ids.
@@ -227,6 +229,8 @@ func (h *Handler) route(ctx context.Context, ev events.APIGatewayV2HTTPRequest) 
 			return h.methods(ctx, r, map[string]routeFunc{http.MethodGet: h.progress})
 		case "forecast":
 			return h.methods(ctx, r, map[string]routeFunc{http.MethodPost: h.forecast})
+		case "test":
+			return h.methods(ctx, r, map[string]routeFunc{http.MethodPost: h.testSend})
 		}
 	case len(p) == 5 && p[0] == "campaigns" && p[2] == "runs" && p[4] == "deliveries":
 		return h.methods(ctx, r, map[string]routeFunc{http.MethodGet: h.deliveries})
