@@ -39,6 +39,13 @@ type App struct {
 	// DailyQuota is WeChat's daily message quota of the app (the forecast's share of
 	// it); absent is DefaultDailyQuota.
 	DailyQuota int `json:"dailyQuota,omitempty"`
+	// Receipts turns on delivery receipts (WeChat's subscribe_msg_sent_event) for the
+	// app: its sent subscribe messages are indexed by msgid so a receipt finds its
+	// delivery. Off by default because the index entry costs a write with every sent
+	// subscribe message (4 instead of 3) and a receipt 4 more, while WeChat reports
+	// mostly asynchronous failures (WECHAT.md §8), which not every app acts on. With it
+	// off, receipts are acknowledged and change nothing.
+	Receipts bool `json:"receipts,omitempty"`
 }
 
 // DefaultAppTimeZone is an App's TimeZone when the secret names none: mini-program

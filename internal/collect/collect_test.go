@@ -72,11 +72,12 @@ func newFixtureEnv(t *testing.T, extra map[string]string) *fixture {
 // newFixtureSource is newFixtureEnv with the app's subscribeSource set in the WeChat secret.
 func newFixtureSource(t *testing.T, extra map[string]string, subscribeSource string) *fixture {
 	t.Helper()
-	return newFixtureApp(t, extra, map[string]string{"subscribeSource": subscribeSource})
+	return newFixtureApp(t, extra, map[string]any{"subscribeSource": subscribeSource})
 }
 
-// newFixtureApp is newFixtureEnv with more fields of the app in the WeChat secret.
-func newFixtureApp(t *testing.T, extra map[string]string, appFields map[string]string) *fixture {
+// newFixtureApp is newFixtureEnv with more fields of the app in the WeChat secret. The
+// app has receipts on unless appFields turn them off.
+func newFixtureApp(t *testing.T, extra map[string]string, appFields map[string]any) *fixture {
 	t.Helper()
 	sb := sandbox.New(sandbox.Options{Apps: []sandbox.App{{AppID: appID, Secret: appSecret}}, Seed: 3})
 	srv := httptest.NewServer(sb)
@@ -87,11 +88,11 @@ func newFixtureApp(t *testing.T, extra map[string]string, appFields map[string]s
 		k, v, _ := strings.Cut(kv, "=")
 		fnEnv[k] = v
 	}
-	app := map[string]string{"appId": appID, "appSecret": appSecret, "eventToken": eventToken}
+	app := map[string]any{"appId": appID, "appSecret": appSecret, "eventToken": eventToken, "receipts": true}
 	for k, v := range appFields {
 		app[k] = v
 	}
-	wechatSecret, _ := json.Marshal(map[string]any{"apps": []map[string]string{app}})
+	wechatSecret, _ := json.Marshal(map[string]any{"apps": []map[string]any{app}})
 	secrets, _ := json.Marshal(map[string]string{"WeChatSecret": string(wechatSecret), "SessionSigningSecret": sessionKey})
 	fnEnv[lambdaenv.LocalSecretsEnv] = string(secrets)
 	for k, v := range extra {

@@ -151,7 +151,7 @@ func (f *fixture) sealed(t *testing.T, app, message string, asJSON bool, change 
 // ones, which a captured URL could carry with any body.
 func TestPushSafeMode(t *testing.T) {
 	t.Parallel()
-	f := newFixtureApp(t, nil, map[string]string{"encodingAESKey": aesKey})
+	f := newFixtureApp(t, nil, map[string]any{"encodingAESKey": aesKey})
 	templates := func(openID string) map[string]int {
 		m := map[string]int{}
 		for _, g := range f.grantItems(t, openID) {

@@ -128,12 +128,23 @@ func truncate(s string, n int) string {
 // applyReceipts records a validated sent event's receipts one by one. Each record is
 // conditional and counted with its write (see dynamo.DB.RecordReceipt), so WeChat's
 // retry of a push that failed midway records the rest and counts nothing twice.
+//
+// An app with receipts off (minipush.App.Receipts) has its pushes acknowledged and
+// nothing changed: its sends wrote no index entry, so a lookup would find nothing and,
+// while the push is fresh, answer 503 for WeChat to retry in vain; and a delivery
+// indexed while the app still had receipts on is left as it is, as the operator asked.
+// They are counted (Result=off) so an operator who forgot to turn them on sees them.
 func (h *Handler) applyReceipts(ctx context.Context, log *slog.Logger, app minipush.App, ev pushEvent) error {
 	rs, err := receiptsOf(app.AppID, ev)
 	if err != nil {
 		return err // checkEvent validated it: not reached
 	}
 	rec := metrics.FromContext(ctx)
+	if !app.Receipts {
+		rec.Add(metrics.Receipts, float64(len(rs)), metrics.Dim{Name: "Result", Value: "off"}, metrics.Dim{Name: "AppId", Value: app.AppID})
+		log.Info("receipts off for the app; push acknowledged", "items", len(rs))
+		return nil
+	}
 	var recorded, unmatched, failed, early int
 	for _, r := range rs {
 		res, err := h.Store.RecordReceipt(ctx, r)

@@ -26,8 +26,8 @@ import (
 const receiptCampaign = "c0ffee00c0ffee00c0ffee01"
 
 // sentDelivery stores a delivery of a run that send finished as sent with msgID, the
-// way send does (a claim, then the final write that keeps the msgid), expiring at
-// expires.
+// way send does for an app with receipts on (a claim, then the final write that keeps
+// the msgid and indexes it), expiring at expires.
 func (f *fixture) sentDelivery(t *testing.T, run int, openID, msgID string, expires time.Time) {
 	t.Helper()
 	ctx := t.Context()
@@ -39,7 +39,7 @@ func (f *fixture) sentDelivery(t *testing.T, run int, openID, msgID string, expi
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.db.FinishDelivery(ctx, runKey, openID, "sender-1", time.Time{}, minipush.OutcomeSent, "", 0, msgID); err != nil {
+	if err := f.db.FinishDelivery(ctx, runKey, openID, "sender-1", time.Time{}, minipush.OutcomeSent, "", 0, msgID, true); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -329,7 +329,7 @@ func TestReceiptsUnparsable(t *testing.T) {
 // JSON envelopes, and its receipts are recorded like plaintext ones.
 func TestReceiptsSafeMode(t *testing.T) {
 	t.Parallel()
-	f := newFixtureApp(t, nil, map[string]string{"encodingAESKey": aesKey})
+	f := newFixtureApp(t, nil, map[string]any{"encodingAESKey": aesKey})
 	var logs strings.Builder
 	f.h.Log = slog.New(slog.NewJSONHandler(lockedWriter{mu: &sync.Mutex{}, w: &logs}, nil))
 	ids := &msgIDs{}
@@ -370,5 +370,50 @@ func TestReceiptsSafeMode(t *testing.T) {
 				t.Fatalf("logs name the openid or msgid:\n%s", logs.String())
 			}
 		})
+	}
+}
+
+// TestReceiptsOff: an app with receipts off (the default; minipush.App.Receipts) has its
+// sent events acknowledged (200, so WeChat does not retry them) and nothing changes:
+// not a delivery that send wrote without the index key, nor one indexed while the app
+// still had receipts on, nor a counter.
+func TestReceiptsOff(t *testing.T) {
+	t.Parallel()
+	f := newFixtureApp(t, nil, map[string]any{"receipts": false})
+	created := strconv.FormatInt(f.now.Unix(), 10)
+	ids := &msgIDs{}
+	ctx := t.Context()
+	runKey := minipush.RunKey(receiptCampaign, 1)
+	plain, indexed := f.sb.NewUser(appID), f.sb.NewUser(appID)
+	plainID, indexedID := ids.next(), ids.next()
+	for _, d := range []struct {
+		user, msgID string
+		receipts    bool
+	}{{plain, plainID, false}, {indexed, indexedID, true}} {
+		if _, err := f.db.CreateDelivery(ctx, minipush.Delivery{
+			RunKey: runKey, OpenID: d.user, State: minipush.DeliverySending, Owner: "sender-1",
+			LeaseUntil: f.now.Add(time.Minute), GrantID: "g1", ExpiresAt: f.now.Add(24 * time.Hour),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.db.FinishDelivery(ctx, runKey, d.user, "sender-1", time.Time{}, minipush.OutcomeSent, "", 0, d.msgID, d.receipts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := f.deliveriesSnapshot(t)
+	for _, body := range []string{
+		fmt.Sprintf(sentJSONObject, plain, plainID, "", created),
+		fmt.Sprintf(sentXML, indexed, indexedID, "", created),
+		fmt.Sprintf(sentJSONFailed, indexed, indexedID, "", created),
+	} {
+		if resp := f.do(t, f.push("POST", body, nil)); resp.StatusCode != http.StatusOK || resp.Body != "success" {
+			t.Fatalf("push %d %s, want 200 success", resp.StatusCode, resp.Body)
+		}
+	}
+	if after := f.deliveriesSnapshot(t); after != before {
+		t.Fatalf("deliveries changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if d := f.delivery(t, 1, plain); d.MsgID != plainID || d.Outcome != minipush.OutcomeSent {
+		t.Fatalf("delivery %+v, want sent keeping msgid %s", d, plainID)
 	}
 }

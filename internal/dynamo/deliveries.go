@@ -40,6 +40,10 @@ type deliveryItem struct {
 	Reason     string `dynamodbav:"reason,omitempty"`
 	ErrCode    int    `dynamodbav:"errcode,omitempty"`
 	MsgID      string `dynamodbav:"msgId,omitempty"` // decimal, as WeChat's int64 exceeds 2^53
+	// RcptMsgID is MsgID again, as the key of the ByMsgID index, only on the deliveries
+	// of apps with receipts on (minipush.App.Receipts): the index is sparse, so other
+	// apps' sends write no index entry.
+	RcptMsgID string `dynamodbav:"rcptMsgId,omitempty"`
 	Channel    string `dynamodbav:"channel,omitempty"`
 	CSFallback string `dynamodbav:"csFallback,omitempty"`
 	UpdatedAt  int64  `dynamodbav:"updatedAt"`
@@ -153,9 +157,10 @@ func (d *DB) CreateDelivery(ctx context.Context, dl minipush.Delivery) (minipush
 // FinishDelivery makes a claimed delivery final, only if it is still claimed by owner
 // (and, when leaseUntil is not zero, with exactly that lease: taking over a crashed
 // sender's claim). msgID ("" for none) is WeChat's id of a sent message, kept in the
-// same write so a receipt can find the delivery. It returns ECONFLICT when the claim
-// is no longer owner's.
-func (d *DB) FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, outcome minipush.Outcome, reason string, errcode int, msgID string) error {
+// same write; with receipts (the app's minipush.App.Receipts) it is also written as
+// the ByMsgID index key so a receipt can find the delivery, which costs the index
+// entry's write unit. It returns ECONFLICT when the claim is no longer owner's.
+func (d *DB) FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, outcome minipush.Outcome, reason string, errcode int, msgID string, receipts bool) error {
 	cond := "#state = :sending AND #owner = :owner"
 	vals := map[string]types.AttributeValue{
 		":sending": strAV(string(minipush.DeliverySending)), ":owner": strAV(owner), ":final": strAV(string(minipush.DeliveryFinal)),
@@ -177,6 +182,9 @@ func (d *DB) FinishDelivery(ctx context.Context, runKey, openID, owner string, l
 	if msgID != "" {
 		set += ", msgId = :msgid"
 		vals[":msgid"] = strAV(msgID)
+		if receipts {
+			set += ", rcptMsgId = :msgid"
+		}
 	}
 	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: aws.String(d.Tables.Deliveries), Key: deliveryKey(runKey, openID),

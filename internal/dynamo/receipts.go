@@ -23,10 +23,13 @@ import (
 //   - as counters of a campaign's runs, pk "rcpt#<campaign>#<shard>", sk "run#<n>":
 //     delivered, asyncFailed (N) and expiresAt, one item per run and shard.
 //
-// A delivery is found by its msgid through ByMsgID, a sparse KEYS_ONLY index on msgId:
-// only sent subscribe messages carry one, so the index costs one write per sent subscribe
-// message (the final write that stores the msgid) and nothing for other outcomes; the
+// A delivery is found by its msgid through ByMsgID, a sparse KEYS_ONLY index on
+// rcptMsgId: only the sent subscribe messages of apps with receipts on
+// (minipush.App.Receipts) carry it, so the index costs one write per such message (the
+// final write that stores the msgid) and nothing for other apps or outcomes; the
 // receipt's own update changes no key or projected attribute of it, so writes no index.
+// Every sent delivery keeps its msgid in msgId whatever the app's setting (the operator's
+// listing shows it).
 //
 // The counters are not on the run item: receipts arrive one push per message, at the
 // send rate, and a run item ADDed 5,000 times a second is a key far over a partition's
@@ -39,7 +42,7 @@ import (
 // makes a replayed receipt change nothing and count nothing, and a crash can never leave
 // a receipt recorded but not counted, which a retried push could no longer repair.
 
-// DeliveriesByMsgID is the deliveries table's index on msgId (template.yaml).
+// DeliveriesByMsgID is the deliveries table's index on rcptMsgId (template.yaml).
 const DeliveriesByMsgID = "ByMsgID"
 
 func receiptPK(campaignID string, shard int) string {
@@ -70,7 +73,7 @@ func (d *DB) RecordReceipt(ctx context.Context, r minipush.Receipt) (minipush.Re
 	// a few at most if two apps' ids ever met, and each is checked by its own condition.
 	out, err := d.Client.Query(ctx, &dynamodb.QueryInput{
 		TableName: aws.String(d.Tables.Deliveries), IndexName: aws.String(DeliveriesByMsgID),
-		KeyConditionExpression:    aws.String("msgId = :m"),
+		KeyConditionExpression:    aws.String("rcptMsgId = :m"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":m": strAV(r.MsgID)},
 		Limit:                     aws.Int32(10),
 	})

@@ -139,14 +139,28 @@ func (f *fixture) counted(parallelism int) (*send.Handler, *writeCounter) {
 // its ByDue entry is a separate watch item), and the completion (run marked done, its
 // watch item deleted, the campaign marked done). 100 recipients in 2 SQS messages of
 // one invocation: 3.07 write units a message here; at the bench's 1000 in 10 messages,
-// 3.007.
+// 3.007. An app with receipts on (minipush.App.Receipts) pays one unit more per sent
+// subscribe message, the ByMsgID entry of its final write: 4n + 7; without, none.
 func TestWritesPerMessage(t *testing.T) {
 	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		receipts bool
+	}{{"ReceiptsOff", false}, {"ReceiptsOn", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			testWritesPerMessage(t, tc.receipts)
+		})
+	}
+}
+
+func testWritesPerMessage(t *testing.T, receiptsOn bool) {
 	f := newFixture(t)
 	const n, perMessage = 100, 50
 	ids := f.grantedUsers(t, n)
 	f.putCampaign(t, "c", subscribeMessage(), minipush.Policy{SkipOptedOut: true}, n)
 	h, wc := f.counted(16)
+	h.Apps = map[string]minipush.App{appID: {AppID: appID, Receipts: receiptsOn, QuietHours: &minipush.QuietHours{Off: true}}}
 	for _, ev := range events10(t, batches("c", ids, perMessage)) {
 		handle(t, h, ev)
 	}
@@ -170,15 +184,23 @@ func TestWritesPerMessage(t *testing.T) {
 	// done 1 each, the watch item's delete 2 (item and ByDue entry), the campaign's
 	// status change 3 (item, and its ByStatus entry moved: a delete and a put) = 3n + 7.
 	// With the index keys on the run item, each counter update (one per SQS message)
-	// was 2 and the run marked done 2: 3n + 9. The receipts' ByMsgID entry (issue #14: one index write
-	// per sent subscribe message that has a msgid) is counted apart: it is what a
-	// receipt lookup costs, not the send path's own.
+	// was 2 and the run marked done 2: 3n + 9. With receipts on, each sent message's
+	// final write adds its ByMsgID entry (issue #14): 4n + 7; with them off, no entry
+	// (every send wrote one before receipts were opt-in: 4n + 7 either way).
 	units := wc.units[f.db.Tables.Grants] + wc.units[f.db.Tables.Deliveries] + wc.units[f.db.Tables.Campaigns]
 	receipts := wc.index[dynamo.DeliveriesByMsgID]
-	t.Logf("%.0f write units, %.3f a message, of which the receipts index %.0f (by table %v, by index %v)", units, units/n, receipts, wc.units, wc.index)
-	if limit := float64(3*n + 7); units-receipts > limit {
-		t.Errorf("%.0f write units for %d sent (%.3f a message) besides the receipts index, want at most %.0f (%.3f)",
-			units-receipts, n, (units-receipts)/n, limit, limit/n)
+	t.Logf("receipts %v: %.0f write units, %.3f a message, of which the receipts index %.0f (by table %v, by index %v)",
+		receiptsOn, units, units/n, receipts, wc.units, wc.index)
+	wantIndex := 0.0
+	if receiptsOn {
+		wantIndex = n
+	}
+	if receipts != wantIndex {
+		t.Errorf("receipts %v: %.0f ByMsgID write units for %d sent, want %.0f", receiptsOn, receipts, n, wantIndex)
+	}
+	if limit := float64(3*n+7) + wantIndex; units > limit {
+		t.Errorf("receipts %v: %.0f write units for %d sent (%.3f a message), want at most %.0f (%.3f)",
+			receiptsOn, units, n, units/n, limit, limit/n)
 	}
 
 	t.Run("RedeliveryWritesNothing", func(t *testing.T) {

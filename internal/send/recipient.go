@@ -284,9 +284,11 @@ func (r recipient) finishOwn(ctx context.Context, o minipush.Outcome, reason str
 }
 
 // finishOwnMsg is finishOwn keeping WeChat's msgid of a sent message in the same
-// final write.
+// final write, indexed for receipts only when the app asked for them (its index entry
+// is a write unit more per message).
 func (r recipient) finishOwnMsg(ctx context.Context, o minipush.Outcome, reason string, errcode int, msgID string) (result, error) {
-	err := r.store().FinishDelivery(ctx, r.runKey, r.openID, r.inv.owner, time.Time{}, o, reason, errcode, msgID)
+	receipts := msgID != "" && r.inv.h.Apps[r.st.c.AppID].Receipts
+	err := r.store().FinishDelivery(ctx, r.runKey, r.openID, r.inv.owner, time.Time{}, o, reason, errcode, msgID, receipts)
 	switch {
 	case minipush.ErrorCode(err) == minipush.ECONFLICT:
 		return result{openID: r.openID, fate: fateDone}, nil
@@ -328,7 +330,7 @@ func (r recipient) resolve(ctx context.Context, d minipush.Delivery) (result, er
 	case h.now().Before(d.LeaseUntil):
 		return result{openID: r.openID, fate: fateBusy}, nil
 	}
-	err := r.store().FinishDelivery(ctx, r.runKey, r.openID, d.Owner, d.LeaseUntil, minipush.OutcomeUnknown, "sender_lost", 0, "")
+	err := r.store().FinishDelivery(ctx, r.runKey, r.openID, d.Owner, d.LeaseUntil, minipush.OutcomeUnknown, "sender_lost", 0, "", false)
 	switch {
 	case minipush.ErrorCode(err) == minipush.ECONFLICT:
 		return result{openID: r.openID, fate: fateDone}, nil

@@ -44,9 +44,10 @@ func (a App) SandboxConfig() sandbox.Config {
 }
 
 // SecretJSON is the app's entry in the WeChat secret (what Secrets Manager holds in AWS).
+// Receipts are on: make run and make demo show sent messages turning delivered.
 func (a App) SecretJSON() string {
-	b, _ := json.Marshal(map[string]any{"apps": []map[string]string{{
-		"appId": a.AppID, "appSecret": a.Secret, "eventToken": a.EventToken,
+	b, _ := json.Marshal(map[string]any{"apps": []map[string]any{{
+		"appId": a.AppID, "appSecret": a.Secret, "eventToken": a.EventToken, "receipts": true,
 	}}})
 	return string(b)
 }
