@@ -39,6 +39,10 @@ type App struct {
 	// DailyQuota is WeChat's daily message quota of the app (the forecast's share of
 	// it); absent is DefaultDailyQuota.
 	DailyQuota int `json:"dailyQuota,omitempty"`
+	// QuotaReservePercent is the share of WeChat's daily limit that marketing campaigns
+	// may not take, kept for transactional ones (quota.go); absent is
+	// DefaultQuotaReservePercent, 0 no reserve.
+	QuotaReservePercent *int `json:"quotaReservePercent,omitempty"`
 	// Receipts turns on delivery receipts (WeChat's subscribe_msg_sent_event) for the
 	// app: its sent subscribe messages are indexed by msgid so a receipt finds its
 	// delivery. Off by default because the index entry costs a write with every sent
@@ -162,6 +166,9 @@ func ParseApps(s string) (Apps, error) {
 		}
 		if app.Caps.PerDay < 0 || app.Caps.PerWeek < 0 || app.DailyQuota < 0 {
 			return a, fmt.Errorf("wechat secret app %s: caps.perDay, caps.perWeek and dailyQuota are counts, 0 or more", app.AppID)
+		}
+		if r := app.QuotaReservePercent; r != nil && (*r < 0 || *r > 100) {
+			return a, fmt.Errorf("wechat secret app %s: quotaReservePercent %d is not a percentage (0 to 100)", app.AppID, *r)
 		}
 		if app.QuietHours != nil {
 			if err := app.QuietHours.Check("wechat secret app " + app.AppID + " quietHours"); err != nil {

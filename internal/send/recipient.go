@@ -57,6 +57,9 @@ func (r recipient) deliverGrant(ctx context.Context, claimed bool) (result, erro
 		} else if capped {
 			return r.finalizeUnclaimed(ctx, minipush.OutcomeSkipped, minipush.ReasonFrequencyCap, 0)
 		}
+		if res, stop, err := r.takeQuota(ctx, claimed); stop {
+			return res, err // quota.go: the app's daily budget is used up
+		}
 		if !claimed {
 			if err := h.Limiter.Wait(ctx); err != nil {
 				return result{openID: r.openID, fate: fateHold}, nil
@@ -105,6 +108,9 @@ func (r recipient) deliverGrant(ctx context.Context, claimed bool) (result, erro
 			}
 			return r.finishOwn(ctx, minipush.OutcomeFailed, reason, errcode)
 		case wechat.Abort:
+			if res, ok, err := r.quotaRefused(ctx, reason, errcode); ok {
+				return res, err // 45009: the app waits for the reset, not the campaign (quota.go)
+			}
 			r.returnCap(ctx) // nothing was sent; still under our claim
 			if err := r.store().DeleteClaim(ctx, r.runKey, r.openID, r.inv.owner); err != nil && minipush.ErrorCode(err) != minipush.ECONFLICT {
 				return result{}, fmt.Errorf("send: abort: %w", err)
@@ -117,6 +123,7 @@ func (r recipient) deliverGrant(ctx context.Context, claimed bool) (result, erro
 			// WeChat may have delivered it: never resend, and count the grant as used.
 			return r.spendAndFinish(ctx, g, minipush.OutcomeUnknown, reason, errcode, "")
 		default: // Retry, or a token that stayed stale after one refresh
+			r.giveQuota() // nothing was sent
 			return r.retryLater(ctx)
 		}
 	}

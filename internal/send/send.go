@@ -179,6 +179,9 @@ type Handler struct {
 	WeChat  Sender
 	Tokens  Tokens
 	Limiter *RateLimiter // nil: no per-instance rate limit
+	// Quota paces subscribe sends to each app's daily quota, shared by every instance
+	// (quota.go); nil paces nothing.
+	Quota *Pacer
 	// Apps are the served apps by appId (the WeChat secret): their zone, frequency caps
 	// and quiet hours (caps.go). An app missing here has neither caps nor quiet hours.
 	Apps map[string]minipush.App
@@ -202,6 +205,9 @@ type Handler struct {
 	// DeadlineMargin: recipients are not started once the invocation has less than this
 	// left; they are re-queued unchanged. Default 10 s.
 	DeadlineMargin time.Duration
+	// CounterFlush is how often a running invocation adds its finalized recipients to
+	// the runs' counters (pace.go); default DefaultCounterFlush, <0 only at its end.
+	CounterFlush time.Duration
 }
 
 func (h *Handler) now() time.Time {
@@ -249,15 +255,22 @@ func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 		h: h, owner: h.newOwner(), reqID: reqID,
 		sem:       make(chan struct{}, h.parallelism()),
 		campaigns: map[string]*campaignState{},
+		turns:     newTurns(len(ev.Records)),
 	}
 	errs := make([]error, len(ev.Records))
 	batches := make([]minipush.Batch, len(ev.Records))
+	stopFlush := inv.flushEvery(ctx)
 	var wg sync.WaitGroup
 	for i, rec := range ev.Records {
-		wg.Go(func() { batches[i], errs[i] = inv.message(ctx, rec) })
+		wg.Go(func() {
+			defer inv.turns.pass(i)
+			batches[i], errs[i] = inv.message(ctx, rec, i)
+		})
 	}
 	wg.Wait()
+	stopFlush()
 	inv.flushCounters(ctx)
+	h.Quota.Flush(ctx, h.log()) // the tokens not used go back for the other senders
 	var resp events.SQSEventResponse
 	for i, err := range errs {
 		if err == nil {
@@ -290,6 +303,7 @@ type invocation struct {
 	mu        sync.Mutex
 	campaigns map[string]*campaignState
 	tallies   map[minipush.RunRef]*tally // guarded by mu
+	turns     *turns                     // when each message reads its recipients (pace.go)
 }
 
 // tally is what an invocation's messages of one run finalized, added to the run's
@@ -338,6 +352,7 @@ const (
 	fateBusy              // another live sender holds the claim: look again after its lease
 	fateHold              // not attempted (campaign paused, deadline near): re-queue unchanged
 	fateDefer             // not attempted inside quiet hours: re-queue unchanged to the window's end
+	fateQuota             // not attempted or refused (45009): the app's quota is used up until its reset
 )
 
 type result struct {
@@ -354,9 +369,9 @@ func final(openID string, o minipush.Outcome, reason string) result {
 	return result{openID: openID, fate: fateFinal, outcome: o, reason: reason}
 }
 
-// message processes one SQS message and returns its batch (for logs) and an error
-// when SQS must redeliver it.
-func (inv *invocation) message(ctx context.Context, rec events.SQSMessage) (minipush.Batch, error) {
+// message processes one SQS message, the turn-th of the invocation, and returns its
+// batch (for logs) and an error when SQS must redeliver it.
+func (inv *invocation) message(ctx context.Context, rec events.SQSMessage, turn int) (minipush.Batch, error) {
 	h := inv.h
 	var b minipush.Batch
 	if err := json.Unmarshal([]byte(rec.Body), &b); err != nil {
@@ -379,10 +394,16 @@ func (inv *invocation) message(ctx context.Context, rec events.SQSMessage) (mini
 			slog.String("batch", b.ID))
 		return b, nil
 	}
+	if held, err := inv.holdForQuota(ctx, b, st); held || err != nil {
+		return b, err // quota.go: the app's quota is used up; the batch waits for the reset
+	}
 
 	runKey := minipush.RunKey(b.CampaignID, b.Run)
 	openIDs := dedupe(b.OpenIDs)
 	stale := c.RunStale(b.Run)
+	// Read when the previous message's recipients are all in the pool (pace.go), not
+	// all messages at the invocation's start.
+	inv.turns.wait(ctx, turn)
 	// The opt-outs are read next to the delivery items, not after them: two reads of
 	// two tables that need nothing from each other, so the batch waits for one round
 	// trip. On a redelivery this reads users already final too; reads are cheap.
@@ -444,11 +465,14 @@ func (inv *invocation) message(ctx context.Context, rec events.SQSMessage) (mini
 				results[i], errs[i] = r.finalizeUnclaimed(ctx, minipush.OutcomeSkipped, "opted_out", 0)
 			case quiet:
 				results[i] = result{openID: openID, fate: fateDefer}
+			case inv.quotaHeld(st):
+				results[i] = result{openID: openID, fate: fateQuota}
 			default:
 				results[i], errs[i] = r.deliver(ctx)
 			}
 		})
 	}
+	inv.turns.pass(turn) // every recipient is in the pool: the next message may read
 	wg.Wait()
 	for _, id := range claimedElsewhere {
 		results = append(results, result{openID: id, fate: fateBusy})
@@ -481,7 +505,7 @@ func (inv *invocation) settle(ctx context.Context, b minipush.Batch, st *campaig
 	h := inv.h
 	var counted minipush.Counters
 	var retry, busy, hold []string
-	deferred := 0
+	deferred, quotaHeld := 0, 0
 	for _, r := range results {
 		switch r.fate {
 		case fateRetry:
@@ -493,6 +517,9 @@ func (inv *invocation) settle(ctx context.Context, b minipush.Batch, st *campaig
 		case fateDefer:
 			hold = append(hold, r.openID)
 			deferred++
+		case fateQuota:
+			hold = append(hold, r.openID)
+			quotaHeld++
 		}
 	}
 	attempt, looks := b.Attempt, b.Busy
@@ -551,6 +578,9 @@ func (inv *invocation) settle(ctx context.Context, b minipush.Batch, st *campaig
 		}
 		if deferred > 0 {
 			delay = max(delay, st.deferDelay(h.now()))
+		}
+		if quotaHeld > 0 {
+			delay = max(delay, inv.quotaDelay(st))
 		}
 		next := minipush.Batch{
 			ID: requeueID(b.ID, attempt), CampaignID: b.CampaignID, Run: b.Run, AppID: b.AppID,
