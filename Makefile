@@ -78,10 +78,13 @@ coldstart: deps
 
 ## chaos: the whole system through the local runner under injected WeChat errors,
 ## latency, lost answers, token invalidation, runner kills, duplicated SQS messages and
-## overlapping planners, over 20,000 recipients; writes CHAOS.md (make test runs a short form)
+## overlapping planners, over 20,000 recipients; then the forecast of a 25,000-recipient
+## campaign against the run that follows it; writes CHAOS.md (make test runs short forms)
 chaos: deps
 	MINIPUSH_CHAOS_USERS=20000 MINIPUSH_CHAOS_REPORT="$(CURDIR)/CHAOS.md" \
 	  $(GO) run ./cmd/localstack exec -- $(GO) test -count=1 -timeout 30m -run '^TestChaos$$' -v ./internal/dev/chaos
+	MINIPUSH_FORECAST_USERS=25000 MINIPUSH_FORECAST_REPORT="$(CURDIR)/CHAOS.md" \
+	  $(GO) run ./cmd/localstack exec -- $(GO) test -count=1 -timeout 20m -run '^TestForecastMatchesRun$$' -v ./internal/admin
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
