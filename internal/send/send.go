@@ -9,7 +9,8 @@
 //     hold, not an attempt). A stale run (minipush.Campaign.RunStale: the operator
 //     resumed a recurring campaign past this run's occurrence without catch-up): every
 //     pending recipient ends skipped/"missed_occurrence", grants untouched.
-//  1. Read the delivery items of all recipients with BatchGetItem and drop the final
+//  1. Read the delivery items of all recipients with BatchGetItem (once the previous
+//     message of the invocation has all its recipients in the pool: pace.go) and drop the final
 //     ones, so a redelivered message does no work twice and wastes no writes; the
 //     opt-outs (one BatchGetItem of the users) are read at the same time.
 //  2. Per remaining recipient, with bounded parallelism (a recipient whose claim another
@@ -35,8 +36,9 @@
 //     they end failed/"retries_exhausted"); recipients another live sender held (busy)
 //     after a short delay growing from 2 s toward the claim's lease, jittered, since
 //     that sender is most often a duplicate of the same message done in a moment.
-//  7. Once every message of the invocation is done, add their finalized recipients to
-//     each run's counters in one UpdateItem per run; when the run looks complete,
+//  7. Every second while the invocation runs (pace.go) and once every message of it is
+//     done, add their finalized recipients to each run's counters in one UpdateItem per
+//     run; when the run looks complete,
 //     minipush.Reconcile recounts it from the delivery items and marks it done.
 //
 // # Exactly once, without a grant lease
@@ -73,7 +75,8 @@
 //
 // Writes per sent message: claim the delivery, spend the grant, record the final
 // outcome (an update of the claim item; the table has no index) = 3, plus one counter
-// update per run per invocation (about 0.001 per recipient at 10 messages of 100; the
+// update per run per invocation and per second it runs (about 0.001 per recipient at
+// 10 messages of 100, a few times that with a slow WeChat; the
 // run item carries no index key, so it is one write unit) and the run's completion
 // (the run marked done, its watch item deleted, a one-off campaign marked done). Each is
 // needed: the claim makes a second message impossible and must precede the call; the
