@@ -108,19 +108,25 @@ func Admin(ctx context.Context, env Env) (h *admin.Handler, err error) {
 	h.Metrics = w.metrics(ctx)
 	h.Registry = db
 	if w.cfg.tokenEndpoint == "stable" {
-		// The template sync takes its own token: stable_token in normal mode answers the
-		// token send already uses, so neither invalidates the other, and the admin role
-		// keeps no access to send's token cache. The legacy endpoint would invalidate
-		// send's token on every call, so with it there is no sync (501).
+		// The template sync and test sends take their own token (stableTokens): the
+		// legacy endpoint would invalidate send's token on every call, so with it there
+		// is neither (501).
 		wc := wechat.New(wechat.Options{BaseURL: w.cfg.weChatBaseURL, Logger: w.log})
-		h.TemplateSource = admin.WeChatTemplates{Client: wc, Token: func(ctx context.Context, appID string, _ bool) (string, error) {
-			app, ok := apps.Find(appID)
-			if !ok {
-				return "", fmt.Errorf("no credentials for app %s in the wechat secret", appID)
+		own := newStableTokens(wc, apps, time.Now)
+		h.TemplateSource = admin.WeChatTemplates{Client: wc, Token: func(ctx context.Context, appID string, fresh bool) (string, error) {
+			if fresh {
+				if tok, err := own.Get(ctx, appID); err == nil {
+					return own.Invalidate(ctx, appID, tok)
+				}
 			}
-			tok, err := wc.StableToken(ctx, app.AppID, app.AppSecret, false)
-			return tok.AccessToken, err
+			return own.Get(ctx, appID)
 		}}
+		// A test send is one recipient of a run, minus the run (send.SendTest): the
+		// sender's per-recipient path on the same tables, with this token.
+		h.TestSender = &send.Handler{
+			Store: db, WeChat: wc, Tokens: own, Apps: h.Apps, Now: db.Now, Log: w.log,
+			Retention: w.cfg.retention, Parallelism: admin.MaxTestRecipients,
+		}
 	}
 	return h, nil
 }
@@ -208,6 +214,7 @@ func Send(ctx context.Context, env Env) (h *send.Handler, err error) {
 		WeChat:      wc,
 		Tokens:      token.New(db, fetch),
 		Limiter:     send.NewRateLimiter(w.cfg.sendRatePerSecond),
+		Quota:       &send.Pacer{Store: db, WeChat: wc},
 		Apps:        appsByID(apps, w.aws.emulated()),
 		Now:         db.Now,
 		Log:         w.log,

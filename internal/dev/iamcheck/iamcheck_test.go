@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,6 +186,9 @@ func (s *system) run(t *testing.T) []iamcheck.Call {
 	s.operator(t, "/v1/admin/campaigns/"+campaign+"/runs/"+strconv.Itoa(run)+"/deliveries?outcome=sent&limit=5", nil)
 	s.operator(t, "/v1/admin/campaigns/"+campaign+"/runs/"+strconv.Itoa(run)+"/deliveries?limit=5", nil)
 	s.operator(t, "/v1/admin/inventory?appId="+app.AppID, nil)
+	// A test send to two of the users: admin reads them, looks for a grant (the run
+	// spent theirs: no_grant), records and reads back the test's deliveries.
+	s.post(t, "/v1/admin/campaigns/"+campaign+"/test", `{"openIds":["`+ids[0]+`","`+ids[1]+`"]}`)
 
 	// One of the run's batches dead-lettered, as SQS moves it after maxReceiveCount
 	// failed receives: its recipients are final already, so deadletter reads them and
@@ -264,6 +268,26 @@ func (s *system) operator(t *testing.T, path string, out any) {
 		if err := json.Unmarshal(b, out); err != nil {
 			t.Fatalf("GET %s: %v", path, err)
 		}
+	}
+}
+
+// post POSTs body to an operator API path and wants 200.
+func (s *system) post(t *testing.T, path, body string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), "POST", s.r.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.r.Secrets["OperatorTokenSecret"])
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: %d %s", path, resp.StatusCode, b)
 	}
 }
 

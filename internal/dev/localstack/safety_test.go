@@ -325,11 +325,12 @@ func TestTemplateSafety(t *testing.T) {
 			}
 			return out
 		}
-		// collect deletes grants (a template reject); admin only writes audience pages with
-		// BatchWriteItem and Idempotency-Key records in the state table.
+		// collect deletes grants (a template reject); admin writes audience pages with
+		// BatchWriteItem and Idempotency-Key records in the state table, and a test send
+		// (send's recipient path) deletes its own claim and spends or drops grants.
 		for id, allowed := range map[string][]string{
 			"CollectFunction": {"GrantsTable", "${GrantsTable.Arn}/index/*"},
-			"AdminFunction":   {"AudienceTable", "StateTable"},
+			"AdminFunction":   {"AudienceTable", "StateTable", "DeliveriesTable", "GrantsTable"},
 		} {
 			for res := range deletes(id) {
 				if !slices.Contains(allowed, res) {
