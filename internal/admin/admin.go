@@ -246,6 +246,8 @@ func (h *Handler) route(ctx context.Context, ev events.APIGatewayV2HTTPRequest) 
 		return h.methods(ctx, r, map[string]routeFunc{http.MethodGet: h.getTemplate})
 	case len(p) == 5 && p[0] == "apps" && p[2] == "templates" && p[4] == "preview":
 		return h.methods(ctx, r, map[string]routeFunc{http.MethodPost: h.previewTemplate})
+	case len(p) == 3 && p[0] == "apps" && p[2] == "quota":
+		return h.methods(ctx, r, map[string]routeFunc{http.MethodGet: h.getQuota})
 	case len(p) == 3 && p[0] == "apps" && p[2] == "webhook":
 		return h.methods(ctx, r, map[string]routeFunc{http.MethodGet: h.getWebhook, http.MethodPut: h.putWebhook})
 	case len(p) == 1 && p[0] == "inventory":

@@ -189,3 +189,37 @@ func TestQuotaPacing(t *testing.T) {
 	f.allSent(t, "t", owed)
 	phase("checks")
 }
+
+// TestQuotaWritesPerMessage: the shared budget costs at most 0.05 writes a message.
+// 200 recipients in 4 SQS messages of one invocation take 4 chunks of 50 (one
+// conditional write each), record WeChat's quota read once and give nothing back
+// (every token was used): 5 state-table requests, 0.025 a message. Requests are
+// counted, not consumed units, because a failed conditional write is billed too. A
+// token per message (Chunk 1) makes it 1.005 and fails.
+func TestQuotaWritesPerMessage(t *testing.T) {
+	t.Parallel()
+	const n = 200
+	f := newFixture(t)
+	ids := f.grantedUsers(t, n)
+	f.putCampaign(t, "c", subscribeMessage(), minipush.Policy{}, n)
+	h, wc := f.counted(16)
+	h.Apps = map[string]minipush.App{appID: {AppID: appID, QuietHours: &minipush.QuietHours{Off: true}}}
+	h.Quota = &send.Pacer{Store: h.Store.(send.QuotaStore), WeChat: f.wc}
+	for _, ev := range events10(t, batches("c", ids, 50)) {
+		handle(t, h, ev)
+	}
+	f.allSent(t, "c", ids)
+	state := wc.writes[f.db.Tables.State]
+	t.Logf("%d sent: %d state-table writes for the budget (%.3f a message)", n, state, float64(state)/n)
+	if per := float64(state) / n; per > 0.05 {
+		t.Errorf("the quota budget made %d writes for %d messages (%.3f a message), want at most 0.05 a message", state, n, per)
+	}
+	u, err := f.db.QuotaUse(t.Context(), appID, minipush.QuotaDay(f.db.Now()), minipush.DefaultQuotaShards)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Used != n || u.UsedMarketing != n || u.Read.DailyLimit != sandbox.DefaultDailyQuota {
+		t.Errorf("budget after the run: %d used (%d marketing), limit read %d; want %d, %d, %d",
+			u.Used, u.UsedMarketing, u.Read.DailyLimit, n, n, sandbox.DefaultDailyQuota)
+	}
+}
