@@ -156,6 +156,9 @@ type Campaign struct {
 	// tolerance, so send ends that run's still-pending recipients skipped/
 	// "missed_occurrence" instead of delivering yesterday's reminder in the night.
 	StaleThrough int `json:"staleThrough,omitempty"`
+	// AbortedReason is why the campaign's canary aborted its last run (status aborted;
+	// the run carries it too as Run.Aborted). Scheduling the campaign again clears it.
+	AbortedReason string `json:"abortedReason,omitempty"`
 }
 
 // ReasonMissedOccurrence is the skip reason of a recipient of a stale run (see

@@ -94,6 +94,7 @@ func decodeCampaign(item map[string]types.AttributeValue) (storedCampaign, error
 		Rev        int    `dynamodbav:"rev"`
 		PausedFrom string `dynamodbav:"pausedFrom"`
 		Stale      int    `dynamodbav:"staleThrough"`
+		Aborted    string `dynamodbav:"abortedReason"` // canary.go AbortRun
 	}
 	if err := attributevalue.UnmarshalMap(item, &it); err != nil {
 		return c, fmt.Errorf("dynamo: decode campaign: %w", err)
@@ -101,7 +102,7 @@ func decodeCampaign(item map[string]types.AttributeValue) (storedCampaign, error
 	c.Campaign = minipush.Campaign{
 		ID: it.ID, AppID: it.AppID, Name: it.Name, Status: minipush.CampaignStatus(it.Status),
 		CreatedAt: fromEpoch(it.CreatedAt), UpdatedAt: fromEpoch(it.UpdatedAt), NextRunAt: fromEpoch(it.NextRunAt),
-		RunSeq: it.RunSeq, StaleThrough: it.Stale,
+		RunSeq: it.RunSeq, StaleThrough: it.Stale, AbortedReason: it.Aborted,
 	}
 	c.Rev, c.PausedFrom, c.DueAt = it.Rev, minipush.CampaignStatus(it.PausedFrom), fromEpoch(it.DueAt)
 	dec := func(o *attributevalue.DecoderOptions) { o.TagKey = "json" }

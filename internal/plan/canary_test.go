@@ -86,8 +86,8 @@ func TestCanary(t *testing.T) {
 			if rest := f.drain(t, 0); len(rest.recipients) != 0 {
 				t.Fatalf("an aborted canary let %d more recipients be queued", len(rest.recipients))
 			}
-			if camp.Status != minipush.StatusAborted {
-				t.Fatalf("campaign %s, want aborted", camp.Status)
+			if camp.Status != minipush.StatusAborted || !strings.HasPrefix(camp.AbortedReason, minipush.ReasonCanaryAborted) {
+				t.Fatalf("campaign %s (%q), want aborted with the reason", camp.Status, camp.AbortedReason)
 			}
 			prog := f.mustRun(t, id, 1)
 			if prog.Planned != canary || prog.Status != minipush.RunSending {
@@ -101,8 +101,12 @@ func TestCanary(t *testing.T) {
 			if _, err := f.db.UpdateDraft(context.Background(), id, func(c *minipush.Campaign) error { c.Name = "fixed"; return nil }); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := f.db.ScheduleCampaign(context.Background(), id, minipush.Schedule{At: f.clk.Now()}, f.clk.Now()); err != nil {
+			again, err := f.db.ScheduleCampaign(context.Background(), id, minipush.Schedule{At: f.clk.Now()}, f.clk.Now())
+			if err != nil {
 				t.Fatal(err)
+			}
+			if again.AbortedReason != "" {
+				t.Fatalf("scheduled again with the old abort reason %q", again.AbortedReason)
 			}
 		})
 	}
