@@ -124,6 +124,17 @@ func TestTestSend(t *testing.T) {
 		}
 	})
 
+	t.Run("ErrNoTokenSource", func(t *testing.T) {
+		// TOKEN_ENDPOINT=legacy: lambdaenv gives admin no test sender.
+		ts := f.h.TestSender
+		f.h.TestSender = nil
+		defer func() { f.h.TestSender = ts }()
+		resp := do(t, f.h, call{method: "POST", target: "/v1/admin/campaigns/c1/test", body: body(u[0])})
+		if resp.StatusCode != 501 || !strings.Contains(resp.Body, "stable") {
+			t.Fatalf("no test sender: %d %s, want 501", resp.StatusCode, resp.Body)
+		}
+	})
+
 	var ans admin.TestSendAnswer
 	mustOK(t, f.h, call{method: "POST", target: "/v1/admin/campaigns/c1/test", body: body(u...),
 		header: map[string]string{"Idempotency-Key": "test-1"}}, 200, &ans)

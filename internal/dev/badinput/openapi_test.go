@@ -48,6 +48,15 @@ func (fx *fixture) apiCases() []tcase {
 		{route: adminRoute, op: "GET schedule/next", kind: oversized, name: "NextRunsTooMany", req: fx.admin("GET", "/v1/admin/schedule/next?cron=0+10+*+*+*&timeZone=Asia/Shanghai&n=21", ""), want: 422, code: minipush.EINVALID, says: "n"},
 		{route: adminRoute, op: "GET schedule/next", kind: replayed, name: "NextRunsReadOnly", req: fx.admin("GET", "/v1/admin/schedule/next?cron=0+10+*+*+*&timeZone=Asia/Shanghai", ""), want: 200, says: `"next":[`},
 
+		// A test send refuses before it sends or spends anything.
+		{route: adminRoute, op: "POST campaigns/{id}/test", kind: malformed, name: "TestSendTruncated", req: fx.admin("POST", c+fx.draft+"/test", `{"openIds":[`), want: 400, code: minipush.EMALFORMED, says: "JSON"},
+		{route: adminRoute, op: "POST campaigns/{id}/test", kind: wrongType, name: "TestSendOpenIDsNotAList", req: fx.admin("POST", c+fx.draft+"/test", `{"openIds":"`+fx.openID+`"}`), want: 400, code: minipush.EMALFORMED, says: "openIds"},
+		{route: adminRoute, op: "POST campaigns/{id}/test", kind: wrongType, name: "TestSendRepeatedUser", req: fx.admin("POST", c+fx.draft+"/test", `{"openIds":["`+fx.openID+`","`+fx.openID+`"]}`), want: 422, code: minipush.EINVALID, says: "openIds[1]"},
+		{route: adminRoute, op: "POST campaigns/{id}/test", kind: oversized, name: "TestSend21Users", req: fx.admin("POST", c+fx.draft+"/test", `{"openIds":["o`+strings.Repeat(`","o`, 20)+`"]}`), want: 422, code: minipush.EINVALID, says: "openIds"},
+		{route: adminRoute, op: "POST campaigns/{id}/test", kind: oversized, name: "TestSendBodyOver8KiB", req: fx.admin("POST", c+fx.draft+"/test", `{"openIds":["`+strings.Repeat("o", 9<<10)+`"]}`), want: 413, code: minipush.ETOOLARGE, says: "8192"},
+		{route: adminRoute, op: "POST campaigns/{id}/test", kind: forged, name: "TestSendUnknownUser", req: fx.admin("POST", c+fx.draft+"/test", `{"openIds":["oNoSuchUserOfTheApp"]}`), want: 422, code: minipush.EINVALID, says: "openIds[0]"},
+		{route: adminRoute, op: "POST campaigns/{id}/test", kind: forged, name: "TestSendNoSuchCampaign", req: fx.admin("POST", c+"0123456789abcdef01234567/test", `{"openIds":["`+fx.openID+`"]}`), want: 404, code: minipush.ENOTFOUND, says: "campaign"},
+
 		// A bad Idempotency-Key on a route whose own answers have no 400: the key's
 		// refusal is one any admin write may give (openapi.json x-admin-writes).
 		{route: adminRoute, op: "POST campaigns/{id}/cancel", kind: malformed, name: "IdempotencyKeyBadOnCancel", req: with(fx.admin("POST", c+fx.draft+"/cancel", ""), "Idempotency-Key", "two words"), want: 400, code: minipush.EMALFORMED, says: "Idempotency-Key"},
@@ -63,6 +72,7 @@ func (fx *fixture) apiCases() []tcase {
 		"GET campaigns/{id}":                     fx.admin("GET", c+fx.draft, ""),
 		"POST campaigns/{id}/cancel":             fx.admin("POST", c+fx.draft+"/cancel", ""),
 		"GET campaigns/{id}/runs/{n}/deliveries": fx.admin("GET", c+fx.draft+"/runs/1/deliveries", ""),
+		"POST campaigns/{id}/test":               fx.admin("POST", c+fx.draft+"/test", `{"openIds":["`+fx.openID+`"]}`),
 	}
 	for op, req := range fx.templateTargets() {
 		scoped[op] = req
@@ -90,6 +100,7 @@ func (fx *fixture) apiTargets() map[string]request {
 		"POST campaigns:validate":      fx.admin("POST", "/v1/admin/campaigns:validate", campaignBody),
 		"GET apps":                     fx.admin("GET", "/v1/admin/apps", ""),
 		"GET schedule/next":            fx.admin("GET", "/v1/admin/schedule/next?cron=0+10+*+*+*", ""),
+		"POST campaigns/{id}/test":     fx.admin("POST", "/v1/admin/campaigns/"+fx.draft+"/test", `{"openIds":["`+fx.openID+`"]}`),
 	}
 }
 
@@ -151,6 +162,8 @@ func (fx *fixture) checkOpenAPI(t *testing.T) {
 		call{fx.admin("PUT", apps+"/webhook", `{"url":"http://127.0.0.1:9/hook"}`), 200},
 		call{fx.admin("GET", apps+"/webhook", ""), 200},
 		call{request{method: "GET", target: "/v1/wechat/events?" + pushQuery(demo.AppID, demo.EventToken, time.Now(), "walk1") + "&echostr=walk"}, 200},
+		// A test send to the demo user (sent with one of their grants, or no_grant).
+		call{fx.admin("POST", c+fx.draft+"/test", `{"openIds":["`+fx.openID+`"]}`), 200},
 	)
 
 	// The template registry: WeChat refuses a sync once (48001, not a token problem:
@@ -234,5 +247,6 @@ func (fx *fixture) checkOpenAPI(t *testing.T) {
 // unproduced are the documented answers the suite's system cannot give, each with why
 // and where it is tested instead.
 var unproduced = map[string]string{
+	"POST /v1/admin/campaigns/{id}/test 501":         "only a deployment with TokenEndpoint=legacy answers it, and the suite runs the template's default (stable); internal/admin's TestTestSend/ErrNoTokenSource covers it",
 	"POST /v1/admin/apps/{appId}/templates:sync 501": "only a deployment with TokenEndpoint=legacy answers it, and the suite runs the template's default (stable); internal/admin's TestTemplateSyncErrors covers it",
 }
