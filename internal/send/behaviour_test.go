@@ -244,10 +244,12 @@ func TestAbortPausesCampaign(t *testing.T) {
 func TestLostAnswers(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	f.wc.Timeout = 300 * time.Millisecond
+	// The timeout must be far above an answer's time on a loaded 2-core machine: an
+	// answer that was sent but came late would end unknown and look like a lost one.
+	f.wc.Timeout = time.Second
 	ids := f.grantedUsers(t, 150)
 	f.putCampaign(t, "c", subscribeMessage(), minipush.Policy{}, len(ids))
-	if err := f.sb.AddFault(sandbox.Fault{Path: sandbox.PathSubscribeSend, Kind: sandbox.FaultLostAnswer, Rate: 0.3, Stall: 2 * time.Second}); err != nil {
+	if err := f.sb.AddFault(sandbox.Fault{Path: sandbox.PathSubscribeSend, Kind: sandbox.FaultLostAnswer, Rate: 0.3, Stall: 3 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	h := f.handler(16)
