@@ -498,6 +498,11 @@ func scaleSend(t *testing.T, name string, campaigns int, k float64, n int, sz sc
 		t.Errorf("%s: %d recipients messaged twice", name, d)
 	}
 	st := model.Stats()
+	for _, key := range st.Keys[:min(3, len(st.Keys))] {
+		// Which of a hot key's limits it neared, for the log (the table has the larger).
+		t.Logf("%s: hot key %s %s (%s): read peak %.0f%%, write peak %.0f%%, %.1f RCU, %.1f WCU", name,
+			strings.TrimPrefix(key.Table, w.env.Prefix), key.Index, namer.kind(key.Key), 100*key.PeakReadShare, 100*key.PeakWriteShare, key.ReadUnits, key.WriteUnits)
+	}
 	return scaleRow{name: name, k: k, target: scaleSendTarget * float64(campaigns), unit: "messages", total: len(all), done: out.sent,
 		failed: out.failed, elapsed: out.elapsed, finished: out.finished, inFlight: sz.instances * sz.parallelism,
 		stats: st, kinds: kindsOf(st, w.env.Prefix, namer)}
