@@ -19,9 +19,11 @@ import (
 // skipped/frequency_cap and keeps the grant. The slot belongs to the run: a duplicate
 // or redelivery of the recipient finds the run's key in the counter and is let through
 // without counting twice. When the call then proves nothing was sent (failed, no grant
-// after a rejected grant, retry later, abort) the slot is given back
-// (dynamo.DB.ReturnCapSlot), only by the sender holding the recipient's claim: no other
-// sender of the run can be sending to that user then. A sender that dies between the
+// after a rejected grant, retry later, abort), or the customer-service step's slot
+// finds no grant (cs.go, fallBackUnclaimed), the slot is given back
+// (dynamo.DB.ReturnCapSlot), only by the sender holding the recipient's claim or whose
+// own write just made it final: no other sender of the run can be sending to that user
+// then. A sender that dies between the
 // slot and the final write leaves the slot taken: the user gets one message fewer that
 // day, never one more.
 //

@@ -64,7 +64,9 @@ func (r recipient) deliverCS(ctx context.Context) (result, error) {
 		return r.finalizeUnclaimed(ctx, minipush.OutcomeSkipped, minipush.ReasonFrequencyCap, 0)
 	}
 	if err := h.Limiter.Wait(ctx); err != nil {
-		r.returnCap(ctx)
+		// Held with the slot, as the grant path holds at its wait: the retry finds the
+		// run's key and is not counted twice. Returning it here, without the claim,
+		// could race a duplicate sender of the run (see fallBackUnclaimed).
 		return result{openID: r.openID, fate: fateHold}, nil
 	}
 	w, err = r.store().TakeCSMessage(ctx, c.AppID, r.openID, h.now())
@@ -72,7 +74,7 @@ func (r recipient) deliverCS(ctx context.Context) (result, error) {
 	case minipush.ErrorCode(err) == minipush.ECONFLICT:
 		// Closed or used up since the read (another campaign took the last message):
 		// nothing was claimed or called, so this is simply a grant recipient.
-		return r.deliverGrant(ctx, false)
+		return r.fallBackUnclaimed(ctx)
 	case err != nil:
 		return r.abandon(ctx, false, err)
 	}
@@ -141,6 +143,28 @@ func (r recipient) fallBack(ctx context.Context, reason string) (result, error) 
 	}
 	res, err := r.deliverGrant(ctx, true)
 	res.csFallback = reason
+	return res, err
+}
+
+// fallBackUnclaimed delivers on the grant path a recipient whose window count could
+// not be taken, holding the frequency-cap slot the customer-service step took but no
+// claim. The grant path takes its slot only after finding a grant, so a recipient
+// without one would end no_grant still holding ours: one message fewer that day.
+//
+// The slot is given back only once this sender's own write made the recipient final
+// (no_grant reported as fateFinal comes from finalizeUnclaimed's create or finishOwn,
+// never from resolve, which reports another sender's record), not before: the slot
+// belongs to the run, and a duplicate sender of the same run that found the run's key
+// in the counter was let through uncounted. Given back while nobody held the claim,
+// that duplicate could still claim and send under a slot no longer counted, and a
+// later campaign take it again: one message more than the cap. Once our final item is
+// written, the duplicate's claim fails (it resolves to our record) and nothing can be
+// sent for the recipient in this run, so the slot is the user's again.
+func (r recipient) fallBackUnclaimed(ctx context.Context) (result, error) {
+	res, err := r.deliverGrant(ctx, false)
+	if err == nil && res.fate == fateFinal && res.outcome == minipush.OutcomeNoGrant {
+		r.returnCap(ctx) // a no-op when finishOwn gave it back already
+	}
 	return res, err
 }
 

@@ -183,3 +183,42 @@ func TestCustomerServiceWrites(t *testing.T) {
 		t.Errorf("writes: users %d, deliveries %d, grants %d; want %d, %d, 0", users, deliveries, grants, n, 2*n)
 	}
 }
+
+// TestCustomerServiceConflictNoGrantKeepsSlot: a user whose window our copy showed open
+// when read, but whose count other campaigns used up before the take (the take
+// conflicts), goes on to the grant path; without a grant they end no_grant, and the
+// frequency-cap slot the customer-service step took for them goes back, so with one
+// message a day they still get the next campaign's. (The slot used to stay taken: the
+// unclaimed no-grant record gave nothing back.)
+func TestCustomerServiceConflictNoGrantKeepsSlot(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	u := f.sb.NewUser(appID) // no grant yet
+	f.openWindow(t, u, true)
+	for range minipush.CSWindowMessages {
+		if _, err := f.db.TakeCSMessage(t.Context(), appID, u, f.db.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	caps := cappedApp(minipush.Caps{PerDay: 1})
+	f.putCampaign(t, "cs", csMessage(), minipush.Policy{}, 1)
+	h := f.handler(1)
+	h.Store, h.Apps = staleWindows{f.db}, caps // the read sees the window fresh; the take conflicts
+	handle(t, h, events10(t, batches("cs", []string{u}, 1))[0])
+	if d := f.outcomes(t, "cs")[u]; d.Outcome != minipush.OutcomeNoGrant {
+		t.Fatalf("customer-service campaign: %s/%s, want no_grant", d.Outcome, d.Reason)
+	}
+	if n := len(f.sb.Accepted()); n != 0 {
+		t.Fatalf("WeChat accepted %d messages, want none", n)
+	}
+
+	f.putGrants(t, []minipush.Grant{subGrant(u, subTpl, time.Now().Add(240*time.Hour))})
+	f.sb.AddSubscribeGrant(appID, u, subTpl)
+	f.putCampaign(t, "next", subscribeMessage(), minipush.Policy{}, 1)
+	h = f.handler(1)
+	h.Apps = caps
+	handle(t, h, events10(t, batches("next", []string{u}, 1))[0])
+	if d := f.outcomes(t, "next")[u]; d.Outcome != minipush.OutcomeSent {
+		t.Errorf("next campaign the same day: %s/%s, want sent (the no_grant recipient's slot was given back)", d.Outcome, d.Reason)
+	}
+}
