@@ -40,6 +40,11 @@ type Run struct {
 	// Aborted is why the run's canary aborted it ("" when it did not): nothing
 	// beyond the canary was queued.
 	Aborted string `json:"aborted,omitempty"`
+	// HeldUntil is when the planner, which stopped queueing the run for quiet hours
+	// (PlanState.HeldUntil), continues with the part of the audience it has not queued
+	// (beyond Counters.Planned). The progress route shows it while it is ahead and the
+	// run still planning; a run held from its start has planned nothing yet.
+	HeldUntil time.Time `json:"heldUntil,omitzero"`
 }
 
 // RunProgress is a run's status, planned count and counters, as a counter update
@@ -73,6 +78,9 @@ type PlanState struct {
 	Cursor  PlanCursor
 	NextSeq int // the sequence number of the next batch
 	Planned int // recipients queued so far
+	// HeldUntil, when not zero, is the end of the quiet hours the planner stopped
+	// queueing for; a save with it zero clears it (the run is being queued again).
+	HeldUntil time.Time
 }
 
 // PlanCursor is where the planner stopped in each audience segment, and where the

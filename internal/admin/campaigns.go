@@ -477,6 +477,13 @@ func (h *Handler) progress(ctx context.Context, r request) (events.APIGatewayV2H
 	if runs == nil {
 		runs = []minipush.Run{}
 	}
+	for i := range runs {
+		// The planner's quiet-hours hold is shown while it lasts: once the window
+		// ended, the next tick queues the rest (and clears it).
+		if r := &runs[i]; r.Status != minipush.RunPlanning || !r.HeldUntil.After(h.Now()) {
+			r.HeldUntil = time.Time{}
+		}
+	}
 	out := struct {
 		ID        string                  `json:"id"`
 		Status    minipush.CampaignStatus `json:"status"`

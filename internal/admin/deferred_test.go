@@ -12,6 +12,7 @@ import (
 
 	"minipush"
 	"minipush/internal/admin"
+	"minipush/internal/dev/apispec"
 	"minipush/internal/dev/testenv"
 	"minipush/internal/dynamo"
 	"minipush/internal/plan"
@@ -99,4 +100,99 @@ func TestProgressDeferred(t *testing.T) {
 
 	setClock(end)
 	notDeferred("at the window's end", "mk")
+}
+
+// TestProgressHeldByPlanner: a marketing run due inside quiet hours is held by the
+// planner before it queues anyone, so no recipient is deferred; progress, through the
+// operator API, shows the hold as the run's heldUntil (the window's end, 08:00
+// Asia/Shanghai), documented in openapi.json, while the transactional campaign due at
+// the same moment is sending without one. At 08:00 the hold is no longer shown, and the
+// first tick queues the whole audience and clears it.
+func TestProgressHeldByPlanner(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t)
+	db := dynamo.New(env.DynamoDB, dynamo.Tables{
+		Grants: env.Table("GrantsTable"), Users: env.Table("UsersTable"), Campaigns: env.Table("CampaignsTable"),
+		Audience: env.Table("AudienceTable"), Deliveries: env.Table("DeliveriesTable"), State: env.Table("StateTable"),
+	})
+	doc, err := apispec.Parse(admin.OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	clock := time.Date(2026, 11, 25, 23, 0, 0, 0, sh)
+	setClock := func(t time.Time) { mu.Lock(); clock = t; mu.Unlock() }
+	db.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	apps := map[string]minipush.App{"wx1": {AppID: "wx1", TimeZone: "Asia/Shanghai",
+		QuietHours: &minipush.QuietHours{Start: "22:00", End: "08:00"}}}
+	h := admin.New(db, token, []string{"wx1"})
+	h.Now, h.Apps = db.Now, apps
+	ids := []string{"mk", "tx"}
+	next := 0
+	h.NewID = func() string { next++; return ids[next-1] }
+	const n = 5
+	policies := []string{`{"canaryPercent":0}`, `{"canaryPercent":0,"transactional":true}`}
+	for i, id := range ids {
+		body := strings.Replace(subscribeCampaign, `"audience":{"kind":"list"}`, `"audience":{"kind":"list"},"policy":`+policies[i], 1)
+		mustOK(t, h, call{method: "POST", target: "/v1/admin/campaigns", body: body}, 201, nil)
+		mustOK(t, h, call{method: "POST", target: "/v1/admin/campaigns/" + id + "/audience",
+			body: `{"openIds":["oA","oB","oC","oD","oE"]}`}, 200, nil)
+		mustOK(t, h, call{method: "POST", target: "/v1/admin/campaigns/" + id + "/schedule", body: `{"now":true}`}, 200, nil)
+	}
+	p := &plan.Handler{DB: db, Queue: queue.New(env.SQS, env.Queue("SendQueue").URL), Now: db.Now,
+		Log: slog.New(slog.DiscardHandler), Apps: apps}
+	tick := func() {
+		t.Helper()
+		if err := p.Handle(t.Context(), events.EventBridgeEvent{ID: "tick"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type progress struct {
+		Status  minipush.CampaignStatus `json:"status"`
+		Current *minipush.Run           `json:"current"`
+	}
+	get := func(id string) progress {
+		t.Helper()
+		c := call{method: "GET", target: "/v1/admin/campaigns/" + id + "/progress"}
+		resp := do(t, h, c)
+		if err := doc.Observe(c.method, c.target, resp.StatusCode, resp.Headers["Content-Type"], []byte(resp.Body)); err != nil {
+			t.Errorf("progress of %s against openapi.json: %v", id, err)
+		}
+		var out progress
+		mustOK(t, h, c, 200, &out)
+		if out.Current == nil {
+			t.Fatalf("%s: progress %+v without a current run", id, out)
+		}
+		return out
+	}
+
+	tick() // 23:00: the marketing run is held before queueing anyone
+	end := time.Date(2026, 11, 26, 8, 0, 0, 0, sh)
+	if pr := get("mk"); pr.Status != minipush.StatusPlanning || pr.Current.Status != minipush.RunPlanning ||
+		pr.Current.Counters.Planned != 0 || !pr.Current.HeldUntil.Equal(end) || pr.Current.Deferred != 0 {
+		t.Errorf("inside the window: %s, run %+v; want planning, nothing planned or deferred, held until %v", pr.Status, *pr.Current, end)
+	}
+	if pr := get("tx"); pr.Status != minipush.StatusSending || pr.Current.Counters.Planned != n || !pr.Current.HeldUntil.IsZero() {
+		t.Errorf("transactional: %s, run %+v; want sending with %d planned and no hold", pr.Status, *pr.Current, n)
+	}
+
+	setClock(end) // the window is over; the planner has not ticked yet
+	if pr := get("mk"); !pr.Current.HeldUntil.IsZero() {
+		t.Errorf("at the window's end: held until %v, want no hold shown", pr.Current.HeldUntil)
+	}
+	tick()
+	if pr := get("mk"); pr.Status != minipush.StatusSending || pr.Current.Counters.Planned != n || !pr.Current.HeldUntil.IsZero() {
+		t.Errorf("after the window's first tick: %s, run %+v; want sending with %d planned and no hold", pr.Status, *pr.Current, n)
+	}
+	runs, err := db.CampaignRuns(t.Context(), "mk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 1 || !runs[0].HeldUntil.IsZero() {
+		t.Errorf("stored runs %+v, want one without heldUntil", runs)
+	}
 }

@@ -35,6 +35,8 @@ import (
 //	occurrence          N, epoch seconds: the due time the run was started for, so a
 //	                      resume can tell a run interrupted past its occurrence
 //	                      (ResumeCampaign)
+//	heldUntil           N, epoch seconds: the end of the quiet hours the planner
+//	                      stopped queueing for (absent when not held)
 //	sent, noGrant, skipped, unknown, holdout (of skipped), failed_<reason>
 //	                    N, flat counters, ADDed once per send invocation
 //	progressAt          N, epoch seconds: the last sign of progress (planning
@@ -159,15 +161,23 @@ func (d *DB) SavePlanCursor(ctx context.Context, campaignID string, run int, own
 	if err != nil {
 		return fmt.Errorf("dynamo: encode plan cursor: %w", err)
 	}
+	update := "SET #cursor = :cursor, nextSeq = :seq, planned = :planned, leaseUntil = :until"
+	vals := map[string]types.AttributeValue{
+		":planning": strAV(string(minipush.RunPlanning)), ":owner": strAV(owner), ":cursor": strAV(string(cur)),
+		":seq": numAV(int64(st.NextSeq)), ":planned": numAV(int64(st.Planned)), ":until": numAV(leaseUntil.UnixMilli()),
+	}
+	if st.HeldUntil.IsZero() {
+		update += " REMOVE heldUntil" // queued again (removing an absent attribute costs nothing more)
+	} else {
+		update += ", heldUntil = :held"
+		vals[":held"] = numAV(st.HeldUntil.Unix())
+	}
 	_, err = d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
-		ConditionExpression:      aws.String("#status = :planning AND #owner = :owner"),
-		UpdateExpression:         aws.String("SET #cursor = :cursor, nextSeq = :seq, planned = :planned, leaseUntil = :until"),
-		ExpressionAttributeNames: map[string]string{"#status": "status", "#owner": "owner", "#cursor": "cursor"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":planning": strAV(string(minipush.RunPlanning)), ":owner": strAV(owner), ":cursor": strAV(string(cur)),
-			":seq": numAV(int64(st.NextSeq)), ":planned": numAV(int64(st.Planned)), ":until": numAV(leaseUntil.UnixMilli()),
-		},
+		ConditionExpression:       aws.String("#status = :planning AND #owner = :owner"),
+		UpdateExpression:          aws.String(update),
+		ExpressionAttributeNames:  map[string]string{"#status": "status", "#owner": "owner", "#cursor": "cursor"},
+		ExpressionAttributeValues: vals,
 	})
 	if err != nil {
 		return conflict(err, "dynamo: save plan cursor of %s#%d", campaignID, run)
@@ -188,7 +198,7 @@ func (d *DB) FinishRun(ctx context.Context, campaignID string, run int, owner st
 		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
 		ConditionExpression: aws.String("#status = :planning AND #owner = :owner"),
 		UpdateExpression: aws.String("SET #status = :sending, planned = :planned, sendingAt = :now, " +
-			"progressAt = :now REMOVE #owner, leaseUntil, #cursor"),
+			"progressAt = :now REMOVE #owner, leaseUntil, #cursor, heldUntil"),
 		ExpressionAttributeNames: map[string]string{"#status": "status", "#owner": "owner", "#cursor": "cursor"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":planning": strAV(string(minipush.RunPlanning)), ":owner": strAV(owner), ":sending": strAV(string(minipush.RunSending)),
@@ -569,6 +579,9 @@ func (d *DB) CampaignRuns(ctx context.Context, id string) ([]minipush.Run, error
 			r := minipush.Run{N: n, Status: prog.Status, Counters: prog.Counters, Occurrence: prog.Occurrence}
 			if a, ok := item["aborted"].(*types.AttributeValueMemberS); ok {
 				r.Aborted = a.Value // canary.go
+			}
+			if held := int64(intAttr(item["heldUntil"])); held > 0 {
+				r.HeldUntil = time.Unix(held, 0).UTC() // the planner's quiet-hours hold
 			}
 			runs = append(runs, r)
 		}

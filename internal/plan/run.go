@@ -74,8 +74,14 @@ func (p *runPlanner) plan(ctx context.Context) (bool, error) {
 		if until, quiet := p.h.quietUntil(p.c, p.h.now()); quiet {
 			// Quiet hours: queue nothing more. The run stays planning with its cursor and
 			// the lease released, so the first tick after the window continues it; what
-			// was queued before is deferred by send.
-			if err := p.release(ctx); err != nil {
+			// was queued before is deferred by send. The run records until when it is
+			// held, so progress shows the wait of the part not queued (a run held from
+			// its start has no queued recipient to show as deferred); the next save after
+			// the window clears it.
+			p.st.HeldUntil = until
+			err := p.release(ctx)
+			p.st.HeldUntil = time.Time{}
+			if err != nil {
 				return false, err
 			}
 			p.log.InfoContext(ctx, "plan: quiet hours; the rest of the audience is held", "until", until, "planned", p.st.Planned)
