@@ -127,7 +127,18 @@ const (
 	// ReceiptUnknown: no delivery has the msgid (yet: the sender may not have recorded
 	// WeChat's answer when the receipt arrives; or never, for a msgid not ours).
 	ReceiptUnknown
+	// ReceiptAmbiguous: no delivery has the msgid, and the time window around the
+	// receipt holds several of the user's deliveries of the template that it could
+	// be for: nothing changed, as crediting the wrong one would be worse.
+	ReceiptAmbiguous
 )
+
+// ReceiptUser is the key under which a sent subscribe message is indexed for its
+// receipt: the app, the recipient and the template, which every sent event names
+// (FromUserName, TemplateId) whether or not WeChat's answer carried a msgid.
+func ReceiptUser(appID, openID, templateID string) string {
+	return appID + "#" + openID + "#" + templateID
+}
 
 // State is the receipt state the receipt moves a sent delivery to.
 func (r Receipt) State() ReceiptState {

@@ -235,7 +235,7 @@ func TestCampaignFlow(t *testing.T) {
 			LeaseUntil: now.Add(time.Minute), ExpiresAt: now.Add(time.Hour)}); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.FinishDelivery(ctx, rk, "oM", "s", time.Time{}, minipush.OutcomeSent, "", 0, "9007199254740993", false); err != nil {
+		if err := db.FinishDelivery(ctx, rk, "oM", "s", time.Time{}, minipush.OutcomeSent, "", 0, "9007199254740993", ""); err != nil {
 			t.Fatal(err)
 		}
 		var res struct {

@@ -17,8 +17,13 @@ import (
 // Receipts: WeChat's subscribe_msg_sent_event reports, for each message it sent, whether
 // an asynchronous failure kept it from the user (ErrorCode 0 means none was reported,
 // which is not a read receipt). Each List item names the message by the msgid its send
-// was answered with; the sender kept that msgid on the delivery, so the receipt moves
-// that delivery from sent to delivered or async_failed (dynamo.DB.RecordReceipt).
+// was answered with, and the push names the user (FromUserName) and the item the
+// template; the sender indexed the delivery by user, template and time, so the receipt
+// moves that delivery from sent to delivered or async_failed (dynamo.DB.RecordReceipt):
+// the one with the item's msgid, else, for a send whose answer carried no msgid, the
+// one candidate of a time window around the push's CreateTime. Several candidates are
+// ambiguous: acknowledged, counted (metrics.Receipts, Result=ambiguous), nothing
+// changed, as crediting the wrong delivery is worse than crediting none.
 //
 // Parsing follows what WeChat really sends (WECHAT.md §8), which several SDKs got wrong:
 // XML with the SubscribeMsgSentEvent wrapper, JSON without it (and with it, should it
@@ -27,19 +32,12 @@ import (
 //
 // A push is validated whole before anything is written: one item that does not parse
 // refuses the push (400, so WeChat retries and the log shows it) and applies nothing.
-// An item whose msgid matches no delivery changes nothing. While the push is fresh
+// An item that matches no delivery changes nothing. While the push is fresh
 // (CreateTime within ReceiptGrace) it is answered 503 so that WeChat retries it: the
-// receipt can overtake the sender's final write, which stores the msgid (seen locally
-// with a loaded DynamoDB Local), and a retry finds it. The rest of such a push is
-// recorded meanwhile and not counted again on the retry. Older ones are acknowledged
-// and only counted as unmatched.
-//
-// Fallback when the msgid matches nothing: none. DESIGN suggests openid + template +
-// a time window, but a delivery is keyed by (run, openid) and nothing indexes a user's
-// deliveries across runs; such an index would cost a write with every delivery of every
-// outcome to serve the receipts of sends whose answer lacked a msgid, which the sandbox
-// never does and WeChat does rarely (WECHAT.md §8). Those receipts are counted as
-// unmatched (metrics.Receipts, Result=unmatched) so an operator sees whether it matters.
+// receipt can overtake the sender's final write, which stores the msgid and the index
+// keys (seen locally with a loaded DynamoDB Local), and a retry finds it. The rest of
+// such a push is recorded meanwhile and not counted again on the retry. Older ones are
+// acknowledged and only counted as unmatched.
 //
 // https://developers.weixin.qq.com/miniprogram/dev/framework/open-ability/subscribe-message.html
 
@@ -145,7 +143,7 @@ func (h *Handler) applyReceipts(ctx context.Context, log *slog.Logger, app minip
 		log.Info("receipts off for the app; push acknowledged", "items", len(rs))
 		return nil
 	}
-	var recorded, unmatched, failed, early int
+	var recorded, unmatched, failed, early, ambiguous int
 	for _, r := range rs {
 		res, err := h.Store.RecordReceipt(ctx, r)
 		if err != nil {
@@ -156,6 +154,11 @@ func (h *Handler) applyReceipts(ctx context.Context, log *slog.Logger, app minip
 		case res == minipush.ReceiptUnknown && h.Now().Sub(r.At) < ReceiptGrace:
 			early++
 			result = "early"
+		case res == minipush.ReceiptAmbiguous:
+			// Not retried: the window's candidates stay as many, and one more send in it
+			// could only add to them.
+			ambiguous++
+			result = "ambiguous"
 		case res != minipush.ReceiptRecorded:
 			unmatched++
 			result = "unmatched"
@@ -170,7 +173,7 @@ func (h *Handler) applyReceipts(ctx context.Context, log *slog.Logger, app minip
 	}
 	// Unmatched is normal for a replay or WeChat's retry; counts only, no msgid or
 	// openid (the user is the pseudonym the caller's logger carries).
-	log.Info("receipts", "items", len(rs), "recorded", recorded, "async_failed", failed, "unmatched", unmatched, "early", early)
+	log.Info("receipts", "items", len(rs), "recorded", recorded, "async_failed", failed, "unmatched", unmatched, "early", early, "ambiguous", ambiguous)
 	if early > 0 {
 		return minipush.Errorf(minipush.EUNAVAILABLE, "%d receipts name a msgid no delivery holds yet: retry", early)
 	}

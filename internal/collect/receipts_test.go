@@ -19,6 +19,7 @@ import (
 
 	"minipush"
 	"minipush/internal/collect"
+	"minipush/internal/dynamo"
 )
 
 // receiptCampaign is the campaign the receipt tests' deliveries belong to (24 hex
@@ -27,19 +28,33 @@ const receiptCampaign = "c0ffee00c0ffee00c0ffee01"
 
 // sentDelivery stores a delivery of a run that send finished as sent with msgID, the
 // way send does for an app with receipts on (a claim, then the final write that keeps
-// the msgid and indexes it), expiring at expires.
+// the msgid and indexes it), expiring at expires, sent now. Its template is the one the
+// pushes below name for it: TPL-A in run 1, TPL-B (their second item) in run 2.
 func (f *fixture) sentDelivery(t *testing.T, run int, openID, msgID string, expires time.Time) {
 	t.Helper()
+	tpl := "TPL-A"
+	if run == 2 {
+		tpl = "TPL-B"
+	}
+	f.sentDeliveryAt(t, run, openID, tpl, msgID, f.now, expires)
+}
+
+// sentDeliveryAt is sentDelivery of template tpl with WeChat's answer at sentAt
+// (msgID "" for an answer without one).
+func (f *fixture) sentDeliveryAt(t *testing.T, run int, openID, tpl, msgID string, sentAt, expires time.Time) {
+	t.Helper()
 	ctx := t.Context()
+	db := *f.db // the same tables, on a clock of its own: the answer's time
+	db.Now = func() time.Time { return sentAt }
 	runKey := minipush.RunKey(receiptCampaign, run)
-	_, err := f.db.CreateDelivery(ctx, minipush.Delivery{
+	_, err := db.CreateDelivery(ctx, minipush.Delivery{
 		RunKey: runKey, OpenID: openID, State: minipush.DeliverySending, Owner: "sender-1",
-		LeaseUntil: f.now.Add(time.Minute), GrantID: "g1", ExpiresAt: expires,
+		LeaseUntil: sentAt.Add(time.Minute), GrantID: "g1", ExpiresAt: expires,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.db.FinishDelivery(ctx, runKey, openID, "sender-1", time.Time{}, minipush.OutcomeSent, "", 0, msgID, true); err != nil {
+	if err := db.FinishDelivery(ctx, runKey, openID, "sender-1", time.Time{}, minipush.OutcomeSent, "", 0, msgID, minipush.ReceiptUser(appID, openID, tpl)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -283,6 +298,98 @@ func TestReceipts(t *testing.T) {
 	})
 }
 
+// TestReceiptsFallback: a receipt whose MsgID no delivery holds (WeChat's answer to the
+// send carried none) finds its delivery by the user, the template and a window around
+// its CreateTime, when exactly one candidate is left; several change nothing; a msgid
+// match wins over a candidate closer in time; a replay counts once.
+func TestReceiptsFallback(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ids := &msgIDs{}
+	created := strconv.FormatInt(f.now.Unix(), 10)
+	expires := f.now.Add(24 * time.Hour)
+	want := 0
+	push := func(t *testing.T, user, msgID string, status int) {
+		t.Helper()
+		if resp := f.do(t, f.push("POST", fmt.Sprintf(sentJSONObject, user, msgID, "", created), nil)); resp.StatusCode != status {
+			t.Fatalf("push %d %s, want %d", resp.StatusCode, resp.Body, status)
+		}
+	}
+	counted := func(t *testing.T) {
+		t.Helper()
+		if c := f.receiptCounts(t); c.Delivered != want || c.AsyncFailed != 0 {
+			t.Fatalf("receipt counters %+v, want %d delivered", c, want)
+		}
+	}
+
+	t.Run("NoMsgIDMatchesByWindow", func(t *testing.T) {
+		user := f.sb.NewUser(appID)
+		// Outside the window (or another template, or another msgid): never candidates.
+		f.sentDeliveryAt(t, 1, user, "TPL-A", "", f.now.Add(-dynamo.ReceiptWindowBefore-time.Minute), expires)
+		f.sentDeliveryAt(t, 2, user, "TPL-B", "", f.now.Add(-time.Minute), expires)
+		f.sentDeliveryAt(t, 3, user, "TPL-A", ids.next(), f.now.Add(-time.Minute), expires)
+		f.sentDeliveryAt(t, 4, user, "TPL-A", "", f.now.Add(-3*time.Minute), expires)
+		id := ids.next()
+		push(t, user, id, http.StatusOK)
+		for run, want := range map[int]minipush.ReceiptState{1: "", 2: "", 3: "", 4: minipush.ReceiptDelivered} {
+			if d := f.delivery(t, run, user); d.Receipt != want {
+				t.Fatalf("run %d's delivery %+v, want receipt %q", run, d, want)
+			}
+		}
+		want++
+		counted(t)
+		// WeChat's retry and a replay count once, even with a second candidate sent
+		// since: the replay is known by the MsgID the first one left.
+		f.sentDeliveryAt(t, 5, user, "TPL-A", "", f.now.Add(-time.Minute), expires)
+		push(t, user, id, http.StatusOK)
+		push(t, user, id, http.StatusOK)
+		if d := f.delivery(t, 5, user); d.Receipt != "" {
+			t.Fatalf("a replay recorded on the second candidate: %+v", d)
+		}
+		counted(t)
+	})
+
+	t.Run("TwoCandidatesChangeNothing", func(t *testing.T) {
+		user := f.sb.NewUser(appID)
+		f.sentDeliveryAt(t, 1, user, "TPL-A", "", f.now.Add(-5*time.Minute), expires)
+		push(t, user, ids.next(), http.StatusOK) // one candidate: recorded
+		want++
+		counted(t)
+		// Two more without a msgid and without a receipt: ambiguous, acknowledged.
+		f.sentDeliveryAt(t, 2, user, "TPL-A", "", f.now.Add(-2*time.Minute), expires)
+		f.sentDeliveryAt(t, 3, user, "TPL-A", "", f.now.Add(-time.Second), expires)
+		before := f.deliveriesSnapshot(t)
+		push(t, user, ids.next(), http.StatusOK)
+		if after := f.deliveriesSnapshot(t); after != before {
+			t.Fatalf("an ambiguous receipt changed deliveries:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+		counted(t)
+	})
+
+	t.Run("MsgIDWinsOverCloserCandidate", func(t *testing.T) {
+		user := f.sb.NewUser(appID)
+		id := ids.next()
+		f.sentDeliveryAt(t, 1, user, "TPL-A", id, f.now.Add(-8*time.Minute), expires)
+		f.sentDeliveryAt(t, 2, user, "TPL-A", "", f.now.Add(-5*time.Second), expires)
+		push(t, user, id, http.StatusOK)
+		if d := f.delivery(t, 1, user); d.Receipt != minipush.ReceiptDelivered {
+			t.Fatalf("the msgid's delivery %+v, want delivered", d)
+		}
+		if d := f.delivery(t, 2, user); d.Receipt != "" {
+			t.Fatalf("the closer candidate %+v got the msgid's receipt", d)
+		}
+		want++
+		counted(t)
+		// The candidate's own receipt then finds it: the one left without a receipt.
+		push(t, user, ids.next(), http.StatusOK)
+		if d := f.delivery(t, 2, user); d.Receipt != minipush.ReceiptDelivered {
+			t.Fatalf("the candidate's delivery %+v, want delivered", d)
+		}
+		want++
+		counted(t)
+	})
+}
+
 // TestReceiptsUnparsable: a sent event any of whose items does not parse is answered
 // 400 (WeChat retries a non-2xx push, and the log shows it) and applies nothing, not
 // even its good items; the log names no openid.
@@ -387,16 +494,15 @@ func TestReceiptsOff(t *testing.T) {
 	plain, indexed := f.sb.NewUser(appID), f.sb.NewUser(appID)
 	plainID, indexedID := ids.next(), ids.next()
 	for _, d := range []struct {
-		user, msgID string
-		receipts    bool
-	}{{plain, plainID, false}, {indexed, indexedID, true}} {
+		user, msgID, rcptUser string
+	}{{plain, plainID, ""}, {indexed, indexedID, minipush.ReceiptUser(appID, indexed, "TPL-A")}} {
 		if _, err := f.db.CreateDelivery(ctx, minipush.Delivery{
 			RunKey: runKey, OpenID: d.user, State: minipush.DeliverySending, Owner: "sender-1",
 			LeaseUntil: f.now.Add(time.Minute), GrantID: "g1", ExpiresAt: f.now.Add(24 * time.Hour),
 		}); err != nil {
 			t.Fatal(err)
 		}
-		if err := f.db.FinishDelivery(ctx, runKey, d.user, "sender-1", time.Time{}, minipush.OutcomeSent, "", 0, d.msgID, d.receipts); err != nil {
+		if err := f.db.FinishDelivery(ctx, runKey, d.user, "sender-1", time.Time{}, minipush.OutcomeSent, "", 0, d.msgID, d.rcptUser); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -40,10 +40,12 @@ type deliveryItem struct {
 	Reason     string `dynamodbav:"reason,omitempty"`
 	ErrCode    int    `dynamodbav:"errcode,omitempty"`
 	MsgID      string `dynamodbav:"msgId,omitempty"` // decimal, as WeChat's int64 exceeds 2^53
-	// RcptMsgID is MsgID again, as the key of the ByMsgID index, only on the deliveries
+	// RcptUser (minipush.ReceiptUser) and SentAt, the time of WeChat's answer, are the
+	// keys of the ByRecipient index (receipts.go), only on the sent subscribe messages
 	// of apps with receipts on (minipush.App.Receipts): the index is sparse, so other
-	// apps' sends write no index entry.
-	RcptMsgID string `dynamodbav:"rcptMsgId,omitempty"`
+	// apps' sends and other outcomes write no index entry.
+	RcptUser   string `dynamodbav:"rcptUser,omitempty"`
+	SentAt     int64  `dynamodbav:"sentAt,omitempty"`
 	Channel    string `dynamodbav:"channel,omitempty"`
 	CSFallback string `dynamodbav:"csFallback,omitempty"`
 	UpdatedAt  int64  `dynamodbav:"updatedAt"`
@@ -52,6 +54,9 @@ type deliveryItem struct {
 	Receipt       string `dynamodbav:"receipt,omitempty"`
 	ReceiptCode   int    `dynamodbav:"receiptCode,omitempty"`
 	ReceiptStatus string `dynamodbav:"receiptStatus,omitempty"`
+	// ReceiptMsgID is the MsgID of the receipt a delivery without msgId was matched to
+	// by the time window, so that a replay of that receipt is known.
+	ReceiptMsgID string `dynamodbav:"receiptMsgId,omitempty"`
 }
 
 func (it deliveryItem) delivery() minipush.Delivery {
@@ -157,10 +162,12 @@ func (d *DB) CreateDelivery(ctx context.Context, dl minipush.Delivery) (minipush
 // FinishDelivery makes a claimed delivery final, only if it is still claimed by owner
 // (and, when leaseUntil is not zero, with exactly that lease: taking over a crashed
 // sender's claim). msgID ("" for none) is WeChat's id of a sent message, kept in the
-// same write; with receipts (the app's minipush.App.Receipts) it is also written as
-// the ByMsgID index key so a receipt can find the delivery, which costs the index
-// entry's write unit. It returns ECONFLICT when the claim is no longer owner's.
-func (d *DB) FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, outcome minipush.Outcome, reason string, errcode int, msgID string, receipts bool) error {
+// same write. rcptUser ("" for none: the app has receipts off, or the message is not a
+// subscribe message) is minipush.ReceiptUser of a sent message: written with the time
+// as the ByRecipient index keys so a receipt can find the delivery, with or without a
+// msgid, which costs the index entry's write unit. It returns ECONFLICT when the claim
+// is no longer owner's.
+func (d *DB) FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, outcome minipush.Outcome, reason string, errcode int, msgID, rcptUser string) error {
 	cond := "#state = :sending AND #owner = :owner"
 	vals := map[string]types.AttributeValue{
 		":sending": strAV(string(minipush.DeliverySending)), ":owner": strAV(owner), ":final": strAV(string(minipush.DeliveryFinal)),
@@ -182,9 +189,11 @@ func (d *DB) FinishDelivery(ctx context.Context, runKey, openID, owner string, l
 	if msgID != "" {
 		set += ", msgId = :msgid"
 		vals[":msgid"] = strAV(msgID)
-		if receipts {
-			set += ", rcptMsgId = :msgid"
-		}
+	}
+	if rcptUser != "" && outcome == minipush.OutcomeSent {
+		// sentAt is :now, the answer's time, which the receipt's window is around.
+		set += ", rcptUser = :ru, sentAt = :now"
+		vals[":ru"] = strAV(rcptUser)
 	}
 	_, err := d.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: aws.String(d.Tables.Deliveries), Key: deliveryKey(runKey, openID),

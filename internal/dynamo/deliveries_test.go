@@ -23,9 +23,9 @@ func TestListDeliveries(t *testing.T) {
 		var err error
 		switch i % 3 {
 		case 0:
-			err = db.FinishDelivery(ctx, runKey, u, "s", time.Time{}, minipush.OutcomeFailed, "unreachable", 0, "", false)
+			err = db.FinishDelivery(ctx, runKey, u, "s", time.Time{}, minipush.OutcomeFailed, "unreachable", 0, "", "")
 		case 1:
-			err = db.FinishDelivery(ctx, runKey, u, "s", time.Time{}, minipush.OutcomeSent, "", 0, "", false)
+			err = db.FinishDelivery(ctx, runKey, u, "s", time.Time{}, minipush.OutcomeSent, "", 0, "", "")
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -114,22 +114,22 @@ func TestDeliveryClaim(t *testing.T) {
 		}
 	})
 	t.Run("OnlyTheOwnerFinishes", func(t *testing.T) {
-		if err := db.FinishDelivery(ctx, rk, "u1", "b", time.Time{}, minipush.OutcomeSent, "", 0, "", false); minipush.ErrorCode(err) != minipush.ECONFLICT {
+		if err := db.FinishDelivery(ctx, rk, "u1", "b", time.Time{}, minipush.OutcomeSent, "", 0, "", ""); minipush.ErrorCode(err) != minipush.ECONFLICT {
 			t.Errorf("finish by b: %v, want ECONFLICT", err)
 		}
 		if err := db.DeleteClaim(ctx, rk, "u1", "b"); minipush.ErrorCode(err) != minipush.ECONFLICT {
 			t.Errorf("delete by b: %v, want ECONFLICT", err)
 		}
 		// Taking over a crashed claim names its lease: a stale view of it loses.
-		if err := db.FinishDelivery(ctx, rk, "u1", "a", clk.Now(), minipush.OutcomeUnknown, "sender_lost", 0, "", false); minipush.ErrorCode(err) != minipush.ECONFLICT {
+		if err := db.FinishDelivery(ctx, rk, "u1", "a", clk.Now(), minipush.OutcomeUnknown, "sender_lost", 0, "", ""); minipush.ErrorCode(err) != minipush.ECONFLICT {
 			t.Errorf("take-over with the wrong lease: %v, want ECONFLICT", err)
 		}
 	})
 	t.Run("FinalIsFinal", func(t *testing.T) {
-		if err := db.FinishDelivery(ctx, rk, "u1", "a", time.Time{}, minipush.OutcomeFailed, "user_refused", 43101, "", false); err != nil {
+		if err := db.FinishDelivery(ctx, rk, "u1", "a", time.Time{}, minipush.OutcomeFailed, "user_refused", 43101, "", ""); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.FinishDelivery(ctx, rk, "u1", "a", time.Time{}, minipush.OutcomeSent, "", 0, "", false); minipush.ErrorCode(err) != minipush.ECONFLICT {
+		if err := db.FinishDelivery(ctx, rk, "u1", "a", time.Time{}, minipush.OutcomeSent, "", 0, "", ""); minipush.ErrorCode(err) != minipush.ECONFLICT {
 			t.Errorf("second finish: %v, want ECONFLICT", err)
 		}
 		if err := db.DeleteClaim(ctx, rk, "u1", "a"); minipush.ErrorCode(err) != minipush.ECONFLICT {

@@ -141,7 +141,7 @@ func (f *fixture) counted(parallelism int) (*send.Handler, *writeCounter) {
 // one invocation: 3.07 write units a message here; at the bench's 1000 in 10 messages,
 // 3.007; a timed counter flush (CounterFlush, every second an invocation runs) adds one
 // unit. An app with receipts on (minipush.App.Receipts) pays one unit more per sent
-// subscribe message, the ByMsgID entry of its final write: 4n + 7; without, none.
+// subscribe message, the ByRecipient entry of its final write: 4n + 7; without, none.
 func TestWritesPerMessage(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -191,10 +191,10 @@ func testWritesPerMessage(t *testing.T, receiptsOn bool) {
 	// status change 3 (item, and its ByStatus entry moved: a delete and a put) = 3n + 7.
 	// With the index keys on the run item, each counter update (one per SQS message)
 	// was 2 and the run marked done 2: 3n + 9. With receipts on, each sent message's
-	// final write adds its ByMsgID entry (issue #14): 4n + 7; with them off, no entry
+	// final write adds its ByRecipient entry (issue #14): 4n + 7; with them off, no entry
 	// (every send wrote one before receipts were opt-in: 4n + 7 either way).
 	units := wc.units[f.db.Tables.Grants] + wc.units[f.db.Tables.Deliveries] + wc.units[f.db.Tables.Campaigns]
-	receipts := wc.index[dynamo.DeliveriesByMsgID]
+	receipts := wc.index[dynamo.DeliveriesByRecipient]
 	t.Logf("receipts %v: %.0f write units, %.3f a message, of which the receipts index %.0f, %d timed flushes allowed (by table %v, by index %v)",
 		receiptsOn, units, units/n, receipts, flushes, wc.units, wc.index)
 	wantIndex := 0.0
@@ -202,7 +202,7 @@ func testWritesPerMessage(t *testing.T, receiptsOn bool) {
 		wantIndex = n
 	}
 	if receipts != wantIndex {
-		t.Errorf("receipts %v: %.0f ByMsgID write units for %d sent, want %.0f", receiptsOn, receipts, n, wantIndex)
+		t.Errorf("receipts %v: %.0f ByRecipient write units for %d sent, want %.0f", receiptsOn, receipts, n, wantIndex)
 	}
 	if limit := float64(3*n+7+flushes) + wantIndex; units > limit {
 		t.Errorf("receipts %v: %.0f write units for %d sent (%.3f a message), want at most %.0f (%.3f)",

@@ -26,7 +26,7 @@ const DeadLetterReason = "dead_letter"
 type DeadLetterStore interface {
 	Deliveries(ctx context.Context, runKey string, openIDs []string) (map[string]minipush.Delivery, error)
 	CreateDelivery(ctx context.Context, d minipush.Delivery) (minipush.Delivery, error)
-	FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, outcome minipush.Outcome, reason string, errcode int, msgID string, receipts bool) error
+	FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, outcome minipush.Outcome, reason string, errcode int, msgID, rcptUser string) error
 	GetGrant(ctx context.Context, appID, openID, grantID string) (minipush.Grant, error)
 	SpendGrant(ctx context.Context, g minipush.Grant) error
 	runCounters
@@ -185,7 +185,7 @@ func (d *DeadLetter) finalize(ctx context.Context, b minipush.Batch, runKey, ope
 		case d.now().Before(dl.LeaseUntil):
 			return "", errClaimLive
 		}
-		err := d.Store.FinishDelivery(ctx, runKey, openID, dl.Owner, dl.LeaseUntil, minipush.OutcomeUnknown, DeadLetterReason, 0, "", false)
+		err := d.Store.FinishDelivery(ctx, runKey, openID, dl.Owner, dl.LeaseUntil, minipush.OutcomeUnknown, DeadLetterReason, 0, "", "")
 		switch {
 		case err == nil:
 			d.spendClaimed(ctx, b, openID, dl)

@@ -41,11 +41,11 @@ func (storeWithout) Deliveries(context.Context, string, []string) (map[string]mi
 // between WeChat's OK and the final write.
 type crashingStore struct{ send.Store }
 
-func (s crashingStore) FinishDelivery(ctx context.Context, runKey, openID, owner string, lease time.Time, o minipush.Outcome, reason string, errcode int, msgID string, receipts bool) error {
+func (s crashingStore) FinishDelivery(ctx context.Context, runKey, openID, owner string, lease time.Time, o minipush.Outcome, reason string, errcode int, msgID, rcptUser string) error {
 	if o == minipush.OutcomeSent {
 		return errors.New("crashed before recording")
 	}
-	return s.Store.FinishDelivery(ctx, runKey, openID, owner, lease, o, reason, errcode, msgID, receipts)
+	return s.Store.FinishDelivery(ctx, runKey, openID, owner, lease, o, reason, errcode, msgID, rcptUser)
 }
 
 // failedIDs returns the message ids Handle asked SQS to redeliver.

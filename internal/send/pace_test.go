@@ -28,8 +28,8 @@ func (s *readOrderStore) Deliveries(ctx context.Context, runKey string, openIDs 
 	return s.Store.Deliveries(ctx, runKey, openIDs)
 }
 
-func (s *readOrderStore) FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, o minipush.Outcome, reason string, errcode int, msgID string, receipts bool) error {
-	err := s.Store.FinishDelivery(ctx, runKey, openID, owner, leaseUntil, o, reason, errcode, msgID, receipts)
+func (s *readOrderStore) FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, o minipush.Outcome, reason string, errcode int, msgID, rcptUser string) error {
+	err := s.Store.FinishDelivery(ctx, runKey, openID, owner, leaseUntil, o, reason, errcode, msgID, rcptUser)
 	s.finished.Add(1)
 	return err
 }

@@ -137,7 +137,7 @@ func (r recipient) deliverGrant(ctx context.Context, claimed bool) (result, erro
 func (r recipient) spendAndFinish(ctx context.Context, g minipush.Grant, o minipush.Outcome, reason string, errcode int, msgID string) (result, error) {
 	var wg sync.WaitGroup
 	wg.Go(func() { r.spend(ctx, g) })
-	res, err := r.finishOwnMsg(ctx, o, reason, errcode, msgID)
+	res, err := r.finishOwnMsg(ctx, o, reason, errcode, msgID, r.receiptUser(o))
 	wg.Wait()
 	return res, err
 }
@@ -284,18 +284,29 @@ func (r recipient) send(ctx context.Context, tok string, g minipush.Grant) (msgI
 	})
 }
 
+// receiptUser is the receipt index key of a grant-channel message ending in o: only a
+// sent subscribe message of an app with receipts on (minipush.App.Receipts) is
+// indexed, with or without a msgid in WeChat's answer (the receipt then finds it by
+// its time), as only subscribe messages have sent events; the index entry is a write
+// unit more per message, so other apps' sends have none.
+func (r recipient) receiptUser(o minipush.Outcome) string {
+	m := r.st.c.Message
+	if o != minipush.OutcomeSent || m.Kind != minipush.MessageSubscribe || !r.inv.h.Apps[r.st.c.AppID].Receipts {
+		return ""
+	}
+	return minipush.ReceiptUser(r.st.c.AppID, r.openID, m.TemplateID)
+}
+
 // finishOwn makes this invocation's claim final. If the claim was taken over (its
 // lease ran out, so another sender recorded it as unknown) that record stands.
 func (r recipient) finishOwn(ctx context.Context, o minipush.Outcome, reason string, errcode int) (result, error) {
-	return r.finishOwnMsg(ctx, o, reason, errcode, "")
+	return r.finishOwnMsg(ctx, o, reason, errcode, "", "")
 }
 
 // finishOwnMsg is finishOwn keeping WeChat's msgid of a sent message in the same
-// final write, indexed for receipts only when the app asked for them (its index entry
-// is a write unit more per message).
-func (r recipient) finishOwnMsg(ctx context.Context, o minipush.Outcome, reason string, errcode int, msgID string) (result, error) {
-	receipts := msgID != "" && r.inv.h.Apps[r.st.c.AppID].Receipts
-	err := r.store().FinishDelivery(ctx, r.runKey, r.openID, r.inv.owner, time.Time{}, o, reason, errcode, msgID, receipts)
+// final write, indexed for receipts under rcptUser ("" for none; receiptUser).
+func (r recipient) finishOwnMsg(ctx context.Context, o minipush.Outcome, reason string, errcode int, msgID, rcptUser string) (result, error) {
+	err := r.store().FinishDelivery(ctx, r.runKey, r.openID, r.inv.owner, time.Time{}, o, reason, errcode, msgID, rcptUser)
 	switch {
 	case minipush.ErrorCode(err) == minipush.ECONFLICT:
 		return result{openID: r.openID, fate: fateDone}, nil
@@ -337,7 +348,7 @@ func (r recipient) resolve(ctx context.Context, d minipush.Delivery) (result, er
 	case h.now().Before(d.LeaseUntil):
 		return result{openID: r.openID, fate: fateBusy}, nil
 	}
-	err := r.store().FinishDelivery(ctx, r.runKey, r.openID, d.Owner, d.LeaseUntil, minipush.OutcomeUnknown, "sender_lost", 0, "", false)
+	err := r.store().FinishDelivery(ctx, r.runKey, r.openID, d.Owner, d.LeaseUntil, minipush.OutcomeUnknown, "sender_lost", 0, "", "")
 	switch {
 	case minipush.ErrorCode(err) == minipush.ECONFLICT:
 		return result{openID: r.openID, fate: fateDone}, nil

@@ -46,9 +46,9 @@ func meet(p, other *pair) {
 	}
 }
 
-func (s *meetStore) FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, o minipush.Outcome, reason string, errcode int, msgID string, receipts bool) error {
+func (s *meetStore) FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, o minipush.Outcome, reason string, errcode int, msgID, rcptUser string) error {
 	meet(&s.finish, &s.spend)
-	return s.Store.FinishDelivery(ctx, runKey, openID, owner, leaseUntil, o, reason, errcode, msgID, receipts)
+	return s.Store.FinishDelivery(ctx, runKey, openID, owner, leaseUntil, o, reason, errcode, msgID, rcptUser)
 }
 
 func (s *meetStore) SpendGrant(ctx context.Context, g minipush.Grant) error {

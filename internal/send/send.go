@@ -125,7 +125,7 @@ type Store interface {
 
 	Deliveries(ctx context.Context, runKey string, openIDs []string) (map[string]minipush.Delivery, error)
 	CreateDelivery(ctx context.Context, d minipush.Delivery) (minipush.Delivery, error)
-	FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, outcome minipush.Outcome, reason string, errcode int, msgID string, receipts bool) error
+	FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, outcome minipush.Outcome, reason string, errcode int, msgID, rcptUser string) error
 	SetDeliveryGrant(ctx context.Context, runKey, openID, owner, grantID string) error
 	DeleteClaim(ctx context.Context, runKey, openID, owner string) error
 

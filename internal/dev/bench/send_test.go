@@ -348,7 +348,7 @@ func (w *sendWorld) runFloor(t *testing.T, runKey string, ids []string, workers 
 		if err := w.db.SpendGrant(ctx, g); err != nil {
 			return err
 		}
-		return w.db.FinishDelivery(ctx, runKey, u, owner, time.Time{}, minipush.OutcomeSent, "", 0, "", false)
+		return w.db.FinishDelivery(ctx, runKey, u, owner, time.Time{}, minipush.OutcomeSent, "", 0, "", "")
 	})
 	elapsed := time.Since(start)
 	if err != nil {
