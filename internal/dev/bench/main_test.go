@@ -42,6 +42,7 @@ const (
 	SectionCollect = iota + 1
 	SectionPlan
 	SectionSend
+	SectionCanary
 	SectionCost
 	SectionScale
 )
