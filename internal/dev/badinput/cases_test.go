@@ -34,7 +34,7 @@ var adminOps = []string{
 	"POST apps/{appId}/templates/{priTmplId}/preview",
 	"POST campaigns/{id}/forecast", "GET apps/{appId}/webhook", "PUT apps/{appId}/webhook",
 	"POST campaigns:validate", "GET apps", "GET schedule/next",
-	"POST campaigns/{id}/test",
+	"POST campaigns/{id}/test", "GET apps/{appId}/quota",
 }
 
 // gatewayLimit is API Gateway's request payload limit (10 MB), which the emulation enforces.

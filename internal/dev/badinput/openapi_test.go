@@ -57,6 +57,10 @@ func (fx *fixture) apiCases() []tcase {
 		{route: adminRoute, op: "POST campaigns/{id}/test", kind: forged, name: "TestSendUnknownUser", req: fx.admin("POST", c+fx.draft+"/test", `{"openIds":["oNoSuchUserOfTheApp"]}`), want: 422, code: minipush.EINVALID, says: "openIds[0]"},
 		{route: adminRoute, op: "POST campaigns/{id}/test", kind: forged, name: "TestSendNoSuchCampaign", req: fx.admin("POST", c+"0123456789abcdef01234567/test", `{"openIds":["`+fx.openID+`"]}`), want: 404, code: minipush.ENOTFOUND, says: "campaign"},
 
+		// Today's quota use: reading it changes nothing; an app not served is named.
+		{route: adminRoute, op: "GET apps/{appId}/quota", kind: wrongType, name: "QuotaOfUnservedApp", req: fx.admin("GET", "/v1/admin/apps/"+notServed+"/quota", ""), want: 422, code: minipush.EINVALID, says: "appId"},
+		{route: adminRoute, op: "GET apps/{appId}/quota", kind: replayed, name: "QuotaReadOnly", req: fx.admin("GET", "/v1/admin/apps/"+demo.AppID+"/quota", ""), want: 200, says: `"appId":"` + demo.AppID + `"`},
+
 		// A bad Idempotency-Key on a route whose own answers have no 400: the key's
 		// refusal is one any admin write may give (openapi.json x-admin-writes).
 		{route: adminRoute, op: "POST campaigns/{id}/cancel", kind: malformed, name: "IdempotencyKeyBadOnCancel", req: with(fx.admin("POST", c+fx.draft+"/cancel", ""), "Idempotency-Key", "two words"), want: 400, code: minipush.EMALFORMED, says: "Idempotency-Key"},
@@ -73,6 +77,7 @@ func (fx *fixture) apiCases() []tcase {
 		"POST campaigns/{id}/cancel":             fx.admin("POST", c+fx.draft+"/cancel", ""),
 		"GET campaigns/{id}/runs/{n}/deliveries": fx.admin("GET", c+fx.draft+"/runs/1/deliveries", ""),
 		"POST campaigns/{id}/test":               fx.admin("POST", c+fx.draft+"/test", `{"openIds":["`+fx.openID+`"]}`),
+		"GET apps/{appId}/quota":                 fx.admin("GET", "/v1/admin/apps/"+demo.AppID+"/quota", ""),
 	}
 	for op, req := range fx.templateTargets() {
 		scoped[op] = req
@@ -101,6 +106,7 @@ func (fx *fixture) apiTargets() map[string]request {
 		"GET apps":                     fx.admin("GET", "/v1/admin/apps", ""),
 		"GET schedule/next":            fx.admin("GET", "/v1/admin/schedule/next?cron=0+10+*+*+*", ""),
 		"POST campaigns/{id}/test":     fx.admin("POST", "/v1/admin/campaigns/"+fx.draft+"/test", `{"openIds":["`+fx.openID+`"]}`),
+		"GET apps/{appId}/quota":       fx.admin("GET", "/v1/admin/apps/"+demo.AppID+"/quota", ""),
 	}
 }
 
