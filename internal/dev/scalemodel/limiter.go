@@ -49,6 +49,15 @@ type bucket struct {
 	window    int64 // the 1-second window winUnits belongs to
 	winUnits  float64
 	peak      float64
+	// recent holds the units of the last limiter.sustain seconds (slot = second mod
+	// sustain), sustained the most units any sustain-second window held.
+	recent    []slot
+	sustained float64
+}
+
+type slot struct {
+	second int64
+	units  float64
 }
 
 type keyState struct{ b [2]bucket }
@@ -61,11 +70,12 @@ type resourceStats struct {
 // limiter holds one token bucket per partition key and kind (read, write), refilled at
 // the scaled per-partition limit, and the statistics of every key and resource.
 type limiter struct {
-	mu    sync.Mutex
-	now   func() time.Time
-	start time.Time
-	rate  [2]float64 // units per second: read, write
-	burst float64    // seconds of rate a bucket holds
+	mu      sync.Mutex
+	now     func() time.Time
+	start   time.Time
+	rate    [2]float64 // units per second: read, write
+	burst   float64    // seconds of rate a bucket holds
+	sustain int64      // seconds of the sustained-load window (Options.Window)
 
 	keys      map[keyID]*keyState
 	resources map[resource]*resourceStats
@@ -74,8 +84,8 @@ type limiter struct {
 	sizes       map[uint64]int32 // hash of (table, primary key) -> the item's collection bytes
 }
 
-func newLimiter(now func() time.Time, readRate, writeRate, burst float64) *limiter {
-	l := &limiter{now: now, rate: [2]float64{readRate, writeRate}, burst: burst}
+func newLimiter(now func() time.Time, readRate, writeRate, burst float64, sustain int64) *limiter {
+	l := &limiter{now: now, rate: [2]float64{readRate, writeRate}, burst: burst, sustain: max(1, sustain)}
 	l.reset()
 	return l
 }
@@ -156,7 +166,32 @@ func (l *limiter) charge(t touch, units float64) {
 		b.window, b.winUnits = w, 0
 	}
 	b.winUnits += units
+	l.sustainUnits(b, w, units)
 	l.bookUnits(t.res, t.kind, units)
+}
+
+// sustainUnits adds units to second w's slot and raises the bucket's sustained figure to
+// the window ending at w. A window ending in a second without units holds no more than
+// the one ending at its last second with units, so updating here sees every maximum.
+func (l *limiter) sustainUnits(b *bucket, w int64, units float64) {
+	if b.recent == nil {
+		b.recent = make([]slot, l.sustain)
+		for i := range b.recent {
+			b.recent[i].second = -l.sustain // before the start: outside every window
+		}
+	}
+	s := &b.recent[w%l.sustain]
+	if s.second != w {
+		s.second, s.units = w, 0
+	}
+	s.units += units
+	var sum float64
+	for _, s := range b.recent {
+		if s.second > w-l.sustain {
+			sum += s.units
+		}
+	}
+	b.sustained = max(b.sustained, sum)
 }
 
 func (l *limiter) bookUnits(r resource, k kind, units float64) {
@@ -213,6 +248,8 @@ type Stats struct {
 	Resources []ResourceStats
 	// Keys has one row per partition key, hottest (highest peak share) first.
 	Keys []KeyStats
+	// Window is the length of the sustained-load window (Options.Window).
+	Window time.Duration
 }
 
 // ResourceStats are the counts of one table or index.
@@ -224,6 +261,9 @@ type ResourceStats struct {
 	ReadUnits, WriteUnits float64
 	// PeakShare is the hottest key's peak 1-second load as a share of its limit.
 	PeakShare float64
+	// SustainedShare is the hottest key's sustained load (Stats.Window) as a share of
+	// its limit.
+	SustainedShare float64
 }
 
 // KeyStats are the counts of one partition key of a table (its LSIs included) or of a
@@ -238,10 +278,18 @@ type KeyStats struct {
 	// PeakReadShare and PeakWriteShare are the most units consumed in any 1-second
 	// window as a share of the key's scaled limit (1 = the whole partition's limit).
 	PeakReadShare, PeakWriteShare float64
+	// SustainedReadShare and SustainedWriteShare are the most units consumed in any
+	// window of Stats.Window (whole seconds, sliding by one) as a share of the key's
+	// scaled limit over that window: the load the key sustained, without the noise of
+	// a single second.
+	SustainedReadShare, SustainedWriteShare float64
 }
 
 // PeakShare is the larger of the key's read and write peak shares.
 func (k KeyStats) PeakShare() float64 { return max(k.PeakReadShare, k.PeakWriteShare) }
+
+// SustainedShare is the larger of the key's read and write sustained shares.
+func (k KeyStats) SustainedShare() float64 { return max(k.SustainedReadShare, k.SustainedWriteShare) }
 
 // Hottest returns the n hottest keys (all if n <= 0 or fewer exist).
 func (s Stats) Hottest(n int) []KeyStats {
@@ -274,11 +322,11 @@ func (l *limiter) snapshot() Stats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := int64(l.now().Sub(l.start) / time.Second)
-	var st Stats
-	peaks := map[resource]float64{}
+	st := Stats{Window: time.Duration(l.sustain) * time.Second}
+	peaks, sustained := map[resource]float64{}, map[resource]float64{}
 	for id, ks := range l.keys {
 		k := KeyStats{Table: id.res.table, Index: id.res.index, Key: id.key}
-		var shares [2]float64
+		var shares, sust [2]float64
 		for i := range ks.b {
 			b := &ks.b[i]
 			k.Requests += b.requests
@@ -288,10 +336,13 @@ func (l *limiter) snapshot() Stats {
 				peak = max(peak, b.winUnits)
 			}
 			shares[i] = peak / l.rate[i]
+			sust[i] = b.sustained / (l.rate[i] * float64(l.sustain))
 		}
 		k.ReadUnits, k.WriteUnits = ks.b[read].units, ks.b[write].units
 		k.PeakReadShare, k.PeakWriteShare = shares[read], shares[write]
+		k.SustainedReadShare, k.SustainedWriteShare = sust[read], sust[write]
 		peaks[id.res] = max(peaks[id.res], k.PeakShare())
+		sustained[id.res] = max(sustained[id.res], k.SustainedShare())
 		st.Keys = append(st.Keys, k)
 	}
 	slices.SortFunc(st.Keys, func(a, b KeyStats) int {
@@ -300,7 +351,8 @@ func (l *limiter) snapshot() Stats {
 	})
 	for r, rs := range l.resources {
 		st.Resources = append(st.Resources, ResourceStats{Table: r.table, Index: r.index, Requests: rs.requests,
-			Throttled: rs.throttled, ReadUnits: rs.readUnits, WriteUnits: rs.writeUnits, PeakShare: peaks[r]})
+			Throttled: rs.throttled, ReadUnits: rs.readUnits, WriteUnits: rs.writeUnits, PeakShare: peaks[r],
+			SustainedShare: sustained[r]})
 	}
 	slices.SortFunc(st.Resources, func(a, b ResourceStats) int {
 		return cmp.Or(cmp.Compare(a.Table, b.Table), cmp.Compare(a.Index, b.Index))

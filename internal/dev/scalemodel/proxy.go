@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -44,6 +45,14 @@ type Options struct {
 	// Burst is how many seconds of its scaled limit a key's bucket holds; zero means 1
 	// (a key may spend one second's worth at once, and no more).
 	Burst float64
+	// Window is the length of the window Stats' sustained load is measured over, whole
+	// seconds; zero means K/10 seconds (at least 1). Throttling does not use it. Scaling
+	// divides rates by K but keeps time, so a key sees K times fewer requests in a
+	// second than in AWS and the peak 1-second count is a noisier figure (its Poisson
+	// noise grows with √K); a window of K seconds holds as many requests as one second
+	// in AWS, K/10 seconds a tenth of them (noise √10 times AWS's 1-second figure: an
+	// upper estimate of it for steady traffic).
+	Window time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives one line per refused request; nil discards.
@@ -74,8 +83,11 @@ func Start(ctx context.Context, upstream string, opts Options) (*Server, error) 
 	if opts.K < 1 {
 		return nil, fmt.Errorf("scalemodel: scale factor K must be at least 1, got %v", opts.K)
 	}
-	if opts.CollectionLimit < 0 || opts.Burst < 0 {
-		return nil, errors.New("scalemodel: CollectionLimit and Burst must not be negative")
+	if opts.CollectionLimit < 0 || opts.Burst < 0 || opts.Window < 0 {
+		return nil, errors.New("scalemodel: CollectionLimit, Burst and Window must not be negative")
+	}
+	if opts.Window == 0 {
+		opts.Window = time.Duration(math.Ceil(opts.K/10)) * time.Second
 	}
 	if opts.Burst == 0 {
 		opts.Burst = 1
@@ -95,7 +107,8 @@ func Start(ctx context.Context, upstream string, opts Options) (*Server, error) 
 	if s.collectionCap == 0 {
 		s.collectionCap = int64(CollectionBytes / opts.K)
 	}
-	s.lim = newLimiter(opts.Now, PartitionReadUnits/opts.K, PartitionWriteUnits/opts.K, opts.Burst)
+	s.lim = newLimiter(opts.Now, PartitionReadUnits/opts.K, PartitionWriteUnits/opts.K, opts.Burst,
+		int64(math.Ceil(opts.Window.Seconds())))
 	s.schemas.call = s.call
 	scale, err := s.calibrate(ctx)
 	if err != nil {

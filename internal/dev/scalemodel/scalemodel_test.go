@@ -528,7 +528,7 @@ func TestAnswersAsAsked(t *testing.T) {
 
 func TestStartRefusesBadOptions(t *testing.T) {
 	t.Parallel()
-	for _, o := range []scalemodel.Options{{K: 0}, {K: 0.5}, {K: 10, Burst: -1}, {K: 10, CollectionLimit: -1}} {
+	for _, o := range []scalemodel.Options{{K: 0}, {K: 0.5}, {K: 10, Burst: -1}, {K: 10, CollectionLimit: -1}, {K: 10, Window: -time.Second}} {
 		if m, err := scalemodel.Start(t.Context(), "http://127.0.0.1:1", o); err == nil {
 			_ = m.Close()
 			t.Errorf("Start(%+v) accepted", o)
