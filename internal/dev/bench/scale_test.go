@@ -65,6 +65,7 @@ type scaleSizes struct {
 	sendK, send3K, collectK, expireK float64
 	sendN, send3N, collectN, expireN int // recipients per campaign, uploads, grants
 	instances, parallelism           int // send: pollers (Lambda instances) × recipients in flight
+	scaleInstances                   int // one campaign on the model: pollers, each paced to its share of the target
 	naiveN, dupN, twoN               int
 	slack                            time.Duration // a paced run's bound beyond its planned time
 	twoBound                         time.Duration // the two-campaign case's bound
@@ -77,13 +78,13 @@ func scaleSizesFor() scaleSizes {
 		// next to DynamoDB Local and the proxy.
 		return scaleSizes{sendK: 100, send3K: 200, collectK: 100, expireK: 100,
 			sendN: 1500, send3N: 700, collectN: 500, expireN: 900,
-			instances: 2, parallelism: 32, naiveN: 1500, dupN: 300, twoN: 1000,
+			instances: 2, parallelism: 32, scaleInstances: 1, naiveN: 1500, dupN: 300, twoN: 1000,
 			slack: 15 * time.Second, twoBound: 150 * time.Second}
 	}
 	// Smoke: every path once, bounded to a few seconds each; nothing about speed.
 	return scaleSizes{sendK: 100, send3K: 200, collectK: 100, expireK: 100,
 		sendN: 40, send3N: 15, collectN: 12, expireN: 30,
-		instances: 2, parallelism: 8, naiveN: 40, dupN: 20, twoN: 20,
+		instances: 2, parallelism: 8, scaleInstances: 1, naiveN: 40, dupN: 20, twoN: 20,
 		slack: 3 * time.Second, twoBound: 4 * time.Second}
 }
 
@@ -111,9 +112,10 @@ func (r scaleRow) achieved() float64 {
 }
 
 // meets is the issue's bar: the target reached (5% for the pacing's rounding), nothing
-// throttled and the hottest shared key at most half its limit.
+// throttled and the hottest shared key's sustained load (the model's Window, not its
+// noisiest second: see scalemodel's package doc) at most half its limit.
 func (r scaleRow) meets() bool {
-	return r.finished && r.achieved() >= 0.95*r.target && r.stats.Throttled() == 0 && hottest(r.kinds, false).peak <= 0.5
+	return r.finished && r.achieved() >= 0.95*r.target && r.stats.Throttled() == 0 && hottestSustained(r.kinds, false).sustained <= 0.5
 }
 
 // startModel puts a scale model of factor k in front of the DynamoDB at upstream.
@@ -188,6 +190,7 @@ type kindStats struct {
 	requests, throttled int64
 	readUnits, writes   float64 // capacity units consumed, AWS terms
 	peak                float64 // the highest peak 1-second share of any of its keys
+	sustained           float64 // the highest sustained share (the model's Window) of any of its keys
 	perUser             bool    // one user's or recipient's own key
 }
 
@@ -210,6 +213,7 @@ func kindsOf(st scalemodel.Stats, prefix string, n *keyNamer) []kindStats {
 		ks.readUnits += k.ReadUnits
 		ks.writes += k.WriteUnits
 		ks.peak = max(ks.peak, k.PeakShare())
+		ks.sustained = max(ks.sustained, k.SustainedShare())
 	}
 	slices.SortFunc(out, func(a, b *kindStats) int {
 		if a.throttled != b.throttled {
@@ -242,7 +246,19 @@ func hottest(kinds []kindStats, perUser bool) kindStats {
 	return h
 }
 
-func (k kindStats) label() string {
+// hottestSustained is the kind with the highest sustained share among shared keys
+// (perUser false) or per-user keys (true).
+func hottestSustained(kinds []kindStats, perUser bool) kindStats {
+	var h kindStats
+	for _, k := range kinds {
+		if k.perUser == perUser && k.sustained > h.sustained {
+			h = k
+		}
+	}
+	return h
+}
+
+func (k kindStats) name() string {
 	if k.kind == "" && k.table == "" {
 		return "none"
 	}
@@ -250,7 +266,15 @@ func (k kindStats) label() string {
 	if k.index != "" {
 		s += "/" + k.index
 	}
-	return fmt.Sprintf("%s `%s` %.0f%%", s, k.kind, 100*k.peak)
+	return fmt.Sprintf("%s `%s`", s, k.kind)
+}
+
+// label is a kind's peak second's share of its limit.
+func (k kindStats) label() string {
+	if k.kind == "" && k.table == "" {
+		return "none"
+	}
+	return fmt.Sprintf("%s %.0f%%", k.name(), 100*k.peak)
 }
 
 // withLatency makes the sandbox answer every subscribe send after d.
@@ -382,7 +406,8 @@ type sendRun struct {
 
 type sendOutcome struct {
 	elapsed  time.Duration
-	sent     int // WeChat accepted, recipients of the run
+	lastSent time.Duration // until WeChat accepted the run's last message
+	sent     int           // WeChat accepted, recipients of the run
 	finished bool
 	failed   int // SQS messages the function reported failed
 }
@@ -432,16 +457,17 @@ func (w *sendWorld) runSend(t *testing.T, r sendRun) sendOutcome {
 	for _, u := range r.recipients {
 		want[u] = true
 	}
-	sentOf := func() int {
-		n := 0
+	var start time.Time
+	sentOf := func() (n int, last time.Duration) {
 		for _, msg := range w.sb.Accepted() {
 			if want[msg.ToUser] {
 				n++
+				last = max(last, msg.At.Sub(start))
 			}
 		}
-		return n
+		return n, last
 	}
-	start := time.Now()
+	start = time.Now()
 	var wg sync.WaitGroup
 	wg.Go(func() { m.Run(runCtx) })
 	out := sendOutcome{}
@@ -460,7 +486,7 @@ func (w *sendWorld) runSend(t *testing.T, r sendRun) sendOutcome {
 		out.finished = done
 	}
 	out.elapsed = time.Since(start)
-	out.sent = sentOf()
+	out.sent, out.lastSent = sentOf()
 	stop()
 	wg.Wait()
 	out.failed = int(failed.Load())
@@ -492,7 +518,18 @@ func scaleSend(t *testing.T, name string, campaigns int, k float64, n int, sz sc
 	run := w.queueBatches(t, "run", queues, 1)
 	model := startModel(t, w.env.Endpoints.DynamoDB, k)
 	rate := scaleSendTarget / k * float64(campaigns)
-	out := w.runSend(t, sendRun{queue: run, campaigns: ids, recipients: all, instances: sz.instances, parallelism: sz.parallelism,
+	// One campaign: one instance paced to the whole rate. The SQS event source hands an
+	// instance up to ten messages (1,000 recipients) at once, so with a run of 15
+	// messages two instances each paced to half the rate got 10 and 5 and the run took
+	// the busier one's time (75 % of the target). In AWS a 1 M run is 10,000 messages and
+	// the instances' shares even out. Three campaigns (21 messages) keep two: one
+	// instance at k = 200 (5 WCU/s a key) had 28 writes refused on delivery shards, each
+	// invocation's start spending its limiter's one-second burst at once.
+	instances := sz.instances
+	if campaigns == 1 {
+		instances = sz.scaleInstances
+	}
+	out := w.runSend(t, sendRun{queue: run, campaigns: ids, recipients: all, instances: instances, parallelism: sz.parallelism,
 		rate: rate, dynamoDB: model.URL, bound: time.Duration(float64(len(all))/rate*float64(time.Second)) + sz.slack})
 	if d := twice(w.accepted(), all); d > 0 {
 		t.Errorf("%s: %d recipients messaged twice", name, d)
@@ -500,11 +537,12 @@ func scaleSend(t *testing.T, name string, campaigns int, k float64, n int, sz sc
 	st := model.Stats()
 	for _, key := range st.Keys[:min(3, len(st.Keys))] {
 		// Which of a hot key's limits it neared, for the log (the table has the larger).
-		t.Logf("%s: hot key %s %s (%s): read peak %.0f%%, write peak %.0f%%, %.1f RCU, %.1f WCU", name,
-			strings.TrimPrefix(key.Table, w.env.Prefix), key.Index, namer.kind(key.Key), 100*key.PeakReadShare, 100*key.PeakWriteShare, key.ReadUnits, key.WriteUnits)
+		t.Logf("%s: hot key %s %s (%s): read peak %.0f%%, write peak %.0f%%, sustained (%s) read %.0f%%, write %.0f%%, %.1f RCU, %.1f WCU", name,
+			strings.TrimPrefix(key.Table, w.env.Prefix), key.Index, namer.kind(key.Key), 100*key.PeakReadShare, 100*key.PeakWriteShare,
+			st.Window, 100*key.SustainedReadShare, 100*key.SustainedWriteShare, key.ReadUnits, key.WriteUnits)
 	}
 	return scaleRow{name: name, k: k, target: scaleSendTarget * float64(campaigns), unit: "messages", total: len(all), done: out.sent,
-		failed: out.failed, elapsed: out.elapsed, finished: out.finished, inFlight: sz.instances * sz.parallelism,
+		failed: out.failed, elapsed: out.elapsed, finished: out.finished, inFlight: instances * sz.parallelism,
 		stats: st, kinds: kindsOf(st, w.env.Prefix, namer)}
 }
 
@@ -767,7 +805,7 @@ func scaleExpire(t *testing.T, k float64, n int, sz scaleSizes) scaleRow {
 // their grants and take the earliest expiring spendable one, call WeChat, delete the
 // grant. No claim, no lease, no delivery record. It returns the time taken and how many
 // recipients it messaged.
-func (w *sendWorld) runNaive(t *testing.T, ids []string, workers int) (time.Duration, int) {
+func (w *sendWorld) runNaive(t *testing.T, ids []string, workers int) (time.Duration, time.Duration, int) {
 	t.Helper()
 	ctx := t.Context()
 	tok, msg, data := w.loopMessage(t)
@@ -810,13 +848,25 @@ func (w *sendWorld) runNaive(t *testing.T, ids []string, workers int) (time.Dura
 	if err != nil {
 		t.Fatalf("naive loop: %v", err)
 	}
-	return time.Since(start), int(sent.Load())
+	elapsed := time.Since(start)
+	want := map[string]bool{}
+	for _, u := range ids {
+		want[u] = true
+	}
+	var last time.Duration
+	for _, m := range w.sb.Accepted() {
+		if want[m.ToUser] {
+			last = max(last, m.At.Sub(start))
+		}
+	}
+	return elapsed, last, int(sent.Load())
 }
 
 // naiveResult is the side-by-side part of the section.
 type naiveResult struct {
 	n, inFlight          int
-	ours, naive          float64 // messages/s
+	ours, naive          float64 // messages/s, until the run is done (send) or the loop ended
+	oursSent, naiveSent  float64 // messages/s, until WeChat accepted the last message
 	naiveDup, oursDup    int     // recipients messaged twice when started twice
 	dupN                 int
 	single, two          time.Duration
@@ -848,16 +898,17 @@ func compareNaive(t *testing.T, sz scaleSizes) naiveResult {
 		t.Errorf("send did not finish %d recipients within %s", sz.naiveN, bound)
 	}
 	res.ours = float64(out.sent) / out.elapsed.Seconds()
+	res.oursSent = float64(out.sent) / out.lastSent.Seconds()
 	users = w.recipients(t, sz.naiveN)
-	d, n := w.runNaive(t, users, sz.parallelism)
-	res.naive = float64(n) / d.Seconds()
+	d, last, n := w.runNaive(t, users, sz.parallelism)
+	res.naive, res.naiveSent = float64(n)/d.Seconds(), float64(n)/last.Seconds()
 
 	// Started twice over users holding two grants: the naive loop twice at once, and
 	// send with every batch delivered twice.
 	users = w.recipientsWith(t, sz.dupN, 2)
 	var wg sync.WaitGroup
 	for range 2 {
-		wg.Go(func() { w.runNaive(t, users, sz.parallelism) })
+		wg.Go(func() { _, _, _ = w.runNaive(t, users, sz.parallelism) })
 	}
 	wg.Wait()
 	res.naiveDup = twice(w.accepted(), users)
@@ -922,8 +973,8 @@ func TestBenchScale(t *testing.T) {
 	var naive naiveResult
 	t.Run("naive loop", func(t *testing.T) {
 		naive = compareNaive(t, sz)
-		t.Logf("send %.0f/s, naive %.0f/s (%.2fx); started twice: naive %d, send %d of %d messaged twice; two campaigns duplicated %s (finished %v) against one %s",
-			naive.ours, naive.naive, naive.ours/naive.naive, naive.naiveDup, naive.oursDup, naive.dupN,
+		t.Logf("send %.0f/s (%.0f/s to its last message), naive %.0f/s (%.0f/s) (%.2fx, %.2fx); started twice: naive %d, send %d of %d messaged twice; two campaigns duplicated %s (finished %v) against one %s",
+			naive.ours, naive.oursSent, naive.naive, naive.naiveSent, naive.ours/naive.naive, naive.oursSent/naive.naiveSent, naive.naiveDup, naive.oursDup, naive.dupN,
 			naive.two.Round(time.Millisecond), naive.twoFinished, naive.single.Round(time.Millisecond))
 	})
 	if t.Failed() {
@@ -971,38 +1022,44 @@ func scaleReport(t *testing.T, rows []scaleRow, naive naiveResult, sz scaleSizes
 		"per-partition-key limits (1,000 WCU/s, 3,000 RCU/s per key of a table or GSI) divided by **k** and\n"+
 		"answers AWS's throttling errors, so a load of target/k here meets what the target meets in AWS. Rates\n"+
 		"are in AWS terms (measured × k). The send function is paced to the target by its own\n"+
-		"`SEND_RATE_PER_SECOND` (%d instances × %d recipients in flight, WeChat sandbox answering in %s); collect\n"+
+		"`SEND_RATE_PER_SECOND` (one campaign: %d instance, three: %d, × `SEND_PARALLELISM` %d, WeChat sandbox answering in %s); collect\n"+
 		"uploads start on a fixed schedule at the target (one formId and one subscribe accept each, every user\n"+
 		"once, logged in beforehand); the expire function gets the grants stream's REMOVE records of expired\n"+
 		"grants deleted at the target. Each run ends when its work is done or %s after its planned time, and a\n"+
 		"throttled write retried by the SDK counts once per refusal.\n\n",
-		sz.instances, sz.parallelism, scaleWeChatLatency, sz.slack)
+		sz.scaleInstances, sz.instances, sz.parallelism, scaleWeChatLatency, sz.slack)
 	fmt.Fprintf(&b, "*Latency is not scaled*: k divides rates, while a request's latency (WeChat's answer, a DynamoDB\n"+
 		"call) belongs to one request. By Little's law in flight = rate × latency, so at target/k with AWS's\n"+
 		"latencies a run needs 1/k of AWS's concurrency: each recipient in flight here stands for k in AWS\n"+
 		"(the %d here for %d at k = %g). Nor does k divide one user's own writes (a grant's lease and spend,\n"+
 		"an upload's transaction): a per-user key's share here is about k times its share in AWS, so per-user\n"+
 		"keys are listed apart from the keys many users share.\n\n",
-		sz.instances*sz.parallelism, int(float64(sz.instances*sz.parallelism)*sz.sendK), sz.sendK)
-	fmt.Fprintf(&b, "| scenario | k | target (AWS) | achieved (AWS) | of target | done | wall | failed | throttled | hottest shared key, peak share of its limit | hottest per-user key | meets the bar |\n")
-	fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|\n")
+		sz.scaleInstances*sz.parallelism, int(float64(sz.scaleInstances*sz.parallelism)*sz.sendK), sz.sendK)
+	fmt.Fprintf(&b, "| scenario | k | target (AWS) | achieved (AWS) | of target | done | wall | failed | throttled | hottest shared key: sustained share of its limit (window) | its busiest 1-s peak | hottest per-user key (1-s peak) | meets the bar |\n")
+	fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|\n")
 	for _, r := range rows {
-		hs, hu := hottest(r.kinds, false), hottest(r.kinds, true)
+		hs, hp, hu := hottestSustained(r.kinds, false), hottest(r.kinds, false), hottest(r.kinds, true)
 		verdict := "no"
 		if r.meets() {
 			verdict = "yes"
 		}
-		fmt.Fprintf(&b, "| %s | %g | %.0f %s/s | %.0f %s/s | %.0f%% | %d / %d | %.1f s | %d | %d | %s | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %g | %.0f %s/s | %.0f %s/s | %.0f%% | %d / %d | %.1f s | %d | %d | %s %.0f%% (%s) | %s | %s | %s |\n",
 			r.name, r.k, r.target, r.unit, r.achieved(), r.unit, 100*r.achieved()/r.target, r.done, r.total,
-			r.elapsed.Seconds(), r.failed, r.stats.Throttled(), hs.label(), hu.label(), verdict)
+			r.elapsed.Seconds(), r.failed, r.stats.Throttled(), hs.name(), 100*hs.sustained, r.stats.Window, hp.label(), hu.label(), verdict)
 	}
 	fmt.Fprintf(&b, "\n*failed*: SQS messages send reported failed (redelivered later), uploads not answered 200 with both\n"+
-		"grants accepted, stream records not processed by the end. *peak share*: the most units a key consumed in\n"+
-		"one second over its limit (a key may read up to 2× in its first second, when its bucket starts full).\n"+
-		"The bar (issue #12): the target reached, 0 throttled, the hottest shared key at most 50%%.\n\n")
+		"grants accepted, stream records not processed by the end. *sustained share*: the most units a key consumed\n"+
+		"in any window of k/10 seconds over its limit for that window. *peak*: the most in one second (a key may\n"+
+		"read up to 2× in its first second, when its bucket starts full). Throttling is per second either way.\n"+
+		"The bar (issue #12): the target reached, 0 throttled, the hottest shared key's sustained load at most 50%%.\n"+
+		"Why sustained and not the peak second: k divides rates but not time, so a key sees k times fewer requests\n"+
+		"per second than in AWS and its busiest second is a Poisson tail √k times noisier (at k = 100 a delivery\n"+
+		"shard averaging ~12%% of its limit peaks at 80-160%% in some second; the same traffic in AWS, ~78\n"+
+		"recipients a second per shard, peaks near 20-30%%). A k-second window would hold what one second holds\n"+
+		"in AWS; k/10 seconds holds a tenth, still √10 times noisier than AWS's 1-second figure, so it errs high.\n\n")
 	fmt.Fprintf(&b, "Throttled requests and hot keys by table, index and key kind (kinds with a refusal or a peak of\n"+
 		"25%% or more; `{campaign}#{n}` is a run's key, `{app}#{openid}` a user's):\n\n")
-	fmt.Fprintf(&b, "| scenario | table | index | key kind | keys | requests | throttled | RCU | WCU | peak share |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| scenario | table | index | key kind | keys | requests | throttled | RCU | WCU | peak share (1 s) | sustained share |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
 		shown := 0
 		for _, k := range r.kinds {
@@ -1010,11 +1067,11 @@ func scaleReport(t *testing.T, rows []scaleRow, naive naiveResult, sz scaleSizes
 				continue
 			}
 			shown++
-			fmt.Fprintf(&b, "| %s | %s | %s | `%s` | %d | %d | %d | %.0f | %.0f | %.0f%% |\n", r.name, k.table, orDash(k.index), k.kind, k.keys,
-				k.requests, k.throttled, k.readUnits, k.writes, 100*k.peak)
+			fmt.Fprintf(&b, "| %s | %s | %s | `%s` | %d | %d | %d | %.0f | %.0f | %.0f%% | %.0f%% |\n", r.name, k.table, orDash(k.index), k.kind, k.keys,
+				k.requests, k.throttled, k.readUnits, k.writes, 100*k.peak, 100*k.sustained)
 		}
 		if shown == 0 {
-			fmt.Fprintf(&b, "| %s | – | – | – | | | 0 | | | under 25%% |\n", r.name)
+			fmt.Fprintf(&b, "| %s | – | – | – | | | 0 | | | under 25%% | |\n", r.name)
 		}
 	}
 	inst, par, bound := templateSendBound(t)
@@ -1036,7 +1093,8 @@ func scaleReport(t *testing.T, rows []scaleRow, naive naiveResult, sz scaleSizes
 		twoText = fmt.Sprintf("not done after %.0f s (%d of %d messages)", naive.two.Seconds(), naive.twoSent, naive.twoOf)
 	}
 	fmt.Fprintf(&b, "| measure | minipush send | naive loop | target |\n|---|---:|---:|---|\n")
-	fmt.Fprintf(&b, "| messages/s | %.0f | %.0f | send ≥ 0.6× the loop: **%.2f×** |\n", naive.ours, naive.naive, ratio)
+	fmt.Fprintf(&b, "| messages/s, until the run is done / the loop returned | %.0f | %.0f | send ≥ 0.6× the loop: **%.2f×** |\n", naive.ours, naive.naive, ratio)
+	fmt.Fprintf(&b, "| messages/s, until WeChat accepted the last message | %.0f | %.0f | %.2f× |\n", naive.oursSent, naive.naiveSent, naive.oursSent/naive.naiveSent)
 	fmt.Fprintf(&b, "| started twice over %d users holding two grants: users messaged twice | %d | %d | 0 |\n",
 		naive.dupN, naive.oursDup, naive.naiveDup)
 	fmt.Fprintf(&b, "| two campaigns over one audience of %d, every SQS batch delivered twice | %s | | within 2× of one campaign's %.1f s: **%.1f×** |\n\n",
