@@ -320,7 +320,7 @@ func holdCost(on, off canaryRun) time.Duration {
 }
 
 func TestBenchCanary(t *testing.T) {
-	n, warm := 10000, 500
+	n, warm := 10000, 2000
 	if !full() {
 		n, warm = 300, 0 // smoke: the hold holds and releases, nothing asserted of its speed
 	}
