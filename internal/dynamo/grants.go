@@ -492,21 +492,9 @@ func (d *DB) GetGrant(ctx context.Context, appID, openID, grantID string) (minip
 // run may be spending the same grant at this moment; the spend after the call settles
 // it (SpendGrant).
 func (d *DB) SpendableGrant(ctx context.Context, appID, openID, channel string) (minipush.Grant, error) {
-	now := d.Now()
-	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
-		TableName:              aws.String(d.Tables.Grants),
-		KeyConditionExpression: aws.String("pk = :pk AND sk BETWEEN :from AND :to"),
-		// Expiring at or before now is expired: start just past now.
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pk":   &types.AttributeValueMemberS{Value: minipush.UserKey(appID, openID)},
-			":from": &types.AttributeValueMemberS{Value: grantSKPrefix + minipush.ExpiryKeyAt(channel, now.Add(time.Second))},
-			":to":   &types.AttributeValueMemberS{Value: grantSKPrefix + channel + "#~"},
-			":zero": &types.AttributeValueMemberN{Value: "0"},
-		},
-		FilterExpression: aws.String("uses > :zero"),
-		ConsistentRead:   aws.Bool(true),
-		Limit:            aws.Int32(4),
-	})
+	q := spendableQuery(d.Tables.Grants, appID, openID, channel, d.Now())
+	q.ConsistentRead = aws.Bool(true)
+	p := dynamodb.NewQueryPaginator(d.Client, q)
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
@@ -523,6 +511,25 @@ func (d *DB) SpendableGrant(ctx context.Context, appID, openID, channel string) 
 	return minipush.Grant{}, minipush.Errorf(minipush.ENOTFOUND, "no spendable grant")
 }
 
+// spendableQuery is the Query of a user's grants of channel that are still spendable
+// after t (SpendableGrant, SpendableAt): expiring at or before t is expired, so the key
+// condition starts just past it; a grant with no use left is filtered out. At most 4
+// items a page: the first match decides.
+func spendableQuery(table, appID, openID, channel string, t time.Time) *dynamodb.QueryInput {
+	return &dynamodb.QueryInput{
+		TableName:              aws.String(table),
+		KeyConditionExpression: aws.String("pk = :pk AND sk BETWEEN :from AND :to"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk":   &types.AttributeValueMemberS{Value: minipush.UserKey(appID, openID)},
+			":from": &types.AttributeValueMemberS{Value: grantSKPrefix + minipush.ExpiryKeyAt(channel, t.Add(time.Second))},
+			":to":   &types.AttributeValueMemberS{Value: grantSKPrefix + channel + "#~"},
+			":zero": &types.AttributeValueMemberN{Value: "0"},
+		},
+		FilterExpression: aws.String("uses > :zero"),
+		Limit:            aws.Int32(4),
+	}
+}
+
 // SpendableAt reports whether the user holds a grant of channel with a use left that
 // is still spendable at each of the given times (the forecast asks for now and the
 // scheduled time): one Query, eventually consistent, reading the user's grants of the
@@ -532,21 +539,10 @@ func (d *DB) SpendableAt(ctx context.Context, appID, openID, channel string, at 
 	if len(at) == 0 {
 		return out, nil
 	}
-	from := slices.MinFunc(at, time.Time.Compare)
-	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
-		TableName:              aws.String(d.Tables.Grants),
-		KeyConditionExpression: aws.String("pk = :pk AND sk BETWEEN :from AND :to"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pk":   &types.AttributeValueMemberS{Value: minipush.UserKey(appID, openID)},
-			":from": &types.AttributeValueMemberS{Value: grantSKPrefix + minipush.ExpiryKeyAt(channel, from.Add(time.Second))},
-			":to":   &types.AttributeValueMemberS{Value: grantSKPrefix + channel + "#~"},
-			":zero": &types.AttributeValueMemberN{Value: "0"},
-		},
-		FilterExpression:     aws.String("uses > :zero"),
-		ProjectionExpression: aws.String("expiresAt"),
-		ScanIndexForward:     aws.Bool(false),
-		Limit:                aws.Int32(4),
-	})
+	q := spendableQuery(d.Tables.Grants, appID, openID, channel, slices.MinFunc(at, time.Time.Compare))
+	q.ProjectionExpression = aws.String("expiresAt")
+	q.ScanIndexForward = aws.Bool(false)
+	p := dynamodb.NewQueryPaginator(d.Client, q)
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
