@@ -89,6 +89,31 @@ type campaignIn struct {
 	Policy   *policyIn         `json:"policy"`
 }
 
+// draft is the campaign a create body describes (the policy's defaults under the
+// body's fields), checked as it would be stored: retired policy fields refused, the
+// campaign's own rules, an app this deployment serves, then the template registry.
+// createCampaign and campaigns:validate (validateDraft) both call it, so the console's
+// live validation is create's own check, in its order, up to the store.
+func (h *Handler) draft(ctx context.Context, in campaignIn) (minipush.Campaign, error) {
+	c := minipush.Campaign{AppID: in.AppID, Name: in.Name, Message: in.Message, Audience: in.Audience,
+		Policy: minipush.Policy{SkipOptedOut: true, RetryBudget: minipush.DefaultRetryBudget, CanaryPercent: minipush.DefaultCanaryPercent}}
+	if err := in.Policy.refuseRetired(); err != nil {
+		return minipush.Campaign{}, err
+	}
+	in.Policy.apply(&c.Policy)
+	if err := validateCampaign(c); err != nil {
+		return minipush.Campaign{}, err
+	}
+	if err := h.servedApp("appId", c.AppID); err != nil {
+		return minipush.Campaign{}, err
+	}
+	// Against the template registry, before anything is stored (templates.go).
+	if err := h.checkTemplate(ctx, c.AppID, c.Message); err != nil {
+		return minipush.Campaign{}, err
+	}
+	return c, nil
+}
+
 // createCampaign stores a validated draft. POST /v1/admin/campaigns
 func (h *Handler) createCampaign(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
 	var in campaignIn
@@ -101,25 +126,12 @@ func (h *Handler) createCampaign(ctx context.Context, r request) (events.APIGate
 	if keyed && h.KeyedID != nil {
 		id = func() string { return h.KeyedID(seed) }
 	}
-	c := minipush.Campaign{
-		ID: id(), AppID: in.AppID, Name: in.Name, Message: in.Message, Audience: in.Audience,
-		Policy: minipush.Policy{SkipOptedOut: true, RetryBudget: minipush.DefaultRetryBudget, CanaryPercent: minipush.DefaultCanaryPercent},
-		Status: minipush.StatusDraft, CreatedAt: now, UpdatedAt: now,
-	}
-	if err := in.Policy.refuseRetired(); err != nil {
+	cid := id() // drawn before the checks, so NewID is called once per create whatever the answer
+	c, err := h.draft(ctx, in)
+	if err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
-	in.Policy.apply(&c.Policy)
-	if err := validateCampaign(c); err != nil {
-		return events.APIGatewayV2HTTPResponse{}, err
-	}
-	if err := h.servedApp("appId", c.AppID); err != nil {
-		return events.APIGatewayV2HTTPResponse{}, err
-	}
-	// Against the template registry, before anything is stored (templates.go).
-	if err := h.checkTemplate(ctx, c.AppID, c.Message); err != nil {
-		return events.APIGatewayV2HTTPResponse{}, err
-	}
+	c.ID, c.Status, c.CreatedAt, c.UpdatedAt = cid, minipush.StatusDraft, now, now
 	if err := h.Store.CreateCampaign(ctx, c); err != nil {
 		if keyed && minipush.ErrorCode(err) == minipush.ECONFLICT {
 			// An earlier run of this same keyed request created it and died before its

@@ -47,25 +47,13 @@ func (h *Handler) listApps(ctx context.Context, _ request) (events.APIGatewayV2H
 // validateDraft checks a campaign body exactly as POST /v1/admin/campaigns would and
 // stores nothing: the console's live validation, with the API's own rules rather than
 // a copy of them in JavaScript that could drift. POST /v1/admin/campaigns:validate
-// The steps are createCampaign's, in its order, up to the store (TestValidateAgreesWithCreate).
+// The checks are createCampaign's own (draft), so the two cannot drift.
 func (h *Handler) validateDraft(ctx context.Context, r request) (events.APIGatewayV2HTTPResponse, error) {
 	var in campaignIn
 	if err := httpapi.DecodeJSON(r.APIGatewayV2HTTPRequest, maxCampaignBody, &in); err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
-	c := minipush.Campaign{AppID: in.AppID, Name: in.Name, Message: in.Message, Audience: in.Audience,
-		Policy: minipush.Policy{SkipOptedOut: true, RetryBudget: minipush.DefaultRetryBudget}}
-	if err := in.Policy.refuseRetired(); err != nil {
-		return events.APIGatewayV2HTTPResponse{}, err
-	}
-	in.Policy.apply(&c.Policy)
-	if err := validateCampaign(c); err != nil {
-		return events.APIGatewayV2HTTPResponse{}, err
-	}
-	if err := h.servedApp("appId", c.AppID); err != nil {
-		return events.APIGatewayV2HTTPResponse{}, err
-	}
-	if err := h.checkTemplate(ctx, c.AppID, c.Message); err != nil {
+	if _, err := h.draft(ctx, in); err != nil {
 		return events.APIGatewayV2HTTPResponse{}, err
 	}
 	return httpapi.JSON(http.StatusOK, struct {
