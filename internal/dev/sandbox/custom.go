@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	"minipush"
-	"minipush/internal/collect"
 )
 
 // The customer-service channel (WECHAT.md §5): POST /cgi-bin/message/custom/send needs
@@ -194,33 +192,20 @@ func (s *Sandbox) UserWritesCS(appID, openID, content string, push *PushTarget) 
 	return until, status, err
 }
 
-// deliverPush posts a push as WeChat does: the URL signed with the token (appId is
-// minipush's own parameter naming the app), the body in safe mode encrypted with
-// msg_signature over it.
+// deliverPush posts a customer-service message push as WeChat does (signedPush, XML)
+// and returns the status the push URL answered.
 func deliverPush(appID string, t PushTarget, at time.Time, nonce string, msg []byte) (int, error) {
 	u, err := url.Parse(t.URL)
 	if err != nil || u.Scheme == "" {
 		return 0, fmt.Errorf("%w: push url %q", errBadRequest, t.URL)
 	}
-	ts := strconv.FormatInt(at.Unix(), 10)
-	q := u.Query()
-	q.Set("appId", appID)
-	q.Set("timestamp", ts)
-	q.Set("nonce", nonce)
-	q.Set("signature", collect.Signature(t.Token, ts, nonce))
-	body := msg
-	if t.EncodingAESKey != "" {
-		key, err := minipush.App{AppID: appID, EncodingAESKey: t.EncodingAESKey}.AESKey()
-		if err != nil {
-			return 0, fmt.Errorf("%w: encoding_aes_key: %v", errBadRequest, err)
-		}
-		enc, err := collect.EncryptPush(key, appID, msg, []byte(nonce + "012345")[:16])
-		if err != nil {
-			return 0, err
-		}
-		q.Set("encrypt_type", "aes")
-		q.Set("msg_signature", collect.MsgSignature(t.Token, ts, nonce, enc))
-		body = []byte(`<xml><ToUserName><![CDATA[gh_sandbox]]></ToUserName><Encrypt><![CDATA[` + enc + `]]></Encrypt></xml>`)
+	signed, body, err := signedPush(appID, t.Token, t.EncodingAESKey, "xml", at, nonce, []byte(nonce + "012345")[:16], msg)
+	if err != nil {
+		return 0, err
+	}
+	q := u.Query() // the URL's own parameters stay; the signing ones replace any of theirs
+	for k, v := range signed {
+		q[k] = v
 	}
 	u.RawQuery = q.Encode()
 	resp, err := http.Post(u.String(), "text/xml", bytes.NewReader(body))

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"minipush"
-	"minipush/internal/collect"
 )
 
 // Receipts: after it accepts a subscribe message, WeChat pushes a
@@ -231,23 +230,13 @@ func sentEventBody(format, openID string, created int64, items []receiptItem) []
 // pushReceipts delivers one push, retrying three times as WeChat does.
 func (s *Sandbox) pushReceipts(cfg ReceiptPush, openID string, items []receiptItem, nonce string, random []byte) {
 	now := s.now()
-	ts := strconv.FormatInt(now.Unix(), 10)
-	body := sentEventBody(cfg.Format, openID, now.Unix(), items)
-	q := "appId=" + cfg.AppID + "&timestamp=" + ts + "&nonce=" + nonce + "&signature=" + collect.Signature(cfg.Token, ts, nonce)
-	if cfg.EncodingAESKey != "" {
-		key, _ := (minipush.App{AppID: cfg.AppID, EncodingAESKey: cfg.EncodingAESKey}).AESKey() // SetReceipts checked it
-		enc, err := collect.EncryptPush(key, cfg.AppID, body, random)
-		if err != nil {
-			s.log.Warn("sandbox: receipt push not sealed", "err", err)
-			return
-		}
-		if cfg.Format == "json" {
-			body, _ = json.Marshal(map[string]string{"ToUserName": "gh_sandbox", "Encrypt": enc})
-		} else {
-			body = []byte("<xml><ToUserName><![CDATA[gh_sandbox]]></ToUserName><Encrypt><![CDATA[" + enc + "]]></Encrypt></xml>")
-		}
-		q += "&encrypt_type=aes&msg_signature=" + collect.MsgSignature(cfg.Token, ts, nonce, enc)
+	signed, body, err := signedPush(cfg.AppID, cfg.Token, cfg.EncodingAESKey, cfg.Format, now, nonce, random,
+		sentEventBody(cfg.Format, openID, now.Unix(), items))
+	if err != nil { // SetReceipts checked the key: not expected
+		s.log.Warn("sandbox: receipt push not sealed", "err", err)
+		return
 	}
+	q := signed.Encode()
 	sep := "?"
 	if bytes.ContainsRune([]byte(cfg.URL), '?') {
 		sep = "&"
@@ -256,7 +245,6 @@ func (s *Sandbox) pushReceipts(cfg ReceiptPush, openID string, items []receiptIt
 	if cfg.Format == "json" {
 		contentType = "application/json"
 	}
-	var err error
 	for attempt := range 4 {
 		if attempt > 0 {
 			time.Sleep(time.Duration(attempt) * cfg.RetryPause) // WeChat's pause between retries, not synchronisation
