@@ -316,7 +316,7 @@ func (d *DB) ReceiptCounts(ctx context.Context, campaignID string) (map[int]mini
 					if err := attributevalue.UnmarshalMap(item, &it); err != nil {
 						return fmt.Errorf("decode receipt counters: %w", err)
 					}
-					n, err := strconv.Atoi(strings.TrimPrefix(it.SK, "run#"))
+					n, err := runOfSK(it.SK)
 					if err != nil {
 						continue
 					}

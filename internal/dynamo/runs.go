@@ -84,6 +84,10 @@ func watchShardKey(n int) string { return "watch#" + strconv.Itoa(n) }
 
 func runSK(run int) string { return "run#" + strconv.Itoa(run) }
 
+// runOfSK is runSK's inverse: the run number of a run item's (or a run's receipt
+// counter's) sort key, an error for any other item's.
+func runOfSK(sk string) (int, error) { return strconv.Atoi(strings.TrimPrefix(sk, "run#")) }
+
 // watchSK is the sort key of a sending run's watch item.
 func watchSK(run int) string { return "w#" + strconv.Itoa(run) }
 
@@ -536,7 +540,7 @@ func (d *DB) runStates(ctx context.Context, refs []minipush.RunRef) (map[minipus
 			if err := attributevalue.UnmarshalMap(item, &it); err != nil {
 				return fmt.Errorf("dynamo: decode run state: %w", err)
 			}
-			run, err := strconv.Atoi(strings.TrimPrefix(it.SK, "run#"))
+			run, err := runOfSK(it.SK)
 			if err != nil {
 				return fmt.Errorf("dynamo: run item with sort key %q", it.SK)
 			}
@@ -571,7 +575,7 @@ func (d *DB) CampaignRuns(ctx context.Context, id string) ([]minipush.Run, error
 			if sk == nil {
 				continue
 			}
-			n, err := strconv.Atoi(strings.TrimPrefix(sk.Value, "run#"))
+			n, err := runOfSK(sk.Value)
 			if err != nil {
 				continue // not a run item
 			}
