@@ -248,23 +248,14 @@ func forecastAudience(ctx context.Context, fs forecastStore, c minipush.Campaign
 			}
 		}
 	}
-	if c.Audience.Kind == minipush.AudienceList {
-		for after := ""; ; {
-			page, next, err := fs.AudiencePage(ctx, c.ID, after, 1000)
-			if err != nil {
-				return nil, 0, err
-			}
-			add(page)
-			if next == "" {
-				return ids, n, nil
-			}
-			after = next
-		}
+	read := func(after string) ([]string, string, error) { return fs.AudiencePage(ctx, c.ID, after, 1000) }
+	if c.Audience.Kind != minipush.AudienceList {
+		q := minipush.AudienceScan{AppID: c.AppID, Segment: c.Audience.Segment,
+			Reachable: c.Audience.Kind == minipush.AudienceReachable, Channel: c.Message.Channel(), Now: now}
+		read = func(after string) ([]string, string, error) { return fs.ScanAudience(ctx, q, 0, 1, after, 1000) }
 	}
-	q := minipush.AudienceScan{AppID: c.AppID, Segment: c.Audience.Segment,
-		Reachable: c.Audience.Kind == minipush.AudienceReachable, Channel: c.Message.Channel(), Now: now}
 	for after := ""; ; {
-		page, next, err := fs.ScanAudience(ctx, q, 0, 1, after, 1000)
+		page, next, err := read(after)
 		if err != nil {
 			return nil, 0, err
 		}
