@@ -159,6 +159,10 @@ type Campaign struct {
 	// AbortedReason is why the campaign's canary aborted its last run (status aborted;
 	// the run carries it too as Run.Aborted). Scheduling the campaign again clears it.
 	AbortedReason string `json:"abortedReason,omitempty"`
+	// PausedReason is why send paused the campaign, with WeChat's errcode (for example
+	// "template_invalid (errcode 40037)"); shown only while the campaign is paused, and
+	// resume clears it. An operator's pause has none.
+	PausedReason string `json:"pausedReason,omitempty"`
 }
 
 // ReasonMissedOccurrence is the skip reason of a recipient of a stale run (see

@@ -29,6 +29,7 @@ import (
 //	                            the sparse ByDue index holds exactly the planner's work
 //	rev                       N, bumped by every operator write: optimistic edits
 //	pausedFrom                S, the status an operator pause interrupted
+//	pausedReason              S, why send paused it (PauseCampaign); resume removes it
 //	staleThrough              N, runs up to this number are stale: a resume without
 //	                            catch-up found them interrupted past their occurrence
 //	                            (minipush.Campaign.StaleThrough)
@@ -95,6 +96,7 @@ func decodeCampaign(item map[string]types.AttributeValue) (storedCampaign, error
 		PausedFrom string `dynamodbav:"pausedFrom"`
 		Stale      int    `dynamodbav:"staleThrough"`
 		Aborted    string `dynamodbav:"abortedReason"` // canary.go AbortRun
+		Paused     string `dynamodbav:"pausedReason"`  // PauseCampaign (send)
 	}
 	if err := attributevalue.UnmarshalMap(item, &it); err != nil {
 		return c, fmt.Errorf("dynamo: decode campaign: %w", err)
@@ -103,6 +105,11 @@ func decodeCampaign(item map[string]types.AttributeValue) (storedCampaign, error
 		ID: it.ID, AppID: it.AppID, Name: it.Name, Status: minipush.CampaignStatus(it.Status),
 		CreatedAt: fromEpoch(it.CreatedAt), UpdatedAt: fromEpoch(it.UpdatedAt), NextRunAt: fromEpoch(it.NextRunAt),
 		RunSeq: it.RunSeq, StaleThrough: it.Stale, AbortedReason: it.Aborted,
+	}
+	if c.Status == minipush.StatusPaused {
+		// Resume removes it; a paused campaign cancelled or whose run finished keeps the
+		// attribute, but it no longer says why the campaign stands still.
+		c.PausedReason = it.Paused
 	}
 	c.Rev, c.PausedFrom, c.DueAt = it.Rev, minipush.CampaignStatus(it.PausedFrom), fromEpoch(it.DueAt)
 	dec := func(o *attributevalue.DecoderOptions) { o.TagKey = "json" }
