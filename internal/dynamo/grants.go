@@ -469,10 +469,16 @@ func (d *DB) GetGrant(ctx context.Context, appID, openID, grantID string) (minip
 		},
 		ConsistentRead: aws.Bool(true),
 	})
+	return firstGrant(ctx, p, "get grant of "+appID, "no such grant")
+}
+
+// firstGrant returns the first grant a Query's pages hold (a filtered page may hold
+// none), or ENOTFOUND saying notFound; what names the read in an error.
+func firstGrant(ctx context.Context, p *dynamodb.QueryPaginator, what, notFound string) (minipush.Grant, error) {
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return minipush.Grant{}, fmt.Errorf("dynamo: get grant of %s: %w", appID, err)
+			return minipush.Grant{}, fmt.Errorf("dynamo: %s: %w", what, err)
 		}
 		for _, item := range page.Items {
 			var it grantItem
@@ -482,7 +488,7 @@ func (d *DB) GetGrant(ctx context.Context, appID, openID, grantID string) (minip
 			return it.grant(), nil
 		}
 	}
-	return minipush.Grant{}, minipush.Errorf(minipush.ENOTFOUND, "no such grant")
+	return minipush.Grant{}, minipush.Errorf(minipush.ENOTFOUND, "%s", notFound)
 }
 
 // SpendableGrant is the sender's grant lookup: the user's earliest-expiring grant of
@@ -495,20 +501,7 @@ func (d *DB) SpendableGrant(ctx context.Context, appID, openID, channel string) 
 	q := spendableQuery(d.Tables.Grants, appID, openID, channel, d.Now())
 	q.ConsistentRead = aws.Bool(true)
 	p := dynamodb.NewQueryPaginator(d.Client, q)
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return minipush.Grant{}, fmt.Errorf("dynamo: spendable grant of %s: %w", appID, err)
-		}
-		for _, item := range page.Items {
-			var it grantItem
-			if err := attributevalue.UnmarshalMap(item, &it); err != nil {
-				return minipush.Grant{}, fmt.Errorf("dynamo: decode grant: %w", err)
-			}
-			return it.grant(), nil
-		}
-	}
-	return minipush.Grant{}, minipush.Errorf(minipush.ENOTFOUND, "no spendable grant")
+	return firstGrant(ctx, p, "spendable grant of "+appID, "no spendable grant")
 }
 
 // spendableQuery is the Query of a user's grants of channel that are still spendable
