@@ -83,6 +83,16 @@ const (
 	// Requests counts the HTTP answers of collect and admin (by Status class: 2xx, 4xx,
 	// 5xx).
 	Requests = "Requests"
+	// WebhookDeliveries counts the webhook queue's events the webhook function finished:
+	// accepted by the app's endpoint, or dropped (the app has no webhook, the event does
+	// not decode). WebhookDeliveryFailures counts those it did not (the endpoint answered
+	// non-2xx or not at all, or storage failed), which SQS retries after a backoff.
+	// WebhookEnqueueFailures counts events their producers (send, plan, admin,
+	// deadletter, the digest) could not put on the queue: lost, and logged. By Function
+	// only.
+	WebhookDeliveries       = "WebhookDeliveries"
+	WebhookDeliveryFailures = "WebhookDeliveryFailures"
+	WebhookEnqueueFailures  = "WebhookEnqueueFailures"
 )
 
 // Units is every metric's unit: the catalogue of what minipush emits.
@@ -91,6 +101,7 @@ var Units = map[string]Unit{
 	DeadLettered: Count, GrantsHarvested: Count, GrantsExpired: Count, PushEvents: Count,
 	Receipts: Count, WeChatLatency: Milliseconds, Throttles: Count, PlannerLag: Seconds,
 	RecipientsPlanned: Count, Requests: Count,
+	WebhookDeliveries: Count, WebhookDeliveryFailures: Count, WebhookEnqueueFailures: Count,
 }
 
 // Dimensions lists, per metric, the dimensions besides Function it is recorded with;
@@ -101,6 +112,7 @@ var Dimensions = map[string][]string{
 	GrantsHarvested: {"AppId", "Kind"}, GrantsExpired: {"AppId", "Kind"}, PushEvents: {"AppId", "Type"},
 	Receipts: {"AppId", "Result"}, WeChatLatency: {"API"}, Throttles: {"Service"}, PlannerLag: {"AppId"},
 	RecipientsPlanned: {"AppId"}, Requests: {"Status"},
+	WebhookDeliveries: nil, WebhookDeliveryFailures: nil, WebhookEnqueueFailures: nil,
 }
 
 // FunctionDimension is the dimension every metric carries.

@@ -109,12 +109,12 @@ func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 	for _, m := range ev.Records {
 		if err := h.deliver(ctx, m); err != nil {
 			logs.Or(h.Log).WarnContext(ctx, "webhook: delivery failed", "message_id", m.MessageId, logs.KeyErr, err)
-			rec.Add("WebhookDeliveryFailures", 1)
+			rec.Add(metrics.WebhookDeliveryFailures, 1)
 			h.backoff(ctx, m)
 			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: m.MessageId})
 			continue
 		}
-		rec.Add("WebhookDeliveries", 1)
+		rec.Add(metrics.WebhookDeliveries, 1)
 	}
 	return resp, nil
 }

@@ -31,12 +31,9 @@ type Publisher struct {
 	Timeout time.Duration
 }
 
-// EnqueueFailures is the metric counting events that could not be put on the queue.
-const EnqueueFailures = "WebhookEnqueueFailures"
-
 // Publish enqueues ev. It returns nothing: a webhook must never block or fail a send,
 // a plan or an operator request, so a failure is logged (without the body) and counted
-// in EnqueueFailures, and the caller goes on.
+// in metrics.WebhookEnqueueFailures, and the caller goes on.
 func (p *Publisher) Publish(ctx context.Context, ev minipush.WebhookEvent) {
 	if p == nil || p.Client == nil || p.URL == "" {
 		return
@@ -52,7 +49,7 @@ func (p *Publisher) Publish(ctx context.Context, ev minipush.WebhookEvent) {
 		_, err = p.Client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(p.URL), MessageBody: aws.String(string(body))})
 	}
 	if err != nil {
-		metrics.FromContext(ctx).Add(EnqueueFailures, 1)
+		metrics.FromContext(ctx).Add(metrics.WebhookEnqueueFailures, 1)
 		logs.Or(p.Log).WarnContext(ctx, "webhook: event not enqueued", "event", ev.Type, "event_id", ev.ID,
 			"campaign", ev.CampaignID, logs.KeyErr, err)
 	}
