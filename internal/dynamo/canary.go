@@ -25,7 +25,7 @@ func (d *DB) AbortRun(ctx context.Context, campaignID string, run int, owner str
 			TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
 			ConditionExpression: aws.String("#status = :planning AND #owner = :owner"),
 			UpdateExpression: aws.String("SET #status = :sending, planned = :planned, sendingAt = :now, progressAt = :now, " +
-				"aborted = :reason REMOVE #owner, leaseUntil, #cursor"),
+				"aborted = :reason REMOVE #owner, leaseUntil, #cursor, heldUntil"),
 			ExpressionAttributeNames: map[string]string{"#status": "status", "#owner": "owner", "#cursor": "cursor"},
 			ExpressionAttributeValues: map[string]types.AttributeValue{
 				":planning": strAV(string(minipush.RunPlanning)), ":owner": strAV(owner), ":sending": strAV(string(minipush.RunSending)),
