@@ -207,8 +207,12 @@ func TestHold(t *testing.T) {
 	})
 }
 
-// TestQuotaExceeded: with one recipient in flight, the first 45009 pauses the
-// campaign and no second call is made.
+// TestQuotaExceeded: a sender without a quota pacer (Handler.Quota nil), one
+// recipient in flight, pauses the campaign at the first 45009 and makes no second call.
+// Production's send always has the pacer, and there a subscribe message's 45009 pauses
+// the app until the reset, not the campaign (TestQuotaPacing): this subscribe message
+// takes a path production never takes. Production takes it for legacy template
+// messages, which are never paced; the test keeps the nil-pacer fallback covered.
 func TestQuotaExceeded(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
