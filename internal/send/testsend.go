@@ -54,7 +54,7 @@ type TestResult struct {
 	ErrCode int              `json:"errcode,omitempty"`
 	MsgID   string           `json:"msgId,omitempty"`
 	// Channel is the channel it went (or would have gone) on: the message's kind, or
-	// "customerService".
+	// "customer_service" (minipush.ChannelCustomerService).
 	Channel string `json:"channel,omitempty"`
 }
 
