@@ -28,6 +28,7 @@ type DeadLetterStore interface {
 	CreateDelivery(ctx context.Context, d minipush.Delivery) (minipush.Delivery, error)
 	FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, outcome minipush.Outcome, reason string, errcode int, msgID, rcptUser string) error
 	GetGrant(ctx context.Context, appID, openID, grantID string) (minipush.Grant, error)
+	SpendableGrant(ctx context.Context, appID, openID, channel string) (minipush.Grant, error) // a claim naming a channel (spendLostClaim)
 	SpendGrant(ctx context.Context, g minipush.Grant) error
 	runCounters
 }
@@ -211,11 +212,7 @@ func (d *DeadLetter) spendClaimed(ctx context.Context, b minipush.Batch, openID 
 	if dl.GrantID == "" || b.AppID == "" {
 		return
 	}
-	g, err := d.Store.GetGrant(ctx, b.AppID, openID, dl.GrantID)
-	if err == nil {
-		err = d.Store.SpendGrant(ctx, g)
-	}
-	if err != nil && minipush.ErrorCode(err) != minipush.ENOTFOUND && minipush.ErrorCode(err) != minipush.ECONFLICT {
+	if err := spendLostClaim(ctx, d.Store, b.AppID, openID, dl.GrantID); err != nil {
 		d.log().LogAttrs(ctx, slog.LevelWarn, "deadletter: spend grant of a lost claim failed",
 			slog.String("campaign", b.CampaignID), slog.Int("run", b.Run), slog.String("err", err.Error()))
 	}

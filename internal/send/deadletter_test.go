@@ -174,3 +174,34 @@ func (f *fixture) mustProgress(t *testing.T) minipush.RunProgress {
 	}
 	return p
 }
+
+// TestDeadLetterChannelClaim: a sender that claimed with its grant lookup in flight
+// (the claim names the grant channel, not a grant) and died after WeChat accepted
+// the message leaves a claim the dead-letter handler ends unknown, spending one of the
+// user's grants of the channel: one of the two is left, as WeChat counts one use.
+func TestDeadLetterChannelClaim(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := t.Context()
+	ids := f.grantedUsers(t, 2)
+	f.putCampaign(t, "c", subscribeMessage(), minipush.Policy{}, len(ids))
+	crashing := f.handler(2)
+	crashing.Store = crashingStore{f.db}
+	b := minipush.Batch{ID: "c-1-b1", CampaignID: "c", Run: 1, AppID: appID, OpenIDs: ids}
+	if got := failedIDs(t, crashing, ctx, events10(t, []minipush.Batch{b})[0]); len(got) != 1 {
+		t.Fatalf("batchItemFailures %v, want the message (its outcomes were not recorded)", got)
+	}
+	f.unleased(t, ids, 2) // the sender died before its final write, so before its spend
+	later := time.Now().Add(time.Hour)
+	dl := &send.DeadLetter{Store: f.db, Log: quiet, Now: func() time.Time { return later }}
+	if resp, err := dl.Handle(ctx, f.deadLetter(t, b)); err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("dead letter: %+v, %v; want done", resp, err)
+	}
+	got := f.outcomes(t, "c")
+	for _, u := range ids {
+		if d := got[u]; d.Outcome != minipush.OutcomeUnknown || d.Reason != send.DeadLetterReason {
+			t.Errorf("%s: %s/%s, want unknown/%s", u, d.Outcome, d.Reason, send.DeadLetterReason)
+		}
+	}
+	f.unleased(t, ids, 1)
+}

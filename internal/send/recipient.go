@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,8 +41,26 @@ func (r recipient) deliver(ctx context.Context) (result, error) {
 func (r recipient) deliverGrant(ctx context.Context, claimed bool) (result, error) {
 	h, c := r.inv.h, r.st.c
 	lookups := 0
+	// anyGrant: our claim names the campaign's channel, not one grant (claimAndLook), so
+	// a grant found after a rejected one needs no SetDeliveryGrant.
+	var first *minipush.Grant
+	anyGrant := false
+	if !claimed && r.claimWhileLooking() {
+		g, res, stop, err := r.claimAndLook(ctx)
+		if stop {
+			return res, err
+		}
+		first, claimed, anyGrant = &g, true, true
+	}
 	for {
-		g, err := r.store().SpendableGrant(ctx, c.AppID, r.openID, c.Message.Channel())
+		var g minipush.Grant
+		var err error
+		prepared := first != nil // claimAndLook took the quota and claimed already
+		if first != nil {
+			g, first = *first, nil
+		} else {
+			g, err = r.store().SpendableGrant(ctx, c.AppID, r.openID, c.Message.Channel())
+		}
 		switch {
 		case minipush.ErrorCode(err) == minipush.ENOTFOUND:
 			if claimed {
@@ -51,38 +70,9 @@ func (r recipient) deliverGrant(ctx context.Context, claimed bool) (result, erro
 		case err != nil:
 			return r.abandon(ctx, claimed, err)
 		}
-		// After the grant lookup, so a user without a grant keeps their slot.
-		if capped, err := r.takeCap(ctx); err != nil {
-			return r.abandon(ctx, claimed, err)
-		} else if capped {
-			return r.finalizeUnclaimed(ctx, minipush.OutcomeSkipped, minipush.ReasonFrequencyCap, 0)
-		}
-		if res, stop, err := r.takeQuota(ctx, claimed); stop {
-			return res, err // quota.go: the app's daily budget is used up
-		}
-		if !claimed {
-			if err := h.Limiter.Wait(ctx); err != nil {
-				return result{openID: r.openID, fate: fateHold}, nil
-			}
-			existing, err := r.store().CreateDelivery(ctx, minipush.Delivery{
-				RunKey: r.runKey, OpenID: r.openID, State: minipush.DeliverySending, Owner: r.inv.owner,
-				LeaseUntil: h.now().Add(h.lease()), GrantID: g.ID, Channel: string(c.Message.Kind), ExpiresAt: h.now().Add(r.retention()),
-			})
-			switch {
-			case minipush.ErrorCode(err) == minipush.ECONFLICT:
-				return r.resolve(ctx, existing)
-			case err != nil:
-				return r.abandon(ctx, false, err)
-			}
-			claimed = true
-		} else {
-			err := r.store().SetDeliveryGrant(ctx, r.runKey, r.openID, r.inv.owner, g.ID)
-			switch {
-			case minipush.ErrorCode(err) == minipush.ECONFLICT:
-				// Our claim outlived its lease and was taken over: it is final elsewhere.
-				return result{openID: r.openID, fate: fateDone}, nil
-			case err != nil:
-				return r.abandon(ctx, true, err)
+		if !prepared {
+			if res, stop, err := r.beforeCall(ctx, g, &claimed, anyGrant); stop {
+				return res, err
 			}
 		}
 
@@ -129,16 +119,176 @@ func (r recipient) deliverGrant(ctx context.Context, claimed bool) (result, erro
 	}
 }
 
-// spendAndFinish spends g and makes the claim final at once: after the call the two
-// writes are independent (different tables, neither's condition reads the other), so
-// a recipient waits one round trip for them instead of two. Ordering bought nothing:
-// a spend lost after the final write leaves a grant that WeChat answers 41029 or
-// 43101 when next used (and it is dropped then), the same as a spend that fails.
-func (r recipient) spendAndFinish(ctx context.Context, g minipush.Grant, o minipush.Outcome, reason string, errcode int, msgID string) (result, error) {
-	var wg sync.WaitGroup
-	wg.Go(func() { r.spend(ctx, g) })
-	res, err := r.finishOwnMsg(ctx, o, reason, errcode, msgID, r.receiptUser(o))
+// claimWhileLooking says the recipient's claim goes out together with its grant
+// lookup (claimAndLook) instead of after it: one DynamoDB round trip less before the
+// call, on the path every recipient takes (issue #12, send next to the seeds' naive
+// loop). Only for subscribe messages, whose grants are interchangeable counts of the
+// user's accepts of the template at WeChat, so a claim can name the channel instead of
+// one grant (anyGrantPrefix); and only without frequency caps, whose slot is taken
+// after the lookup so that a user without a grant keeps it.
+func (r recipient) claimWhileLooking() bool {
+	return r.st.c.Message.Kind == minipush.MessageSubscribe && !r.st.lim.caps.Any()
+}
+
+// anyGrantPrefix marks a claim's GrantID that names a grant channel, not a grant: the
+// claim was written before its grant was known (claimAndLook). A crashed sender's
+// claim then counts as having spent any one of the user's grants of that channel
+// (spendLostClaim), as spend does after losing a race for its own: WeChat counts
+// accepts, not particular ones. Grant IDs are hex (minipush.GrantID): no collision.
+const anyGrantPrefix = "any:"
+
+// claimAndLook writes the claim and looks the grant up at once. The two are
+// independent: a claim that fails drops the lookup's answer (nothing is called, the
+// claim is resolved as before); a lookup that finds nothing ends the claimed recipient
+// no_grant. Then, as beforeCall does after a lookup, the quota token and the
+// limiter's wait, so a recipient without a grant takes neither. The call waits for
+// all of it, so the claim precedes it as ever. stop says the recipient is done with
+// res and err; else g is the grant to call with under this invocation's claim.
+func (r recipient) claimAndLook(ctx context.Context) (g minipush.Grant, res result, stop bool, err error) {
+	h, c := r.inv.h, r.st.c
+	var (
+		wg      sync.WaitGroup
+		lookErr error
+	)
+	wg.Go(func() { g, lookErr = r.store().SpendableGrant(ctx, c.AppID, r.openID, c.Message.Channel()) })
+	existing, err := r.store().CreateDelivery(ctx, minipush.Delivery{
+		RunKey: r.runKey, OpenID: r.openID, State: minipush.DeliverySending, Owner: r.inv.owner,
+		LeaseUntil: h.now().Add(h.lease()), GrantID: anyGrantPrefix + c.Message.Channel(), Channel: string(c.Message.Kind),
+		ExpiresAt: h.now().Add(r.retention()),
+	})
 	wg.Wait()
+	switch {
+	case minipush.ErrorCode(err) == minipush.ECONFLICT:
+		res, err = r.resolve(ctx, existing) // not ours: the lookup's answer is dropped
+		return g, res, true, err
+	case err != nil:
+		res, err = r.abandon(ctx, false, err)
+		return g, res, true, err
+	}
+	switch {
+	case minipush.ErrorCode(lookErr) == minipush.ENOTFOUND:
+		res, err = r.finishOwn(ctx, minipush.OutcomeNoGrant, "", 0)
+		return g, res, true, err
+	case lookErr != nil:
+		res, err = r.abandon(ctx, true, lookErr)
+		return g, res, true, err
+	}
+	if res, stop, err := r.takeQuota(ctx, true); stop {
+		return g, res, true, err // quota.go: the app's daily budget is used up; the claim went back
+	}
+	if err := h.Limiter.Wait(ctx); err != nil {
+		// The invocation is ending: held, as beforeCall holds at its wait, without the
+		// claim (nothing was called under it), so the retry need not wait for its lease.
+		r.giveQuota()
+		if err := r.store().DeleteClaim(context.WithoutCancel(ctx), r.runKey, r.openID, r.inv.owner); err != nil {
+			if minipush.ErrorCode(err) == minipush.ECONFLICT {
+				return g, result{openID: r.openID, fate: fateDone}, true, nil // taken over: final elsewhere
+			}
+			return g, result{}, true, fmt.Errorf("send: release claim held at the limiter: %w", err)
+		}
+		return g, result{openID: r.openID, fate: fateHold}, true, nil
+	}
+	return g, result{}, false, nil
+}
+
+// spendLostClaim retires the grant of a claim whose sender was lost after claiming
+// (its message may have gone out): the grant it names, or, for a claim naming only a
+// channel (anyGrantPrefix), the user's next spendable grant of that channel. ENOTFOUND
+// and ECONFLICT (no such grant left, or spent meanwhile) are not failures.
+func spendLostClaim(ctx context.Context, s grantSpender, appID, openID, grantID string) error {
+	var (
+		g   minipush.Grant
+		err error
+	)
+	if ch, ok := strings.CutPrefix(grantID, anyGrantPrefix); ok {
+		g, err = s.SpendableGrant(ctx, appID, openID, ch)
+	} else {
+		g, err = s.GetGrant(ctx, appID, openID, grantID)
+	}
+	if err == nil {
+		err = s.SpendGrant(ctx, g)
+	}
+	if c := minipush.ErrorCode(err); c == minipush.ENOTFOUND || c == minipush.ECONFLICT {
+		return nil
+	}
+	return err
+}
+
+// grantSpender is the part of the stores spendLostClaim needs.
+type grantSpender interface {
+	SpendableGrant(ctx context.Context, appID, openID, channel string) (minipush.Grant, error)
+	GetGrant(ctx context.Context, appID, openID, grantID string) (minipush.Grant, error)
+	SpendGrant(ctx context.Context, g minipush.Grant) error
+}
+
+// beforeCall takes the steps between a grant lookup and the call: the frequency-cap
+// slot (after the lookup, so a user without a grant keeps their slot), the quota token,
+// then the claim naming g, or, on a claim this invocation holds already, g recorded on
+// it (not needed when the claim covers any grant of the channel: anyGrant). stop says
+// the recipient is done with res and err.
+func (r recipient) beforeCall(ctx context.Context, g minipush.Grant, claimed *bool, anyGrant bool) (res result, stop bool, err error) {
+	h, c := r.inv.h, r.st.c
+	if capped, err := r.takeCap(ctx); err != nil {
+		res, err = r.abandon(ctx, *claimed, err)
+		return res, true, err
+	} else if capped {
+		res, err = r.finalizeUnclaimed(ctx, minipush.OutcomeSkipped, minipush.ReasonFrequencyCap, 0)
+		return res, true, err
+	}
+	if res, stop, err := r.takeQuota(ctx, *claimed); stop {
+		return res, true, err // quota.go: the app's daily budget is used up
+	}
+	if !*claimed {
+		if err := h.Limiter.Wait(ctx); err != nil {
+			return result{openID: r.openID, fate: fateHold}, true, nil
+		}
+		existing, err := r.store().CreateDelivery(ctx, minipush.Delivery{
+			RunKey: r.runKey, OpenID: r.openID, State: minipush.DeliverySending, Owner: r.inv.owner,
+			LeaseUntil: h.now().Add(h.lease()), GrantID: g.ID, Channel: string(c.Message.Kind), ExpiresAt: h.now().Add(r.retention()),
+		})
+		switch {
+		case minipush.ErrorCode(err) == minipush.ECONFLICT:
+			res, err = r.resolve(ctx, existing)
+			return res, true, err
+		case err != nil:
+			res, err = r.abandon(ctx, false, err)
+			return res, true, err
+		}
+		*claimed = true
+		return result{}, false, nil
+	}
+	if anyGrant {
+		return result{}, false, nil
+	}
+	err = r.store().SetDeliveryGrant(ctx, r.runKey, r.openID, r.inv.owner, g.ID)
+	switch {
+	case minipush.ErrorCode(err) == minipush.ECONFLICT:
+		// Our claim outlived its lease and was taken over: it is final elsewhere.
+		return result{openID: r.openID, fate: fateDone}, true, nil
+	case err != nil:
+		res, err = r.abandon(ctx, true, err)
+		return res, true, err
+	}
+	return result{}, false, nil
+}
+
+// spendAndFinish makes the claim final, then spends g off the recipient's critical
+// path: the spend runs in the background (the invocation waits for it before it
+// returns, inv.spends) while the recipient's pool slot goes to the next recipient, so a
+// recipient waits for one round trip after the call, not two.
+//
+// The spend follows the final write, and only a final write of ours (not one that
+// found the claim taken over): a claim naming a channel, not a grant (claimAndLook),
+// is resolved after a crash by spending any one grant of that channel, which would be
+// one too many had our spend landed without our final write. In this order a lost
+// sender spent nothing, or its recipient is final and never resolved. A spend lost
+// after the final write leaves a grant that WeChat answers 41029 or 43101 when next
+// used (and it is dropped then), the same as a spend that fails.
+func (r recipient) spendAndFinish(ctx context.Context, g minipush.Grant, o minipush.Outcome, reason string, errcode int, msgID string) (result, error) {
+	res, err := r.finishOwnMsg(ctx, o, reason, errcode, msgID, r.receiptUser(o))
+	if err == nil && res.fate == fateFinal {
+		r.inv.spends.Go(func() { r.spend(ctx, g) })
+	}
 	return res, err
 }
 
@@ -356,11 +506,7 @@ func (r recipient) resolve(ctx context.Context, d minipush.Delivery) (result, er
 		return result{}, fmt.Errorf("send: take over lost claim: %w", err)
 	}
 	if d.GrantID != "" {
-		g, err := r.store().GetGrant(ctx, r.st.c.AppID, r.openID, d.GrantID)
-		if err == nil {
-			err = r.store().SpendGrant(ctx, g)
-		}
-		if err != nil && minipush.ErrorCode(err) != minipush.ENOTFOUND && minipush.ErrorCode(err) != minipush.ECONFLICT {
+		if err := spendLostClaim(ctx, r.store(), r.st.c.AppID, r.openID, d.GrantID); err != nil {
 			h.log().LogAttrs(ctx, slog.LevelWarn, "send: spend grant of a lost claim failed", attrs(r, err)...)
 		}
 	}

@@ -22,15 +22,21 @@
 //     recipients end skipped/holdout, and inside quiet hours recipients are deferred
 //     to the window's end (caps.go).
 //  3. Claim the delivery just before the call (PutItem attribute_not_exists), naming the
-//     grant it pays with. An existing final item wins; a live claim of another sender
+//     grant it pays with. A subscribe message without frequency caps claims while its
+//     grant lookup of 2 is in flight, one round trip less per recipient, and its claim
+//     names the grant channel instead (recipient.claimAndLook): its grants are
+//     interchangeable counts at WeChat. The call waits for both; a failed claim drops
+//     the lookup's answer, a lookup finding nothing ends the recipient no_grant with
+//     the final write it gets anyway. An existing final item wins; a live claim of another sender
 //     keeps the recipient pending; an expired claim is a crashed sender whose message
 //     may have gone out, so it becomes unknown (its grant spent) and is never resent.
 //  4. Call WeChat with the shared token (token.Cache); a stale token is invalidated
 //     once and the call retried once.
-//  5. Act on the classified answer (wechat.Classify): spend the grant and record sent
-//     (both writes in flight at once, see below); drop a rejected grant and try the
-//     next; fail the recipient; pause the campaign and hold the rest; delete the claim
-//     and retry later; or spend the grant and record unknown (likewise at once).
+//  5. Act on the classified answer (wechat.Classify): record sent, then spend the grant
+//     in the background while the recipient's slot goes to the next one (see below);
+//     drop a rejected grant and try the next; fail the recipient; pause the campaign
+//     and hold the rest; delete the claim and retry later; or record unknown and spend
+//     the grant (likewise).
 //  6. Re-queue only still-pending recipients as a new message: transient failures with
 //     Attempt+1 and capped exponential DelaySeconds (beyond the policy's retry budget
 //     they end failed/"retries_exhausted"); recipients another live sender held (busy)
@@ -64,14 +70,16 @@
 // plus its failure modes (a crashed sender's grant blocked for the lease, recipients
 // waiting out a duplicate's lease) are gone.
 //
-// The spend and the final write after a call are made at once (recipient.spendAndFinish):
-// neither's condition reads the other's item, and their order guards nothing. If the
-// sender dies after the final write and before the spend, the grant keeps a use we no
-// longer have, exactly as when the spend fails: WeChat answers its next use 41029
-// (formId, prepay id) or 43101 (no accept left), and it is dropped then, never a second
-// message to this recipient in this run (the final item stands). If it dies after the
-// spend and before the final write, the claim expires and is taken over as unknown,
-// as before.
+// The spend follows a final write of ours, off the recipient's critical path
+// (recipient.spendAndFinish: the invocation waits for it, the pool does not). The order
+// matters for a claim naming only the channel: a taker-over spends any one grant of
+// it, one too many had our spend landed without our final write. If the sender dies
+// after the final write and before the spend, the grant keeps a use we no longer have,
+// exactly as when the spend fails: WeChat answers its next use 41029 (formId, prepay
+// id) or 43101 (no accept left), and it is dropped then, never a second message to
+// this recipient in this run (the final item stands). If it dies before the final
+// write, nothing was spent: the claim expires and is taken over as unknown, spending
+// the grant it names or one of its channel.
 //
 // Writes per sent message: claim the delivery, spend the grant, record the final
 // outcome (an update of the claim item; the table has no index) = 3, plus one counter
@@ -271,6 +279,7 @@ func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 		})
 	}
 	wg.Wait()
+	inv.spends.Wait() // nothing of the invocation runs on once Lambda may freeze it
 	stopFlush()
 	inv.flushCounters(ctx)
 	h.Quota.Flush(ctx, h.log()) // the tokens not used go back for the other senders
@@ -307,6 +316,7 @@ type invocation struct {
 	campaigns map[string]*campaignState
 	tallies   map[minipush.RunRef]*tally // guarded by mu
 	turns     *turns                     // when each message reads its recipients (pace.go)
+	spends    sync.WaitGroup             // grant spends after final writes (spendAndFinish)
 }
 
 // tally is what an invocation's messages of one run finalized, added to the run's

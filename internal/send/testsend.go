@@ -115,6 +115,7 @@ func (h *Handler) SendTest(ctx context.Context, c minipush.Campaign, runKey stri
 		})
 	}
 	wg.Wait()
+	inv.spends.Wait() // the grants are spent when the answer says sent
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("send: test of %s: %w", c.ID, err)
 	}
