@@ -376,6 +376,17 @@ type result struct {
 	// channel is ChannelCustomerService for a recipient finalized on that channel
 	// (cs.go); csFallback the reason WeChat refused it before the grant path ran.
 	channel, csFallback string
+	// counted: the recipient's outcome is already in the invocation's tally (it was
+	// added as the recipient ended, so progress moves while a long message runs).
+	counted bool
+}
+
+// counters is what one final recipient adds to its run's counters.
+func (r result) counters() minipush.Counters {
+	var c minipush.Counters
+	c.Count(r.outcome, r.reason)
+	c.CountChannel(r.outcome, r.channel, r.csFallback)
+	return c
 }
 
 func final(openID string, o minipush.Outcome, reason string) result {
@@ -483,6 +494,12 @@ func (inv *invocation) message(ctx context.Context, rec events.SQSMessage, turn 
 			default:
 				results[i], errs[i] = r.deliver(ctx)
 			}
+			// Counted as it ends, not when its message does: the ten messages of an
+			// invocation end together, and the run's progress would stand still till then.
+			if errs[i] == nil && results[i].fate == fateFinal {
+				inv.account(ctx, b, results[i].counters(), 0)
+				results[i].counted = true
+			}
 		})
 	}
 	inv.turns.pass(turn) // every recipient is in the pool: the next message may read
@@ -516,7 +533,9 @@ func (inv *invocation) nearDeadline(ctx context.Context) bool {
 // recipients already counted, so nothing is counted twice.
 func (inv *invocation) settle(ctx context.Context, b minipush.Batch, st *campaignState, results []result, alreadyFinal int, procErr error) error {
 	h := inv.h
-	var counted minipush.Counters
+	// counted is the message's final recipients (for its log line); late those not yet
+	// in the invocation's tally (the ones settle itself finalized).
+	var counted, late minipush.Counters
 	var retry, busy, hold []string
 	deferred, quotaHeld := 0, 0
 	for _, r := range results {
@@ -566,12 +585,15 @@ func (inv *invocation) settle(ctx context.Context, b minipush.Batch, st *campaig
 		if r.fate != fateFinal {
 			continue
 		}
-		counted.Count(r.outcome, r.reason)
-		counted.CountChannel(r.outcome, r.channel, r.csFallback)
+		c := r.counters()
+		counted.Add(c)
+		if !r.counted {
+			late.Add(c)
+		}
 		countOutcome(ctx, st.c.AppID, r.outcome, r.reason)
 	}
 	log := h.log().With(slog.String("campaign", b.CampaignID), slog.Int("run", b.Run), slog.String("request_id", inv.reqID), slog.String("batch", b.ID))
-	inv.account(ctx, b, counted, alreadyFinal)
+	inv.account(ctx, b, late, alreadyFinal)
 	if procErr != nil {
 		// Leave the message to SQS: finished recipients are skipped on redelivery, the
 		// rest are redone there rather than re-queued here.
