@@ -24,15 +24,20 @@ const token = "operator-token-for-tests"
 
 var now = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 
+// envDB is the storage layer on env's tables, as the functions get it.
+func envDB(env *testenv.Env) *dynamo.DB {
+	return dynamo.New(env.DynamoDB, dynamo.Tables{
+		Grants: env.Table("GrantsTable"), Users: env.Table("UsersTable"), Campaigns: env.Table("CampaignsTable"),
+		Audience: env.Table("AudienceTable"), Deliveries: env.Table("DeliveriesTable"), State: env.Table("StateTable"),
+	})
+}
+
 // MustAdmin returns a handler on a fresh namespace of DynamoDB Local, with a fixed
 // clock and sequential campaign ids (c1, c2, ...).
 func MustAdmin(t *testing.T) (*admin.Handler, *dynamo.DB) {
 	t.Helper()
 	env := testenv.New(t)
-	db := dynamo.New(env.DynamoDB, dynamo.Tables{
-		Grants: env.Table("GrantsTable"), Users: env.Table("UsersTable"), Campaigns: env.Table("CampaignsTable"),
-		Audience: env.Table("AudienceTable"), Deliveries: env.Table("DeliveriesTable"), State: env.Table("StateTable"),
-	})
+	db := envDB(env)
 	db.Now = func() time.Time { return now }
 	h := admin.New(db, token, []string{"wx1", "wx2"})
 	h.Now = db.Now

@@ -27,40 +27,12 @@ import (
 // the same recipients pending, show nothing deferred inside the window.
 func TestProgressDeferred(t *testing.T) {
 	t.Parallel()
-	env := testenv.New(t)
-	db := dynamo.New(env.DynamoDB, dynamo.Tables{
-		Grants: env.Table("GrantsTable"), Users: env.Table("UsersTable"), Campaigns: env.Table("CampaignsTable"),
-		Audience: env.Table("AudienceTable"), Deliveries: env.Table("DeliveriesTable"), State: env.Table("StateTable"),
-	})
-	sh, err := time.LoadLocation("Asia/Shanghai")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	clock := time.Date(2026, 11, 25, 21, 50, 0, 0, sh)
-	setClock := func(t time.Time) { mu.Lock(); clock = t; mu.Unlock() }
-	db.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
-	apps := map[string]minipush.App{"wx1": {AppID: "wx1", TimeZone: "Asia/Shanghai",
-		QuietHours: &minipush.QuietHours{Start: "22:00", End: "08:00"}}}
-	h := admin.New(db, token, []string{"wx1"})
-	h.Now, h.Apps = db.Now, apps
 	ids := []string{"mk", "tx", "off"}
-	next := 0
-	h.NewID = func() string { next++; return ids[next-1] }
-
 	const n = 5
-	policies := []string{`{"canaryPercent":0}`, `{"canaryPercent":0,"transactional":true}`, `{"canaryPercent":0,"quietHours":{"off":true}}`}
-	for i, id := range ids {
-		body := strings.Replace(subscribeCampaign, `"audience":{"kind":"list"}`, `"audience":{"kind":"list"},"policy":`+policies[i], 1)
-		mustOK(t, h, call{method: "POST", target: "/v1/admin/campaigns", body: body}, 201, nil)
-		mustOK(t, h, call{method: "POST", target: "/v1/admin/campaigns/" + id + "/audience",
-			body: `{"openIds":["oA","oB","oC","oD","oE"]}`}, 200, nil)
-		mustOK(t, h, call{method: "POST", target: "/v1/admin/campaigns/" + id + "/schedule", body: `{"now":true}`}, 200, nil)
-	}
+	db, h, p, sh, setClock := quietHoursCampaigns(t, 21, 50, ids,
+		[]string{`{"canaryPercent":0}`, `{"canaryPercent":0,"transactional":true}`, `{"canaryPercent":0,"quietHours":{"off":true}}`})
 	// The planner queues all three before the window (21:50); two of the marketing
 	// campaign's recipients are sent before 22:00, as send would count them.
-	p := &plan.Handler{DB: db, Queue: queue.New(env.SQS, env.Queue("SendQueue").URL), Now: db.Now,
-		Log: slog.New(slog.DiscardHandler), Apps: apps}
 	if err := p.Handle(t.Context(), events.EventBridgeEvent{ID: "tick"}); err != nil {
 		t.Fatal(err)
 	}
@@ -110,41 +82,13 @@ func TestProgressDeferred(t *testing.T) {
 // first tick queues the whole audience and clears it.
 func TestProgressHeldByPlanner(t *testing.T) {
 	t.Parallel()
-	env := testenv.New(t)
-	db := dynamo.New(env.DynamoDB, dynamo.Tables{
-		Grants: env.Table("GrantsTable"), Users: env.Table("UsersTable"), Campaigns: env.Table("CampaignsTable"),
-		Audience: env.Table("AudienceTable"), Deliveries: env.Table("DeliveriesTable"), State: env.Table("StateTable"),
-	})
 	doc, err := apispec.Parse(admin.OpenAPI)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh, err := time.LoadLocation("Asia/Shanghai")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	clock := time.Date(2026, 11, 25, 23, 0, 0, 0, sh)
-	setClock := func(t time.Time) { mu.Lock(); clock = t; mu.Unlock() }
-	db.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
-	apps := map[string]minipush.App{"wx1": {AppID: "wx1", TimeZone: "Asia/Shanghai",
-		QuietHours: &minipush.QuietHours{Start: "22:00", End: "08:00"}}}
-	h := admin.New(db, token, []string{"wx1"})
-	h.Now, h.Apps = db.Now, apps
 	ids := []string{"mk", "tx"}
-	next := 0
-	h.NewID = func() string { next++; return ids[next-1] }
 	const n = 5
-	policies := []string{`{"canaryPercent":0}`, `{"canaryPercent":0,"transactional":true}`}
-	for i, id := range ids {
-		body := strings.Replace(subscribeCampaign, `"audience":{"kind":"list"}`, `"audience":{"kind":"list"},"policy":`+policies[i], 1)
-		mustOK(t, h, call{method: "POST", target: "/v1/admin/campaigns", body: body}, 201, nil)
-		mustOK(t, h, call{method: "POST", target: "/v1/admin/campaigns/" + id + "/audience",
-			body: `{"openIds":["oA","oB","oC","oD","oE"]}`}, 200, nil)
-		mustOK(t, h, call{method: "POST", target: "/v1/admin/campaigns/" + id + "/schedule", body: `{"now":true}`}, 200, nil)
-	}
-	p := &plan.Handler{DB: db, Queue: queue.New(env.SQS, env.Queue("SendQueue").URL), Now: db.Now,
-		Log: slog.New(slog.DiscardHandler), Apps: apps}
+	db, h, p, sh, setClock := quietHoursCampaigns(t, 23, 0, ids, []string{`{"canaryPercent":0}`, `{"canaryPercent":0,"transactional":true}`})
 	tick := func() {
 		t.Helper()
 		if err := p.Handle(t.Context(), events.EventBridgeEvent{ID: "tick"}); err != nil {
@@ -195,4 +139,38 @@ func TestProgressHeldByPlanner(t *testing.T) {
 	if len(runs) != 1 || !runs[0].HeldUntil.IsZero() {
 		t.Errorf("stored runs %+v, want one without heldUntil", runs)
 	}
+}
+
+// quietHoursCampaigns sets up one app whose quiet hours are 22:00-08:00 Asia/Shanghai,
+// its operator API and planner on a settable clock starting on 2026-11-25 at hour:min
+// there, and, through the API, one campaign of five recipients scheduled now per
+// policy (ids[i] with policies[i]).
+func quietHoursCampaigns(t *testing.T, hour, min int, ids, policies []string) (*dynamo.DB, *admin.Handler, *plan.Handler, *time.Location, func(time.Time)) {
+	t.Helper()
+	env := testenv.New(t)
+	db := envDB(env)
+	sh, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	clock := time.Date(2026, 11, 25, hour, min, 0, 0, sh)
+	setClock := func(t time.Time) { mu.Lock(); clock = t; mu.Unlock() }
+	db.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	apps := map[string]minipush.App{"wx1": {AppID: "wx1", TimeZone: "Asia/Shanghai",
+		QuietHours: &minipush.QuietHours{Start: "22:00", End: "08:00"}}}
+	h := admin.New(db, token, []string{"wx1"})
+	h.Now, h.Apps = db.Now, apps
+	next := 0
+	h.NewID = func() string { next++; return ids[next-1] }
+	for i, id := range ids {
+		body := strings.Replace(subscribeCampaign, `"audience":{"kind":"list"}`, `"audience":{"kind":"list"},"policy":`+policies[i], 1)
+		mustOK(t, h, call{method: "POST", target: "/v1/admin/campaigns", body: body}, 201, nil)
+		mustOK(t, h, call{method: "POST", target: "/v1/admin/campaigns/" + id + "/audience",
+			body: `{"openIds":["oA","oB","oC","oD","oE"]}`}, 200, nil)
+		mustOK(t, h, call{method: "POST", target: "/v1/admin/campaigns/" + id + "/schedule", body: `{"now":true}`}, 200, nil)
+	}
+	p := &plan.Handler{DB: db, Queue: queue.New(env.SQS, env.Queue("SendQueue").URL), Now: db.Now,
+		Log: slog.New(slog.DiscardHandler), Apps: apps}
+	return db, h, p, sh, setClock
 }

@@ -16,7 +16,6 @@ import (
 	"minipush"
 	"minipush/internal/admin"
 	"minipush/internal/dev/testenv"
-	"minipush/internal/dynamo"
 	"minipush/internal/plan"
 	"minipush/internal/queue"
 )
@@ -27,10 +26,7 @@ import (
 func TestOperatorToPlanner(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
-	db := dynamo.New(env.DynamoDB, dynamo.Tables{
-		Grants: env.Table("GrantsTable"), Users: env.Table("UsersTable"), Campaigns: env.Table("CampaignsTable"),
-		Audience: env.Table("AudienceTable"), Deliveries: env.Table("DeliveriesTable"), State: env.Table("StateTable"),
-	})
+	db := envDB(env)
 	db.Now = func() time.Time { return now }
 	h := admin.New(db, token, []string{"wx1"})
 	h.Now, h.NewID = db.Now, func() string { return "e2e" }

@@ -21,7 +21,6 @@ import (
 	"minipush/internal/admin"
 	"minipush/internal/dev/sandbox"
 	"minipush/internal/dev/testenv"
-	"minipush/internal/dynamo"
 	"minipush/internal/plan"
 	"minipush/internal/queue"
 	"minipush/internal/send"
@@ -64,10 +63,7 @@ func TestForecastMatchesRun(t *testing.T) {
 	began := time.Now()
 
 	env := testenv.New(t)
-	db := dynamo.New(env.DynamoDB, dynamo.Tables{
-		Grants: env.Table("GrantsTable"), Users: env.Table("UsersTable"), Campaigns: env.Table("CampaignsTable"),
-		Audience: env.Table("AudienceTable"), Deliveries: env.Table("DeliveriesTable"), State: env.Table("StateTable"),
-	})
+	db := envDB(env)
 	clock := time.Now().UTC().Truncate(time.Second)
 	db.Now = func() time.Time { return clock }
 	const app, tpl = "wxf", "tplF"

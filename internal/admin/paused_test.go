@@ -18,7 +18,6 @@ import (
 	"minipush/internal/dev/apispec"
 	"minipush/internal/dev/sandbox"
 	"minipush/internal/dev/testenv"
-	"minipush/internal/dynamo"
 	"minipush/internal/plan"
 	"minipush/internal/queue"
 	"minipush/internal/send"
@@ -32,10 +31,7 @@ import (
 func TestPausedReason(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
-	db := dynamo.New(env.DynamoDB, dynamo.Tables{
-		Grants: env.Table("GrantsTable"), Users: env.Table("UsersTable"), Campaigns: env.Table("CampaignsTable"),
-		Audience: env.Table("AudienceTable"), Deliveries: env.Table("DeliveriesTable"), State: env.Table("StateTable"),
-	})
+	db := envDB(env)
 	db.Now = func() time.Time { return now }
 	doc, err := apispec.Parse(admin.OpenAPI)
 	if err != nil {
