@@ -23,7 +23,7 @@ type meetStore struct {
 	send.Store
 	claim, look, opt, read pair
 	claims                 atomic.Int32 // CreateDelivery calls begun
-	finished               sync.Map     // openID -> true once its FinishDelivery returned
+	finished               sync.Map     // openID -> claims begun when its FinishDelivery returned
 	spendAfterFinish       atomic.Bool  // every spend began after its recipient's final write
 	spends                 atomic.Int32
 	spendFreedSlot         atomic.Bool // a recipient was claimed while a spend was in flight
@@ -76,18 +76,24 @@ func (s *meetStore) SpendableGrant(ctx context.Context, appID, openID, channel s
 
 func (s *meetStore) FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, o minipush.Outcome, reason string, errcode int, msgID, rcptUser string) error {
 	err := s.Store.FinishDelivery(ctx, runKey, openID, owner, leaseUntil, o, reason, errcode, msgID, rcptUser)
-	s.finished.Store(openID, true)
+	s.finished.Store(openID, s.claims.Load())
 	return err
 }
 
 // SpendGrant waits (up to a deadline) for the next recipient's claim: with one
 // recipient in flight, that claim is only made once the spend no longer holds the slot.
+// Claims are counted from the recipient's final write, not from the spend's start: a
+// spend off the slot may begin after the next recipient was already claimed.
 func (s *meetStore) SpendGrant(ctx context.Context, g minipush.Grant) error {
-	if _, ok := s.finished.Load(g.OpenID); !ok {
+	atFinish, ok := s.finished.Load(g.OpenID)
+	if !ok {
 		s.spendAfterFinish.Store(false)
 	}
 	if s.spends.Add(1) == 1 {
 		before := s.claims.Load()
+		if ok {
+			before = atFinish.(int32)
+		}
 		deadline := time.Now().Add(3 * time.Second)
 		for time.Now().Before(deadline) && s.claims.Load() == before {
 			time.Sleep(5 * time.Millisecond) // polling for the other recipient, with a deadline
