@@ -67,6 +67,20 @@ func DeliveryPartition(runKey string, shard int) string {
 	return runKey + "#" + strconv.Itoa(shard)
 }
 
+// SentRecord is a sent recipient whose outcome is carried by its sender's sent log
+// (dynamo.DB.RecordSent), not by a write of its own: one item per delivery shard and
+// flush holds every such recipient of an invocation's second, so a sent message costs
+// the deliveries table its claim and a share of a log item instead of a claim and a
+// final update. Readers of deliveries see the claim final (sent, with MsgID) once its
+// owner's log names it.
+type SentRecord struct {
+	RunKey    string
+	OpenID    string
+	MsgID     string // "" if WeChat gave none
+	At        time.Time
+	ExpiresAt time.Time // the delivery's retention
+}
+
 // Final reports whether the delivery reached its final state.
 func (d Delivery) Final() bool { return d.State == DeliveryFinal }
 

@@ -97,17 +97,25 @@ func (d *DB) Deliveries(ctx context.Context, runKey string, openIDs []string) (m
 	for _, id := range openIDs {
 		keys = append(keys, deliveryKey(runKey, id))
 	}
-	out := make(map[string]minipush.Delivery, len(openIDs))
+	var found []*minipush.Delivery
 	err := d.batchGet(ctx, d.Tables.Deliveries, "", nil, keys, func(item map[string]types.AttributeValue) error {
 		var it deliveryItem
 		if err := attributevalue.UnmarshalMap(item, &it); err != nil {
 			return fmt.Errorf("dynamo: decode delivery: %w", err)
 		}
-		out[it.SK] = it.delivery()
+		dl := it.delivery()
+		found = append(found, &dl)
 		return nil
 	})
+	if err == nil {
+		err = d.foldSent(ctx, found) // only claims cost a read: a first delivery has none
+	}
 	if err != nil {
 		return nil, err
+	}
+	out := make(map[string]minipush.Delivery, len(found))
+	for _, dl := range found {
+		out[dl.OpenID] = *dl
 	}
 	return out, nil
 }
@@ -156,7 +164,11 @@ func (d *DB) CreateDelivery(ctx context.Context, dl minipush.Delivery) (minipush
 	if err := attributevalue.UnmarshalMap(existing, &old); err != nil {
 		return minipush.Delivery{}, fmt.Errorf("dynamo: decode delivery: %w", err)
 	}
-	return old.delivery(), conflict(err, "dynamo: delivery of %s exists", dl.RunKey)
+	was := old.delivery()
+	if ferr := d.foldSent(ctx, []*minipush.Delivery{&was}); ferr != nil {
+		return minipush.Delivery{}, ferr
+	}
+	return was, conflict(err, "dynamo: delivery of %s exists", dl.RunKey)
 }
 
 // FinishDelivery makes a claimed delivery final, only if it is still claimed by owner
@@ -264,8 +276,9 @@ func (d *DB) DeleteClaim(ctx context.Context, runKey, openID, owner string) erro
 }
 
 // CountOutcomes recounts a run's final deliveries, shard by shard (a few at a time):
-// the exact summary, whatever counter update was lost. It reads the whole run once, at
-// its completion (about 1 RRU per 4 KB of deliveries, strongly consistent).
+// the exact summary, whatever counter update was lost. It reads the whole run once, its
+// deliveries and sent logs, at its completion (about 1 RRU per 4 KB, strongly
+// consistent).
 func (d *DB) CountOutcomes(ctx context.Context, campaignID string, run int) (minipush.Counters, error) {
 	runKey := minipush.RunKey(campaignID, run)
 	counts := make([]minipush.Counters, minipush.DeliveryShards)
@@ -292,12 +305,15 @@ const countParallelism = 8
 
 func (d *DB) countShard(ctx context.Context, pk string) (minipush.Counters, error) {
 	var c minipush.Counters
+	type claim struct{ owner, channel, csFallback string }
+	claims := map[string]claim{}           // openid -> a claim not final on its item
+	logged := map[string]map[string]bool{} // owner -> openids its sent logs name
 	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
 		TableName:                 aws.String(d.Tables.Deliveries),
 		KeyConditionExpression:    aws.String("pk = :pk"),
-		FilterExpression:          aws.String("attribute_exists(outcome)"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": strAV(pk)},
-		ProjectionExpression:      aws.String("outcome, reason, channel, csFallback"),
+		ProjectionExpression:      aws.String("sk, #state, #owner, outcome, reason, channel, csFallback, sent"),
+		ExpressionAttributeNames:  map[string]string{"#state": "state", "#owner": "owner"},
 		ConsistentRead:            aws.Bool(true),
 	})
 	for p.HasMorePages() {
@@ -307,16 +323,39 @@ func (d *DB) countShard(ctx context.Context, pk string) (minipush.Counters, erro
 		}
 		for _, item := range page.Items {
 			var it struct {
-				Outcome    string `dynamodbav:"outcome"`
-				Reason     string `dynamodbav:"reason"`
-				Channel    string `dynamodbav:"channel"`
-				CSFallback string `dynamodbav:"csFallback"`
+				SK         string               `dynamodbav:"sk"`
+				State      string               `dynamodbav:"state"`
+				Owner      string               `dynamodbav:"owner"`
+				Outcome    string               `dynamodbav:"outcome"`
+				Reason     string               `dynamodbav:"reason"`
+				Channel    string               `dynamodbav:"channel"`
+				CSFallback string               `dynamodbav:"csFallback"`
+				Sent       map[string]sentEntry `dynamodbav:"sent"`
 			}
 			if err := attributevalue.UnmarshalMap(item, &it); err != nil {
 				return c, fmt.Errorf("decode outcome: %w", err)
 			}
-			c.Count(minipush.Outcome(it.Outcome), it.Reason)
-			c.CountChannel(minipush.Outcome(it.Outcome), it.Channel, it.CSFallback)
+			switch {
+			case strings.HasPrefix(it.SK, sentLogPrefix):
+				owner := sentLogOwner(it.SK)
+				if logged[owner] == nil {
+					logged[owner] = map[string]bool{}
+				}
+				for id := range it.Sent {
+					logged[owner][id] = true
+				}
+			case it.Outcome != "":
+				c.Count(minipush.Outcome(it.Outcome), it.Reason)
+				c.CountChannel(minipush.Outcome(it.Outcome), it.Channel, it.CSFallback)
+			case it.State == string(minipush.DeliverySending):
+				claims[it.SK] = claim{it.Owner, it.Channel, it.CSFallback}
+			}
+		}
+	}
+	for id, cl := range claims {
+		if logged[cl.owner][id] {
+			c.Count(minipush.OutcomeSent, "")
+			c.CountChannel(minipush.OutcomeSent, cl.channel, cl.csFallback)
 		}
 	}
 	return c, nil
@@ -371,12 +410,21 @@ func (d *DB) ListDeliveries(ctx context.Context, campaignID string, run int, out
 		pk := minipush.DeliveryPartition(runKey, cur.Shard)
 		in := &dynamodb.QueryInput{
 			TableName:                 aws.String(d.Tables.Deliveries),
-			KeyConditionExpression:    aws.String("pk = :pk"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":pk": strAV(pk)},
+			KeyConditionExpression:    aws.String("pk = :pk AND sk < :end"), // not the sent logs
+			ExpressionAttributeValues: map[string]types.AttributeValue{":pk": strAV(pk), ":end": strAV(deliveriesEnd)},
 			Limit:                     aws.Int32(int32(limit - len(dls))),
 		}
-		if outcome != "" {
+		switch outcome {
+		case "":
+		case minipush.OutcomeSent:
+			// A sent delivery may be a claim its sender's log makes final (sentlog.go).
+			in.FilterExpression = aws.String("outcome = :outcome OR #state = :sending")
+			in.ExpressionAttributeNames = map[string]string{"#state": "state"}
+			in.ExpressionAttributeValues[":sending"] = strAV(string(minipush.DeliverySending))
+		default:
 			in.FilterExpression = aws.String("outcome = :outcome")
+		}
+		if outcome != "" {
 			in.ExpressionAttributeValues[":outcome"] = strAV(string(outcome))
 			in.Limit = aws.Int32(listScan) // evaluated items; more matches than needed are cut below
 		}
@@ -387,18 +435,28 @@ func (d *DB) ListDeliveries(ctx context.Context, campaignID string, run int, out
 		if err != nil {
 			return nil, "", fmt.Errorf("dynamo: list deliveries of %s: %w", runKey, err)
 		}
-		cut := false
+		found := make([]*minipush.Delivery, 0, len(out.Items))
 		for _, item := range out.Items {
-			if len(dls) == limit {
-				cut = true
-				break
-			}
 			var it deliveryItem
 			if err := attributevalue.UnmarshalMap(item, &it); err != nil {
 				return nil, "", fmt.Errorf("dynamo: decode delivery: %w", err)
 			}
-			dls = append(dls, it.delivery())
-			cur.After = it.SK
+			dl := it.delivery()
+			found = append(found, &dl)
+		}
+		if err := d.foldSent(ctx, found); err != nil {
+			return nil, "", fmt.Errorf("dynamo: list deliveries of %s: %w", runKey, err)
+		}
+		cut := false
+		for _, dl := range found {
+			if len(dls) == limit {
+				cut = true
+				break
+			}
+			if outcome == "" || dl.Outcome == outcome {
+				dls = append(dls, *dl)
+			}
+			cur.After = dl.OpenID
 		}
 		switch {
 		case cut:

@@ -38,8 +38,12 @@ func (storeWithout) Deliveries(context.Context, string, []string) (map[string]mi
 }
 
 // crashingStore fails every attempt to record a sent message: the invocation dies
-// between WeChat's OK and the final write.
+// between WeChat's OK and the final write (its own, or its sent log).
 type crashingStore struct{ send.Store }
+
+func (s crashingStore) RecordSent(context.Context, string, int, []minipush.SentRecord) error {
+	return errors.New("crashed before recording")
+}
 
 func (s crashingStore) FinishDelivery(ctx context.Context, runKey, openID, owner string, lease time.Time, o minipush.Outcome, reason string, errcode int, msgID, rcptUser string) error {
 	if o == minipush.OutcomeSent {

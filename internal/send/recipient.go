@@ -21,6 +21,11 @@ type recipient struct {
 	runKey string
 	openID string
 	cap    *capSlot // the frequency-cap slot (caps.go); nil for a recipient never delivered
+	// turn is the index of the recipient's SQS message in the invocation, start when
+	// the recipient began (before its claim): a sent log must land well inside the
+	// claim's lease (sentlog.go). A zero start never goes into a log.
+	turn  int
+	start time.Time
 }
 
 func (r recipient) store() Store { return r.inv.h.Store }
@@ -285,7 +290,11 @@ func (r recipient) beforeCall(ctx context.Context, g minipush.Grant, claimed *bo
 // after the final write leaves a grant that WeChat answers 41029 or 43101 when next
 // used (and it is dropped then), the same as a spend that fails.
 func (r recipient) spendAndFinish(ctx context.Context, g minipush.Grant, o minipush.Outcome, reason string, errcode int, msgID string) (result, error) {
-	res, err := r.finishOwnMsg(ctx, o, reason, errcode, msgID, r.receiptUser(o))
+	rcptUser := r.receiptUser(o)
+	if o == minipush.OutcomeSent && rcptUser == "" && r.inv.logSent(r, g, msgID) {
+		return final(r.openID, o, reason), nil // its final write is a share of a sent log
+	}
+	res, err := r.finishOwnMsg(ctx, o, reason, errcode, msgID, rcptUser)
 	if err == nil && res.fate == fateFinal {
 		r.inv.spends.Go(func() { r.spend(ctx, g) })
 	}

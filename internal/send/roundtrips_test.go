@@ -23,7 +23,8 @@ type meetStore struct {
 	send.Store
 	claim, look, opt, read pair
 	claims                 atomic.Int32 // CreateDelivery calls begun
-	finished               sync.Map     // openID -> claims begun when its FinishDelivery returned
+	users                  int32        // recipients of the test's one message
+	finished               sync.Map     // openID -> true once its final write (or sent log) returned
 	spendAfterFinish       atomic.Bool  // every spend began after its recipient's final write
 	spends                 atomic.Int32
 	spendFreedSlot         atomic.Bool // a recipient was claimed while a spend was in flight
@@ -76,29 +77,32 @@ func (s *meetStore) SpendableGrant(ctx context.Context, appID, openID, channel s
 
 func (s *meetStore) FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, o minipush.Outcome, reason string, errcode int, msgID, rcptUser string) error {
 	err := s.Store.FinishDelivery(ctx, runKey, openID, owner, leaseUntil, o, reason, errcode, msgID, rcptUser)
-	s.finished.Store(openID, s.claims.Load())
+	s.finished.Store(openID, true)
 	return err
 }
 
-// SpendGrant waits (up to a deadline) for the next recipient's claim: with one
-// recipient in flight, that claim is only made once the spend no longer holds the slot.
-// Claims are counted from the recipient's final write, not from the spend's start: a
-// spend off the slot may begin after the next recipient was already claimed.
+// RecordSent is the final write of the sent recipients it logs (sentlog.go).
+func (s *meetStore) RecordSent(ctx context.Context, owner string, seq int, recs []minipush.SentRecord) error {
+	err := s.Store.RecordSent(ctx, owner, seq, recs)
+	for _, r := range recs {
+		s.finished.Store(r.OpenID, true)
+	}
+	return err
+}
+
+// SpendGrant waits (up to a deadline) until every recipient (users) was claimed: with
+// one recipient in flight, the second claim is only made once the first spend no
+// longer holds the slot.
 func (s *meetStore) SpendGrant(ctx context.Context, g minipush.Grant) error {
-	atFinish, ok := s.finished.Load(g.OpenID)
-	if !ok {
+	if _, ok := s.finished.Load(g.OpenID); !ok {
 		s.spendAfterFinish.Store(false)
 	}
 	if s.spends.Add(1) == 1 {
-		before := s.claims.Load()
-		if ok {
-			before = atFinish.(int32)
-		}
 		deadline := time.Now().Add(3 * time.Second)
-		for time.Now().Before(deadline) && s.claims.Load() == before {
+		for time.Now().Before(deadline) && s.claims.Load() < s.users {
 			time.Sleep(5 * time.Millisecond) // polling for the other recipient, with a deadline
 		}
-		s.spendFreedSlot.Store(s.claims.Load() > before)
+		s.spendFreedSlot.Store(s.claims.Load() >= s.users)
 	}
 	return s.Store.SpendGrant(ctx, g)
 }
@@ -135,6 +139,7 @@ func TestIndependentCallsOverlap(t *testing.T) {
 	f.putGrants(t, grants)
 	f.putCampaign(t, "c", subscribeMessage(), minipush.Policy{SkipOptedOut: true}, len(users))
 	st := newMeetStore(f.db)
+	st.users = int32(len(users))
 	h := f.handler(1)
 	h.Store = st
 	handle(t, h, events10(t, batches("c", users, len(users)))[0])

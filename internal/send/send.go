@@ -134,6 +134,8 @@ type Store interface {
 	Deliveries(ctx context.Context, runKey string, openIDs []string) (map[string]minipush.Delivery, error)
 	CreateDelivery(ctx context.Context, d minipush.Delivery) (minipush.Delivery, error)
 	FinishDelivery(ctx context.Context, runKey, openID, owner string, leaseUntil time.Time, outcome minipush.Outcome, reason string, errcode int, msgID, rcptUser string) error
+	// RecordSent writes the invocation's sent log number seq (sentlog.go).
+	RecordSent(ctx context.Context, owner string, seq int, recs []minipush.SentRecord) error
 	SetDeliveryGrant(ctx context.Context, runKey, openID, owner, grantID string) error
 	DeleteClaim(ctx context.Context, runKey, openID, owner string) error
 
@@ -267,6 +269,7 @@ func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 		sem:       make(chan struct{}, h.parallelism()),
 		campaigns: map[string]*campaignState{},
 		turns:     newTurns(len(ev.Records)),
+		sentLog:   &sentLog{},
 	}
 	errs := make([]error, len(ev.Records))
 	batches := make([]minipush.Batch, len(ev.Records))
@@ -279,10 +282,13 @@ func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 		})
 	}
 	wg.Wait()
-	inv.spends.Wait() // nothing of the invocation runs on once Lambda may freeze it
 	stopFlush()
 	inv.flushCounters(ctx)
+	inv.spends.Wait()           // nothing of the invocation runs on once Lambda may freeze it
 	h.Quota.Flush(ctx, h.log()) // the tokens not used go back for the other senders
+	for i, err := range inv.sentLog.failures() {
+		errs[i] = errors.Join(errs[i], err) // sent, but recorded nowhere: SQS redelivers
+	}
 	var resp events.SQSEventResponse
 	for i, err := range errs {
 		if err == nil {
@@ -317,6 +323,9 @@ type invocation struct {
 	tallies   map[minipush.RunRef]*tally // guarded by mu
 	turns     *turns                     // when each message reads its recipients (pace.go)
 	spends    sync.WaitGroup             // grant spends after final writes (spendAndFinish)
+	// sentLog is the invocation's sent log (sentlog.go): nil when built elsewhere (a
+	// test send), whose recipients each get their own final write.
+	sentLog *sentLog
 }
 
 // tally is what an invocation's messages of one run finalized, added to the run's
@@ -473,7 +482,7 @@ func (inv *invocation) message(ctx context.Context, rec events.SQSMessage, turn 
 		}
 		wg.Go(func() {
 			defer func() { <-inv.sem }()
-			r := recipient{inv: inv, st: st, b: b, runKey: runKey, openID: openID, cap: &capSlot{}}
+			r := recipient{inv: inv, st: st, b: b, runKey: runKey, openID: openID, cap: &capSlot{}, turn: turn, start: h.now()}
 			switch {
 			case c.Status == minipush.StatusCancelled:
 				results[i], errs[i] = r.finalizeUnclaimed(ctx, minipush.OutcomeSkipped, "cancelled", 0)
@@ -669,6 +678,8 @@ func (inv *invocation) flushCounters(ctx context.Context) {
 	tallies := inv.tallies
 	inv.tallies = nil
 	inv.mu.Unlock()
+	// The sent log goes first: what the counters count is recorded (sentlog.go).
+	inv.flushSent(ctx)
 	var wg sync.WaitGroup
 	for _, t := range tallies {
 		wg.Go(func() {
