@@ -233,7 +233,7 @@ func testWritesPerMessage(t *testing.T, receiptsOn bool) {
 	}
 	limit := float64(3*n+7+flushes) + wantIndex
 	if !receiptsOn {
-		limit = float64(2*n+logItems+7+flushes) // claim, spend, a share of a log item
+		limit = float64(2*n + logItems + 7 + flushes) // claim, spend, a share of a log item
 	}
 	if units > limit {
 		t.Errorf("receipts %v: %.0f write units for %d sent (%.3f a message), want at most %.0f (%.3f)",
