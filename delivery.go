@@ -42,9 +42,10 @@ type Delivery struct {
 }
 
 // DeliveryShards is how many partition keys a run's deliveries are spread over
-// (DeliveryPartition). A recipient costs the deliveries table 2 WCU (the claim, then
-// its final update; no index), so one campaign at 5,000 messages/s writes 10,000 WCU/s:
-// over 64 keys that is about 160 WCU/s on each. 32 keys (310 WCU/s, a third of a
+// (DeliveryPartition). A recipient cost the deliveries table 2 WCU (the claim, then
+// its final update; no index), so one campaign at 5,000 messages/s wrote 10,000 WCU/s:
+// over 64 keys about 160 WCU/s on each; a sent one now costs the claim and a share of
+// its sender's sent log item in its shard (SentRecord), a little over 1. 32 keys (310 WCU/s, a third of a
 // partition's 1,000) still throttled on the scale model (make bench, Scale: 86 and
 // 730 refusals for one and three campaigns) because senders arrive in bursts, not
 // evenly, and a key can only absorb one second's worth at once; at 64 they were 0 and

@@ -280,7 +280,9 @@ func (r recipient) beforeCall(ctx context.Context, g minipush.Grant, claimed *bo
 // spendAndFinish makes the claim final, then spends g off the recipient's critical
 // path: the spend runs in the background (the invocation waits for it before it
 // returns, inv.spends) while the recipient's pool slot goes to the next recipient, so a
-// recipient waits for one round trip after the call, not two.
+// recipient waits for one round trip after the call, not two. A sent message of an app
+// without receipts is made final by the invocation's sent log instead (sentlog.go),
+// which spends g once the log is written: the recipient waits for no write at all.
 //
 // The spend follows the final write, and only a final write of ours (not one that
 // found the claim taken over): a claim naming a channel, not a grant (claimAndLook),

@@ -32,8 +32,10 @@
 //     may have gone out, so it becomes unknown (its grant spent) and is never resent.
 //  4. Call WeChat with the shared token (token.Cache); a stale token is invalidated
 //     once and the call retried once.
-//  5. Act on the classified answer (wechat.Classify): record sent, then spend the grant
-//     in the background while the recipient's slot goes to the next one (see below);
+//  5. Act on the classified answer (wechat.Classify): record sent (in the invocation's
+//     sent log, sentlog.go, unless the app has receipts on), then spend the grant in
+//     the background once that record is written, while the recipient's slot goes to
+//     the next one (see below);
 //     drop a rejected grant and try the next; fail the recipient; pause the campaign
 //     and hold the rest; delete the claim and retry later; or record unknown and spend
 //     the grant (likewise).
@@ -43,7 +45,8 @@
 //     after a short delay growing from 2 s toward the claim's lease, jittered, since
 //     that sender is most often a duplicate of the same message done in a moment.
 //  7. Every second while the invocation runs (pace.go) and once every message of it is
-//     done, add their finalized recipients to each run's counters in one UpdateItem per
+//     done, write the sent log (one item per delivery shard with sent recipients), then
+//     add their finalized recipients to each run's counters in one UpdateItem per
 //     run; when the run looks complete,
 //     minipush.Reconcile recounts it from the delivery items and marks it done.
 //
@@ -81,18 +84,22 @@
 // write, nothing was spent: the claim expires and is taken over as unknown, spending
 // the grant it names or one of its channel.
 //
-// Writes per sent message: claim the delivery, spend the grant, record the final
-// outcome (an update of the claim item; the table has no index) = 3, plus one counter
+// Writes per sent message: claim the delivery, spend the grant, and a share of a sent
+// log item (one per delivery shard and flush: at a few hundred messages a second per
+// instance, about a fifth of a write each; at one message a flush, a whole one), plus one counter
 // update per run per invocation and per second it runs (about 0.001 per recipient at
 // 10 messages of 100, a few times that with a slow WeChat; the
 // run item carries no index key, so it is one write unit) and the run's completion
-// (the run marked done, its watch item deleted, a one-off campaign marked done). Each is
-// needed: the claim makes a second message impossible and must precede the call; the
-// spend retires the consumed grant; the final write tells redeliveries, the operator's
-// listing and the recount what happened. No two of them can share a write: they are
-// three items in two tables, and a transaction bills every item double. Recipients
-// that end without a call cost one write (the final item); a recipient whose claim
-// another sender holds costs none.
+// (the run marked done, its watch item deleted, a one-off campaign marked done). The
+// claim makes a second message impossible and must precede the call; the spend
+// retires the consumed grant; the record of the outcome tells redeliveries, the
+// operator's listing and the recount what happened. Claim and spend cannot share a
+// write: two items in two tables, and a transaction bills every item double; the
+// record can be shared, as the claims it completes are the sender's own. It was a final
+// update of each claim (3 writes a message, still the case for an app with receipts
+// on, whose ByRecipient index entry is written with it). Recipients that end without
+// a call, or in any outcome but sent, cost one write (the final item); a recipient
+// whose claim another sender holds costs none.
 package send
 
 import (
