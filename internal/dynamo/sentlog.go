@@ -127,30 +127,49 @@ func applySent(dl *minipush.Delivery, e sentEntry) {
 }
 
 // foldSent makes final every claim in dls that its owner's sent log names: one
-// strongly consistent Query per (shard, owner) among the claims, a few at a time.
-// Deliveries already final and those without an owner are left as they are.
+// strongly consistent Query per (shard, owner) among the claims, a few at a time, or
+// one of all the shard's logs when its claims have more than foldOwners owners (a
+// listing page of one shard holds claims of many invocations). Deliveries already
+// final and those without an owner are left as they are.
 func (d *DB) foldSent(ctx context.Context, dls []*minipush.Delivery) error {
-	type group struct{ pk, owner string }
-	claims := map[group][]*minipush.Delivery{}
+	type group struct{ pk, owner string } // owner "" reads every owner's logs
+	claims := map[string]map[string][]*minipush.Delivery{}
 	for _, dl := range dls {
 		if dl.State == minipush.DeliverySending && dl.Owner != "" {
-			k := group{deliveryPK(dl.RunKey, dl.OpenID), dl.Owner}
-			claims[k] = append(claims[k], dl)
+			pk := deliveryPK(dl.RunKey, dl.OpenID)
+			if claims[pk] == nil {
+				claims[pk] = map[string][]*minipush.Delivery{}
+			}
+			claims[pk][dl.Owner] = append(claims[pk][dl.Owner], dl)
 		}
 	}
 	if len(claims) == 0 {
 		return nil
 	}
+	reads := map[group][]*minipush.Delivery{}
+	for pk, owners := range claims {
+		for owner, waiting := range owners {
+			k := group{pk, owner}
+			if len(owners) > foldOwners {
+				k.owner = ""
+			}
+			reads[k] = append(reads[k], waiting...)
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(countParallelism)
-	for k, waiting := range claims {
+	for k, waiting := range reads {
 		g.Go(func() error {
-			logs, err := d.sentLogs(gctx, k.pk, sentLogPrefix+k.owner+"#")
+			prefix := sentLogPrefix
+			if k.owner != "" {
+				prefix += k.owner + "#"
+			}
+			logs, err := d.sentLogs(gctx, k.pk, prefix)
 			if err != nil {
 				return err
 			}
 			for _, dl := range waiting {
-				if e, ok := logs[dl.OpenID]; ok {
+				if e, ok := logs[sentKey{dl.Owner, dl.OpenID}]; ok {
 					applySent(dl, e)
 				}
 			}
@@ -163,10 +182,17 @@ func (d *DB) foldSent(ctx context.Context, dls []*minipush.Delivery) error {
 	return nil
 }
 
+// foldOwners is how many owners' logs foldSent reads one by one in a shard before it
+// reads all of the shard's logs at once.
+const foldOwners = 4
+
+// sentKey is an entry of a sent log: its owner's record of one openid.
+type sentKey struct{ owner, openID string }
+
 // sentLogs reads the entries of the log items of partition pk whose sort keys start
-// with prefix (strongly consistent).
-func (d *DB) sentLogs(ctx context.Context, pk, prefix string) (map[string]sentEntry, error) {
-	out := map[string]sentEntry{}
+// with prefix (strongly consistent), by owner and openid.
+func (d *DB) sentLogs(ctx context.Context, pk, prefix string) (map[sentKey]sentEntry, error) {
+	out := map[sentKey]sentEntry{}
 	p := dynamodb.NewQueryPaginator(d.Client, &dynamodb.QueryInput{
 		TableName:              aws.String(d.Tables.Deliveries),
 		KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :prefix)"),
@@ -185,8 +211,10 @@ func (d *DB) sentLogs(ctx context.Context, pk, prefix string) (map[string]sentEn
 			if err := attributevalue.UnmarshalMap(item, &it); err != nil {
 				return nil, fmt.Errorf("decode sent log: %w", err)
 			}
+			owner := sentLogOwner(it.SK)
 			for id, e := range it.Sent {
-				out[id] = cmp.Or(out[id], e)
+				k := sentKey{owner, id}
+				out[k] = cmp.Or(out[k], e)
 			}
 		}
 	}

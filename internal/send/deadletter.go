@@ -186,6 +186,9 @@ func (d *DeadLetter) finalize(ctx context.Context, b minipush.Batch, runKey, ope
 		case d.now().Before(dl.LeaseUntil):
 			return "", errClaimLive
 		}
+		if done, err := finalNow(ctx, d.Store, runKey, openID); err != nil || done {
+			return "", err
+		}
 		err := d.Store.FinishDelivery(ctx, runKey, openID, dl.Owner, dl.LeaseUntil, minipush.OutcomeUnknown, DeadLetterReason, 0, "", "")
 		switch {
 		case err == nil:

@@ -84,7 +84,7 @@ func (inv *invocation) flushEvery(ctx context.Context) (stop func()) {
 		for {
 			select {
 			case <-tick.C:
-				inv.flushCounters(ctx)
+				inv.flushCounters(ctx, false)
 			case <-done:
 				return
 			case <-ctx.Done():

@@ -293,8 +293,12 @@ func (r recipient) beforeCall(ctx context.Context, g minipush.Grant, claimed *bo
 // used (and it is dropped then), the same as a spend that fails.
 func (r recipient) spendAndFinish(ctx context.Context, g minipush.Grant, o minipush.Outcome, reason string, errcode int, msgID string) (result, error) {
 	rcptUser := r.receiptUser(o)
-	if o == minipush.OutcomeSent && rcptUser == "" && r.inv.logSent(r, g, msgID) {
-		return final(r.openID, o, reason), nil // its final write is a share of a sent log
+	if o == minipush.OutcomeSent && rcptUser == "" {
+		if p := r.inv.logSent(r, g, msgID); p != nil {
+			res := final(r.openID, o, reason) // its final write is a share of a sent log
+			res.logged = p
+			return res, nil
+		}
 	}
 	res, err := r.finishOwnMsg(ctx, o, reason, errcode, msgID, rcptUser)
 	if err == nil && res.fate == fateFinal {
@@ -508,6 +512,12 @@ func (r recipient) resolve(ctx context.Context, d minipush.Delivery) (result, er
 		return result{openID: r.openID, fate: fateDone}, nil
 	case h.now().Before(d.LeaseUntil):
 		return result{openID: r.openID, fate: fateBusy}, nil
+	}
+	switch done, err := finalNow(ctx, r.store(), r.runKey, r.openID); {
+	case err != nil:
+		return result{}, err
+	case done:
+		return result{openID: r.openID, fate: fateDone}, nil
 	}
 	err := r.store().FinishDelivery(ctx, r.runKey, r.openID, d.Owner, d.LeaseUntil, minipush.OutcomeUnknown, "sender_lost", 0, "", "")
 	switch {

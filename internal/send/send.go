@@ -290,7 +290,7 @@ func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 	}
 	wg.Wait()
 	stopFlush()
-	inv.flushCounters(ctx)
+	inv.flushCounters(ctx, true)
 	inv.spends.Wait()           // nothing of the invocation runs on once Lambda may freeze it
 	h.Quota.Flush(ctx, h.log()) // the tokens not used go back for the other senders
 	for i, err := range inv.sentLog.failures() {
@@ -393,8 +393,10 @@ type result struct {
 	// (cs.go); csFallback the reason WeChat refused it before the grant path ran.
 	channel, csFallback string
 	// counted: the recipient's outcome is already in the invocation's tally (it was
-	// added as the recipient ended, so progress moves while a long message runs).
+	// added as the recipient ended, so progress moves while a long message runs), or
+	// will be once its sent log is written (logged).
 	counted bool
+	logged  *sentPending // the recipient's entry in the invocation's sent log, or nil
 }
 
 // counters is what one final recipient adds to its run's counters.
@@ -513,7 +515,11 @@ func (inv *invocation) message(ctx context.Context, rec events.SQSMessage, turn 
 			// Counted as it ends, not when its message does: the ten messages of an
 			// invocation end together, and the run's progress would stand still till then.
 			if errs[i] == nil && results[i].fate == fateFinal {
-				inv.account(ctx, b, results[i].counters(), 0)
+				if p := results[i].logged; p != nil {
+					inv.sentLog.ready(p, results[i].counters()) // counted once its log is written
+				} else {
+					inv.account(ctx, b, results[i].counters(), 0)
+				}
 				results[i].counted = true
 			}
 		})
@@ -622,7 +628,7 @@ func (inv *invocation) settle(ctx context.Context, b minipush.Batch, st *campaig
 			delay = backoff(h.RetryBase, attempt)
 		}
 		if len(busy) > 0 {
-			delay = max(delay, busyDelay(h.lease(), looks, h.jitter()))
+			delay = max(delay, busyDelay(h.lease(), looks, h.jitter()), h.busyFloor())
 		}
 		if st.paused.Load() {
 			delay = max(delay, orDur(h.HoldDelay, DefaultHoldDelay))
@@ -680,13 +686,13 @@ func (inv *invocation) account(_ context.Context, b minipush.Batch, counted mini
 // reconciled when those recipients alone can explain the gap to the planned count;
 // far from the end of a run nothing is recounted. Errors are logged: the recipients
 // are final either way, and Reconcile recounts exactly from the delivery items.
-func (inv *invocation) flushCounters(ctx context.Context) {
+func (inv *invocation) flushCounters(ctx context.Context, last bool) {
+	// The sent log goes first: its recipients are counted once written (sentlog.go).
+	inv.flushSent(ctx, last)
 	inv.mu.Lock()
 	tallies := inv.tallies
 	inv.tallies = nil
 	inv.mu.Unlock()
-	// The sent log goes first: what the counters count is recorded (sentlog.go).
-	inv.flushSent(ctx)
 	var wg sync.WaitGroup
 	for _, t := range tallies {
 		wg.Go(func() {
@@ -760,6 +766,17 @@ func backoff(base time.Duration, attempt int) time.Duration {
 // is looked at again: such a sender is usually a duplicate of the same SQS message that
 // finishes (or lets go) within a second or two.
 const busyBase = 2 * time.Second
+
+// busyFloor is the shortest delay before a busy recipient is looked at again: two
+// counter flushes, so that the other sender's sent log (written with its counters,
+// sentlog.go) records whatever it had finished by our look, and the recipient is not
+// found busy a second time, to wait twice as long.
+func (h *Handler) busyFloor() time.Duration {
+	if h.CounterFlush < 0 {
+		return 0
+	}
+	return 2 * orDur(h.CounterFlush, DefaultCounterFlush)
+}
 
 // busyDelay is the delay of the looks-th look at a busy recipient: growing from busyBase
 // toward the lease (after which a claim left by a crashed sender is taken over), times

@@ -2,6 +2,7 @@ package send
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -34,43 +35,69 @@ import (
 
 // sentLogMargin is how much of a claim's lease must be left to record its recipient
 // in a log: a quarter (30 s of the default 2 minutes), where the invocation flushes
-// every second.
+// every second. Under minSentLogMargin (a lease under 8 s, only in tests) nothing is
+// logged: clock skew between instances and a write in flight past its deadline must
+// fit in it.
 func (h *Handler) sentLogMargin() time.Duration { return h.lease() / 4 }
+
+const (
+	minSentLogMargin = 2 * time.Second
+	// sentLogTimeout bounds one log write: a throttled log must not hold back the
+	// counters and the recipients behind it, which then get their own final writes.
+	sentLogTimeout = 5 * time.Second
+)
 
 // sentLog is an invocation's sent messages not yet written, and the messages whose
 // recipients could be recorded nowhere.
 type sentLog struct {
 	mu      sync.Mutex
-	pending []sentPending
+	pending []*sentPending
 	seq     int
 	failed  map[int]error // message turn -> why
 }
 
+// sentPending is one sent recipient waiting for its record. It is counted in its run's
+// counters once the record is written, not when the recipient ends: a recipient whose
+// record fails and whose claim is taken over is counted unknown by the taker only.
 type sentPending struct {
 	rec    minipush.SentRecord
 	r      recipient
 	g      minipush.Grant
 	before time.Time // the log must be written before this (the lease less the margin)
+	// ready: the recipient's message handed over its counters (message, after deliver
+	// returned: the customer-service step adds why it fell back).
+	ready    bool
+	counters minipush.Counters
 }
 
-// logSent adds a sent recipient to the invocation's log and reports true, or false
-// when it needs its own final write: an invocation without a log, a recipient of unknown
-// start.
-func (inv *invocation) logSent(r recipient, g minipush.Grant, msgID string) bool {
-	l := inv.sentLog
-	if l == nil || r.start.IsZero() {
-		return false
-	}
+// logSent adds a sent recipient to the invocation's log, or returns nil when it needs
+// its own final write: an invocation without a log (a test send), a recipient of
+// unknown start, a lease too short to leave the margin.
+func (inv *invocation) logSent(r recipient, g minipush.Grant, msgID string) *sentPending {
 	h := inv.h
+	l := inv.sentLog
+	if l == nil || r.start.IsZero() || h.sentLogMargin() < minSentLogMargin {
+		return nil
+	}
 	now := h.now()
-	p := sentPending{
+	// The claim's lease is stored in whole seconds (rounded down) and began after start.
+	leaseEnd := r.start.Add(h.lease()).Truncate(time.Second)
+	p := &sentPending{
 		rec: minipush.SentRecord{RunKey: r.runKey, OpenID: r.openID, MsgID: msgID, At: now, ExpiresAt: now.Add(r.retention())},
-		r:   r, g: g, before: r.start.Add(h.lease() - h.sentLogMargin()),
+		r:   r, g: g, before: leaseEnd.Add(-h.sentLogMargin()),
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.pending = append(l.pending, p)
-	return true
+	return p
+}
+
+// ready hands over a logged recipient's counters: from the next flush on it is written
+// and then counted.
+func (l *sentLog) ready(p *sentPending, c minipush.Counters) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p.ready, p.counters = true, c
 }
 
 // failures returns the messages whose sent recipients were recorded nowhere.
@@ -94,25 +121,47 @@ func (l *sentLog) fail(turn int, err error) {
 	}
 }
 
-// flushSent writes the log's pending recipients, then spends their grants in the
-// background (inv.spends); those it cannot log get their own final write.
-func (inv *invocation) flushSent(ctx context.Context) {
+// take removes the recipients ready to be written (all of them when last: the
+// messages are done) and numbers the log.
+func (l *sentLog) take(last bool) ([]*sentPending, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out, keep []*sentPending
+	for _, p := range l.pending {
+		switch {
+		case p.ready:
+			out = append(out, p)
+		case last:
+			// Never handed over (no message waits for it): counted as a plain send.
+			p.counters = final(p.r.openID, minipush.OutcomeSent, "").counters()
+			out = append(out, p)
+		default:
+			keep = append(keep, p)
+		}
+	}
+	l.pending = keep
+	seq := l.seq
+	if len(out) > 0 {
+		l.seq++
+	}
+	return out, seq
+}
+
+// flushSent writes the log's ready recipients, counts them into the invocation's
+// tallies and spends their grants in the background (inv.spends); those it cannot log
+// get their own final write. last: the invocation's messages are all done.
+func (inv *invocation) flushSent(ctx context.Context, last bool) {
 	l := inv.sentLog
 	if l == nil {
 		return
 	}
-	l.mu.Lock()
-	pending := l.pending
-	l.pending = nil
-	seq := l.seq
-	l.seq++
-	l.mu.Unlock()
+	pending, seq := l.take(last)
 	if len(pending) == 0 {
 		return
 	}
 	h := inv.h
 	now := h.now()
-	var logged, own []sentPending
+	var logged, own []*sentPending
 	var recs []minipush.SentRecord
 	var giveUp time.Time
 	for _, p := range pending {
@@ -127,7 +176,7 @@ func (inv *invocation) flushSent(ctx context.Context) {
 		}
 	}
 	if len(logged) > 0 {
-		lctx, cancel := context.WithDeadline(ctx, giveUp)
+		lctx, cancel := context.WithTimeout(ctx, min(giveUp.Sub(now), sentLogTimeout))
 		err := h.Store.RecordSent(lctx, inv.owner, seq, recs)
 		cancel()
 		if err != nil {
@@ -138,7 +187,7 @@ func (inv *invocation) flushSent(ctx context.Context) {
 		}
 	}
 	for _, p := range logged {
-		inv.spends.Go(func() { p.r.spend(ctx, p.g) })
+		inv.recorded(ctx, p)
 	}
 	if len(own) == 0 {
 		return
@@ -150,9 +199,10 @@ func (inv *invocation) flushSent(ctx context.Context) {
 			err := h.Store.FinishDelivery(ctx, p.rec.RunKey, p.rec.OpenID, inv.owner, time.Time{}, minipush.OutcomeSent, "", 0, p.rec.MsgID, "")
 			switch {
 			case err == nil:
-				inv.spends.Go(func() { p.r.spend(ctx, p.g) })
+				inv.recorded(ctx, p)
 			case minipush.ErrorCode(err) == minipush.ECONFLICT:
-				// Taken over as lost (unknown, a grant spent for it): that record stands.
+				// Taken over as lost (unknown, a grant spent for it, counted by the taker):
+				// that record stands.
 			default:
 				l.fail(p.r.turn, err)
 			}
@@ -160,4 +210,27 @@ func (inv *invocation) flushSent(ctx context.Context) {
 		})
 	}
 	_ = g.Wait()
+}
+
+// recorded counts a recipient whose record was written and spends its grant.
+func (inv *invocation) recorded(ctx context.Context, p *sentPending) {
+	inv.account(ctx, p.r.b, p.counters, 0)
+	inv.spends.Go(func() { p.r.spend(ctx, p.g) })
+}
+
+// deliveryReader is the part of the stores finalNow needs.
+type deliveryReader interface {
+	Deliveries(ctx context.Context, runKey string, openIDs []string) (map[string]minipush.Delivery, error)
+}
+
+// finalNow re-reads a claim found past its lease just before it is taken over as lost:
+// its owner's sent log, written at the latest a margin before the lease ended, may be
+// newer than the read that found the claim open (a read made before the lease ended,
+// or a batch's read a hundred recipients ago).
+func finalNow(ctx context.Context, s deliveryReader, runKey, openID string) (bool, error) {
+	got, err := s.Deliveries(ctx, runKey, []string{openID})
+	if err != nil {
+		return false, fmt.Errorf("send: re-read a lost claim: %w", err)
+	}
+	return got[openID].Final(), nil
 }
