@@ -28,9 +28,10 @@ type logSpy struct {
 	failRecord bool
 	failFinish map[string]bool
 
-	mu     sync.Mutex
-	events []spyEvent
-	logs   int // sent log writes that succeeded
+	mu      sync.Mutex
+	events  []spyEvent
+	logs    int // sent log writes that succeeded
+	records int // RecordSent calls, whatever their result
 }
 
 type spyEvent struct{ kind, openID string }
@@ -48,6 +49,9 @@ func (s *logSpy) add(kind, openID string) {
 }
 
 func (s *logSpy) RecordSent(ctx context.Context, owner string, seq int, recs []minipush.SentRecord) error {
+	s.mu.Lock()
+	s.records++
+	s.mu.Unlock()
 	if s.failRecord {
 		return errors.New("spy: sent log not written")
 	}
