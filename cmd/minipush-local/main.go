@@ -76,7 +76,7 @@ func run(log *slog.Logger) error {
 	logFile := flag.String("log-file", "", "write the functions' JSON logs to this file (default <data>/logs/functions.jsonl when stderr is a terminal)")
 	summaryEvery := flag.Duration("summary", 5*time.Second, "print a metrics summary this often while something changes; 0 never")
 	var receipts localrun.Receipts
-	flag.StringVar(&receipts.Format, "receipts", "xml", "the sandbox pushes subscribe_msg_sent_event receipts to the API in this format: xml, json or off")
+	flag.StringVar(&receipts.Format, "receipts", "xml", "the sandbox pushes subscribe_msg_sent_event receipts to the API in this format: xml, json, or off (the app then has receipts off)")
 	flag.Float64Var(&receipts.FailRate, "receipt-fail-rate", 0.02, "share of receipts that report an asynchronous failure (ErrorCode 10005)")
 	flag.IntVar(&receipts.Batch, "receipt-batch", 1, "List items one receipt push may carry")
 	flag.Parse()
@@ -114,6 +114,7 @@ func run(log *slog.Logger) error {
 		opts.Stack = &localstack.Endpoints{DynamoDB: *ddb, SQS: *sqsURL}
 	}
 	app := localrun.DemoApp()
+	app.NoReceipts = receipts.Format == "off" // no pushes: the app has receipts off too
 	sandboxURL := *wechatURL
 	if sandboxURL == "" {
 		sb := sandbox.New(sandbox.Options{Logger: log})
