@@ -339,3 +339,72 @@ func keys(m map[string]minipush.Delivery) []string {
 	}
 	return out
 }
+
+// TestSentLogFoldManyOwners: claims of one shard held by more than foldOwners (4)
+// senders, as on a listing page or a batch read across many invocations, fold through
+// one Query of all the shard's logs instead of one per owner; each claim is still made
+// final by its own owner's entry only: another owner's entry for the same openid
+// leaves it a claim (entries are keyed by owner), and an unlogged claim stays open.
+func TestSentLogFoldManyOwners(t *testing.T) {
+	t.Parallel()
+	db, api, clk := MustDB(t)
+	ctx := t.Context()
+	rk := minipush.RunKey("c", 1)
+	const owners = 6
+	ids := sameShard("w", owners+2)
+	crossed, unlogged := ids[owners], ids[owners+1] // o0's claim named by o1's log; o5's claim in no log
+	for i := range owners {
+		o := fmt.Sprintf("o%d", i)
+		mustClaim(t, db, clk, rk, ids[i], o, string(minipush.MessageSubscribe))
+		if err := db.RecordSent(ctx, o, 0, []minipush.SentRecord{sentRec(clk, rk, ids[i], fmt.Sprintf("m%d", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustClaim(t, db, clk, rk, crossed, "o0", string(minipush.MessageSubscribe))
+	mustClaim(t, db, clk, rk, unlogged, "o5", string(minipush.MessageSubscribe))
+	if err := db.RecordSent(ctx, "o1", 1, []minipush.SentRecord{sentRec(clk, rk, crossed, "m-crossed")}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(t *testing.T, got map[string]minipush.Delivery) {
+		t.Helper()
+		for i := range owners {
+			if d := got[ids[i]]; d.State != minipush.DeliveryFinal || d.Outcome != minipush.OutcomeSent || d.MsgID != fmt.Sprintf("m%d", i) {
+				t.Errorf("o%d's logged claim: %+v, want sent with msgid m%d", i, d, i)
+			}
+		}
+		if d := got[crossed]; d.State != minipush.DeliverySending || d.Owner != "o0" || d.Outcome != "" {
+			t.Errorf("o0's claim named by o1's log: %+v, want o0's claim still sending", d)
+		}
+		if d := got[unlogged]; d.State != minipush.DeliverySending || d.Owner != "o5" {
+			t.Errorf("unlogged claim: %+v, want o5's claim still sending", d)
+		}
+	}
+	t.Run("Deliveries", func(t *testing.T) {
+		before := api.queries.Load()
+		got, err := db.Deliveries(ctx, rk, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, got)
+		// One Query of the shard's logs, not one per owner (6 here).
+		if n := api.queries.Load() - before; n != 1 {
+			t.Errorf("Deliveries of one shard with %d owners made %d Queries, want 1", owners, n)
+		}
+	})
+	t.Run("ListAll", func(t *testing.T) {
+		got := byOpenID(t, listAll(t, db, "c", "", minipush.MaxListLimit))
+		if len(got) != len(ids) {
+			t.Errorf("listed %v, want the %d deliveries", keys(got), len(ids))
+		}
+		check(t, got)
+	})
+	t.Run("ListSent", func(t *testing.T) {
+		got := byOpenID(t, listAll(t, db, "c", minipush.OutcomeSent, minipush.MaxListLimit))
+		if len(got) != owners {
+			t.Errorf("listed %v as sent, want the %d logged by their owners", keys(got), owners)
+		}
+		if _, ok := got[crossed]; ok {
+			t.Errorf("o0's claim listed sent by o1's log")
+		}
+	})
+}
