@@ -83,7 +83,9 @@ func (inv *invocation) logSent(r recipient, g minipush.Grant, msgID string) *sen
 	// The claim's lease is stored in whole seconds (rounded down) and began after start.
 	leaseEnd := r.start.Add(h.lease()).Truncate(time.Second)
 	p := &sentPending{
-		rec: minipush.SentRecord{RunKey: r.runKey, OpenID: r.openID, MsgID: msgID, At: now, ExpiresAt: now.Add(r.retention())},
+		// A day past the claim's own expiry: TTL deletes in no set order, and a log gone
+		// before its claims would show them sending again.
+		rec: minipush.SentRecord{RunKey: r.runKey, OpenID: r.openID, MsgID: msgID, At: now, ExpiresAt: now.Add(r.retention() + 24*time.Hour)},
 		r:   r, g: g, before: leaseEnd.Add(-h.sentLogMargin()),
 	}
 	l.mu.Lock()
@@ -119,6 +121,13 @@ func (l *sentLog) fail(turn int, err error) {
 	if l.failed[turn] == nil {
 		l.failed[turn] = err
 	}
+}
+
+// putBack returns recipients whose log was not written, for the next flush.
+func (l *sentLog) putBack(ps []*sentPending) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pending = append(l.pending, ps...)
 }
 
 // take removes the recipients ready to be written (all of them when last: the
@@ -179,7 +188,17 @@ func (inv *invocation) flushSent(ctx context.Context, last bool) {
 		lctx, cancel := context.WithTimeout(ctx, min(giveUp.Sub(now), sentLogTimeout))
 		err := h.Store.RecordSent(lctx, inv.owner, seq, recs)
 		cancel()
-		if err != nil {
+		switch {
+		case err == nil:
+		case !last:
+			// Throttled, most likely: a write per recipient would hit the same shards
+			// harder. The next flush tries again in another log; each recipient's own
+			// write waits until its lease runs short, or the invocation ends.
+			h.log().LogAttrs(ctx, slog.LevelWarn, "send: sent log not written; the next flush tries again",
+				slog.String("request_id", inv.reqID), slog.Int("recipients", len(recs)), slog.String("err", err.Error()))
+			l.putBack(logged)
+			logged = nil
+		default:
 			h.log().LogAttrs(ctx, slog.LevelWarn, "send: sent log not written; each recipient gets its own final write",
 				slog.String("request_id", inv.reqID), slog.Int("recipients", len(recs)), slog.String("err", err.Error()))
 			own = append(own, logged...)

@@ -27,6 +27,7 @@ type logSpy struct {
 	send.Store
 	failRecord bool
 	failFinish map[string]bool
+	failFirst  int // RecordSent calls that fail before the rest go through
 
 	mu      sync.Mutex
 	events  []spyEvent
@@ -51,8 +52,9 @@ func (s *logSpy) add(kind, openID string) {
 func (s *logSpy) RecordSent(ctx context.Context, owner string, seq int, recs []minipush.SentRecord) error {
 	s.mu.Lock()
 	s.records++
+	early := s.records <= s.failFirst
 	s.mu.Unlock()
-	if s.failRecord {
+	if s.failRecord || early {
 		return errors.New("spy: sent log not written")
 	}
 	if err := s.Store.RecordSent(ctx, owner, seq, recs); err != nil {
@@ -306,6 +308,40 @@ func TestSentLogClockBehindWall(t *testing.T) {
 	for _, u := range ids {
 		if got := spy.of(u); !slices.Equal(got, []string{evLogged, evSpend}) {
 			t.Errorf("%s: %v, want its sent log written (the lease has 20 s left on the sender's clock), then its spend", u, got)
+		}
+	}
+}
+
+// TestSentLogRetriedNextFlush: a sent log that fails during the invocation (throttled,
+// most likely) is tried again by the next flush, in another log, rather than turned at
+// once into a final write per recipient on the same shards; each recipient is then
+// logged once and spent after it. Before, the first failure gave every recipient in it
+// its own final write.
+func TestSentLogRetriedNextFlush(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ids := f.grantedUsers(t, 6)
+	f.putCampaign(t, "c", subscribeMessage(), minipush.Policy{}, len(ids))
+	// One recipient at a time, each call 40 ms, flushes every 20 ms: the invocation
+	// spans several flushes, the first of which fails.
+	if err := f.sb.AddFault(sandbox.Fault{Path: sandbox.PathSubscribeSend, Kind: sandbox.FaultLatency, Latency: 40 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	spy := &logSpy{Store: f.db, failFirst: 1}
+	h := f.handler(1)
+	h.Store = spy
+	h.CounterFlush = 20 * time.Millisecond
+	handle(t, h, events10(t, batches("c", ids, len(ids)))[0])
+	f.allSent(t, "c", ids)
+	spy.mu.Lock()
+	records, logs := spy.records, spy.logs
+	spy.mu.Unlock()
+	if records < 2 || logs < 1 {
+		t.Fatalf("%d RecordSent calls, %d written; want the failed one and at least one more", records, logs)
+	}
+	for _, u := range ids {
+		if got := spy.of(u); !slices.Equal(got, []string{evLogged, evSpend}) {
+			t.Errorf("recipient's records %v, want [logged spend]: a failed log is retried by the next flush", got)
 		}
 	}
 }
