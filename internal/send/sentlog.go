@@ -28,10 +28,12 @@ import (
 //   - A log is written only while its claims' leases have at least a quarter to
 //     run (each lease runs from after the recipient's start), and its writes are given
 //     up half that margin before the lease ends: a log never lands after a taker-over
-//     read the logs and found none. A recipient too close to its lease, or whose log
-//     write failed, gets its own final write (conditional on the claim, as ever); if
-//     that fails too its message fails and SQS redelivers it, and the claim ends
-//     unknown once its lease is over.
+//     read the logs and found none (and a taker-over reads them again just before it
+//     takes over: finalNow). A log that fails is tried again by the next flush. A
+//     recipient too close to its lease, or whose log failed at the invocation's end,
+//     gets its own final write (conditional on the claim, as ever); if that fails too
+//     its message fails and SQS redelivers it, and the claim ends unknown once its
+//     lease is over.
 
 // sentLogMargin is how much of a claim's lease must be left to record its recipient
 // in a log: a quarter (30 s of the default 2 minutes), where the invocation flushes
