@@ -297,26 +297,35 @@ func (d *DB) AddRunCounters(ctx context.Context, campaignID string, run int, c m
 		vals[":v"+i] = numAV(int64(a.n))
 		adds = append(adds, "#a"+i+" :v"+i)
 	}
+	// A done run holds its exact recount: a count arriving after it (a sender's flush
+	// racing the recount that found its recipients final) would count them twice.
 	in := &dynamodb.UpdateItemInput{
 		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
-		ConditionExpression: aws.String("attribute_exists(pk)"),
-		ReturnValues:        types.ReturnValueAllNew,
+		ConditionExpression:                 aws.String("attribute_exists(pk) AND #status <> :done"),
+		ReturnValues:                        types.ReturnValueAllNew,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	}
 	if len(adds) == 0 {
 		// Nothing to add: read the progress instead of writing.
 		return d.RunCounters(ctx, campaignID, run)
 	}
+	names["#status"] = "status"
+	vals[":done"] = strAV(string(minipush.RunDone))
 	vals[":now"] = numAV(d.Now().Unix())
 	in.UpdateExpression = aws.String("ADD " + strings.Join(adds, ", ") + " SET progressAt = :now")
 	in.ExpressionAttributeNames = names
 	in.ExpressionAttributeValues = vals
 	out, err := d.Client.UpdateItem(ctx, in)
 	if err != nil {
-		err = conflict(err, "dynamo: add counters of run %s#%d", campaignID, run)
-		if minipush.ErrorCode(err) == minipush.ECONFLICT {
-			return minipush.RunProgress{}, minipush.Errorf(minipush.ENOTFOUND, "no run %s#%d", campaignID, run)
+		var ccf *types.ConditionalCheckFailedException
+		if errors.As(err, &ccf) {
+			if ccf.Item == nil {
+				// Not every DynamoDB (Local) returns the old item; read it.
+				return d.RunCounters(ctx, campaignID, run)
+			}
+			return runProgress(ccf.Item), nil // done: nothing added
 		}
-		return minipush.RunProgress{}, err
+		return minipush.RunProgress{}, fmt.Errorf("dynamo: add counters of run %s#%d: %w", campaignID, run, err)
 	}
 	return runProgress(out.Attributes), nil
 }

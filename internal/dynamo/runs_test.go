@@ -272,6 +272,15 @@ func TestRunCompletion(t *testing.T) {
 		if _, done, err := minipush.Reconcile(ctx, db, "c", 1); err != nil || !done {
 			t.Errorf("second Reconcile = %v, %v", done, err)
 		}
+		// A sender's counter update that lost the race with the recount (its recipients
+		// were final, so the recount has them) adds nothing to the done run.
+		late, err := db.AddRunCounters(ctx, "c", 1, minipush.Counters{Sent: 1})
+		if err != nil || late.Status != minipush.RunDone || late.Counters.Sent != 1 {
+			t.Errorf("counter update after done = %+v, %v; want the done run unchanged (sent 1)", late, err)
+		}
+		if p, err := db.RunCounters(ctx, "c", 1); err != nil || p.Counters.Sent != 1 || p.Counters.Final() != 4 {
+			t.Errorf("done run after a late counter update: %+v, %v; want sent 1 of 4 final", p.Counters, err)
+		}
 	})
 	t.Run("NotBeforePlanningEnds", func(t *testing.T) {
 		t.Parallel()
