@@ -85,6 +85,17 @@ func (s *logSpy) SpendGrant(ctx context.Context, g minipush.Grant) error {
 	return s.Store.SpendGrant(ctx, g)
 }
 
+// expect fails t for every openid whose records (events, in order) are not want; why
+// says what want means.
+func (s *logSpy) expect(t *testing.T, ids []string, why string, want ...string) {
+	t.Helper()
+	for _, u := range ids {
+		if got := s.of(u); !slices.Equal(got, want) {
+			t.Errorf("%s: records %v, want %v: %s", u, got, want, why)
+		}
+	}
+}
+
 // of returns the kinds of event of openID, in order.
 func (s *logSpy) of(openID string) []string {
 	s.mu.Lock()
@@ -119,11 +130,7 @@ func TestSentLogRedeliveryAfterLease(t *testing.T) {
 	first := f.handler(4)
 	first.Store = spy
 	handle(t, first, ev)
-	for _, u := range ids {
-		if got := spy.of(u); !slices.Equal(got, []string{evLogged, evSpend}) {
-			t.Fatalf("%s: %v, want its sent log written, then its grant spent", u, got)
-		}
-	}
+	spy.expect(t, ids, "its sent log written, then its grant spent", evLogged, evSpend)
 	f.unleased(t, ids, 1)
 
 	clk.Set(clk.Now().Add(time.Hour)) // far past the first sender's 20 s leases
@@ -164,11 +171,7 @@ func TestSentLogNotWritten(t *testing.T) {
 		h.Store = spy
 		handle(t, h, events10(t, batches("c", ids, 4))[0])
 		f.allSent(t, "c", ids)
-		for _, u := range ids {
-			if got := spy.of(u); !slices.Equal(got, []string{evOwn, evSpend}) {
-				t.Errorf("%s: %v, want its own final write, then its grant spent", u, got)
-			}
-		}
+		spy.expect(t, ids, "its own final write, then its grant spent", evOwn, evSpend)
 		f.unleased(t, ids, 1)
 	})
 	t.Run("RecordedNowhere", func(t *testing.T) {
@@ -248,11 +251,7 @@ func TestSentLogNearLease(t *testing.T) {
 	if got := spy.of(slow); !slices.Equal(got, []string{evOwn, evSpend}) {
 		t.Errorf("slow recipient: %v, want its own final write (its lease too near), then its spend", got)
 	}
-	for _, u := range ids[1:] {
-		if got := spy.of(u); !slices.Equal(got, []string{evLogged, evSpend}) {
-			t.Errorf("%s: %v, want its sent log, then its spend", u, got)
-		}
-	}
+	spy.expect(t, ids[1:], "its sent log, then its spend", evLogged, evSpend)
 	f.unleased(t, ids, 1)
 }
 
@@ -275,11 +274,7 @@ func TestSentLogBeforeSpend(t *testing.T) {
 	h.CounterFlush = 30 * time.Millisecond
 	handle(t, h, events10(t, batches("c", ids, 10))[0])
 	f.allSent(t, "c", ids)
-	for _, u := range ids {
-		if got := spy.of(u); !slices.Equal(got, []string{evLogged, evSpend}) {
-			t.Errorf("%s: %v, want its sent log written, then its grant spent", u, got)
-		}
-	}
+	spy.expect(t, ids, "its sent log written, then its grant spent", evLogged, evSpend)
 	f.unleased(t, ids, 1)
 	if spy.logs < 2 {
 		t.Errorf("%d sent logs, want several (timed flushes, not only the last)", spy.logs)
@@ -305,11 +300,7 @@ func TestSentLogClockBehindWall(t *testing.T) {
 	h.Store = spy
 	handle(t, h, events10(t, batches("c", ids, len(ids)))[0])
 	f.allSent(t, "c", ids)
-	for _, u := range ids {
-		if got := spy.of(u); !slices.Equal(got, []string{evLogged, evSpend}) {
-			t.Errorf("%s: %v, want its sent log written (the lease has 20 s left on the sender's clock), then its spend", u, got)
-		}
-	}
+	spy.expect(t, ids, "its sent log written (the lease has 20 s left on the sender's clock), then its spend", evLogged, evSpend)
 }
 
 // TestSentLogRetriedNextFlush: a sent log that fails during the invocation (throttled,
@@ -339,9 +330,5 @@ func TestSentLogRetriedNextFlush(t *testing.T) {
 	if records < 2 || logs < 1 {
 		t.Fatalf("%d RecordSent calls, %d written; want the failed one and at least one more", records, logs)
 	}
-	for _, u := range ids {
-		if got := spy.of(u); !slices.Equal(got, []string{evLogged, evSpend}) {
-			t.Errorf("recipient's records %v, want [logged spend]: a failed log is retried by the next flush", got)
-		}
-	}
+	spy.expect(t, ids, "a failed log is retried by the next flush", evLogged, evSpend)
 }
