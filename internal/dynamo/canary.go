@@ -20,18 +20,10 @@ import (
 // roll on. ECONFLICT when owner lost the plan lease or the campaign left planning (an
 // operator paused or cancelled it): nothing is written then.
 func (d *DB) AbortRun(ctx context.Context, campaignID string, run int, owner string, planned int, reason string, now time.Time) error {
+	runUpdate := d.sendingRunUpdate(campaignID, run, owner, planned, now, ", aborted = :reason")
+	runUpdate.ExpressionAttributeValues[":reason"] = strAV(reason)
 	_, err := d.Client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
-		{Update: &types.Update{
-			TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
-			ConditionExpression: aws.String("#status = :planning AND #owner = :owner"),
-			UpdateExpression: aws.String("SET #status = :sending, planned = :planned, sendingAt = :now, progressAt = :now, " +
-				"aborted = :reason REMOVE #owner, leaseUntil, #cursor, heldUntil"),
-			ExpressionAttributeNames: map[string]string{"#status": "status", "#owner": "owner", "#cursor": "cursor"},
-			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":planning": strAV(string(minipush.RunPlanning)), ":owner": strAV(owner), ":sending": strAV(string(minipush.RunSending)),
-				":planned": numAV(int64(planned)), ":now": numAV(now.Unix()), ":reason": strAV(reason),
-			},
-		}},
+		{Update: runUpdate},
 		{Put: &types.Put{TableName: aws.String(d.Tables.Campaigns), Item: watchItem(campaignID, run, now)}},
 		{Update: &types.Update{
 			TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, "meta"),

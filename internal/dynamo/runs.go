@@ -189,6 +189,23 @@ func (d *DB) SavePlanCursor(ctx context.Context, campaignID string, run int, own
 	return nil
 }
 
+// sendingRunUpdate moves a run its planner (owner) holds from planning to sending with
+// its planned count (FinishRun, AbortRun); set adds ", name = :value" assignments,
+// whose values the caller adds.
+func (d *DB) sendingRunUpdate(campaignID string, run int, owner string, planned int, now time.Time, set string) *types.Update {
+	return &types.Update{
+		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
+		ConditionExpression: aws.String("#status = :planning AND #owner = :owner"),
+		UpdateExpression: aws.String("SET #status = :sending, planned = :planned, sendingAt = :now, " +
+			"progressAt = :now" + set + " REMOVE #owner, leaseUntil, #cursor, heldUntil"),
+		ExpressionAttributeNames: map[string]string{"#status": "status", "#owner": "owner", "#cursor": "cursor"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":planning": strAV(string(minipush.RunPlanning)), ":owner": strAV(owner), ":sending": strAV(string(minipush.RunSending)),
+			":planned": numAV(int64(planned)), ":now": numAV(now.Unix()),
+		},
+	}
+}
+
 // FinishRun records that every batch of the run is queued (status sending, planned
 // final) and rolls the campaign in one transaction: to next (status scheduled, still in
 // the due index) when it recurs, or out of the due index (status sending) when next is
@@ -198,17 +215,7 @@ func (d *DB) SavePlanCursor(ctx context.Context, campaignID string, run int, own
 // to the operator: a resumed campaign comes back through the due index and is rolled
 // then (RollCampaign).
 func (d *DB) FinishRun(ctx context.Context, campaignID string, run int, owner string, planned int, next time.Time, now time.Time) error {
-	runUpdate := &types.Update{
-		TableName: aws.String(d.Tables.Campaigns), Key: campaignKey(campaignID, runSK(run)),
-		ConditionExpression: aws.String("#status = :planning AND #owner = :owner"),
-		UpdateExpression: aws.String("SET #status = :sending, planned = :planned, sendingAt = :now, " +
-			"progressAt = :now REMOVE #owner, leaseUntil, #cursor, heldUntil"),
-		ExpressionAttributeNames: map[string]string{"#status": "status", "#owner": "owner", "#cursor": "cursor"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":planning": strAV(string(minipush.RunPlanning)), ":owner": strAV(owner), ":sending": strAV(string(minipush.RunSending)),
-			":planned": numAV(int64(planned)), ":now": numAV(now.Unix()),
-		},
-	}
+	runUpdate := d.sendingRunUpdate(campaignID, run, owner, planned, now, "")
 	// The watch item goes in with the status: a sending run without one would never be
 	// recounted if its last counter update were lost.
 	watch := &types.Put{TableName: aws.String(d.Tables.Campaigns), Item: watchItem(campaignID, run, now)}
